@@ -1,0 +1,71 @@
+"""Argument checks shared by the functional cells: every message names the argument, what was
+expected and what was given. Nothing here broadcasts, casts or truncates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._backend import device, namespace
+
+# Recurrent maths is only defined here for these; float16 loses too much in the BPTT sums and
+# integer/bool/complex inputs would need a cast the caller should choose.
+FLOAT_DTYPE_NAMES = ("float32", "float64")
+
+
+def dtype_name(xp: Any, dtype: Any) -> str:
+    for name in ("float16", "float32", "float64", "complex64", "complex128", "bool",
+                 "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"):
+        if getattr(xp, name, None) is not None and dtype == getattr(xp, name):
+            return name
+    return str(dtype)
+
+
+def resolve(arrays: dict[str, Any]) -> Any:
+    """Namespace of the named arrays (``None`` skipped); a clear error if any is not an array,
+    if they come from different libraries or if they sit on different devices."""
+    present = {k: v for k, v in arrays.items() if v is not None}
+    for name, a in present.items():
+        if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+            raise TypeError(f"{name} must be an array; got {type(a).__name__}")
+    try:
+        xp = namespace(*present.values())
+    except TypeError:
+        libs = ", ".join(f"{k}: {type(v).__module__}.{type(v).__name__}" for k, v in present.items())
+        raise TypeError(
+            f"all arrays must come from one array library (namespace); got {libs}"
+        ) from None
+    names = list(present)
+    dev0 = device(present[names[0]])
+    for name in names[1:]:
+        d = device(present[name])
+        if d != dev0:
+            raise ValueError(
+                f"all arrays must be on one device; {names[0]} is on {dev0} but {name} is on {d}"
+            )
+    return xp
+
+
+def check_float(name: str, a: Any, *, xp: Any, like: tuple[str, Any] | None = None) -> None:
+    """``a`` must be float32/float64 and, if ``like=(other_name, other)`` is given, share its dtype."""
+    got = dtype_name(xp, a.dtype)
+    if got not in FLOAT_DTYPE_NAMES:
+        raise TypeError(
+            f"{name} must have a real floating dtype (float32 or float64); got {got}. "
+            f"Cast it explicitly, e.g. xp.astype({name}, xp.float32)"
+        )
+    if like is not None:
+        other_name, other = like
+        if a.dtype != other.dtype:
+            raise TypeError(
+                f"{name} must have the same dtype as {other_name} ({dtype_name(xp, other.dtype)}); "
+                f"got {got}. rnnx never promotes silently: cast one of them"
+            )
+
+
+def check_shape(name: str, a: Any, expected: tuple[int | None, ...], labels: str) -> None:
+    """``a.shape`` must equal ``expected`` (``None`` = any size); ``labels`` names the axes."""
+    shape = tuple(a.shape)
+    ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape))
+    if not ok:
+        want = ", ".join("?" if e is None else str(e) for e in expected)
+        raise ValueError(f"{name} must have shape {labels} = ({want}); got shape {shape}")

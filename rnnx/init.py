@@ -1,0 +1,76 @@
+"""Weight initialisers.
+
+Every initialiser draws on the host from a NumPy ``Generator`` (see
+:func:`rnnx._backend.host_rng`) and returns a host float64 array; :func:`place` then moves it to
+the target namespace, device and dtype. Drawing on the host is what makes one seed give
+bit-identical initial weights on NumPy, PyTorch, CuPy and array-api-strict.
+
+References
+----------
+- X. Glorot, Y. Bengio, "Understanding the difficulty of training deep feedforward neural
+  networks", AISTATS 2010, eq. (16) (Xavier uniform).
+- K. He et al., "Delving deep into rectifiers", ICCV 2015, eq. (10) (He normal).
+- A. Saxe et al., "Exact solutions to the nonlinear dynamics of learning in deep linear neural
+  networks", ICLR 2014 (orthogonal recurrent weights).
+- PyTorch ``torch.nn.RNN``: every weight and bias uniform on ``(-1/sqrt(hidden), 1/sqrt(hidden))``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._backend import from_host, host_namespace
+
+__all__ = ["INITIALIZERS", "gaussian", "he", "orthogonal", "place", "torch_uniform", "xavier"]
+
+
+def gaussian(rng: Any, shape: tuple[int, ...], *, scale: float = 0.01, **_: Any) -> Any:
+    """``scale * N(0, 1)``: the classic from-scratch exercise's ``sigma * randn``."""
+    return scale * rng.standard_normal(shape)
+
+
+def xavier(rng: Any, shape: tuple[int, ...], **_: Any) -> Any:
+    """Glorot/Xavier uniform on ``±sqrt(6 / (fan_in + fan_out))`` for a ``(fan_in, fan_out)`` matrix."""
+    fan_in, fan_out = shape[0], shape[-1]
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape)
+
+
+def he(rng: Any, shape: tuple[int, ...], **_: Any) -> Any:
+    """He/Kaiming normal with standard deviation ``sqrt(2 / fan_in)`` (for ReLU cells)."""
+    return math.sqrt(2.0 / shape[0]) * rng.standard_normal(shape)
+
+
+def orthogonal(rng: Any, shape: tuple[int, ...], *, gain: float = 1.0, **_: Any) -> Any:
+    """A (semi-)orthogonal matrix from the QR decomposition of a Gaussian draw, signs fixed so
+    the distribution is uniform (Haar) over orthogonal matrices."""
+    hnp = host_namespace()
+    rows, cols = shape
+    a = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = hnp.linalg.qr(a)
+    q = q * hnp.sign(hnp.linalg.diagonal(r))  # Haar measure (Mezzadri 2007)
+    if rows < cols:
+        q = q.T
+    return gain * q
+
+
+def torch_uniform(rng: Any, shape: tuple[int, ...], *, hidden: int, **_: Any) -> Any:
+    """PyTorch's RNN default: uniform on ``±1/sqrt(hidden)``."""
+    k = 1.0 / math.sqrt(hidden)
+    return rng.uniform(-k, k, size=shape)
+
+
+INITIALIZERS = {
+    "gaussian": gaussian,
+    "xavier": xavier,
+    "he": he,
+    "orthogonal": orthogonal,
+    "torch": torch_uniform,
+}
+
+
+def place(host: Any, *, xp: Any, device: Any, dtype: Any) -> Any:
+    """Move a host draw to ``xp`` on ``device`` with ``dtype`` (rounded once, on the host side
+    of the transfer, so every backend gets the same bits)."""
+    return from_host(host, xp=xp, device=device, dtype=dtype)

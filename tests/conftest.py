@@ -1,0 +1,105 @@
+"""Backend x device x dtype fixtures.
+
+``RNNX_BACKENDS`` (comma-separated names) restricts the matrix; nox sets it per session. A
+backend or device that cannot run here is skipped inside the fixture, with the reason.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+
+import numpy as np
+import pytest
+
+from rnnx._backend import BACKENDS, available_backends, devices, from_host, get_namespace
+
+
+class Backend(enum.Enum):
+    NUMPY = "numpy"
+    ARRAY_API_STRICT = "array_api_strict"
+    TORCH = "torch"
+    CUPY = "cupy"
+    JAX = "jax"
+
+
+# (backend, device label): the strict "device1" is the stand-in for an accelerator namespace —
+# arrays there refuse to mix with default-device arrays, so a missing `device=` shows up as an
+# error. Devices are resolved in the fixture, so collection never touches a GPU.
+_DEVICE_LABELS = {
+    "numpy": ["cpu"],
+    "array_api_strict": ["default", "device1"],
+    "torch": ["cpu", "cuda"],
+    "cupy": ["cuda"],
+    "jax": ["default"],
+}
+
+
+def _selected() -> list[str]:
+    raw = os.environ.get("RNNX_BACKENDS", "").strip()
+    if not raw:
+        return list(BACKENDS)
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(BACKENDS))
+    if unknown:
+        raise pytest.UsageError(f"RNNX_BACKENDS names unknown backends {unknown}; know {BACKENDS}")
+    return names
+
+
+_COMBOS = [(b, d) for b in _selected() for d in _DEVICE_LABELS[b]]
+
+
+def _resolve(name: str, label: str):
+    status = available_backends()[name]
+    if not status.available:
+        pytest.skip(f"{name}: unavailable: {status.reason}")
+    xp = get_namespace(name)
+    devs = devices(name)
+    if label in ("cpu", "default"):
+        return xp, devs[0]
+    if name == "torch" and label == "cuda":
+        cuda = [d for d in devs if getattr(d, "type", "") == "cuda"]
+        if not cuda:
+            pytest.skip("torch: no CUDA device visible to torch")
+        return xp, cuda[0]
+    if name == "array_api_strict" and label == "device1":
+        return xp, devs[1]
+    return xp, devs[0]
+
+
+@pytest.fixture(params=_COMBOS, ids=[f"{b}-{d}" for b, d in _COMBOS])
+def backend(request):
+    """``(name, xp, device)`` for every selected backend/device that can run here."""
+    name, label = request.param
+    xp, dev = _resolve(name, label)
+    return name, xp, dev
+
+
+@pytest.fixture
+def xp(backend):
+    return backend[1]
+
+
+@pytest.fixture
+def device(backend):
+    return backend[2]
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request, xp):
+    return getattr(xp, request.param)
+
+
+@pytest.fixture
+def put(xp, device):
+    """``put(host_array, dtype)``: move a host array to the fixture's backend and device."""
+
+    def _put(a, dtype=None):
+        return from_host(np.asarray(a), xp=xp, device=device, dtype=dtype)
+
+    return _put
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261125)

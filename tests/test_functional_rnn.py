@@ -1,0 +1,182 @@
+"""The Elman core against outside truth: the seed's printed value, PyTorch autograd and central
+finite differences, on every backend and device."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnnx._backend import device as device_of
+from rnnx._backend import from_host, namespace, to_numpy
+from rnnx.datasets import SEED_EXPECTED_LAST_STATE, seed_example
+from rnnx.functional import rnn_backward, rnn_forward
+from rnnx.testing import (
+    assert_close,
+    default_rtol,
+    finite_difference_grads,
+    grad_check_error,
+)
+
+from ._oracle import torch_rnn
+
+# (batch, time, features, hidden): the seed's shape, batch 1, time 1, hidden > features,
+# hidden < features, a longer sequence.
+SHAPES = [(1, 3, 2, 4), (1, 1, 3, 5), (4, 1, 2, 3), (4, 7, 3, 8), (3, 5, 6, 2), (2, 20, 4, 6)]
+SHAPE_IDS = ["seed", "batch1-time1", "time1", "hidden>features", "hidden<features", "long"]
+NONLINEARITIES = ["tanh", "relu"]
+GRAD_NAMES = ["dx", "dh0", "dw_x", "dw_h", "db"]
+
+
+def make_case(rng, batch, time, features, hidden, *, with_h0=True):
+    """Host float64 case. Weights are scaled so tanh stays out of saturation and relu states
+    do not blow up over 20 steps: gradients then carry signal at every step."""
+    return {
+        "x": rng.normal(size=(batch, time, features)),
+        "w_x": rng.normal(size=(features, hidden)) / np.sqrt(features),
+        "w_h": rng.normal(size=(hidden, hidden)) * (0.6 / np.sqrt(hidden)),
+        "b": rng.normal(size=(hidden,)) * 0.1,
+        "h0": rng.normal(size=(batch, hidden)) * 0.5 if with_h0 else None,
+        "dhs": rng.normal(size=(batch, time, hidden)),
+    }
+
+
+def to_backend(case, put, dtype):
+    return {k: (None if v is None else put(v, dtype)) for k, v in case.items()}
+
+
+def test_seed_problem2_value(xp, device, dtype, put):
+    """The seed exercise's printed output, on every backend, device and dtype."""
+    host = seed_example()
+    args = {k: put(v, dtype) for k, v in host.items()}
+    hs, _ = rnn_forward(args["x"], args["w_x"], args["w_h"], args["b"])
+    last = hs[:, -1, :]
+    assert namespace(last) is xp or type(last) is type(args["x"])
+    assert device_of(last) == device
+    assert last.dtype == dtype
+    # The seed printed 8 decimals: it pins the value to 5e-9. float32 is held to its own rtol.
+    expected = np.asarray(SEED_EXPECTED_LAST_STATE)
+    tol = 5e-9 if dtype == xp.float64 else default_rtol(dtype, xp)
+    np.testing.assert_allclose(to_numpy(last), expected, rtol=tol, atol=0)
+
+
+@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("with_h0", [True, False], ids=["h0", "zeros"])
+def test_matches_torch_autograd(xp, device, put, rng, shape, nonlinearity, with_h0):
+    """Forward states and all five gradients equal torch.nn.RNN's in float64.
+
+    Tolerance: 1e-10 relative to the largest magnitude of each reference array. Both sides do
+    the same float64 operations in a different order, so agreement is ~1e-15; an element that
+    cancels to near zero carries absolute rounding error on the scale of the array's largest
+    terms, which is why the scale is the array's, not the element's.
+    """
+    case = make_case(rng, *shape, with_h0=with_h0)
+    ref = torch_rnn(case["x"], case["w_x"], case["w_h"], case["b"], case["h0"], case["dhs"],
+                    nonlinearity)
+    a = to_backend(case, put, xp.float64)
+    hs, cache = rnn_forward(a["x"], a["w_x"], a["w_h"], a["b"], a["h0"],
+                            nonlinearity=nonlinearity)
+    grads = rnn_backward(a["dhs"], cache)
+    got = {"hs": hs, **grads._asdict()}
+    for name, value in got.items():
+        assert device_of(value) == device, name
+        assert tuple(value.shape) == ref[name].shape, name
+        # dw_h is exactly zero for one step from zeros: the floor makes that an exact check.
+        scale = max(np.max(np.abs(ref[name])), np.finfo(np.float64).tiny)
+        err = np.max(np.abs(to_numpy(value) - ref[name])) / scale
+        assert err <= 1e-10, f"{name}: max deviation from torch {err:.2e} (relative to max)"
+
+
+def _loss(nonlinearity, dhs):
+    """Scalar loss ``sum(hs * dhs)``: its gradient with respect to ``hs`` is exactly ``dhs``."""
+
+    def loss(x, w_x, w_h, b, h0):
+        xp = namespace(x)
+        hs, _ = rnn_forward(x, w_x, w_h, b, h0, nonlinearity=nonlinearity)
+        return xp.sum(hs * dhs)
+
+    return loss
+
+
+@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
+@pytest.mark.parametrize("shape", [(2, 4, 3, 5), (1, 3, 2, 4)], ids=["general", "seed"])
+def test_finite_differences(xp, device, put, rng, shape, nonlinearity):
+    """Central differences (step 1e-6, float64): truncation ~step^2 and rounding ~eps/step give a
+    relative error near 1e-10 for a correct gradient; 1e-7 leaves margin, a bug scores ~1."""
+    case = make_case(rng, *shape)
+    a = to_backend(case, put, xp.float64)
+    args = {k: a[k] for k in ("x", "w_x", "w_h", "b", "h0")}
+    _, cache = rnn_forward(**args, nonlinearity=nonlinearity)
+    grads = rnn_backward(a["dhs"], cache)._asdict()
+    numeric = finite_difference_grads(_loss(nonlinearity, a["dhs"]), args)
+    for name in args:
+        err = grad_check_error(grads["d" + name], numeric[name])
+        assert err <= 1e-7, f"d{name}: finite-difference relative error {err:.2e}"
+
+
+def test_last_step_gradient_equals_zero_padded(xp, device, dtype, put, rng):
+    """A 2-D ``dhs`` (many-to-one) gives exactly what a 3-D one with zeros before the last step
+    gives."""
+    case = make_case(rng, 3, 6, 4, 5)
+    a = to_backend(case, put, dtype)
+    _, cache = rnn_forward(a["x"], a["w_x"], a["w_h"], a["b"], a["h0"])
+    last = a["dhs"][:, -1, :]
+    padded = np.zeros_like(case["dhs"])
+    padded[:, -1, :] = case["dhs"][:, -1, :]
+    g_last = rnn_backward(last, cache)
+    g_full = rnn_backward(put(padded, dtype), cache)
+    for name, u, v in zip(GRAD_NAMES, g_last, g_full):
+        assert_close(u, v, err_msg=name)
+
+
+def test_float32_agrees_with_numpy_float64(xp, device, put, rng):
+    """float32 on every backend agrees with the NumPy float64 result within float32's rtol;
+    atol = rtol * max|reference| because a sum's rounding error scales with its largest terms,
+    not with a result that cancels to near zero."""
+    case = make_case(rng, 4, 12, 3, 8)
+    hx = {k: v for k, v in case.items()}
+    hs64, c64 = rnn_forward(hx["x"], hx["w_x"], hx["w_h"], hx["b"], hx["h0"])
+    ref = {"hs": hs64, **rnn_backward(hx["dhs"], c64)._asdict()}
+    a = to_backend(case, put, xp.float32)
+    hs, cache = rnn_forward(a["x"], a["w_x"], a["w_h"], a["b"], a["h0"])
+    got = {"hs": hs, **rnn_backward(a["dhs"], cache)._asdict()}
+    rtol = default_rtol(xp.float32, xp)
+    for name, value in got.items():
+        want = from_host(ref[name], xp=xp, device=device, dtype=xp.float32)
+        assert_close(value, want, rtol=rtol, atol=rtol * float(np.max(np.abs(ref[name]))),
+                     err_msg=name)
+
+
+def test_every_result_on_input_device(xp, device, dtype, put, rng):
+    """Every output of forward and backward is in the input's namespace, dtype and device —
+    on array-api-strict's ``device1`` this fails for any array created without ``device=``."""
+    case = make_case(rng, 2, 3, 2, 4, with_h0=False)
+    a = to_backend(case, put, dtype)
+    hs, cache = rnn_forward(a["x"], a["w_x"], a["w_h"], a["b"], nonlinearity="relu")
+    outs = [hs, *rnn_backward(a["dhs"], cache), *rnn_backward(a["dhs"][:, -1, :], cache)]
+    for out in outs:
+        assert type(out) is type(a["x"])
+        assert device_of(out) == device
+        assert out.dtype == dtype
+
+
+def test_inputs_are_not_written(rng):
+    """Forward and backward never write into the caller's arrays (read-only NumPy arrays would
+    raise on any in-place update)."""
+    case = make_case(rng, 2, 4, 3, 5)
+    for v in case.values():
+        v.flags.writeable = False
+    hs, cache = rnn_forward(case["x"], case["w_x"], case["w_h"], case["b"], case["h0"])
+    rnn_backward(case["dhs"], cache)
+    rnn_backward(case["dhs"][:, -1, :], cache)
+
+
+def test_cache_holds_one_state_array(rng):
+    """The cache's only new array is ``hs``; everything else is the caller's own object."""
+    case = make_case(rng, 2, 4, 3, 5)
+    hs, cache = rnn_forward(case["x"], case["w_x"], case["w_h"], case["b"], case["h0"])
+    assert cache.hs is hs
+    assert cache.x is case["x"] and cache.w_x is case["w_x"] and cache.w_h is case["w_h"]
+    assert cache.h0 is case["h0"]
+    _, cache0 = rnn_forward(case["x"], case["w_x"], case["w_h"], case["b"])
+    assert cache0.h0 is None
