@@ -166,7 +166,7 @@ def test_inputs_are_not_written(rng):
     case = make_case(rng, 2, 4, 3, 5)
     for v in case.values():
         v.flags.writeable = False
-    hs, cache = rnn_forward(case["x"], case["w_x"], case["w_h"], case["b"], case["h0"])
+    _, cache = rnn_forward(case["x"], case["w_x"], case["w_h"], case["b"], case["h0"])
     rnn_backward(case["dhs"], cache)
     rnn_backward(case["dhs"][:, -1, :], cache)
 
