@@ -1,0 +1,77 @@
+"""The backend module: names, availability with reasons, devices and host transfer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnnx._backend import (
+    BACKENDS,
+    available_backends,
+    backend_name,
+    from_host,
+    get_namespace,
+    namespace,
+    to_numpy,
+)
+from rnnx._backend import (
+    device as device_of,
+)
+
+
+def test_every_backend_has_a_status_with_a_reason_when_unavailable():
+    status = available_backends()
+    assert tuple(status) == BACKENDS
+    assert status["numpy"].available
+    for s in status.values():
+        assert s.available == (s.reason == ""), s
+
+
+def test_cupy_without_cuda_device_says_so():
+    """Where CuPy imports but no CUDA device is visible (this CI), the reason says exactly that;
+    where a GPU is present, CuPy must be available."""
+    cupy = pytest.importorskip("cupy")
+    s = available_backends()["cupy"]
+    if cupy.cuda.is_available():
+        assert s.available, s.reason
+    else:
+        assert not s.available
+        assert "no CUDA device" in s.reason
+
+
+def test_status_is_computed_once():
+    assert available_backends()["cupy"] is available_backends()["cupy"]
+
+
+def test_unknown_backend_name_is_refused():
+    with pytest.raises(ValueError, match=r"backend must be one of .*; got 'tensorflow'"):
+        get_namespace("tensorflow")
+
+
+def test_unavailable_backend_raises_with_reason():
+    for name, s in available_backends().items():
+        if not s.available:
+            with pytest.raises(RuntimeError, match=f"backend '{name}' is unavailable: "):
+                get_namespace(name)
+
+
+def test_round_trip_through_every_backend(xp, device, dtype, rng):
+    host = rng.normal(size=(3, 4))
+    a = from_host(host, xp=xp, device=device, dtype=dtype)
+    assert device_of(a) == device
+    assert a.dtype == dtype
+    assert backend_name(namespace(a)) == backend_name(xp)
+    back = to_numpy(a)
+    assert isinstance(back, np.ndarray)
+    expected = host.astype(np.float32 if dtype == xp.float32 else np.float64)
+    np.testing.assert_array_equal(back, expected)
+
+
+def test_mixed_namespaces_are_named(rng):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="one array library"):
+        namespace(np.ones(2), torch.ones(2))
+
+
+def test_device_of_numpy_array():
+    assert device_of(np.ones(2)) == "cpu"
