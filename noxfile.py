@@ -37,7 +37,7 @@ def _backend_tests(session: nox.Session, name: str, *extra: str) -> None:
     reason = _unavailable_reason(session, name)
     if reason:
         session.skip(f"{name}: {reason}; its tests need it and would all skip")
-    session.run(*PYTEST, *session.posargs, env={"RNNX_BACKENDS": name})
+    session.run(*PYTEST, *session.posargs, env={"RNNX_BACKENDS": name, **session.env})
 
 
 @nox.session
@@ -67,6 +67,7 @@ def cupy(session: nox.Session) -> None:
 @nox.session
 def jax(session: nox.Session) -> None:
     """Every test on JAX (CPU). Not in the default run: jax is a large install."""
+    session.env["JAX_ENABLE_X64"] = "1"  # float64 cases need it; rnnx refuses silent float32
     _backend_tests(session, "jax", "jax")
 
 

@@ -209,6 +209,13 @@ def from_host(a: Any, *, xp: Any, device: Any = None, dtype: Any = None) -> Any:
     arr = xp.asarray(host, device=device) if device is not None else xp.asarray(host)
     if dtype is not None and arr.dtype != dtype:
         arr = xp.astype(arr, dtype)
+    want = dtype if dtype is not None else getattr(xp, host.dtype.name, None)
+    if want is not None and arr.dtype != want:
+        # JAX without x64 turns float64 into float32 with only a warning: never lose precision
+        # silently.
+        hint = " (JAX needs JAX_ENABLE_X64=1 for float64)" if backend_name(xp) == "jax" else ""
+        got, wanted = (getattr(d, "__name__", str(d)) for d in (arr.dtype, want))
+        raise TypeError(f"{backend_name(xp)} made {got} of a requested {wanted}{hint}")
     return arr
 
 

@@ -68,4 +68,5 @@ def check_shape(name: str, a: Any, expected: tuple[int | None, ...], labels: str
     ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape))
     if not ok:
         want = ", ".join("?" if e is None else str(e) for e in expected)
+        want += "," if len(expected) == 1 else ""
         raise ValueError(f"{name} must have shape {labels} = ({want}); got shape {shape}")
