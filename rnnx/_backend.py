@@ -14,8 +14,11 @@ things that cannot be written against the standard:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +36,9 @@ __all__ = [
     "get_namespace",
     "host_namespace",
     "host_rng",
+    "load_npz",
     "namespace",
+    "save_npz_atomic",
     "synchronize",
     "to_numpy",
 ]
@@ -234,3 +239,37 @@ def host_namespace() -> Any:
     import array_api_compat.numpy as hnp
 
     return hnp
+
+
+def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
+    """Write host ``arrays`` to ``path`` as an uncompressed ``.npz``, atomically.
+
+    The data go to a temporary file in the destination's directory, are flushed to disk, and
+    the file is renamed over ``path`` with ``os.replace``: a reader sees the old file or the new
+    one, never a partial write. ``path`` is used exactly as given (no ``.npz`` is appended).
+    Object arrays are refused, so the file always loads with ``allow_pickle=False``.
+    """
+    path = os.fspath(path)
+    host = {k: np.asarray(v) for k, v in arrays.items()}
+    for k, v in host.items():
+        if v.dtype.hasobject:
+            raise TypeError(f"array {k!r} has dtype object; rnnx files never hold pickled objects")
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **host)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path``, read with ``allow_pickle=False``."""
+    with np.load(os.fspath(path), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
