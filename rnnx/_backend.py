@@ -271,5 +271,12 @@ def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Every array of the ``.npz`` at ``path``, read with ``allow_pickle=False``."""
-    with np.load(os.fspath(path), allow_pickle=False) as data:
+    path = os.fspath(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError) as exc:  # not a NumPy file, or one that needs pickle
+        raise ValueError(f"{path!r} is not an .npz archive readable without pickle ({exc})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path!r} is a single .npy array, not an .npz archive")
+    with data:
         return {k: data[k] for k in data.files}

@@ -25,8 +25,10 @@ sequence length with the same number of features.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +55,15 @@ __all__ = ["DataConversionWarning", "NotFittedError", "RNNClassifier", "RNNRegre
 class NotFittedError(ValueError, AttributeError):
     """Raised when a method that needs a fitted model is called before ``fit`` (the same bases
     as scikit-learn's, so ``except ValueError`` and ``except AttributeError`` both catch it)."""
+
+
+@functools.cache
+def _not_fitted_error_class(sk_error: type | None) -> type:
+    # When scikit-learn is already loaded, raise an exception that is also its NotFittedError so
+    # `except sklearn.exceptions.NotFittedError` works; scikit-learn is never imported for this.
+    if sk_error is None:
+        return NotFittedError
+    return type("NotFittedError", (NotFittedError, sk_error), {"__module__": __name__})
 
 
 class DataConversionWarning(UserWarning):
@@ -100,7 +111,8 @@ def _sequences(X: Any, name: str = "X") -> Any:
     if X.ndim not in (2, 3):
         raise ValueError(
             f"Expected 2D (n_samples, time) or 3D (n_samples, time, features) {name}, got "
-            f"{X.ndim}D array of shape {tuple(X.shape)} instead"
+            f"{X.ndim}D array of shape {tuple(X.shape)} instead. Reshape your data: a single "
+            "univariate sequence is X.reshape(1, -1)"
         )
     if X.shape[0] == 0:
         raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a minimum "
@@ -171,13 +183,13 @@ class _BaseRNN(_Params):
         self,
         *,
         cell: str = "rnn",
-        hidden_size: int = 32,
+        hidden_size: int = 64,
         nonlinearity: str = "tanh",
         init: str = "xavier",
         recurrent_init: str = "orthogonal",
         optimizer: str = "adam",
-        learning_rate: float = 0.01,
-        epochs: int = 30,
+        learning_rate: float = 0.005,
+        epochs: int = 40,
         batch_size: int = 32,
         clip_norm: float | None = 5.0,
         early_stopping: bool = False,
@@ -291,7 +303,8 @@ class _BaseRNN(_Params):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "network_"):
-            raise NotFittedError(
+            sk = sys.modules.get("sklearn.exceptions")
+            raise _not_fitted_error_class(getattr(sk, "NotFittedError", None))(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                 "appropriate arguments before using this estimator."
             )
@@ -399,6 +412,7 @@ class _BaseRNN(_Params):
         rng = self.random_state if hasattr(self.random_state, "permutation") \
             else host_rng(self.random_state)
         self._new_network(Xm.shape[2], self._n_outputs, rng)
+        self._rng = rng  # partial_fit after fit continues the same stream
         xp = namespace(Xm)
         vf = self.validation_fraction
         if vf is None and self.early_stopping:
@@ -614,13 +628,13 @@ class ScratchSimpleRNNClassifier(RNNClassifier):
     def __init__(
         self,
         *,
-        hidden_size: int = 32,
+        hidden_size: int = 64,
         nonlinearity: str = "tanh",
         init: str = "xavier",
         recurrent_init: str = "orthogonal",
         optimizer: str = "adam",
-        learning_rate: float = 0.01,
-        epochs: int = 30,
+        learning_rate: float = 0.005,
+        epochs: int = 40,
         batch_size: int = 32,
         clip_norm: float | None = 5.0,
         early_stopping: bool = False,
@@ -669,13 +683,13 @@ class RNNRegressor(_BaseRNN):
         self,
         *,
         cell: str = "rnn",
-        hidden_size: int = 32,
+        hidden_size: int = 64,
         nonlinearity: str = "tanh",
         init: str = "xavier",
         recurrent_init: str = "orthogonal",
         optimizer: str = "adam",
-        learning_rate: float = 0.01,
-        epochs: int = 30,
+        learning_rate: float = 0.005,
+        epochs: int = 40,
         batch_size: int = 32,
         clip_norm: float | None = 5.0,
         early_stopping: bool = False,
@@ -703,9 +717,11 @@ class RNNRegressor(_BaseRNN):
 
     def _encode_y(self, y_host: Any, *, first: bool, classes: Any, Xm: Any) -> Any:
         hnp = host_namespace()
-        if y_host.dtype.kind not in "biuf":
-            raise ValueError(f"y must be numeric regression targets; got dtype {y_host.dtype}")
-        y = hnp.astype(y_host, hnp.float64)
+        try:
+            y = hnp.asarray(y_host, dtype=hnp.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"Unknown label type: y must be numeric regression targets; got "
+                             f"dtype {y_host.dtype}") from None
         if not bool(hnp.all(hnp.isfinite(y))):
             raise ValueError("Input y contains NaN or inf")
         lead = 2 if self.sequence_output else 1
