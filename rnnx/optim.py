@@ -165,9 +165,11 @@ class Adam(Optimizer):
         m = self.beta1 * self._slot(key, "m", p, xp) + (1.0 - self.beta1) * g
         v = self.beta2 * self._slot(key, "v", p, xp) + (1.0 - self.beta2) * (g * g)
         self.state[key]["m"], self.state[key]["v"] = m, v
-        # Bias corrections folded into the step size (Algorithm 1, the "more efficient" form).
-        step = self.lr * math.sqrt(1.0 - self.beta2**self.t) / (1.0 - self.beta1**self.t)
-        return p - step * m / (xp.sqrt(v) + self.eps)
+        # Algorithm 1 as written (eps added to sqrt(v_hat), as torch.optim.Adam does), not the
+        # folded "more efficient" form, whose eps acts at a different scale.
+        bc1 = 1.0 - self.beta1**self.t
+        bc2 = 1.0 - self.beta2**self.t
+        return p - (self.lr / bc1) * m / (xp.sqrt(v) / math.sqrt(bc2) + self.eps)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
