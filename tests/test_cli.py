@@ -11,6 +11,8 @@ from click.testing import CliRunner
 
 from rnnx.cli import main
 
+from ._threads import one_thread  # noqa: F401  (autouse fixture)
+
 TINY = ["--hidden-size", "8", "--epochs", "2", "--no-progress"]
 
 

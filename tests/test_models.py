@@ -27,6 +27,8 @@ from rnnx.models import (
 from rnnx.models.network import RECURRENT_LAYERS
 from rnnx.testing import assert_close, finite_difference_grads, grad_check_error
 
+from ._threads import one_thread  # noqa: F401  (autouse fixture)
+
 torch = pytest.importorskip("torch")
 
 # Tiny estimator settings so every fit in this file takes milliseconds.

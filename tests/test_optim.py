@@ -12,6 +12,8 @@ from rnnx.models import SequenceNetwork
 from rnnx.optim import OPTIMIZERS, clip_grad_norm, global_norm, make_optimizer
 from rnnx.testing import assert_close
 
+from ._threads import one_thread  # noqa: F401  (autouse fixture)
+
 torch = pytest.importorskip("torch")
 
 # Our name and hyper-parameters -> the torch.optim class and its spelling of the same update.
