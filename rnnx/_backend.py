@@ -18,7 +18,9 @@ import contextlib
 import functools
 import importlib
 import os
+import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,7 @@ import numpy as np
 __all__ = [
     "BACKENDS",
     "BackendStatus",
+    "atomic_path",
     "available_backends",
     "backend_name",
     "device",
@@ -36,6 +39,7 @@ __all__ = [
     "get_namespace",
     "host_namespace",
     "host_rng",
+    "limit_threads",
     "load_npz",
     "namespace",
     "save_npz_atomic",
@@ -241,32 +245,42 @@ def host_namespace() -> Any:
     return hnp
 
 
-def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
-    """Write host ``arrays`` to ``path`` as an uncompressed ``.npz``, atomically.
-
-    The data go to a temporary file in the destination's directory, are flushed to disk, and
-    the file is renamed over ``path`` with ``os.replace``: a reader sees the old file or the new
-    one, never a partial write. ``path`` is used exactly as given (no ``.npz`` is appended).
-    Object arrays are refused, so the file always loads with ``allow_pickle=False``.
-    """
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path next to ``path``; on success it is flushed to disk, given the
+    permissions a new file would get (``0o666`` less the umask; ``mkstemp`` makes ``0o600``) and
+    renamed over ``path`` with ``os.replace``, so readers see the old file or the new one, never
+    a partial write. On error the temporary file is removed and ``path`` is untouched."""
     path = os.fspath(path)
-    host = {k: np.asarray(v) for k, v in arrays.items()}
-    for k, v in host.items():
-        if v.dtype.hasobject:
-            raise TypeError(f"array {k!r} has dtype object; rnnx files never hold pickled objects")
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **host)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
+    """Write host ``arrays`` to ``path`` as an uncompressed ``.npz``, atomically
+    (:func:`atomic_path`). ``path`` is used exactly as given (no ``.npz`` is appended). Object
+    arrays are refused, so the file always loads with ``allow_pickle=False``.
+    """
+    host = {k: np.asarray(v) for k, v in arrays.items()}
+    for k, v in host.items():
+        if v.dtype.hasobject:
+            raise TypeError(f"array {k!r} has dtype object; rnnx files never hold pickled objects")
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **host)
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -280,3 +294,32 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ValueError(f"{path!r} is a single .npy array, not an .npz archive")
     with data:
         return {k: data[k] for k in data.files}
+
+
+@contextlib.contextmanager
+def limit_threads(n: int | None) -> Iterator[bool]:
+    """Run the block with at most ``n`` CPU threads in BLAS/OpenMP (through ``threadpoolctl``,
+    when it is installed) and in torch (if already imported); ``None`` changes nothing.
+
+    Recurrent training multiplies small matrices step by step; extra BLAS threads do not speed
+    those up, and on a busy machine their spin-waiting slows them down several times. Yields
+    whether the BLAS limit could be applied. Previous settings are restored on exit.
+    """
+    if n is None:
+        yield True
+        return
+    with contextlib.ExitStack() as stack:
+        applied = False
+        try:
+            from threadpoolctl import threadpool_limits
+
+            stack.enter_context(threadpool_limits(limits=n))
+            applied = True
+        except ImportError:
+            pass
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            before = torch.get_num_threads()
+            torch.set_num_threads(n)
+            stack.callback(torch.set_num_threads, before)
+        yield applied

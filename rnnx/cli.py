@@ -6,7 +6,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,10 +15,12 @@ import numpy as np
 
 from . import __version__
 from ._backend import (
+    atomic_path,
     available_backends,
     devices,
     from_host,
     get_namespace,
+    limit_threads,
     namespace,
     to_numpy,
 )
@@ -264,21 +265,6 @@ def _split(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]
     return perm[n_test:], perm[:n_test]
 
 
-def _atomic_savefig(fig: Any, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1] or ".png"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                               suffix=suffix)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _plot(history: dict, path: str, title: str) -> None:
     try:
         import matplotlib
@@ -302,7 +288,8 @@ def _plot(history: dict, path: str, title: str) -> None:
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    _atomic_savefig(fig, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1].lstrip(".") or "png")
     plt.close(fig)
 
 
@@ -337,9 +324,13 @@ def _plot(history: dict, path: str, title: str) -> None:
               help="Write the trained model (.npz + JSON metadata, no pickle).")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar (tqdm, on stderr).")
+@click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
+              help="CPU threads for BLAS and torch (0: the libraries' default). Small recurrent "
+                   "matrices gain nothing from more; on a busy machine they slow down.")
 def train(dataset: str, cell: str, hidden_size: int, epochs: int, batch_size: int, optimizer: str,
           lr: float, clip: float, seed: int, backend: str, device_label: str | None, dtype: str,
-          test_size: float, plot_path: str | None, save_path: str | None, progress: bool) -> None:
+          test_size: float, plot_path: str | None, save_path: str | None, progress: bool,
+          threads: int) -> None:
     """Train a recurrent model and print its held-out score.
 
     With no options: the Elman classifier (ScratchSimpleRNNClassifier) on the handwritten digits
@@ -402,10 +393,11 @@ def train(dataset: str, cell: str, hidden_size: int, epochs: int, batch_size: in
         bar.update(1)
 
     start = time.perf_counter()
-    try:
-        model.fit(X[tr], y[tr], callback=on_epoch if (progress or plot_path) else None)
-    finally:
-        bar.close()
+    with limit_threads(threads or None):
+        try:
+            model.fit(X[tr], y[tr], callback=on_epoch if (progress or plot_path) else None)
+        finally:
+            bar.close()
     seconds = time.perf_counter() - start
     click.echo(f"trained {model.n_epochs_} epochs in {seconds:.1f} s; final training loss "
                f"{model.history_['loss'][-1]:.4f}")
@@ -470,17 +462,8 @@ def predict(model_path: str, input_path: str, proba: bool, output: str | None, b
 
 
 def _atomic_save_npy(a: np.ndarray, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, a, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, a, allow_pickle=False)
 
 
 def _version_of(module: str) -> str:

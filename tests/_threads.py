@@ -1,4 +1,4 @@
-"""A module-scoped fixture that runs BLAS and torch single-threaded.
+"""A module-scoped fixture that runs BLAS and torch single-threaded while training tests run.
 
 The training tests multiply tiny matrices (hidden 8-64), which gain nothing from threads. On a
 2-core machine that is busy with something else, multi-threaded OpenBLAS/torch workers spin while
@@ -13,22 +13,12 @@ import contextlib
 
 import pytest
 
+from rnnx._backend import limit_threads
+
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    with contextlib.ExitStack() as stack:
-        try:
-            from threadpoolctl import threadpool_limits
-
-            stack.enter_context(threadpool_limits(limits=1))
-        except ImportError:  # without threadpoolctl the tests still run, only slower
-            pass
-        try:
-            import torch
-
-            before = torch.get_num_threads()
-            torch.set_num_threads(1)
-            stack.callback(torch.set_num_threads, before)
-        except ImportError:
-            pass
+    with contextlib.suppress(ImportError):
+        import torch  # noqa: F401  (imported first so limit_threads covers it too)
+    with limit_threads(1):
         yield
