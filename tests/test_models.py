@@ -160,15 +160,22 @@ def test_seeded_initial_weights_are_bit_identical_across_backends(dtype_name):
 
 
 def test_registered_cell_is_one_line():
-    """A new cell kind plugs in through the registry and trains through the estimator."""
-    register_cell("rnn_relu_test", lambda i, h, **kw: SimpleRNN(i, h, **{**kw,
-                                                                 "nonlinearity": "relu"}))
+    """A new cell kind plugs in through the registry and trains through the estimator; options
+    a factory does not declare (here nonlinearity and the initialisers) are not passed to it."""
+
+    def gated_like(input_size, hidden_size, *, return_sequences, seed, backend, device, dtype):
+        return SimpleRNN(input_size, hidden_size, nonlinearity="relu", seed=seed, backend=backend,
+                         device=device, dtype=dtype, return_sequences=return_sequences)
+
+    register_cell("relu_test", gated_like)
     try:
         X, y = _toy_classification()
-        clf = RNNClassifier(cell="rnn_relu_test", **TINY).fit(X, y)
+        clf = RNNClassifier(cell="relu_test", **TINY).fit(X, y)
         assert clf.network_.recurrent.nonlinearity == "relu"
+        reg = RNNRegressor(cell="relu_test", sequence_output=True, **TINY).fit(X, X[:, :, 0])
+        assert reg.network_.recurrent.return_sequences
     finally:
-        RECURRENT_LAYERS.pop("rnn_relu_test")
+        RECURRENT_LAYERS.pop("relu_test")
 
 
 # ------------------------------------------------------------------ estimators

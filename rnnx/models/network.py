@@ -9,6 +9,7 @@ adding a cell kind is one line in the registry.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -20,19 +21,15 @@ from ..optim import Optimizer, clip_grad_norm
 __all__ = ["RECURRENT_LAYERS", "SequenceNetwork", "make_recurrent", "register_cell"]
 
 
-def _simple_rnn(input_size: int, hidden_size: int, **kwargs: Any) -> SimpleRNN:
-    return SimpleRNN(input_size, hidden_size, **kwargs)
-
-
 #: cell name -> factory ``(input_size, hidden_size, *, return_sequences, seed, backend, device,
-#: dtype, **cell options) -> layer``. Cell options that a factory does not take are not passed
-#: (see :func:`make_recurrent`).
+#: dtype, **cell options) -> layer``. Options a factory does not declare (``nonlinearity`` for a
+#: gated cell, say) are not passed to it (see :func:`make_recurrent`).
 RECURRENT_LAYERS: dict[str, Callable[..., Any]] = {
-    "rnn": _simple_rnn,
+    "rnn": SimpleRNN,
 }
 
-# Options only some cells understand; make_recurrent drops them for cells that do not.
-_CELL_ONLY_OPTIONS = {"nonlinearity": ("rnn",)}
+# What every factory must accept; other options are passed only where declared.
+_REQUIRED = ("return_sequences", "seed", "backend", "device", "dtype")
 
 
 def register_cell(name: str, factory: Callable[..., Any]) -> None:
@@ -44,10 +41,13 @@ def make_recurrent(cell: str, input_size: int, hidden_size: int, **kwargs: Any) 
     """Build the recurrent layer for ``cell`` (a key of :data:`RECURRENT_LAYERS`)."""
     if cell not in RECURRENT_LAYERS:
         raise ValueError(f"cell must be one of {sorted(RECURRENT_LAYERS)}; got {cell!r}")
-    for opt, cells in _CELL_ONLY_OPTIONS.items():
-        if opt in kwargs and cell not in cells:
-            kwargs.pop(opt)
-    return RECURRENT_LAYERS[cell](input_size, hidden_size, **kwargs)
+    factory = RECURRENT_LAYERS[cell]
+    target = factory.__init__ if isinstance(factory, type) else factory
+    params = inspect.signature(target).parameters.values()
+    if not any(p.kind == p.VAR_KEYWORD for p in params):
+        declared = {p.name for p in params}
+        kwargs = {k: v for k, v in kwargs.items() if k in declared or k in _REQUIRED}
+    return factory(input_size, hidden_size, **kwargs)
 
 
 class SequenceNetwork:
