@@ -246,7 +246,7 @@ class _BaseRNN(_Params):
     def _xp(self) -> Any:
         return get_namespace(self._backend_name)
 
-    def _place_fit_X(self, X: Any, is_array: bool) -> Any:
+    def _place_fit_X(self, X: Any) -> Any:
         """Choose the backend/device/dtype for fitting from ``X`` and the parameters, and return
         ``X`` there as a 3-D float array."""
         src_xp = namespace(X)
@@ -257,8 +257,8 @@ class _BaseRNN(_Params):
             dev = self.device if self.device is not None else device(X)
         else:
             dev = self.device
-        dt_name = self.dtype or _float_dtype_name(src_xp, X, "X")
-        _float_dtype_name(src_xp, X, "X")  # complex check even when dtype is given
+        dt_name = _float_dtype_name(src_xp, X, "X")  # also rejects complex X
+        dt_name = self.dtype or dt_name
         self._backend_name, self._device, self._dtype_name = target, dev, dt_name
         return self._to_model(X)
 
@@ -335,12 +335,10 @@ class _BaseRNN(_Params):
                              "is None")
         X, is_array = _read_array(X, "X")
         if first:
-            X3 = _sequences(X)
-            Xm = self._place_fit_X(X, is_array)
+            _sequences(X)  # shape errors before any transfer
+            Xm = _sequences(self._place_fit_X(X))
             self._fit_ndim = X.ndim
             self.n_features_in_ = int(X.shape[1] if X.ndim == 2 else X.shape[2])
-            Xm = _sequences(Xm)
-            del X3
         else:
             self._check_predict_X(X)
             Xm = _sequences(self._to_model(X))
@@ -352,7 +350,7 @@ class _BaseRNN(_Params):
         ym = self._encode_y(y_host, first=first, classes=classes, Xm=Xm)
         return Xm, ym, is_array
 
-    def _batches(self, n: int, rng: Any) -> list[tuple[int, int]]:
+    def _batches(self, n: int) -> list[tuple[int, int]]:
         bs = min(self.batch_size, n)
         return [(s, min(s + bs, n)) for s in range(0, n, bs)]
 
@@ -364,7 +362,7 @@ class _BaseRNN(_Params):
         perm = from_host(rng.permutation(n), xp=xp, device=device(Xm))
         Xs, ys = xp.take(Xm, perm, axis=0), xp.take(ym, perm, axis=0)
         loss_sum = correct = None
-        for a, b in self._batches(n, rng):
+        for a, b in self._batches(n):
             loss, out = self.network_.train_step(Xs[a:b, ...], ys[a:b, ...], self._optim,
                                                  clip_norm=self.clip_norm)
             loss_sum = loss * (b - a) if loss_sum is None else loss_sum + loss * (b - a)
