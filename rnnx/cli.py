@@ -165,6 +165,8 @@ class _OneLineErrors(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # click's own exits (--help is Exit(0), a RuntimeError) and usage errors
         except (ValueError, TypeError, OSError, RuntimeError) as exc:
             click.echo(f"rnnx: error: {exc}", err=True)
             sys.exit(2)

@@ -95,3 +95,10 @@ def test_bad_model_file_is_one_line(tmp_path):
     assert res.exit_code == 2
     assert res.output.count("\n") == 1 and res.output.startswith("rnnx: error:")
     assert "not an .npz archive" in res.output
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "info", "check"])
+def test_help_exits_zero(command):
+    """click's --help exits through Exit(0), a RuntimeError: it must not become an error line."""
+    res = CliRunner().invoke(main, [command, "--help"])
+    assert res.exit_code == 0 and "rnnx: error" not in res.output and "Usage:" in res.output
