@@ -31,6 +31,7 @@ def test_default_train_reaches_target_accuracy():
 
 
 def test_train_save_plot_then_predict_on_other_backends(tmp_path):
+    pytest.importorskip("matplotlib")
     model, png = tmp_path / "m.npz", tmp_path / "curves.png"
     res = run("train", "--dataset", "sine", *TINY, "--save", str(model), "--plot", str(png))
     assert res.exit_code == 0, res.output
