@@ -219,6 +219,22 @@ def test_backend_parameter_moves_host_data():
     assert backend_name(namespace(reg.network_.dense.params["w"])) == "torch"
 
 
+def test_predict_follows_x_even_when_the_model_lives_elsewhere():
+    """Fitted on strict's default device, asked about data on device1 (and on torch): the data
+    are moved to the model, the answers back to the caller's namespace and device."""
+    X, y = _toy_classification()
+    strict = get_namespace("array_api_strict")
+    dev1 = strict.Device("device1")
+    clf = RNNClassifier(**TINY).fit(from_host(X, xp=strict), from_host(y, xp=strict))
+    ref = to_numpy(clf.predict_proba(from_host(X, xp=strict)))
+    p1 = clf.predict_proba(from_host(X, xp=strict, device=dev1))
+    assert device_of(p1) == dev1
+    np.testing.assert_array_equal(to_numpy(p1), ref)
+    pt = clf.predict(from_host(X, xp=get_namespace("torch")))
+    assert backend_name(namespace(pt)) == "torch"
+    assert all(device_of(v) != dev1 for v in clf.network_.parameters().values())
+
+
 def test_training_curves_decrease_on_digits():
     """A small model on 400 digits: loss falls and accuracy rises over the epochs."""
     from rnnx.datasets import load_digits_sequences

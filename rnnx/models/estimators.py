@@ -260,7 +260,11 @@ class _BaseRNN(_Params):
         dt_name = _float_dtype_name(src_xp, X, "X")  # also rejects complex X
         dt_name = self.dtype or dt_name
         self._backend_name, self._device, self._dtype_name = target, dev, dt_name
-        return self._to_model(X)
+        Xm = self._to_model(X)
+        # The device the data actually landed on (the backend's default when dev is None), so
+        # later inputs on any other device are moved, not mixed.
+        self._device = device(Xm)
+        return Xm
 
     def _to_model(self, X: Any) -> Any:
         """``X`` on the model's backend/device with its dtype (moved through the host only if it
