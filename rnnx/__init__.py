@@ -6,19 +6,32 @@ Results are always in the namespace of the inputs and on the inputs' device.
 
 from ._backend import BACKENDS, available_backends, get_namespace, to_numpy
 from .functional import RNNCache, RNNGrads, rnn_backward, rnn_forward
-from .layers import SimpleRNN
+from .layers import Dense, SimpleRNN
+from .models import (
+    RNNClassifier,
+    RNNRegressor,
+    ScratchSimpleRNNClassifier,
+    load_model,
+    save_model,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
+    "Dense",
     "RNNCache",
+    "RNNClassifier",
     "RNNGrads",
+    "RNNRegressor",
+    "ScratchSimpleRNNClassifier",
     "SimpleRNN",
     "__version__",
     "available_backends",
     "get_namespace",
+    "load_model",
     "rnn_backward",
     "rnn_forward",
+    "save_model",
     "to_numpy",
 ]

@@ -14,8 +14,13 @@ things that cannot be written against the standard:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +30,7 @@ import numpy as np
 __all__ = [
     "BACKENDS",
     "BackendStatus",
+    "atomic_path",
     "available_backends",
     "backend_name",
     "device",
@@ -33,7 +39,10 @@ __all__ = [
     "get_namespace",
     "host_namespace",
     "host_rng",
+    "limit_threads",
+    "load_npz",
     "namespace",
+    "save_npz_atomic",
     "synchronize",
     "to_numpy",
 ]
@@ -241,3 +250,83 @@ def host_namespace() -> Any:
     import array_api_compat.numpy as hnp
 
     return hnp
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path next to ``path``; on success it is flushed to disk, given the
+    permissions a new file would get (``0o666`` less the umask; ``mkstemp`` makes ``0o600``) and
+    renamed over ``path`` with ``os.replace``, so readers see the old file or the new one, never
+    a partial write. On error the temporary file is removed and ``path`` is untouched."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
+    """Write host ``arrays`` to ``path`` as an uncompressed ``.npz``, atomically
+    (:func:`atomic_path`). ``path`` is used exactly as given (no ``.npz`` is appended). Object
+    arrays are refused, so the file always loads with ``allow_pickle=False``.
+    """
+    host = {k: np.asarray(v) for k, v in arrays.items()}
+    for k, v in host.items():
+        if v.dtype.hasobject:
+            raise TypeError(f"array {k!r} has dtype object; rnnx files never hold pickled objects")
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **host)
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path``, read with ``allow_pickle=False``."""
+    path = os.fspath(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError) as exc:  # not a NumPy file, or one that needs pickle
+        raise ValueError(f"{path!r} is not an .npz archive readable without pickle ({exc})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path!r} is a single .npy array, not an .npz archive")
+    with data:
+        return {k: data[k] for k in data.files}
+
+
+@contextlib.contextmanager
+def limit_threads(n: int | None) -> Iterator[bool]:
+    """Run the block with at most ``n`` CPU threads in BLAS/OpenMP (through ``threadpoolctl``,
+    when it is installed) and in torch (if already imported); ``None`` changes nothing.
+
+    Recurrent training multiplies small matrices step by step; extra BLAS threads do not speed
+    those up, and on a busy machine their spin-waiting slows them down several times. Yields
+    whether the BLAS limit could be applied. Previous settings are restored on exit.
+    """
+    if n is None:
+        yield True
+        return
+    with contextlib.ExitStack() as stack:
+        applied = False
+        try:
+            from threadpoolctl import threadpool_limits
+
+            stack.enter_context(threadpool_limits(limits=n))
+            applied = True
+        except ImportError:
+            pass
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            before = torch.get_num_threads()
+            torch.set_num_threads(n)
+            stack.callback(torch.set_num_threads, before)
+        yield applied

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import platform
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,14 +15,16 @@ import numpy as np
 
 from . import __version__
 from ._backend import (
+    atomic_path,
     available_backends,
     devices,
     from_host,
     get_namespace,
+    limit_threads,
     namespace,
     to_numpy,
 )
-from .datasets import SEED_EXPECTED_LAST_STATE, seed_example
+from .datasets import DATASETS, SEED_EXPECTED_LAST_STATE, seed_example
 from .functional import rnn_backward, rnn_forward
 from .testing import default_rtol, finite_difference_grads, grad_check_error
 
@@ -160,6 +165,8 @@ class _OneLineErrors(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # click's own exits (--help is Exit(0), a RuntimeError) and usage errors
         except (ValueError, TypeError, OSError, RuntimeError) as exc:
             click.echo(f"rnnx: error: {exc}", err=True)
             sys.exit(2)
@@ -218,6 +225,282 @@ def check(backends: tuple[str, ...], strict: bool) -> None:
             sys.exit(1)
     else:
         click.echo("\nall checks within tolerance")
+
+
+# --------------------------------------------------------------------------------------------
+# rnnx train / predict / info
+# --------------------------------------------------------------------------------------------
+
+_REGRESSION_DATASETS = ("adding",)
+
+
+def _resolve_device(backend: str, label: str | None) -> Any:
+    """A device of ``backend`` named by ``label`` (``"cpu"``, ``"cuda"``, ``"cuda:0"``,
+    ``"device1"``...); ``None`` means the backend's default device."""
+    if label is None:
+        return None
+    found = devices(backend)
+    for d in found:
+        names = {str(d), str(d).split("'")[1] if "'" in str(d) else str(d)}
+        if getattr(d, "type", None) is not None:
+            names.add(d.type)
+        if label in names:
+            return d
+    known = ", ".join(sorted({str(d).split("'")[1] if "'" in str(d) else str(d) for d in found}))
+    raise click.BadParameter(f"{label!r} is not a device of {backend} here; devices: {known}",
+                             param_hint="--device")
+
+
+def _check_backend(backend: str) -> None:
+    # Only the requested backend is probed: importing every backend (torch, cupy) to list them
+    # costs seconds.
+    try:
+        get_namespace(backend)
+    except (ValueError, RuntimeError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--backend") from None
+
+
+def _split(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, round(test_size * n))
+    return perm[n_test:], perm[:n_test]
+
+
+def _plot(history: dict, path: str, title: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise click.UsageError(f"--plot needs matplotlib ({exc}); install rnnx[plot]") from None
+    epochs = range(1, len(history["loss"]) + 1)
+    panels = [("loss", "loss")] + ([("accuracy", "accuracy")] if "accuracy" in history else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        ax.plot(epochs, history[key], label="train (mini-batches)")
+        if f"test_{key}" in history:
+            ax.plot(epochs, history[f"test_{key}"], label="held-out")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        if key == "loss":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1].lstrip(".") or "png")
+    plt.close(fig)
+
+
+@main.command()
+@click.option("--dataset", type=click.Choice(sorted(DATASETS)), default="digits", show_default=True,
+              help="Data set: digits (8x8 images row by row), parity, sine (classification) "
+                   "or adding (regression).")
+@click.option("--cell", default="rnn", show_default=True,
+              help="Recurrent cell (rnn = Elman; others as registered in rnnx.models).")
+@click.option("--hidden-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adagrad", "rmsprop", "adam"]),
+              default="adam", show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.005, show_default=True,
+              help="Learning rate.")
+@click.option("--clip", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Global gradient-norm bound; 0 turns clipping off.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the split, the initial weights and the shuffling.")
+@click.option("--backend", default="numpy", show_default=True,
+              help="numpy, torch, cupy, array_api_strict or jax (see `rnnx info`).")
+@click.option("--device", "device_label", default=None,
+              help="Device of the backend (e.g. cuda, device1); default: its default device.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
+              show_default=True)
+@click.option("--test-size", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.2, show_default=True, help="Held-out share of the data.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write loss/accuracy curves to this PNG (needs matplotlib: rnnx[plot]).")
+@click.option("--save", "save_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the trained model (.npz + JSON metadata, no pickle).")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Show a progress bar (tqdm, on stderr).")
+@click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
+              help="CPU threads for BLAS and torch (0: the libraries' default). Small recurrent "
+                   "matrices gain nothing from more; on a busy machine they slow down.")
+def train(dataset: str, cell: str, hidden_size: int, epochs: int, batch_size: int, optimizer: str,
+          lr: float, clip: float, seed: int, backend: str, device_label: str | None, dtype: str,
+          test_size: float, plot_path: str | None, save_path: str | None, progress: bool,
+          threads: int) -> None:
+    """Train a recurrent model and print its held-out score.
+
+    With no options: the Elman classifier (ScratchSimpleRNNClassifier) on the handwritten digits
+    read row by row (8 steps x 8 features), 20 % held out.
+    """
+    from tqdm import tqdm
+
+    from .models import (
+        RECURRENT_LAYERS,
+        RNNClassifier,
+        RNNRegressor,
+        ScratchSimpleRNNClassifier,
+        save_model,
+    )
+
+    if cell not in RECURRENT_LAYERS:
+        raise click.BadParameter(f"{cell!r} is not a cell; know {', '.join(sorted(RECURRENT_LAYERS))}",
+                                 param_hint="--cell")
+    _check_backend(backend)
+    dev = _resolve_device(backend, device_label)
+    X, y = DATASETS[dataset](seed=seed)
+    tr, te = _split(X.shape[0], test_size, seed)
+    regression = dataset in _REGRESSION_DATASETS
+    common = dict(hidden_size=hidden_size, epochs=epochs, batch_size=batch_size,
+                  optimizer=optimizer, learning_rate=lr, clip_norm=clip or None,
+                  random_state=seed, backend=backend, device=dev, dtype=dtype)
+    if regression:
+        model = RNNRegressor(cell=cell, **common)
+    elif cell == "rnn":
+        model = ScratchSimpleRNNClassifier(**common)
+    else:
+        model = RNNClassifier(cell=cell, **common)
+    classes = np.unique(y) if not regression else None
+    click.echo(f"data    {dataset}: {X.shape[0]} sequences of {X.shape[1]} steps x {X.shape[2]} "
+               f"features, " + (f"{classes.size} classes" if classes is not None else "regression")
+               + f"; train {tr.size}, held out {te.size}")
+    dev_name = "default device" if dev is None else str(dev)
+    click.echo(f"model   {type(model).__name__}(cell={cell}, hidden_size={hidden_size}), "
+               f"{optimizer} lr={lr:g}, batch {batch_size}, clip {clip or 'off'}; "
+               f"{backend} ({dev_name}) {dtype}")
+    X_te, y_te = X[te], y[te]
+    history_test: dict[str, list[float]] = {"test_loss": [], "test_accuracy": []}
+    bar = tqdm(total=epochs, unit="epoch", disable=not progress, leave=False, file=sys.stderr,
+               dynamic_ncols=True)
+
+    def on_epoch(epoch: int, history: dict) -> None:
+        post = {"loss": f"{history['loss'][-1]:.4f}"}
+        if regression:
+            pred = np.asarray(model.predict(X_te), dtype=np.float64)
+            history_test["test_loss"].append(float(np.mean((pred - y_te) ** 2)))
+        else:
+            proba = np.asarray(model.predict_proba(X_te), dtype=np.float64)
+            idx = np.searchsorted(model.classes_, y_te)
+            history_test["test_loss"].append(
+                float(-np.mean(np.log(np.clip(proba[np.arange(idx.size), idx], 1e-300, None)))))
+            history_test["test_accuracy"].append(float(np.mean(proba.argmax(1) == idx)))
+            post["acc"] = f"{history['accuracy'][-1]:.3f}"
+            post["held-out acc"] = f"{history_test['test_accuracy'][-1]:.3f}"
+        bar.set_postfix(post, refresh=False)
+        bar.update(1)
+
+    start = time.perf_counter()
+    with limit_threads(threads or None):
+        try:
+            model.fit(X[tr], y[tr], callback=on_epoch if (progress or plot_path) else None)
+        finally:
+            bar.close()
+    seconds = time.perf_counter() - start
+    click.echo(f"trained {model.n_epochs_} epochs in {seconds:.1f} s; final training loss "
+               f"{model.history_['loss'][-1]:.4f}")
+    if regression:
+        pred = np.asarray(model.predict(X_te), dtype=np.float64)
+        click.echo(f"held-out MSE: {float(np.mean((pred - y_te) ** 2)):.4f}  "
+                   f"(R^2 {model.score(X_te, y_te):.4f}; predicting the mean: MSE "
+                   f"{float(np.var(y_te)):.4f})")
+    else:
+        click.echo(f"held-out accuracy: {model.score(X_te, y_te):.4f} ({te.size} sequences)")
+    if save_path:
+        save_model(model, save_path)
+        click.echo(f"saved model to {save_path}")
+    if plot_path:
+        history = {**model.history_, **{k: v for k, v in history_test.items() if v}}
+        _plot(history, plot_path, f"rnnx train --dataset {dataset} (cell={cell}, {backend} {dtype})")
+        click.echo(f"wrote curves to {plot_path}")
+
+
+def _read_input(path: str) -> np.ndarray:
+    if path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as data:
+            if "X" in data.files:
+                return data["X"]
+            if len(data.files) == 1:
+                return data[data.files[0]]
+            raise click.BadParameter(f"{path} holds {data.files}: name the input array 'X'",
+                                     param_hint="INPUT")
+    return np.load(path, allow_pickle=False)
+
+
+@main.command()
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A model written by `rnnx train --save`.")
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False))
+@click.option("--proba", is_flag=True, help="Print class probabilities instead of labels.")
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the predictions to this .npy file.")
+@click.option("--backend", default="numpy", show_default=True, help="Backend to predict on.")
+@click.option("--device", "device_label", default=None, help="Device of that backend.")
+def predict(model_path: str, input_path: str, proba: bool, output: str | None, backend: str,
+            device_label: str | None) -> None:
+    """Predict with a saved model on INPUT (.npy array, or .npz with an array named X):
+    one line per sequence."""
+    from .models import load_model
+
+    _check_backend(backend)
+    model = load_model(model_path, backend=backend, device=_resolve_device(backend, device_label))
+    X = _read_input(input_path)
+    if proba:
+        if not hasattr(model, "predict_proba"):
+            raise click.UsageError("--proba needs a classifier; this model is a regressor")
+        out = np.asarray(model.predict_proba(X))
+        for row in out:
+            click.echo(" ".join(f"{p:.6f}" for p in row))
+    else:
+        out = np.asarray(model.predict(X))
+        for v in out:
+            click.echo(str(v) if out.ndim == 1 else " ".join(str(a) for a in np.ravel(v)))
+    if output:
+        _atomic_save_npy(out, output)
+
+
+def _atomic_save_npy(a: np.ndarray, path: str) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, a, allow_pickle=False)
+
+
+def _version_of(module: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:
+        return "not installed"
+
+
+@main.command()
+def info() -> None:
+    """Backends and their devices, versions, and why a backend is unavailable."""
+    click.echo(f"rnnx {__version__} on Python {platform.python_version()} ({platform.machine()}, "
+               f"{os.cpu_count()} CPUs)")
+    rows = []
+    for name, s in available_backends().items():
+        if s.available:
+            try:
+                devs = ", ".join(_device_label(d) for d in devices(name))
+            except Exception as exc:  # a backend that imports but cannot list devices
+                devs = f"? ({type(exc).__name__}: {exc})"
+            rows.append([name, s.version or "?", "yes", devs])
+        else:
+            rows.append([name, s.version or "-", "no", s.reason])
+    _print_table(["backend", "version", "available", "devices / why not"], rows)
+    click.echo("")
+    _print_table(["package", "version"],
+                 [[p, _version_of(p)] for p in ("numpy", "array-api-compat", "click", "tqdm",
+                                                "matplotlib", "scikit-learn")])
+
+
+def _device_label(d: Any) -> str:
+    s = str(d)
+    return s.split("'")[1] if s.startswith("array_api_strict.Device(") else s
 
 
 if __name__ == "__main__":

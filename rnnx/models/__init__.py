@@ -1,0 +1,25 @@
+"""Networks and scikit-learn style estimators."""
+
+from .estimators import (
+    DataConversionWarning,
+    NotFittedError,
+    RNNClassifier,
+    RNNRegressor,
+    ScratchSimpleRNNClassifier,
+)
+from .io import load_model, save_model
+from .network import RECURRENT_LAYERS, SequenceNetwork, make_recurrent, register_cell
+
+__all__ = [
+    "RECURRENT_LAYERS",
+    "DataConversionWarning",
+    "NotFittedError",
+    "RNNClassifier",
+    "RNNRegressor",
+    "ScratchSimpleRNNClassifier",
+    "SequenceNetwork",
+    "load_model",
+    "make_recurrent",
+    "register_cell",
+    "save_model",
+]

@@ -1,0 +1,789 @@
+"""scikit-learn style estimators around :class:`~rnnx.models.network.SequenceNetwork`.
+
+scikit-learn is not imported here: the estimator contract (``get_params``/``set_params``, a
+constructor that only stores its arguments, ``fit`` returning ``self``, fitted attributes ending
+in ``_``) is implemented directly, and ``__sklearn_tags__`` imports scikit-learn's tag classes
+only when scikit-learn itself asks for them.
+
+Everything follows ``X``
+------------------------
+``X`` from any Array API namespace (NumPy, PyTorch, CuPy, array-api-strict) trains in that
+namespace, on its device; the fitted parameters stay there, and ``predict``/``predict_proba``
+return results in the namespace and on the device of the ``X`` they are given. ``backend=`` (and
+``device=``) move the data to a chosen backend instead, e.g. NumPy data trained with CuPy;
+results still come back in the caller's namespace. Inputs that are not arrays (lists, pandas
+frames) are read as NumPy arrays.
+
+Shapes
+------
+``X`` is ``(n_samples, time, features)``; a 2-D ``X`` is a batch of univariate sequences
+``(n_samples, time)``. ``n_features_in_`` follows scikit-learn: the number of columns of a 2-D
+``X`` (so its time steps) or the per-step features of a 3-D ``X``. A model fitted on 2-D data
+predicts on 2-D data with the same number of columns; one fitted on 3-D data accepts any
+sequence length with the same number of features.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from .._backend import (
+    backend_name,
+    device,
+    from_host,
+    get_namespace,
+    host_namespace,
+    host_rng,
+    namespace,
+    to_numpy,
+)
+from ..functional._validate import dtype_name
+from ..losses import softmax
+from ..optim import OPTIMIZERS, make_optimizer
+from .network import RECURRENT_LAYERS, SequenceNetwork
+
+__all__ = ["DataConversionWarning", "NotFittedError", "RNNClassifier", "RNNRegressor",
+           "ScratchSimpleRNNClassifier"]
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a method that needs a fitted model is called before ``fit`` (the same bases
+    as scikit-learn's, so ``except ValueError`` and ``except AttributeError`` both catch it)."""
+
+
+@functools.cache
+def _not_fitted_error_class(sk_error: type | None) -> type:
+    # When scikit-learn is already loaded, raise an exception that is also its NotFittedError so
+    # `except sklearn.exceptions.NotFittedError` works; scikit-learn is never imported for this.
+    if sk_error is None:
+        return NotFittedError
+    return type("NotFittedError", (NotFittedError, sk_error), {"__module__": __name__})
+
+
+class DataConversionWarning(UserWarning):
+    """A column-vector ``y`` was flattened (named like scikit-learn's warning of the same case)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Host-side input checks (the edge: these look at user data before any maths runs)
+# --------------------------------------------------------------------------------------------
+
+
+def _is_sparse(a: Any) -> bool:
+    return type(a).__module__.startswith("scipy.sparse") or hasattr(a, "tocsr")
+
+
+def _read_array(a: Any, name: str) -> tuple[Any, bool]:
+    """``(array, is_api_array)``: Array API arrays are returned as they are; anything else is
+    read as a NumPy array (the caller then gets NumPy results)."""
+    if _is_sparse(a):
+        raise TypeError(f"sparse {name} is not supported: pass a dense array (e.g. {name}.toarray())")
+    if a is None:
+        raise ValueError(f"{name} must be an array; got None")
+    try:
+        namespace(a)
+        return a, True
+    except TypeError:
+        pass
+    hnp = host_namespace()
+    arr = hnp.asarray(a)
+    if arr.dtype.kind == "O":
+        arr = hnp.asarray(a, dtype=hnp.float64)  # TypeError names the bad element's type
+    return arr, False
+
+
+def _float_dtype_name(xp: Any, a: Any, name: str) -> str:
+    got = dtype_name(xp, a.dtype)
+    if got.startswith("complex"):
+        raise ValueError(f"Complex data not supported: {name} has dtype {got}")
+    return got if got in ("float32", "float64") else "float64"
+
+
+def _sequences(X: Any, name: str = "X") -> Any:
+    """Check ``X``'s shape and return it 3-D ``(n_samples, time, features)``."""
+    xp = namespace(X)
+    if X.ndim not in (2, 3):
+        raise ValueError(
+            f"Expected 2D (n_samples, time) or 3D (n_samples, time, features) {name}, got "
+            f"{X.ndim}D array of shape {tuple(X.shape)} instead. Reshape your data: a single "
+            "univariate sequence is X.reshape(1, -1)"
+        )
+    if X.shape[0] == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a minimum "
+                         "of 1 is required.")
+    if any(s == 0 for s in X.shape[1:]):
+        raise ValueError(f"0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is required.")
+    if X.ndim == 2:
+        return xp.reshape(X, (X.shape[0], X.shape[1], 1))  # (N, T, 1)
+    return X
+
+
+def _check_finite(X: Any, name: str) -> None:
+    xp = namespace(X)
+    if not bool(to_numpy(xp.all(xp.isfinite(X)))):
+        raise ValueError(f"Input {name} contains NaN or inf; remove or impute them first")
+
+
+def _positive_int(name: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name} must be a positive int; got {v!r}")
+    return v
+
+
+class _Params:
+    """``get_params``/``set_params`` from the constructor signature, like scikit-learn's
+    ``BaseEstimator`` (no scikit-learn import)."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values()
+                      if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters as a dict (``deep`` is accepted for scikit-learn; nothing
+        here nests estimators)."""
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def set_params(self, **params: Any) -> Any:
+        """Set constructor parameters; unknown names raise ``ValueError``. Returns ``self``."""
+        valid = self._param_names()
+        for k, v in params.items():
+            if k not in valid:
+                raise ValueError(f"Invalid parameter {k!r} for estimator {type(self).__name__}; "
+                                 f"valid parameters are {valid}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        sig = inspect.signature(type(self).__init__)
+        changed = []
+        for k in self._param_names():
+            v = getattr(self, k)
+            default = sig.parameters[k].default
+            if not (v is default or (type(v) is type(default) and v == default)):
+                changed.append(f"{k}={v!r}")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "network_")
+
+
+class _BaseRNN(_Params):
+    _loss = "cross_entropy"
+    _cell_fixed: str | None = None
+
+    def __init__(
+        self,
+        *,
+        cell: str = "rnn",
+        hidden_size: int = 64,
+        nonlinearity: str = "tanh",
+        init: str = "xavier",
+        recurrent_init: str = "orthogonal",
+        optimizer: str = "adam",
+        learning_rate: float = 0.005,
+        epochs: int = 40,
+        batch_size: int = 32,
+        clip_norm: float | None = 5.0,
+        early_stopping: bool = False,
+        validation_fraction: float | None = None,
+        n_iter_no_change: int = 5,
+        tol: float = 1e-4,
+        random_state: int | None = None,
+        backend: str | None = None,
+        device: Any = None,
+        dtype: str | None = None,
+    ) -> None:
+        self.cell = cell
+        self.hidden_size = hidden_size
+        self.nonlinearity = nonlinearity
+        self.init = init
+        self.recurrent_init = recurrent_init
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.clip_norm = clip_norm
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+        self.backend = backend
+        self.device = device
+        self.dtype = dtype
+
+    # -- parameter checks (at fit time: the constructor only stores) -----------------------
+
+    def _check_hyper(self) -> None:
+        cell = self._cell_fixed or self.cell
+        if cell not in RECURRENT_LAYERS:
+            raise ValueError(f"cell must be one of {sorted(RECURRENT_LAYERS)}; got {cell!r}")
+        _positive_int("hidden_size", self.hidden_size)
+        _positive_int("epochs", self.epochs)
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("n_iter_no_change", self.n_iter_no_change)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}; got {self.optimizer!r}")
+        if self.clip_norm is not None and not (isinstance(self.clip_norm, (int, float))
+                                               and self.clip_norm > 0):
+            raise ValueError(f"clip_norm must be a positive number or None; got {self.clip_norm!r}")
+        vf = self.validation_fraction
+        if vf is not None and not (isinstance(vf, (int, float)) and 0.0 < vf < 1.0):
+            raise ValueError(f"validation_fraction must be in (0, 1) or None; got {vf!r}")
+        if self.dtype not in (None, "float32", "float64"):
+            raise ValueError(f"dtype must be 'float32', 'float64' or None; got {self.dtype!r}")
+
+    # -- where the model lives --------------------------------------------------------------
+
+    def _xp(self) -> Any:
+        return get_namespace(self._backend_name)
+
+    def _place_fit_X(self, X: Any) -> Any:
+        """Choose the backend/device/dtype for fitting from ``X`` and the parameters, and return
+        ``X`` there as a 3-D float array."""
+        src_xp = namespace(X)
+        src = backend_name(src_xp)
+        target = self.backend or src
+        get_namespace(target)
+        if target == src:
+            dev = self.device if self.device is not None else device(X)
+        else:
+            dev = self.device
+        dt_name = _float_dtype_name(src_xp, X, "X")  # also rejects complex X
+        dt_name = self.dtype or dt_name
+        self._backend_name, self._device, self._dtype_name = target, dev, dt_name
+        Xm = self._to_model(X)
+        # The device the data actually landed on (the backend's default when dev is None), so
+        # later inputs on any other device are moved, not mixed.
+        self._device = device(Xm)
+        return Xm
+
+    def _to_model(self, X: Any) -> Any:
+        """``X`` on the model's backend/device with its dtype (moved through the host only if it
+        is elsewhere; never modified in place)."""
+        xp = self._xp()
+        dt = getattr(xp, self._dtype_name)
+        src_xp = namespace(X)
+        _float_dtype_name(src_xp, X, "X")
+        same = backend_name(src_xp) == self._backend_name and (
+            self._device is None or device(X) == self._device)
+        if same:
+            return X if X.dtype == dt else xp.astype(X, dt)
+        return from_host(to_numpy(X), xp=xp, device=self._device, dtype=dt)
+
+    @staticmethod
+    def _to_caller(out: Any, X: Any, is_array: bool) -> Any:
+        """``out`` in the namespace and on the device of the caller's ``X``."""
+        if not is_array:
+            return to_numpy(out)
+        xp = namespace(X)
+        if backend_name(namespace(out)) == backend_name(xp) and device(out) == device(X):
+            return out
+        return from_host(to_numpy(out), xp=xp, device=device(X))
+
+    def _check_predict_X(self, X: Any) -> Any:
+        X3 = _sequences(X)
+        if self._fit_ndim == 2:
+            ok = (X.ndim == 2 and X.shape[1] == self.n_features_in_) or (X.ndim == 3 and X.shape[2] == 1)
+            got = X.shape[1] if X.ndim == 2 else X.shape[2]
+        else:
+            ok = X3.shape[2] == self.n_features_in_
+            got = X3.shape[2]
+        if not ok:
+            raise ValueError(f"X has {got} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input")
+        return X3
+
+    def _n_step_features(self) -> int:
+        return 1 if self._fit_ndim == 2 else int(self.n_features_in_)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "network_"):
+            sk = sys.modules.get("sklearn.exceptions")
+            raise _not_fitted_error_class(getattr(sk, "NotFittedError", None))(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+
+    # -- training ---------------------------------------------------------------------------
+
+    def _new_network(self, features: int, outputs: int, rng: Any) -> None:
+        self.network_ = SequenceNetwork(
+            features, self.hidden_size, outputs, cell=self._cell_fixed or self.cell,
+            loss=self._loss, sequence_output=self._sequence_output(),
+            seed=int(rng.integers(0, 2**63 - 1)), backend=self._backend_name, device=self._device,
+            dtype=self._dtype_name, nonlinearity=self.nonlinearity, init=self.init,
+            recurrent_init=self.recurrent_init,
+        )
+        self._optim = make_optimizer(self.optimizer, self.learning_rate)
+        self.history_: dict[str, list[float]] = {"loss": []}
+        if self._loss == "cross_entropy":
+            self.history_["accuracy"] = []
+        self.n_epochs_ = 0
+
+    def _sequence_output(self) -> bool:
+        return False
+
+    def _prepare(self, X: Any, y: Any, *, first: bool, classes: Any = None) -> tuple[Any, Any, Any]:
+        self._check_hyper()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             "is None")
+        X, is_array = _read_array(X, "X")
+        if first:
+            _sequences(X)  # shape errors before any transfer
+            Xm = _sequences(self._place_fit_X(X))
+            self._fit_ndim = X.ndim
+            self.n_features_in_ = int(X.shape[1] if X.ndim == 2 else X.shape[2])
+        else:
+            self._check_predict_X(X)
+            Xm = _sequences(self._to_model(X))
+        _check_finite(Xm, "X")
+        y_host = to_numpy(y) if _read_array(y, "y")[1] else host_namespace().asarray(y)
+        if y_host.shape[0] != Xm.shape[0]:
+            raise ValueError(f"X and y have inconsistent numbers of samples: X has {Xm.shape[0]}, "
+                             f"y has {y_host.shape[0]}")
+        ym = self._encode_y(y_host, first=first, classes=classes, Xm=Xm)
+        return Xm, ym, is_array
+
+    def _batches(self, n: int) -> list[tuple[int, int]]:
+        bs = min(self.batch_size, n)
+        return [(s, min(s + bs, n)) for s in range(0, n, bs)]
+
+    def _epoch(self, Xm: Any, ym: Any, rng: Any) -> tuple[float, float | None]:
+        """One pass over ``(Xm, ym)`` in shuffled mini-batches; returns host ``(mean loss,
+        accuracy or None)`` measured on each batch before its update (one sync per epoch)."""
+        xp = namespace(Xm)
+        n = Xm.shape[0]
+        perm = from_host(rng.permutation(n), xp=xp, device=device(Xm))
+        Xs, ys = xp.take(Xm, perm, axis=0), xp.take(ym, perm, axis=0)
+        loss_sum = correct = None
+        for a, b in self._batches(n):
+            loss, out = self.network_.train_step(Xs[a:b, ...], ys[a:b, ...], self._optim,
+                                                 clip_norm=self.clip_norm)
+            loss_sum = loss * (b - a) if loss_sum is None else loss_sum + loss * (b - a)
+            if self._loss == "cross_entropy":
+                c = xp.sum(xp.astype(xp.argmax(out, axis=-1) == ys[a:b, ...], out.dtype))
+                correct = c if correct is None else correct + c
+        loss_v = float(to_numpy(loss_sum)) / n
+        acc = None if correct is None else float(to_numpy(correct)) / n
+        return loss_v, acc
+
+    def _evaluate(self, Xm: Any, ym: Any) -> tuple[float, float | None]:
+        from ..losses import mse, softmax_cross_entropy
+
+        out = self.network_.forward(Xm)
+        if self._loss == "cross_entropy":
+            xp = namespace(out)
+            loss, _ = softmax_cross_entropy(out, ym)
+            acc = xp.mean(xp.astype(xp.argmax(out, axis=-1) == ym, out.dtype))
+            return float(to_numpy(loss)), float(to_numpy(acc))
+        loss, _ = mse(out, ym)
+        return float(to_numpy(loss)), None
+
+    def fit(self, X: Any, y: Any, *, callback: Callable[[int, dict], Any] | None = None) -> Any:
+        """Train from freshly initialised weights for ``epochs`` passes (fewer with early
+        stopping).
+
+        Parameters
+        ----------
+        X : array (n_samples, time, features) or (n_samples, time)
+            Any Array API namespace; training runs there (or on ``backend``/``device``).
+        y : array (n_samples,)
+            Class labels (classifier) or targets (regressor; see its docstring for shapes).
+        callback : callable ``(epoch, history) -> None``, optional
+            Called after every epoch (the command line's progress bar uses it); ``epoch``
+            counts from 1 and ``history`` is :attr:`history_`.
+
+        Returns ``self``. Sets ``network_`` (parameters on the training device), ``history_``
+        (per epoch ``loss``, ``accuracy`` for classifiers, and ``val_*`` with a validation
+        split), ``n_epochs_``, ``n_features_in_`` and, for classifiers, ``classes_``.
+        """
+        for attr in ("network_", "history_"):
+            if hasattr(self, attr):
+                delattr(self, attr)
+        Xm, ym, _ = self._prepare(X, y, first=True)
+        rng = self.random_state if hasattr(self.random_state, "permutation") \
+            else host_rng(self.random_state)
+        self._new_network(Xm.shape[2], self._n_outputs, rng)
+        self._rng = rng  # partial_fit after fit continues the same stream
+        xp = namespace(Xm)
+        vf = self.validation_fraction
+        if vf is None and self.early_stopping:
+            vf = 0.1
+        Xv = yv = None
+        n = Xm.shape[0]
+        n_val = math.ceil(vf * n) if vf else 0
+        if n_val and n - n_val >= 1:
+            perm = rng.permutation(n)
+            idx_v = from_host(perm[:n_val], xp=xp, device=device(Xm))
+            idx_t = from_host(perm[n_val:], xp=xp, device=device(Xm))
+            Xv, yv = xp.take(Xm, idx_v, axis=0), xp.take(ym, idx_v, axis=0)
+            Xm, ym = xp.take(Xm, idx_t, axis=0), xp.take(ym, idx_t, axis=0)
+            self.history_["val_loss"] = []
+            if self._loss == "cross_entropy":
+                self.history_["val_accuracy"] = []
+        best, best_params, stale = math.inf, None, 0
+        for epoch in range(1, self.epochs + 1):
+            loss, acc = self._epoch(Xm, ym, rng)
+            self._record(loss, acc)
+            watched = loss
+            if Xv is not None:
+                vloss, vacc = self._evaluate(Xv, yv)
+                self.history_["val_loss"].append(vloss)
+                if vacc is not None:
+                    self.history_["val_accuracy"].append(vacc)
+                watched = vloss
+            if callback is not None:
+                callback(epoch, self.history_)
+            if not math.isfinite(loss):
+                raise RuntimeError(
+                    f"training diverged at epoch {epoch} (loss {loss}); lower learning_rate "
+                    f"(now {self.learning_rate}) or set clip_norm"
+                )
+            if watched < best - self.tol:
+                best, stale = watched, 0
+                best_params = dict(self.network_.parameters()) if Xv is not None else None
+            else:
+                stale += 1
+            if self.early_stopping and stale >= self.n_iter_no_change:
+                break
+        if self.early_stopping and best_params is not None:
+            # Arrays are never updated in place, so the saved references are the best weights.
+            self.network_.load_parameters(best_params)
+        return self
+
+    def _record(self, loss: float, acc: float | None) -> None:
+        self.history_["loss"].append(loss)
+        if acc is not None:
+            self.history_["accuracy"].append(acc)
+        self.n_epochs_ += 1
+
+    def _partial_fit(self, X: Any, y: Any, classes: Any) -> Any:
+        first = not hasattr(self, "network_")
+        Xm, ym, _ = self._prepare(X, y, first=first, classes=classes)
+        if first:
+            self._rng = host_rng(self.random_state) if not hasattr(self.random_state, "permutation") \
+                else self.random_state
+            self._new_network(Xm.shape[2], self._n_outputs, self._rng)
+        loss, acc = self._epoch(Xm, ym, self._rng)
+        self._record(loss, acc)
+        return self
+
+    def _forward(self, X: Any) -> tuple[Any, bool, Any]:
+        self._check_fitted()
+        X, is_array = _read_array(X, "X")
+        self._check_predict_X(X)
+        Xm = _sequences(self._to_model(X))
+        _check_finite(Xm, "X")
+        return self.network_.forward(Xm), is_array, X
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import InputTags, Tags, TargetTags  # only when scikit-learn asks
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=True),
+                    input_tags=InputTags(two_d_array=True, three_d_array=True))
+
+
+class RNNClassifier(_BaseRNN):
+    """Sequence classifier: recurrent layer -> last hidden state -> dense -> softmax.
+
+    Parameters
+    ----------
+    cell : str
+        Recurrent cell (a key of :data:`rnnx.models.RECURRENT_LAYERS`; ``"rnn"`` is Elman).
+    hidden_size : int
+        Size of the recurrent state.
+    nonlinearity : {"tanh", "relu"}
+        Elman activation.
+    init, recurrent_init : str
+        Initialisers (:mod:`rnnx.init`) of the input and recurrent weights.
+    optimizer : {"sgd", "momentum", "adagrad", "rmsprop", "adam"}
+    learning_rate : float
+    epochs : int
+        Passes over the training data in :meth:`fit`.
+    batch_size : int
+    clip_norm : float or None
+        Global gradient-norm bound (Pascanu et al. 2013); None turns clipping off.
+    early_stopping : bool
+        Stop when the watched loss (validation loss if there is a split, else training loss)
+        has not improved by ``tol`` for ``n_iter_no_change`` epochs; with a split, the best
+        weights are restored.
+    validation_fraction : float or None
+        Held-out share of the training data scored after every epoch (``history_["val_*"]``);
+        0.1 by default when ``early_stopping`` is on.
+    n_iter_no_change : int
+    tol : float
+    random_state : int or None
+        Seeds the initial weights (bit-identical on every backend), the shuffling and the split.
+    backend, device : str, device, optional
+        Train there instead of where ``X`` lives.
+    dtype : {"float32", "float64"} or None
+        None keeps a float ``X``'s dtype (float64 for integer ``X``).
+
+    Attributes
+    ----------
+    classes_ : numpy array (n_classes,)
+    n_features_in_ : int
+    network_ : SequenceNetwork
+        Its parameters live on the training backend and device.
+    history_ : dict of lists
+        ``loss`` and ``accuracy`` per epoch (measured on the mini-batches while training), and
+        ``val_loss``/``val_accuracy`` with a validation split.
+    n_epochs_ : int
+    """
+
+    _loss = "cross_entropy"
+
+    def _encode_y(self, y_host: Any, *, first: bool, classes: Any, Xm: Any) -> Any:
+        hnp = host_namespace()
+        if y_host.ndim == 2 and y_host.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected. Please "
+                          "change the shape of y to (n_samples,), for example using ravel().",
+                          DataConversionWarning, stacklevel=4)
+            y_host = hnp.reshape(y_host, (-1,))
+        if y_host.ndim != 1:
+            raise ValueError(f"y must be 1-D class labels (n_samples,); got shape {y_host.shape}")
+        if y_host.dtype.kind == "f":
+            if not bool(hnp.all(hnp.isfinite(y_host))):
+                raise ValueError("Input y contains NaN or inf")
+            if bool(hnp.any(y_host != hnp.round(y_host))):
+                raise ValueError("Unknown label type: 'continuous' (y holds non-integer floats); "
+                                 "use RNNRegressor for regression targets")
+        if first:
+            labels = classes if classes is not None else y_host
+            self.classes_ = hnp.unique_values(hnp.asarray(labels))
+            if classes is None and self.classes_.shape[0] < 2:
+                raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes in "
+                                 f"y; got 1 class ({self.classes_[0]!r})")
+            self._n_outputs = int(self.classes_.shape[0])
+        idx = hnp.searchsorted(self.classes_, y_host)
+        idx_c = hnp.clip(idx, 0, self.classes_.shape[0] - 1)
+        if bool(hnp.any(self.classes_[idx_c] != y_host)):
+            bad = y_host[self.classes_[idx_c] != y_host][0]
+            raise ValueError(f"y holds label {bad!r}, which is not in classes_ {self.classes_.tolist()}")
+        xp = namespace(Xm)
+        return from_host(hnp.astype(idx_c, hnp.int64), xp=xp, device=device(Xm))
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> RNNClassifier:
+        """One epoch over ``(X, y)`` from the current weights (initialising on the first call,
+        where ``classes`` lists every label the model will ever see). Returns ``self``."""
+        return self._partial_fit(X, y, classes)
+
+    def predict_proba(self, X: Any) -> Any:
+        """Class probabilities ``(n_samples, n_classes)``, columns ordered as ``classes_``, in the
+        namespace and on the device of ``X``."""
+        logits, is_array, X = self._forward(X)
+        return self._to_caller(softmax(logits), X, is_array)
+
+    def predict(self, X: Any) -> Any:
+        """Labels ``(n_samples,)`` from ``classes_``: in ``X``'s namespace and on its device when
+        the labels are numbers, a NumPy array otherwise (strings cannot live on a device)."""
+        logits, is_array, X = self._forward(X)
+        xp = namespace(logits)
+        idx = to_numpy(xp.argmax(logits, axis=-1))
+        labels = self.classes_[idx]
+        if not is_array or labels.dtype.kind not in "biuf":
+            return labels
+        return from_host(labels, xp=namespace(X), device=device(X))
+
+    def score(self, X: Any, y: Any) -> float:
+        """Accuracy of :meth:`predict` on ``(X, y)`` (a Python float)."""
+        pred = to_numpy(self.predict(X))
+        y_host = to_numpy(y) if _read_array(y, "y")[1] else host_namespace().asarray(y)
+        return float((pred == y_host.reshape(-1)).mean())
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import ClassifierTags
+
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "classifier"
+        tags.classifier_tags = ClassifierTags()
+        return tags
+
+
+class ScratchSimpleRNNClassifier(RNNClassifier):
+    """The Elman-network classifier of the from-scratch RNN exercise, trained with hand-derived
+    BPTT on any backend.
+
+    ``h_t = tanh(x_t W_x + h_{t-1} W_h + b)`` over the sequence, then ``softmax(h_T W + c)``,
+    trained on cross-entropy with mini-batch Adam and gradient clipping. It is
+    :class:`RNNClassifier` with ``cell="rnn"`` fixed; every other parameter is the same::
+
+        >>> from rnnx.datasets import load_digits_sequences
+        >>> from rnnx.models import ScratchSimpleRNNClassifier
+        >>> X, y = load_digits_sequences()              # (1797, 8, 8), 10 classes
+        >>> clf = ScratchSimpleRNNClassifier(random_state=0).fit(X[:1400], y[:1400])
+        >>> clf.score(X[1400:], y[1400:])  # doctest: +SKIP
+    """
+
+    _cell_fixed = "rnn"
+
+    def __init__(
+        self,
+        *,
+        hidden_size: int = 64,
+        nonlinearity: str = "tanh",
+        init: str = "xavier",
+        recurrent_init: str = "orthogonal",
+        optimizer: str = "adam",
+        learning_rate: float = 0.005,
+        epochs: int = 40,
+        batch_size: int = 32,
+        clip_norm: float | None = 5.0,
+        early_stopping: bool = False,
+        validation_fraction: float | None = None,
+        n_iter_no_change: int = 5,
+        tol: float = 1e-4,
+        random_state: int | None = None,
+        backend: str | None = None,
+        device: Any = None,
+        dtype: str | None = None,
+    ) -> None:
+        super().__init__(
+            hidden_size=hidden_size, nonlinearity=nonlinearity, init=init,
+            recurrent_init=recurrent_init, optimizer=optimizer, learning_rate=learning_rate,
+            epochs=epochs, batch_size=batch_size, clip_norm=clip_norm,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change, tol=tol, random_state=random_state,
+            backend=backend, device=device, dtype=dtype,
+        )
+
+    @property
+    def cell(self) -> str:
+        return "rnn"
+
+    @cell.setter
+    def cell(self, value: str) -> None:
+        if value != "rnn":
+            raise ValueError(f"ScratchSimpleRNNClassifier is the Elman (cell='rnn') classifier; "
+                             f"got cell={value!r}. Use RNNClassifier for other cells")
+
+
+class RNNRegressor(_BaseRNN):
+    """Sequence regressor: recurrent layer -> dense -> mean squared error.
+
+    Parameters are those of :class:`RNNClassifier`, plus ``sequence_output``: False (default)
+    predicts one value (or vector) per sequence from the final state, ``y`` being
+    ``(n_samples,)`` or ``(n_samples, outputs)``; True predicts at every step (many-to-many),
+    ``y`` being ``(n_samples, time)`` or ``(n_samples, time, outputs)``. Targets are standardised
+    internally (mean 0, variance 1 per output) and predictions mapped back. Predictions are in the
+    namespace and on the device of ``X``, shaped like ``y``.
+    """
+
+    _loss = "mse"
+
+    def __init__(
+        self,
+        *,
+        cell: str = "rnn",
+        hidden_size: int = 64,
+        nonlinearity: str = "tanh",
+        init: str = "xavier",
+        recurrent_init: str = "orthogonal",
+        optimizer: str = "adam",
+        learning_rate: float = 0.005,
+        epochs: int = 40,
+        batch_size: int = 32,
+        clip_norm: float | None = 5.0,
+        early_stopping: bool = False,
+        validation_fraction: float | None = None,
+        n_iter_no_change: int = 5,
+        tol: float = 1e-4,
+        random_state: int | None = None,
+        backend: str | None = None,
+        device: Any = None,
+        dtype: str | None = None,
+        sequence_output: bool = False,
+    ) -> None:
+        super().__init__(
+            cell=cell, hidden_size=hidden_size, nonlinearity=nonlinearity, init=init,
+            recurrent_init=recurrent_init, optimizer=optimizer, learning_rate=learning_rate,
+            epochs=epochs, batch_size=batch_size, clip_norm=clip_norm,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change, tol=tol, random_state=random_state,
+            backend=backend, device=device, dtype=dtype,
+        )
+        self.sequence_output = sequence_output
+
+    def _sequence_output(self) -> bool:
+        return bool(self.sequence_output)
+
+    def _encode_y(self, y_host: Any, *, first: bool, classes: Any, Xm: Any) -> Any:
+        hnp = host_namespace()
+        try:
+            y = hnp.asarray(y_host, dtype=hnp.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"Unknown label type: y must be numeric regression targets; got "
+                             f"dtype {y_host.dtype}") from None
+        if not bool(hnp.all(hnp.isfinite(y))):
+            raise ValueError("Input y contains NaN or inf")
+        lead = 2 if self.sequence_output else 1
+        if y.ndim not in (lead, lead + 1):
+            what = "(n_samples, time[, outputs])" if lead == 2 else "(n_samples[, outputs])"
+            raise ValueError(f"y must have shape {what}; got shape {y.shape}")
+        if self.sequence_output and y.shape[1] != Xm.shape[1]:
+            raise ValueError(f"with sequence_output=True, y must have X's {Xm.shape[1]} time steps; "
+                             f"got y of shape {y.shape}")
+        y_nd = y if y.ndim == lead + 1 else y[..., None]
+        if first:
+            self._y_ndim = y.ndim
+            flat = hnp.reshape(y_nd, (-1, y_nd.shape[-1]))
+            mean = hnp.mean(flat, axis=0)
+            scale = hnp.std(flat, axis=0)
+            scale = hnp.where(scale > 0, scale, 1.0)  # a constant target: no scaling
+            self._y_mean, self._y_scale = mean, scale
+            self._n_outputs = int(y_nd.shape[-1])
+        elif y_nd.shape[-1] != self._n_outputs:
+            raise ValueError(f"y must have {self._n_outputs} output(s) per sample, as when first "
+                             f"fitted; got shape {y.shape}")
+        z = (y_nd - self._y_mean) / self._y_scale
+        xp = namespace(Xm)
+        return from_host(z, xp=xp, device=device(Xm), dtype=Xm.dtype)
+
+    def partial_fit(self, X: Any, y: Any) -> RNNRegressor:
+        """One epoch over ``(X, y)`` from the current weights (initialising on the first call).
+        Returns ``self``."""
+        return self._partial_fit(X, y, None)
+
+    def predict(self, X: Any) -> Any:
+        """Predictions shaped like the training ``y`` (``(n_samples,)``, ``(n_samples, outputs)``
+        or with a time axis for ``sequence_output``), in ``X``'s namespace, on its device."""
+        out, is_array, X = self._forward(X)
+        xp = namespace(out)
+        mean = from_host(self._y_mean, xp=xp, device=device(out), dtype=out.dtype)
+        scale = from_host(self._y_scale, xp=xp, device=device(out), dtype=out.dtype)
+        pred = out * scale + mean  # (N, O) or (N, T, O)
+        lead = 2 if self.sequence_output else 1
+        if self._y_ndim == lead:
+            pred = pred[..., 0]
+        return self._to_caller(pred, X, is_array)
+
+    def score(self, X: Any, y: Any) -> float:
+        """Coefficient of determination R² of :meth:`predict` (averaged over outputs)."""
+        pred = to_numpy(self.predict(X)).astype("float64")
+        y_host = to_numpy(y) if _read_array(y, "y")[1] else host_namespace().asarray(y)
+        y_host = y_host.astype("float64").reshape(pred.shape)
+        flat_p = pred.reshape(pred.shape[0] * (pred.shape[1] if self.sequence_output else 1), -1)
+        flat_y = y_host.reshape(flat_p.shape)
+        ss_res = ((flat_y - flat_p) ** 2).sum(axis=0)
+        ss_tot = ((flat_y - flat_y.mean(axis=0)) ** 2).sum(axis=0)
+        r2 = 1.0 - ss_res / ss_tot.clip(min=1e-300)
+        return float(r2.mean())
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import RegressorTags
+
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "regressor"
+        tags.regressor_tags = RegressorTags()
+        tags.target_tags.multi_output = True
+        return tags

@@ -1,0 +1,125 @@
+"""Saving and loading fitted estimators without pickle.
+
+File format (``format_version`` 1)
+----------------------------------
+An uncompressed NumPy ``.npz`` archive, readable with ``numpy.load(path, allow_pickle=False)``:
+
+``meta``
+    0-d unicode array holding a JSON object: ``format`` (``"rnnx-model"``), ``format_version``,
+    ``rnnx_version``, ``estimator`` (class name), ``params`` (constructor parameters; ``device``
+    is stored as null because devices are machine-specific), ``dtype``, ``trained_on`` (backend
+    name), ``n_features_in``, ``fit_ndim`` (2 or 3), ``history``, and ``classes`` (classifier) or
+    ``y_mean``/``y_scale``/``y_ndim`` (regressor).
+``param/<layer>.<name>``
+    One array per network parameter (``param/recurrent.w_x``, ``param/dense.w``, ...), in the
+    model's dtype.
+
+Files are written atomically (temporary file in the same directory, then ``os.replace``).
+Optimizer moments are not saved: a loaded model predicts exactly as the saved one, and
+``partial_fit`` after loading starts with fresh optimizer state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from .._backend import from_host, get_namespace, host_namespace, load_npz, save_npz_atomic, to_numpy
+from ..optim import make_optimizer
+from .estimators import RNNClassifier, RNNRegressor, ScratchSimpleRNNClassifier
+from .network import SequenceNetwork
+
+__all__ = ["FORMAT_VERSION", "load_model", "save_model"]
+
+FORMAT_VERSION = 1
+_CLASSES = {c.__name__: c for c in (RNNClassifier, RNNRegressor, ScratchSimpleRNNClassifier)}
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    return None  # a device object or generator: machine-specific, not stored
+
+
+def save_model(model: Any, path: str | os.PathLike) -> None:
+    """Write a fitted :class:`RNNClassifier`/:class:`RNNRegressor` to ``path`` (see the module
+    docstring for the format). Parameters are copied to the host; the model is unchanged."""
+    from .. import __version__
+
+    name = type(model).__name__
+    if name not in _CLASSES:
+        raise TypeError(f"model must be one of {sorted(_CLASSES)}; got {name}")
+    model._check_fitted()
+    params = {k: _jsonable(v) for k, v in model.get_params().items()}
+    params["device"] = None
+    meta: dict[str, Any] = {
+        "format": "rnnx-model",
+        "format_version": FORMAT_VERSION,
+        "rnnx_version": __version__,
+        "estimator": name,
+        "params": params,
+        "dtype": model._dtype_name,
+        "trained_on": model._backend_name,
+        "n_features_in": int(model.n_features_in_),
+        "fit_ndim": int(model._fit_ndim),
+        "features": int(model._n_step_features()),
+        "history": model.history_,
+    }
+    if isinstance(model, RNNClassifier):
+        meta["classes"] = model.classes_.tolist()
+    else:
+        meta["y_mean"] = model._y_mean.tolist()
+        meta["y_scale"] = model._y_scale.tolist()
+        meta["y_ndim"] = int(model._y_ndim)
+    arrays = {f"param/{k}": to_numpy(v) for k, v in model.network_.parameters().items()}
+    hnp = host_namespace()
+    arrays["meta"] = hnp.asarray(json.dumps(meta))
+    save_npz_atomic(path, arrays)
+
+
+def load_model(path: str | os.PathLike, *, backend: str = "numpy", device: Any = None) -> Any:
+    """Read a model written by :func:`save_model` onto ``backend``/``device`` (any backend,
+    whatever it was trained on). Predictions follow the ``X`` they are given, as after ``fit``.
+    Raises ``ValueError`` for a file that is not an rnnx model or has a newer format."""
+    data = load_npz(path)
+    if "meta" not in data:
+        raise ValueError(f"{os.fspath(path)!r} is not an rnnx model file (no 'meta' entry)")
+    meta = json.loads(str(data["meta"]))
+    if meta.get("format") != "rnnx-model":
+        raise ValueError(f"{os.fspath(path)!r} is not an rnnx model file")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{os.fspath(path)!r} has format version {meta['format_version']}; this "
+                         f"rnnx reads versions up to {FORMAT_VERSION}: upgrade rnnx")
+    cls = _CLASSES.get(meta["estimator"])
+    if cls is None:
+        raise ValueError(f"unknown estimator {meta['estimator']!r} in {os.fspath(path)!r}")
+    model = cls(**meta["params"])
+    get_namespace(backend)  # unknown/unavailable backends fail here, with the reason
+    model._backend_name, model._device, model._dtype_name = backend, device, meta["dtype"]
+    model.n_features_in_ = meta["n_features_in"]
+    model._fit_ndim = meta["fit_ndim"]
+    hnp = host_namespace()
+    if "classes" in meta:
+        model.classes_ = hnp.asarray(meta["classes"])
+        model._n_outputs = int(model.classes_.shape[0])
+    else:
+        model._y_mean = hnp.asarray(meta["y_mean"], dtype=hnp.float64)
+        model._y_scale = hnp.asarray(meta["y_scale"], dtype=hnp.float64)
+        model._y_ndim = meta["y_ndim"]
+        model._n_outputs = int(model._y_mean.shape[0])
+    host = {k[len("param/"):]: v for k, v in data.items() if k.startswith("param/")}
+    net = SequenceNetwork(
+        meta["features"], model.hidden_size, model._n_outputs, cell=model._cell_fixed or model.cell,
+        loss=model._loss, sequence_output=model._sequence_output(), seed=0, backend=backend,
+        device=device, dtype=meta["dtype"], nonlinearity=model.nonlinearity,
+        init=model.init, recurrent_init=model.recurrent_init,
+    )
+    xp = get_namespace(backend)
+    net.load_parameters({k: from_host(v, xp=xp, device=device, dtype=getattr(xp, meta["dtype"]))
+                         for k, v in host.items()})
+    model.network_ = net
+    model._optim = make_optimizer(model.optimizer, model.learning_rate)
+    model.history_ = meta["history"]
+    model.n_epochs_ = len(meta["history"]["loss"])
+    return model

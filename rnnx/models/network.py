@@ -1,0 +1,171 @@
+"""Sequence networks: a recurrent layer, then a dense layer on its last state (many-to-one) or on
+every state (many-to-many), then a loss.
+
+The recurrent layer is built through :data:`RECURRENT_LAYERS`, a registry keyed by cell name.
+Every entry returns an object with the :class:`rnnx.layers.SimpleRNN` interface —
+``forward(x, h0=None)``, ``backward(dout)``, ``params``, ``grads`` and ``return_sequences`` — so
+adding a cell kind is one line in the registry.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from .._backend import host_rng
+from ..layers import Dense, SimpleRNN
+from ..losses import mse, softmax_cross_entropy
+from ..optim import Optimizer, clip_grad_norm
+
+__all__ = ["RECURRENT_LAYERS", "SequenceNetwork", "make_recurrent", "register_cell"]
+
+
+#: cell name -> factory ``(input_size, hidden_size, *, return_sequences, seed, backend, device,
+#: dtype, **cell options) -> layer``. Options a factory does not declare (``nonlinearity`` for a
+#: gated cell, say) are not passed to it (see :func:`make_recurrent`).
+RECURRENT_LAYERS: dict[str, Callable[..., Any]] = {
+    "rnn": SimpleRNN,
+}
+
+# What every factory must accept; other options are passed only where declared.
+_REQUIRED = ("return_sequences", "seed", "backend", "device", "dtype")
+
+
+def register_cell(name: str, factory: Callable[..., Any]) -> None:
+    """Make ``cell=name`` available to networks and estimators."""
+    RECURRENT_LAYERS[name] = factory
+
+
+def make_recurrent(cell: str, input_size: int, hidden_size: int, **kwargs: Any) -> Any:
+    """Build the recurrent layer for ``cell`` (a key of :data:`RECURRENT_LAYERS`)."""
+    if cell not in RECURRENT_LAYERS:
+        raise ValueError(f"cell must be one of {sorted(RECURRENT_LAYERS)}; got {cell!r}")
+    factory = RECURRENT_LAYERS[cell]
+    target = factory.__init__ if isinstance(factory, type) else factory
+    params = inspect.signature(target).parameters.values()
+    if not any(p.kind == p.VAR_KEYWORD for p in params):
+        declared = {p.name for p in params}
+        kwargs = {k: v for k, v in kwargs.items() if k in declared or k in _REQUIRED}
+    return factory(input_size, hidden_size, **kwargs)
+
+
+class SequenceNetwork:
+    """Recurrent layer -> dense layer -> loss, with a training step.
+
+    Parameters
+    ----------
+    input_size, hidden_size, output_size : int
+        ``features`` per step, recurrent state size, and outputs (classes or regression targets).
+    cell : str
+        Key of :data:`RECURRENT_LAYERS` (``"rnn"``: Elman).
+    loss : {"cross_entropy", "mse"}
+        Softmax cross-entropy on integer labels, or mean squared error.
+    sequence_output : bool
+        False: many-to-one (the dense layer reads the final state ``(batch, hidden)``).
+        True: many-to-many (it reads every state ``(batch, time, hidden)`` and targets are per step).
+    seed : int or None
+        One host generator draws the seeds of both layers, so a seed fixes every initial weight,
+        bit for bit, on every backend.
+    backend, device, dtype
+        Where the parameters live.
+    cell_options
+        Passed to the recurrent layer factory (``nonlinearity``, ``init``, ``recurrent_init``...).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        *,
+        cell: str = "rnn",
+        loss: str = "cross_entropy",
+        sequence_output: bool = False,
+        output_init: str = "xavier",
+        seed: int | None = None,
+        backend: str = "numpy",
+        device: Any = None,
+        dtype: Any = "float64",
+        **cell_options: Any,
+    ) -> None:
+        if loss not in ("cross_entropy", "mse"):
+            raise ValueError(f"loss must be 'cross_entropy' or 'mse'; got {loss!r}")
+        rng = host_rng(seed)
+        # Two independent 63-bit seeds, drawn first so the recurrent layer's draws do not depend
+        # on how many numbers the dense initialiser consumes (and vice versa).
+        s_rec, s_out = (int(s) for s in rng.integers(0, 2**63 - 1, size=2))
+        self.cell = cell
+        self.loss_name = loss
+        self.sequence_output = bool(sequence_output)
+        self.recurrent = make_recurrent(
+            cell, input_size, hidden_size, return_sequences=self.sequence_output, seed=s_rec,
+            backend=backend, device=device, dtype=dtype, **cell_options,
+        )
+        self.dense = Dense(hidden_size, output_size, init=output_init, seed=s_out,
+                           backend=backend, device=device, dtype=dtype)
+
+    # -- parameters as one flat dict --------------------------------------------------------
+
+    def parameters(self) -> dict[str, Any]:
+        """``{"recurrent.<name>": array, "dense.<name>": array}`` (references, not copies)."""
+        out = {f"recurrent.{k}": v for k, v in self.recurrent.params.items()}
+        out.update({f"dense.{k}": v for k, v in self.dense.params.items()})
+        return out
+
+    def gradients(self) -> dict[str, Any]:
+        """Gradients with the keys of :meth:`parameters`, after :meth:`loss_and_grad`."""
+        out = {f"recurrent.{k}": v for k, v in self.recurrent.grads.items()}
+        out.update({f"dense.{k}": v for k, v in self.dense.grads.items()})
+        return out
+
+    def load_parameters(self, params: dict[str, Any]) -> None:
+        """Point the layers at the arrays in ``params`` (keys as in :meth:`parameters`)."""
+        mine = self.parameters()
+        if set(params) != set(mine):
+            raise ValueError(f"parameters must have keys {sorted(mine)}; got {sorted(params)}")
+        for k, v in params.items():
+            layer, name = k.split(".", 1)
+            target = self.recurrent if layer == "recurrent" else self.dense
+            if tuple(v.shape) != tuple(mine[k].shape):
+                raise ValueError(f"parameter {k!r} must have shape {tuple(mine[k].shape)}; got "
+                                 f"{tuple(v.shape)}")
+            target.params[name] = v
+
+    # -- maths ------------------------------------------------------------------------------
+
+    def forward(self, x: Any) -> Any:
+        """Outputs (logits or predictions) for ``x (batch, time, features)``:
+        ``(batch, outputs)``, or ``(batch, time, outputs)`` if ``sequence_output``; in ``x``'s
+        namespace on its device."""
+        return self.dense.forward(self.recurrent.forward(x))
+
+    __call__ = forward
+
+    def loss_and_grad(self, x: Any, target: Any, *, mask: Any = None) -> tuple[Any, Any]:
+        """Forward, loss and backward through both layers (BPTT through the recurrent one).
+
+        ``target`` is integer labels ``(batch,)``/``(batch, time)`` for cross-entropy, or floats
+        with the output's shape for MSE; ``mask`` (bool over the output's leading axes) drops
+        samples or steps. Returns ``(loss, outputs)``; gradients are in :meth:`gradients`.
+        """
+        out = self.forward(x)
+        if self.loss_name == "cross_entropy":
+            loss, dout = softmax_cross_entropy(out, target, mask=mask)
+        else:
+            loss, dout = mse(out, target, mask=mask)
+        self.recurrent.backward(self.dense.backward(dout))
+        return loss, out
+
+    def train_step(self, x: Any, target: Any, optimizer: Optimizer, *, clip_norm: float | None = None,
+                   mask: Any = None) -> tuple[Any, Any]:
+        """One optimisation step on a mini-batch; returns ``(loss, outputs)`` before the update
+        (0-d array and outputs, on the parameters' device: no host sync)."""
+        loss, out = self.loss_and_grad(x, target, mask=mask)
+        grads = self.gradients()
+        if clip_norm is not None:
+            grads, _ = clip_grad_norm(grads, clip_norm)
+        params = self.parameters()
+        optimizer.step(params, grads)
+        self.load_parameters(params)
+        return loss, out

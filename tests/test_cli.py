@@ -1,0 +1,105 @@
+"""The command line: the default `rnnx train` meets its accuracy target, train/save/predict
+round trips across backends, `rnnx info`, and one-line errors for bad arguments."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rnnx.cli import main
+
+from ._threads import one_thread  # noqa: F401  (autouse fixture)
+
+TINY = ["--hidden-size", "8", "--epochs", "2", "--no-progress"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_default_train_reaches_target_accuracy():
+    """The README's first command: Elman classifier on digits, >= 0.95 on the 20 % held out."""
+    res = run("train")
+    assert res.exit_code == 0, res.output
+    m = re.search(r"held-out accuracy: ([0-9.]+) \((\d+) sequences\)", res.stdout)
+    assert m, res.stdout
+    assert float(m.group(1)) >= 0.95 and int(m.group(2)) == 359  # round(0.2 * 1797)
+    assert "ScratchSimpleRNNClassifier" in res.stdout
+
+
+def test_train_save_plot_then_predict_on_other_backends(tmp_path):
+    pytest.importorskip("matplotlib")
+    model, png = tmp_path / "m.npz", tmp_path / "curves.png"
+    res = run("train", "--dataset", "sine", *TINY, "--save", str(model), "--plot", str(png))
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from rnnx.datasets import make_sine_waves
+
+    X, _ = make_sine_waves(seed=0)
+    np.save(tmp_path / "x.npy", X[:20])
+    np.savez(tmp_path / "x.npz", X=X[:20])
+    outs = []
+    for args in (["x.npy"], ["x.npz", "--backend", "torch"],
+                 ["x.npy", "--backend", "array_api_strict", "--device", "device1"]):
+        res = run("predict", "--model", str(model), str(tmp_path / args[0]), *args[1:],
+                  "--output", str(tmp_path / "pred.npy"))
+        assert res.exit_code == 0, res.output
+        outs.append(res.stdout.split())
+        np.testing.assert_array_equal(np.load(tmp_path / "pred.npy").astype(str), outs[-1])
+    assert len(outs[0]) == 20 and outs[0] == outs[1] == outs[2]
+    res = run("predict", "--model", str(model), str(tmp_path / "x.npy"), "--proba")
+    rows = np.array([[float(v) for v in line.split()] for line in res.stdout.splitlines()])
+    np.testing.assert_allclose(rows.sum(axis=1), 1.0, atol=1e-5)  # 6 printed decimals x 3
+
+
+def test_train_regression_dataset():
+    res = run("train", "--dataset", "adding", *TINY, "--backend", "torch", "--dtype", "float64")
+    assert res.exit_code == 0, res.output
+    assert re.search(r"held-out MSE: [0-9.]+", res.stdout)
+
+
+def test_info_lists_backends_and_reasons():
+    res = run("info")
+    assert res.exit_code == 0
+    assert re.search(r"^numpy\s+\S+\s+yes\s+cpu", res.stdout, re.M)
+    assert re.search(r"^array_api_strict\s+\S+\s+yes\s+CPU_DEVICE, device1", res.stdout, re.M)
+    from rnnx._backend import available_backends
+
+    for name, s in available_backends().items():
+        if not s.available:
+            assert s.reason in res.stdout, name
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--epochs", "0"],
+    ["train", "--backend", "nope"],
+    ["train", "--lr", "-1"],
+    ["train", "--cell", "nope"],
+    ["train", "--backend", "numpy", "--device", "quantum"],
+    ["train", "--dataset", "mnist"],
+], ids=["epochs", "backend", "lr", "cell", "device", "dataset"])
+def test_bad_arguments_fail_without_traceback(args):
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2
+    assert "Traceback" not in res.output
+    assert "Error: Invalid value" in res.output
+
+
+def test_bad_model_file_is_one_line(tmp_path):
+    (tmp_path / "x.npy").write_bytes(b"")
+    np.save(tmp_path / "x.npy", np.zeros((2, 3)))
+    res = CliRunner().invoke(main, ["predict", "--model", str(tmp_path / "x.npy"),
+                                    str(tmp_path / "x.npy")])
+    assert res.exit_code == 2
+    assert res.output.count("\n") == 1 and res.output.startswith("rnnx: error:")
+    assert "not an .npz archive" in res.output
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "info", "check"])
+def test_help_exits_zero(command):
+    """click's --help exits through Exit(0), a RuntimeError: it must not become an error line."""
+    res = CliRunner().invoke(main, [command, "--help"])
+    assert res.exit_code == 0 and "rnnx: error" not in res.output and "Usage:" in res.output
