@@ -53,7 +53,10 @@ def test_shapes_and_finiteness(xp, device, put, shape, seed, f32, nonlinearity):
 @given(shape=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 3), st.integers(1, 4)),
        seed=st.integers(0, 2**32 - 1))
 def test_float64_gradients_pass_finite_differences(xp, device, put, shape, seed):
-    """Step 1e-6 central differences: a correct float64 gradient scores ~1e-10 (see README)."""
+    """Step 1e-6 central differences: a correct float64 gradient scores ~1e-10 relative error
+    (see README). Random shapes also produce gradients far smaller than the loss (a saturated
+    tanh, one hidden unit), where the difference quotient's rounding floor, about
+    eps * |L| / step, dominates: the norm-wise error must then be within 10x that floor."""
     x, w_x, w_h, b, h0, dhs = _case(seed, *shape, put, xp.float64)
     args = {"x": x, "w_x": w_x, "w_h": w_h, "b": b, "h0": h0}
     _, cache = rnn_forward(**args)
@@ -64,8 +67,11 @@ def test_float64_gradients_pass_finite_differences(xp, device, put, shape, seed)
         return xp.sum(hs * dhs)
 
     numeric = finite_difference_grads(loss, args)
+    floor = 10 * np.finfo(np.float64).eps * max(abs(float(to_numpy(loss(**args)))), 1.0) / 1e-6
     for name in args:
-        assert grad_check_error(grads["d" + name], numeric[name]) <= 1e-7, name
+        a, n = to_numpy(grads["d" + name]), numeric[name]
+        rel = grad_check_error(a, n)
+        assert rel <= 1e-7 or np.linalg.norm(a - n) <= floor, (name, rel)
 
 
 @SETTINGS
