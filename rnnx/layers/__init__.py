@@ -1,5 +1,5 @@
 """Stateful layers: parameters, gradients and caches around :mod:`rnnx.functional`."""
 
-from .recurrent import SimpleRNN
+from .recurrent import GRU, LSTM, Recurrent, SimpleRNN
 
-__all__ = ["SimpleRNN"]
+__all__ = ["GRU", "LSTM", "Recurrent", "SimpleRNN"]
