@@ -178,7 +178,8 @@ def gru_forward(
     return out, cache
 
 
-def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None) -> GRUGrads:
+def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
+                 _state_grads: list | None = None) -> GRUGrads:
     """Backpropagation through time for :func:`gru_forward`.
 
     Parameters
@@ -210,6 +211,8 @@ def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None) -> GRUGrads:
     r = rz[:, :, :hidden]  # (B, T, H)
     dus, dvs = [None] * time, [None] * time
     for t in range(time - 1, -1, -1):
+        if _state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
+            _state_grads[t] = g
         if m is None:
             du, dv, g_prev = gru_cell_backward(g, p[:, t, :], r[:, t, :], w_hT, xp=xp)
         else:

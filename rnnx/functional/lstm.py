@@ -215,7 +215,8 @@ def lstm_forward(
     return out, cache
 
 
-def lstm_backward(dhs: Any, cache: LSTMCache, dh_n: Any = None, dc_n: Any = None) -> LSTMGrads:
+def lstm_backward(dhs: Any, cache: LSTMCache, dh_n: Any = None, dc_n: Any = None, *,
+                  _state_grads: list | None = None) -> LSTMGrads:
     """Backpropagation through time for :func:`lstm_forward`.
 
     Parameters
@@ -250,6 +251,8 @@ def lstm_backward(dhs: Any, cache: LSTMCache, dh_n: Any = None, dc_n: Any = None
     f = gates[:, :, hidden : 2 * hidden]  # (B, T, H)
     das = [None] * time
     for t in range(time - 1, -1, -1):
+        if _state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
+            _state_grads[t] = g_h
         if m is None:
             da, gh_prev, gc_prev = lstm_cell_backward(
                 g_h, g_c, p[:, t, :], q[:, t, :], f[:, t, :], w_hT, xp=xp)

@@ -274,7 +274,8 @@ def _rnn_forward_masked(xp: Any, x: Any, w_x: Any, w_h: Any, b: Any, h0: Any,
     return mask_outputs(states, m, xp=xp), MaskedRNNCache(x, w_x, w_h, h0, states, nonlinearity, m)
 
 
-def _rnn_backward_general(dhs: Any, cache: Any, dh_n: Any) -> RNNGrads:
+def _rnn_backward_general(dhs: Any, cache: Any, dh_n: Any,
+                          _state_grads: list | None = None) -> RNNGrads:
     """BPTT with an optional mask and an optional final-state gradient ``dh_n``."""
     x, w_x, w_h, h0, hs, nonlinearity = cache[:6]
     m = cache.mask if isinstance(cache, MaskedRNNCache) else None
@@ -287,6 +288,8 @@ def _rnn_backward_general(dhs: Any, cache: Any, dh_n: Any) -> RNNGrads:
     w_hT = w_h.T  # (H, H), once
     das = [None] * time
     for t in range(time - 1, -1, -1):
+        if _state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
+            _state_grads[t] = g
         if m is None:
             da, g_prev = rnn_cell_backward(g, hs[:, t, :], w_hT, xp=xp, nonlinearity=nonlinearity)
         else:

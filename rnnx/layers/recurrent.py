@@ -10,7 +10,7 @@ from .._backend import from_host, get_namespace, host_rng, namespace
 from ..functional._mask import as_step_mask
 from ..functional.gru import gru_backward, gru_forward
 from ..functional.lstm import lstm_backward, lstm_forward
-from ..functional.rnn import NONLINEARITIES, RNNCache, rnn_backward, rnn_forward
+from ..functional.rnn import NONLINEARITIES, RNNCache, _rnn_backward_general, rnn_backward, rnn_forward
 from ..init import INITIALIZERS, place
 
 __all__ = ["GRU", "LSTM", "Recurrent", "SimpleRNN"]
@@ -205,16 +205,18 @@ def _cell_forward(kind: str, p: dict, x: Any, h0: Any, c0: Any, mask: Any, nonli
     return gru_forward(x, p["w_x"], p["w_h"], p["b_ih"], p["b_hh"], h0, mask=mask)
 
 
-def _cell_backward(kind: str, cache: Any, dhs: Any, dh_n: Any, dc_n: Any
-                   ) -> tuple[Any, Any, Any, dict]:
-    """``(dx, dh0, dc0 or None, {param name: grad})`` for one cell run."""
+def _cell_backward(kind: str, cache: Any, dhs: Any, dh_n: Any, dc_n: Any,
+                   keep: list | None = None) -> tuple[Any, Any, Any, dict]:
+    """``(dx, dh0, dc0 or None, {param name: grad})`` for one cell run; ``keep`` (a list of
+    ``time`` slots) receives ``dL/dh_t`` per step for :mod:`rnnx.diagnostics`."""
     if kind == "rnn":
-        g = rnn_backward(dhs, cache, dh_n)
+        g = (rnn_backward(dhs, cache, dh_n) if keep is None
+             else _rnn_backward_general(dhs, cache, dh_n, keep))
         return g.dx, g.dh0, None, {"w_x": g.dw_x, "w_h": g.dw_h, "b": g.db}
     if kind == "lstm":
-        g = lstm_backward(dhs, cache, dh_n, dc_n)
+        g = lstm_backward(dhs, cache, dh_n, dc_n, _state_grads=keep)
         return g.dx, g.dh0, g.dc0, {"w_x": g.dw_x, "w_h": g.dw_h, "b": g.db}
-    g = gru_backward(dhs, cache, dh_n)
+    g = gru_backward(dhs, cache, dh_n, _state_grads=keep)
     return g.dx, g.dh0, None, {"w_x": g.dw_x, "w_h": g.dw_h, "b_ih": g.db_ih, "b_hh": g.db_hh}
 
 
@@ -664,7 +666,8 @@ class Recurrent:
 
     __call__ = forward
 
-    def backward(self, dout: Any, dh_n: Any = None, dc_n: Any = None) -> Any:
+    def backward(self, dout: Any, dh_n: Any = None, dc_n: Any = None, *,
+                 _state_grads: dict | None = None) -> Any:
         """Backpropagate through every layer, direction and step.
 
         ``dout`` is the gradient of forward's output (may be ``None`` when ``dh_n``/``dc_n``
@@ -701,12 +704,15 @@ class Recurrent:
                 ds = None if dseq is None else dseq[:, :, d * hidden : (d + 1) * hidden]  # (B, T, H)
                 if d == 1 and ds is not None:
                     ds = xp.flip(ds, axis=1)  # (B, T, H): reversed time, as the cell ran
+                sfx = f"l{k}{'_reverse' if d else ''}"
+                keep = None
+                if _state_grads is not None:  # diagnostics, in the cell's own time order
+                    keep = _state_grads[sfx] = [None] * self._caches[j].hs.shape[1]
                 gx, dh0s[j], dc0s[j], g = _cell_backward(self.cell, self._caches[j], ds, fin[j],
-                                                         fin_c[j])
+                                                         fin_c[j], keep)
                 if d == 1:
                     gx = xp.flip(gx, axis=1)  # (B, T, F_in)
                 dx = gx if dx is None else dx + gx
-                sfx = f"l{k}{'_reverse' if d else ''}"
                 grads.update({f"{sfx}.{name}": v for name, v in g.items()})
             if k > 0:
                 drop = self._drops[k - 1]
