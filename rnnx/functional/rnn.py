@@ -210,7 +210,7 @@ def rnn_backward(dhs: Any, cache: RNNCache, dh_n: Any = None) -> RNNGrads:
         ``w_x``, ``w_h`` and ``b``, in the namespace and on the device of the forward inputs.
         ``dh0`` is returned even when the forward pass started from zeros (truncated BPTT uses it).
     """
-    if dh_n is not None or isinstance(cache, MaskedRNNCache):
+    if dh_n is not None or dhs is None or isinstance(cache, MaskedRNNCache):
         return _rnn_backward_general(dhs, cache, dh_n)
     x, w_x, w_h, h0, hs, nonlinearity = cache
     xp = resolve({"dhs": dhs, "hs": hs})
