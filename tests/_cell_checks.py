@@ -146,3 +146,18 @@ def check_bad_inputs(kind, rng):
         _cells.backward(kind, cache, case["dhs"][:, :-1])
     with pytest.raises(ValueError, match="nothing to backpropagate"):
         _cells.backward(kind, cache, None)
+
+
+def check_cache_is_minimal(kind, rng):
+    """The cache references the caller's arrays (no copies) and, without a mask, its ``hs`` is
+    the returned array; with a mask the returned outputs are a separate, zero-padded array."""
+    case = _cells.make_case(kind, rng, 2, 4, 3, 5)
+    out, cache = _cells.forward(kind, case)
+    assert cache.hs is out
+    assert cache.x is case["x"] and cache.w_x is case["w_x"] and cache.w_h is case["w_h"]
+    assert cache.h0 is case["h0"] and cache.mask is None
+    mask = np.array([[True, True, False, False], [True, True, True, True]])
+    out_m, cache_m = _cells.forward(kind, case, mask=mask)
+    assert cache_m.hs is not out_m
+    np.testing.assert_array_equal(out_m[0, 2:], 0.0)
+    np.testing.assert_array_equal(cache_m.hs[0, 3], cache_m.hs[0, 1])  # carried, not zeroed

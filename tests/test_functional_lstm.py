@@ -40,3 +40,7 @@ def test_inputs_are_not_written(rng):
 
 def test_bad_inputs_name_the_argument(rng):
     checks.check_bad_inputs(KIND, rng)
+
+
+def test_cache_is_minimal(rng):
+    checks.check_cache_is_minimal(KIND, rng)
