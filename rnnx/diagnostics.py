@@ -76,16 +76,25 @@ def state_grad_norms(layer: Any, x: Any, dout: Any, *, h0: Any = None, c0: Any =
         g = xp.stack(grads, axis=1)  # (B, T, H)
         if sfx.endswith("_reverse"):
             g = xp.flip(g, axis=1)  # (B, T, H): the reverse cell ran in reversed time
-        sq = xp.sum(g * g, axis=2)  # (B, T)
-        out[sfx] = xp.sqrt(sq if per_sample else xp.sum(sq, axis=0))  # (B, T) or (T,)
+        out[sfx] = _norm(g, (2,) if per_sample else (0, 2), xp=xp)  # (B, T) or (T,)
     return out
 
 
+def _norm(g: Any, axes: tuple[int, ...], *, xp: Any) -> Any:
+    """Euclidean norm over ``axes`` without underflow: vanishing gradients reach 1e-25, whose
+    square is below float32's smallest subnormal, so scale by the largest magnitude first."""
+    big = xp.max(xp.abs(g), axis=axes, keepdims=True)  # (B, T, 1) or (1, T, 1)
+    safe = xp.where(big > 0, big, 1.0)
+    scaled = xp.sqrt(xp.sum((g / safe) ** 2, axis=axes, keepdims=True)) * big  # same shape
+    return xp.reshape(scaled, tuple(s for i, s in enumerate(scaled.shape) if i not in axes))
+
+
 def plot_grad_norms(norms: dict[str, Any], path: str | os.PathLike, *, title: str | None = None,
-                    log: bool = True) -> None:
+                    log: bool = True, styles: dict[str, dict] | None = None) -> None:
     """Plot ``{label: norms (time,)}`` (e.g. one :func:`state_grad_norms` result per cell kind,
     or its layers) against the step, on a log scale, and write the figure to ``path`` (PNG, SVG,
-    PDF by extension) atomically: a temporary file in the same folder, then ``os.replace``."""
+    PDF by extension) atomically: a temporary file in the same folder, then ``os.replace``.
+    ``styles`` maps a label to matplotlib line options (``{"color": "C0", "ls": "--"}``)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
@@ -94,7 +103,7 @@ def plot_grad_norms(norms: dict[str, Any], path: str | os.PathLike, *, title: st
         v = to_numpy(values)
         if v.ndim != 1:
             raise ValueError(f"norms[{label!r}] must be 1-D (time,); got shape {v.shape}")
-        ax.plot(range(1, v.shape[0] + 1), v, label=label)
+        ax.plot(range(1, v.shape[0] + 1), v, label=label, **(styles or {}).get(label, {}))
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("step t")

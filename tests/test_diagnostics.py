@@ -99,3 +99,14 @@ def test_plot_writes_png_atomically(tmp_path, rng):
     with pytest.raises(ValueError, match=r"must be 1-D \(time,\)"):
         plot_grad_norms({"x": np.ones((2, 3))}, tmp_path / "bad.png")
     assert [p.name for p in tmp_path.iterdir()] == ["grads.png"]
+
+
+def test_tiny_float32_gradients_do_not_underflow_to_zero(rng):
+    """A float32 gradient of 1e-25 squares below the smallest subnormal; the norm is still
+    1e-25 (to float32 rounding), not 0."""
+    layer = SimpleRNN(2, 3, seed=0, dtype="float32", return_sequences=True)
+    x = rng.normal(size=(1, 4, 2)).astype(np.float32)
+    dout = np.zeros((1, 4, 3), dtype=np.float32)
+    dout[0, 0, 0] = 1e-25  # only step 1 gets a gradient: it is exactly dout there
+    n = state_grad_norms(layer, x, dout)["l0"]
+    np.testing.assert_allclose(n[0], 1e-25, rtol=4 * np.sqrt(np.finfo(np.float32).eps))
