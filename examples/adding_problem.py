@@ -124,8 +124,7 @@ def main():
         styles = {f"{c} ({tag})": {"color": f"C{i}", "ls": "--" if tag == "init" else "-"}
                   for i, c in enumerate(a.cells) for tag in ("init", "trained")}
         plot_grad_norms(plot_norms, a.plot, styles=styles,
-                        title=f"Adding problem, T={a.time}: gradient reaching $h_t$ "
-                        r"for a loss on $h_T$ (seed " + str(a.seeds[0]) + ")")
+                        title=f"Adding problem, T={a.time}, seed {a.seeds[0]}: loss on $h_T$")
 
 
 if __name__ == "__main__":
