@@ -1,12 +1,26 @@
 """rnnx: recurrent neural networks with hand-derived BPTT, written once against the Python Array
-API standard so the same code runs on NumPy, CuPy, PyTorch and array-api-strict.
+API standard so the same code runs on NumPy, CuPy, PyTorch, array-api-strict and JAX.
 
 Results are always in the namespace of the inputs and on the inputs' device.
 """
 
 from ._backend import BACKENDS, available_backends, get_namespace, to_numpy
-from .functional import RNNCache, RNNGrads, rnn_backward, rnn_forward
-from .layers import Dense, SimpleRNN
+from .functional import (
+    GRUCache,
+    GRUGrads,
+    LSTMCache,
+    LSTMGrads,
+    RNNCache,
+    RNNGrads,
+    gru_backward,
+    gru_forward,
+    lengths_to_mask,
+    lstm_backward,
+    lstm_forward,
+    rnn_backward,
+    rnn_forward,
+)
+from .layers import GRU, LSTM, Dense, Recurrent, SimpleRNN
 from .models import (
     RNNClassifier,
     RNNRegressor,
@@ -19,17 +33,29 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
+    "GRU",
+    "LSTM",
     "Dense",
+    "GRUCache",
+    "GRUGrads",
+    "LSTMCache",
+    "LSTMGrads",
     "RNNCache",
     "RNNClassifier",
     "RNNGrads",
     "RNNRegressor",
+    "Recurrent",
     "ScratchSimpleRNNClassifier",
     "SimpleRNN",
     "__version__",
     "available_backends",
     "get_namespace",
+    "gru_backward",
+    "gru_forward",
+    "lengths_to_mask",
     "load_model",
+    "lstm_backward",
+    "lstm_forward",
     "rnn_backward",
     "rnn_forward",
     "save_model",

@@ -44,6 +44,7 @@ __all__ = [
     "namespace",
     "save_npz_atomic",
     "synchronize",
+    "to_device",
     "to_numpy",
 ]
 
@@ -205,6 +206,13 @@ def to_numpy(x: Any) -> np.ndarray:
         x = array_api_strict.asarray(x, device=array_api_strict.Device("CPU_DEVICE"), copy=True)
         return np.from_dlpack(x)
     return np.asarray(x)
+
+
+def to_device(x: Any, dev: Any) -> Any:
+    """``x`` moved to device ``dev`` of its own library (``x`` itself if it is already there)."""
+    if device(x) == dev:
+        return x
+    return array_api_compat.to_device(x, dev)
 
 
 def from_host(a: Any, *, xp: Any, device: Any = None, dtype: Any = None) -> Any:

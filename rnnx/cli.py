@@ -25,7 +25,14 @@ from ._backend import (
     to_numpy,
 )
 from .datasets import DATASETS, SEED_EXPECTED_LAST_STATE, seed_example
-from .functional import rnn_backward, rnn_forward
+from .functional import (
+    gru_backward,
+    gru_forward,
+    lstm_backward,
+    lstm_forward,
+    rnn_backward,
+    rnn_forward,
+)
 from .testing import default_rtol, finite_difference_grads, grad_check_error
 
 # --------------------------------------------------------------------------------------------
@@ -66,6 +73,55 @@ def _elman_loss(nonlinearity: str) -> Callable[..., Callable[..., Any]]:
     return make
 
 
+def _gated_case(kind: str) -> Callable[..., dict]:
+    gates = {"lstm": 4, "gru": 3}[kind]
+
+    def make(rng: np.random.Generator, batch=4, time=16, features=5, hidden=8) -> dict:
+        case = {
+            "x": rng.normal(size=(batch, time, features)),
+            "w_x": rng.normal(size=(features, gates * hidden)) / math.sqrt(features),
+            "w_h": rng.normal(size=(hidden, gates * hidden)) * (0.6 / math.sqrt(hidden)),
+            "h0": rng.normal(size=(batch, hidden)) * 0.5,
+            "dhs": rng.normal(size=(batch, time, hidden)),
+        }
+        if kind == "lstm":
+            case["b"] = rng.normal(size=(gates * hidden,)) * 0.1
+            case["c0"] = rng.normal(size=(batch, hidden)) * 0.5
+        else:
+            case["b_ih"] = rng.normal(size=(gates * hidden,)) * 0.1
+            case["b_hh"] = rng.normal(size=(gates * hidden,)) * 0.1
+        return case
+
+    return make
+
+
+def _gated_forward(kind: str, a: dict, **p: Any) -> tuple[Any, Any]:
+    v = {**a, **p}
+    if kind == "lstm":
+        return lstm_forward(v["x"], v["w_x"], v["w_h"], v["b"], v["h0"], v["c0"])
+    return gru_forward(v["x"], v["w_x"], v["w_h"], v["b_ih"], v["b_hh"], v["h0"])
+
+
+def _gated_run(kind: str) -> Callable[..., dict]:
+    def run(a: dict) -> dict:
+        hs, cache = _gated_forward(kind, a)
+        back = lstm_backward if kind == "lstm" else gru_backward
+        return {"hs": hs, **back(a["dhs"], cache)._asdict()}
+
+    return run
+
+
+def _gated_loss(kind: str) -> Callable[..., Callable[..., Any]]:
+    def make(a: dict) -> Callable[..., Any]:
+        def loss(**p):
+            hs, _ = _gated_forward(kind, a, **p)
+            return namespace(hs).sum(hs * a["dhs"])
+
+        return loss
+
+    return make
+
+
 #: name -> (make host case, run on backend arrays, make scalar loss for the gradient check,
 #: names of differentiable inputs)
 CELLS: dict[str, tuple] = {
@@ -73,6 +129,10 @@ CELLS: dict[str, tuple] = {
                  ("x", "w_x", "w_h", "b", "h0")),
     "rnn-relu": (_elman_case, _elman_run("relu"), _elman_loss("relu"),
                  ("x", "w_x", "w_h", "b", "h0")),
+    "lstm": (_gated_case("lstm"), _gated_run("lstm"), _gated_loss("lstm"),
+             ("x", "w_x", "w_h", "b", "h0", "c0")),
+    "gru": (_gated_case("gru"), _gated_run("gru"), _gated_loss("gru"),
+            ("x", "w_x", "w_h", "b_ih", "b_hh", "h0")),
 }
 
 

@@ -39,3 +39,76 @@ def torch_rnn(x, w_x, w_h, b, h0, dhs, nonlinearity="tanh"):
         "dw_h": rnn.weight_hh_l0.grad.numpy().T,
         "db": rnn.bias_ih_l0.grad.numpy(),
     }
+
+
+def torch_stack(kind, x, layers, *, h0=None, c0=None, dhs=None, dh_n=None, dc_n=None,
+                lengths=None, num_layers=1, bidirectional=False, nonlinearity="tanh"):
+    """``torch.nn.RNN/LSTM/GRU`` in float64 as the reference for every cell, stacked or
+    bidirectional, optionally over a padded batch through ``pack_padded_sequence``.
+
+    ``layers``: one dict per (layer, direction) in torch's order (``l0, l0_reverse, l1, ...``)
+    with rnnx's arrays ``w_x (F_in, G*H)``, ``w_h (H, G*H)`` and either ``b`` (Elman, LSTM:
+    copied to ``bias_ih``, ``bias_hh`` zero) or ``b_ih``/``b_hh`` (GRU). ``h0``/``c0`` are
+    ``(num_layers*dirs, batch, hidden)`` host arrays or ``None``; the loss is
+    ``sum(out*dhs) + sum(h_n*dh_n) + sum(c_n*dc_n)`` over the given terms. ``lengths`` is a host
+    integer array (right padding). Returns host arrays: ``out``, ``h_n``, ``c_n`` (LSTM), ``dx``,
+    ``dh0``, ``dc0`` (LSTM) and ``layers`` (the gradients in rnnx's names, per layer/direction).
+    """
+    torch = pytest.importorskip("torch")
+    batch, time, features = x.shape
+    hidden = layers[0]["w_h"].shape[0]
+    dirs = 2 if bidirectional else 1
+    cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind]
+    extra = {"nonlinearity": nonlinearity} if kind == "rnn" else {}
+    net = cls(features, hidden, num_layers=num_layers, bidirectional=bidirectional,
+              batch_first=True, dtype=torch.float64, **extra)
+    suffixes = [f"l{k}" + ("_reverse" if d else "") for k in range(num_layers) for d in range(dirs)]
+    with torch.no_grad():
+        for sfx, p in zip(suffixes, layers):
+            getattr(net, f"weight_ih_{sfx}").copy_(torch.from_numpy(p["w_x"].T.copy()))
+            getattr(net, f"weight_hh_{sfx}").copy_(torch.from_numpy(p["w_h"].T.copy()))
+            if "b" in p:
+                getattr(net, f"bias_ih_{sfx}").copy_(torch.from_numpy(p["b"].copy()))
+                getattr(net, f"bias_hh_{sfx}").zero_()
+            else:
+                getattr(net, f"bias_ih_{sfx}").copy_(torch.from_numpy(p["b_ih"].copy()))
+                getattr(net, f"bias_hh_{sfx}").copy_(torch.from_numpy(p["b_hh"].copy()))
+    shape0 = (num_layers * dirs, batch, hidden)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    h0t = torch.from_numpy(np.zeros(shape0) if h0 is None else h0.copy()).requires_grad_(True)
+    c0t = torch.from_numpy(np.zeros(shape0) if c0 is None else c0.copy()).requires_grad_(True)
+    state = (h0t, c0t) if kind == "lstm" else h0t
+    inp = xt
+    if lengths is not None:
+        inp = torch.nn.utils.rnn.pack_padded_sequence(
+            xt, torch.from_numpy(np.asarray(lengths, dtype=np.int64)), batch_first=True,
+            enforce_sorted=False)
+    out, fin = net(inp, state)
+    if lengths is not None:
+        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=time)
+    h_n, c_n = fin if kind == "lstm" else (fin, None)
+    loss = torch.zeros((), dtype=torch.float64)
+    if dhs is not None:
+        loss = loss + (out * torch.from_numpy(dhs)).sum()
+    if dh_n is not None:
+        loss = loss + (h_n * torch.from_numpy(dh_n)).sum()
+    if dc_n is not None and kind == "lstm":
+        loss = loss + (c_n * torch.from_numpy(dc_n)).sum()
+    loss.backward()
+    grads = []
+    for sfx, p in zip(suffixes, layers):
+        g = {"dw_x": getattr(net, f"weight_ih_{sfx}").grad.numpy().T.copy(),
+             "dw_h": getattr(net, f"weight_hh_{sfx}").grad.numpy().T.copy()}
+        bih = getattr(net, f"bias_ih_{sfx}").grad.numpy().copy()
+        if "b" in p:
+            g["db"] = bih
+        else:
+            g["db_ih"] = bih
+            g["db_hh"] = getattr(net, f"bias_hh_{sfx}").grad.numpy().copy()
+        grads.append(g)
+    res = {"out": out.detach().numpy(), "h_n": h_n.detach().numpy(), "dx": xt.grad.numpy(),
+           "dh0": h0t.grad.numpy(), "layers": grads}
+    if kind == "lstm":
+        res["c_n"] = c_n.detach().numpy()
+        res["dc0"] = c0t.grad.numpy()
+    return res

@@ -4,6 +4,38 @@ Every function takes arrays from any Array API namespace and returns arrays in t
 the inputs' device.
 """
 
-from .rnn import RNNCache, RNNGrads, rnn_backward, rnn_cell, rnn_cell_backward, rnn_forward
+from ._mask import lengths_to_mask
+from .gru import GRUCache, GRUGrads, gru_backward, gru_cell, gru_cell_backward, gru_forward
+from .lstm import LSTMCache, LSTMGrads, lstm_backward, lstm_cell, lstm_cell_backward, lstm_forward
+from .rnn import (
+    MaskedRNNCache,
+    RNNCache,
+    RNNGrads,
+    rnn_backward,
+    rnn_cell,
+    rnn_cell_backward,
+    rnn_forward,
+)
 
-__all__ = ["RNNCache", "RNNGrads", "rnn_backward", "rnn_cell", "rnn_cell_backward", "rnn_forward"]
+__all__ = [
+    "GRUCache",
+    "GRUGrads",
+    "LSTMCache",
+    "LSTMGrads",
+    "MaskedRNNCache",
+    "RNNCache",
+    "RNNGrads",
+    "gru_backward",
+    "gru_cell",
+    "gru_cell_backward",
+    "gru_forward",
+    "lengths_to_mask",
+    "lstm_backward",
+    "lstm_cell",
+    "lstm_cell_backward",
+    "lstm_forward",
+    "rnn_backward",
+    "rnn_cell",
+    "rnn_cell_backward",
+    "rnn_forward",
+]

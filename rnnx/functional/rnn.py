@@ -26,9 +26,12 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .._backend import device
+from ._common import check_grads, final_grad, weight_grads
+from ._mask import as_step_mask, mask_outputs
 from ._validate import check_float, check_shape, dtype_name, resolve
 
-__all__ = ["RNNCache", "RNNGrads", "rnn_backward", "rnn_cell", "rnn_cell_backward", "rnn_forward"]
+__all__ = ["MaskedRNNCache", "RNNCache", "RNNGrads", "rnn_backward", "rnn_cell",
+           "rnn_cell_backward", "rnn_forward"]
 
 NONLINEARITIES = ("tanh", "relu")
 
@@ -48,6 +51,30 @@ class RNNCache(NamedTuple):
     h0: Any  # (batch, hidden) or None for zeros
     hs: Any  # (batch, time, hidden)
     nonlinearity: str
+
+    @property
+    def h_n(self) -> Any:
+        """Final state ``(batch, hidden)``."""
+        return self.hs[:, -1, :]
+
+
+class MaskedRNNCache(NamedTuple):
+    """:class:`RNNCache` of a masked run (``rnn_forward(..., mask=...)``): ``hs`` holds the
+    carried states (the returned outputs are zero where ``mask`` is off) and ``mask`` is the
+    boolean ``(batch, time)`` step mask on the inputs' device."""
+
+    x: Any  # (batch, time, features)
+    w_x: Any  # (features, hidden)
+    w_h: Any  # (hidden, hidden)
+    h0: Any  # (batch, hidden) or None for zeros
+    hs: Any  # (batch, time, hidden): carried states
+    nonlinearity: str
+    mask: Any  # (batch, time) bool
+
+    @property
+    def h_n(self) -> Any:
+        """Final state ``(batch, hidden)``: each sample's own last valid state."""
+        return self.hs[:, -1, :]
 
 
 class RNNGrads(NamedTuple):
@@ -114,7 +141,8 @@ def _check_inputs(x: Any, w_x: Any, w_h: Any, b: Any, h0: Any, nonlinearity: str
 
 
 def rnn_forward(
-    x: Any, w_x: Any, w_h: Any, b: Any, h0: Any = None, *, nonlinearity: str = "tanh"
+    x: Any, w_x: Any, w_h: Any, b: Any, h0: Any = None, *, nonlinearity: str = "tanh",
+    mask: Any = None,
 ) -> tuple[Any, RNNCache]:
     """Run an Elman RNN over a whole sequence.
 
@@ -127,6 +155,11 @@ def rnn_forward(
     h0 : array (batch, hidden), optional
         Initial state; zeros (on ``x``'s device) if omitted.
     nonlinearity : {"tanh", "relu"}
+    mask : optional
+        Boolean ``(batch, time)`` step mask (padding on either side) or integer ``(batch,)``
+        lengths, in ``x``'s namespace on any device, or host data (see
+        :mod:`rnnx.functional._mask`): masked-out steps carry the state and output zeros, and
+        the cache is a :class:`MaskedRNNCache` whose ``h_n`` is each sample's last valid state.
 
     Returns
     -------
@@ -140,6 +173,8 @@ def rnn_forward(
     (float32 or float64); anything else raises with a message naming the argument.
     """
     xp = _check_inputs(x, w_x, w_h, b, h0, nonlinearity)
+    if mask is not None:
+        return _rnn_forward_masked(xp, x, w_x, w_h, b, h0, nonlinearity, mask)
     batch, time, features = x.shape
     hidden = w_x.shape[1]
     # Hoisted input projection: one GEMM over all batch*time rows.
@@ -154,7 +189,7 @@ def rnn_forward(
     return hs, RNNCache(x, w_x, w_h, h0, hs, nonlinearity)
 
 
-def rnn_backward(dhs: Any, cache: RNNCache) -> RNNGrads:
+def rnn_backward(dhs: Any, cache: RNNCache, dh_n: Any = None) -> RNNGrads:
     """Backpropagation through time for :func:`rnn_forward`.
 
     Parameters
@@ -162,8 +197,11 @@ def rnn_backward(dhs: Any, cache: RNNCache) -> RNNGrads:
     dhs : array (batch, time, hidden) or (batch, hidden)
         ``dL/dh_t`` for every step. A 2-D array is the gradient of the final state alone (a
         many-to-one loss): the other steps receive no direct gradient and no zeros are built.
-    cache : RNNCache
+    cache : RNNCache or MaskedRNNCache
         From the matching :func:`rnn_forward` call.
+    dh_n : array (batch, hidden), optional
+        Gradient of the final state ``cache.h_n`` (stacked layers); with a 2-D ``dhs`` the two
+        add up. ``dhs`` may then be ``None``.
 
     Returns
     -------
@@ -172,6 +210,8 @@ def rnn_backward(dhs: Any, cache: RNNCache) -> RNNGrads:
         ``w_x``, ``w_h`` and ``b``, in the namespace and on the device of the forward inputs.
         ``dh0`` is returned even when the forward pass started from zeros (truncated BPTT uses it).
     """
+    if dh_n is not None or dhs is None or isinstance(cache, MaskedRNNCache):
+        return _rnn_backward_general(dhs, cache, dh_n)
     x, w_x, w_h, h0, hs, nonlinearity = cache
     xp = resolve({"dhs": dhs, "hs": hs})
     batch, time, hidden = hs.shape
@@ -209,3 +249,56 @@ def rnn_backward(dhs: Any, cache: RNNCache) -> RNNGrads:
     db = xp.sum(da2, axis=0)  # (H,)
     dx = xp.reshape(da2 @ w_x.T, (batch, time, features))  # (B, T, F)
     return RNNGrads(dx, dh0, dw_x, dw_h, db)
+
+
+# ---------------------------------------------------------------------------------------------
+# Masked runs and final-state gradients: kept apart so the plain loop above stays as lean as it
+# is. The semantics of a mask are those of rnnx.functional._mask, shared with LSTM and GRU.
+# ---------------------------------------------------------------------------------------------
+
+
+def _rnn_forward_masked(xp: Any, x: Any, w_x: Any, w_h: Any, b: Any, h0: Any,
+                        nonlinearity: str, mask: Any) -> tuple[Any, MaskedRNNCache]:
+    m = as_step_mask(mask, x=x, xp=xp)
+    batch, time, features = x.shape
+    hidden = w_x.shape[1]
+    xw = xp.reshape(xp.reshape(x, (batch * time, features)) @ w_x, (batch, time, hidden))  # (B, T, H)
+    xw = xw + b  # (B, T, H)
+    h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=device(x))
+    steps = []
+    for t in range(time):
+        h_new = rnn_cell(xw[:, t, :], h, w_h, xp=xp, nonlinearity=nonlinearity)  # (B, H)
+        h = xp.where(m[:, t, None], h_new, h)  # (B, H): carried where padded
+        steps.append(h)
+    states = xp.stack(steps, axis=1)  # (B, T, H)
+    return mask_outputs(states, m, xp=xp), MaskedRNNCache(x, w_x, w_h, h0, states, nonlinearity, m)
+
+
+def _rnn_backward_general(dhs: Any, cache: Any, dh_n: Any,
+                          _state_grads: list | None = None) -> RNNGrads:
+    """BPTT with an optional mask and an optional final-state gradient ``dh_n``."""
+    x, w_x, w_h, h0, hs, nonlinearity = cache[:6]
+    m = cache.mask if isinstance(cache, MaskedRNNCache) else None
+    xp = resolve({"dhs": dhs, "hs": hs, "dh_n": dh_n})
+    time = hs.shape[1]
+    seq = check_grads(xp, hs, dhs, {"dh_n": dh_n})
+    if seq is not None and m is not None:
+        seq = mask_outputs(seq, m, xp=xp)  # a padded output is a constant zero: no gradient
+    g = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)  # (B, H)
+    w_hT = w_h.T  # (H, H), once
+    das = [None] * time
+    for t in range(time - 1, -1, -1):
+        if _state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
+            _state_grads[t] = g
+        if m is None:
+            da, g_prev = rnn_cell_backward(g, hs[:, t, :], w_hT, xp=xp, nonlinearity=nonlinearity)
+        else:
+            m_t = m[:, t, None]  # (B, 1)
+            da, g_prev = rnn_cell_backward(xp.where(m_t, g, 0.0), hs[:, t, :], w_hT, xp=xp,
+                                           nonlinearity=nonlinearity)
+            g_prev = g_prev + xp.where(m_t, 0.0, g)  # (B, H): carried state passes through
+        das[t] = da
+        g = g_prev if (seq is None or t == 0) else g_prev + seq[:, t - 1, :]  # (B, H)
+    da = xp.stack(das, axis=1)  # (B, T, H)
+    dw_x, dw_h, db, dx = weight_grads(xp, x, hs, h0, da, da, w_x)
+    return RNNGrads(dx, g, dw_x, dw_h, db)

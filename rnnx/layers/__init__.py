@@ -1,6 +1,6 @@
 """Stateful layers: parameters, gradients and caches around :mod:`rnnx.functional`."""
 
 from .dense import Dense
-from .recurrent import SimpleRNN
+from .recurrent import GRU, LSTM, Recurrent, SimpleRNN
 
-__all__ = ["Dense", "SimpleRNN"]
+__all__ = ["GRU", "LSTM", "Dense", "Recurrent", "SimpleRNN"]

@@ -1,0 +1,229 @@
+"""GRU: one-step cell, the time loop, and backpropagation through time.
+
+References
+----------
+- K. Cho et al., "Learning phrase representations using RNN encoder-decoder for statistical
+  machine translation", EMNLP 2014, eqs. (5)-(8).
+- PyTorch ``torch.nn.GRU``: the variant with the reset gate applied after the recurrent matmul
+  (``n = tanh(x W_in + b_in + r * (h W_hn + b_hn))``), gate order ``r, z, n`` and two biases;
+  rnnx uses exactly that so weights move across unchanged.
+
+Layout (row-vector convention)::
+
+    w_x  (features, 3*hidden) = [W_xr | W_xz | W_xn]   (torch: weight_ih_l0 = w_x.T)
+    w_h  (hidden,   3*hidden) = [W_hr | W_hz | W_hn]   (torch: weight_hh_l0 = w_h.T)
+    b_ih (3*hidden,), b_hh (3*hidden,)                 (torch: bias_ih_l0, bias_hh_l0)
+
+Both biases are needed: ``b_hn`` sits inside the reset product, so only the ``r`` and ``z``
+parts could be merged.
+
+Forward, with ``u_t = x_t w_x + b_ih`` (hoisted over all steps) and ``v_t = h_{t-1} w_h + b_hh``::
+
+    r = sigmoid(u_r + v_r)   z = sigmoid(u_z + v_z)   n = tanh(u_n + r * v_n)
+    h_t = (1 - z) * n + z * h_{t-1}
+
+Backward, ``G_t = dL/dh_t`` the total gradient reaching ``h_t``::
+
+    da_n = G_t (1 - z)(1 - n^2)      da_z = G_t (h_{t-1} - n) z(1 - z)
+    da_r = da_n v_n r(1 - r)
+    du_t = [da_r, da_z, da_n]        dv_t = [da_r, da_z, da_n * r]
+    G_{t-1} = dhs_{t-1} + dv_t w_h^T + G_t z
+    dw_x = sum_t x_t^T du_t   db_ih = sum_t du_t   dw_h = sum_t h_{t-1}^T dv_t   db_hh = sum_t dv_t
+
+Only the ``G`` recurrence is sequential: every factor above that does not involve ``G`` is
+computed for all steps at once before the loop, and the weight gradients are one GEMM each.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .._backend import device
+from ._common import check_grads, check_inputs, final_grad, weight_grads
+from ._mask import as_step_mask, mask_outputs
+from ._validate import resolve
+
+__all__ = ["GRUCache", "GRUGrads", "gru_backward", "gru_backward_factors", "gru_cell",
+           "gru_cell_backward", "gru_forward"]
+
+
+class GRUCache(NamedTuple):
+    """What :func:`gru_backward` needs.
+
+    New arrays: ``hs`` (the states ``(batch, time, hidden)``), ``rz`` (the activated reset and
+    update gates ``(batch, time, 2*hidden)``), ``n`` (the candidate ``(batch, time, hidden)``)
+    and ``vn`` (``h_{t-1} W_hn + b_hn``, ``(batch, time, hidden)``, needed by the reset gate's
+    gradient). ``x``, the weights, ``h0`` (``None`` for zeros) and ``mask`` are references.
+    Without a mask ``hs`` is the returned array; with one it holds the carried states.
+    ``h_n`` is the final state.
+    """
+
+    x: Any  # (batch, time, features)
+    w_x: Any  # (features, 3*hidden)
+    w_h: Any  # (hidden, 3*hidden)
+    h0: Any  # (batch, hidden) or None
+    hs: Any  # (batch, time, hidden)
+    rz: Any  # (batch, time, 2*hidden)
+    n: Any  # (batch, time, hidden)
+    vn: Any  # (batch, time, hidden)
+    mask: Any  # (batch, time) bool or None
+
+    @property
+    def h_n(self) -> Any:
+        """Final state ``(batch, hidden)``: each sample's last valid state under a mask."""
+        return self.hs[:, -1, :]
+
+
+class GRUGrads(NamedTuple):
+    """Gradients with the shapes of the corresponding forward arguments."""
+
+    dx: Any  # (batch, time, features)
+    dh0: Any  # (batch, hidden)
+    dw_x: Any  # (features, 3*hidden)
+    dw_h: Any  # (hidden, 3*hidden)
+    db_ih: Any  # (3*hidden,)
+    db_hh: Any  # (3*hidden,)
+
+
+def gru_cell(u_t: Any, h_prev: Any, w_h: Any, b_hh: Any, *, xp: Any) -> tuple[Any, Any, Any, Any]:
+    """One GRU step from the precomputed input projection ``u_t = x_t @ w_x + b_ih``
+    ``(batch, 3*hidden)``. Returns ``(h_t, rz, n, vn)``: ``(batch, hidden)``,
+    ``(batch, 2*hidden)``, ``(batch, hidden)``, ``(batch, hidden)`` on ``h_prev``'s device."""
+    hidden = h_prev.shape[1]
+    v = h_prev @ w_h + b_hh  # (B, 3H)
+    # sigmoid(a) = (1 + tanh(a/2)) / 2: no overflow for large |a|, one transcendental.
+    rz = 0.5 * xp.tanh(0.5 * (u_t[:, : 2 * hidden] + v[:, : 2 * hidden])) + 0.5  # (B, 2H)
+    vn = v[:, 2 * hidden :]  # (B, H)
+    n = xp.tanh(u_t[:, 2 * hidden :] + rz[:, :hidden] * vn)  # (B, H)
+    z = rz[:, hidden:]  # (B, H)
+    return n + z * (h_prev - n), rz, n, vn
+
+
+def gru_backward_factors(rz: Any, n: Any, vn: Any, hs: Any, h_init: Any, *, xp: Any) -> Any:
+    """The gradient-independent part of every backward step, for all steps at once:
+    ``p (batch, time, 4*hidden)`` such that, for the incoming ``G_t``,
+
+        [da_r, da_z, da_n, G-through-z] = G_t * p_t          (blocks of ``hidden``)
+
+    i.e. ``p = [(1-z)(1-n^2) v_n r(1-r), (h_{t-1}-n) z(1-z), (1-z)(1-n^2), z]``.
+    ``h_init (batch, hidden)`` is the initial state."""
+    hidden = n.shape[2]
+    r = rz[:, :, :hidden]  # (B, T, H)
+    z = rz[:, :, hidden:]  # (B, T, H)
+    h_prev = xp.concat([h_init[:, None, :], hs[:, :-1, :]], axis=1)  # (B, T, H)
+    an = (1.0 - z) * (1.0 - n * n)  # (B, T, H)
+    ar = an * vn * r * (1.0 - r)  # (B, T, H)
+    az = (h_prev - n) * z * (1.0 - z)  # (B, T, H)
+    return xp.concat([ar, az, an, z], axis=2)  # (B, T, 4H)
+
+
+def gru_cell_backward(g: Any, p_t: Any, r_t: Any, w_hT: Any, *, xp: Any) -> tuple[Any, Any, Any]:
+    """Backward of one step: ``g = dL/dh_t`` ``(batch, hidden)``, ``p_t`` from
+    :func:`gru_backward_factors` ``(batch, 4*hidden)``, ``r_t`` the reset gate. Returns
+    ``(du_t, dv_t, dL/dh_{t-1})``: ``(batch, 3*hidden)`` twice and ``(batch, hidden)``."""
+    hidden = g.shape[1]
+    d = xp.concat([g, g, g, g], axis=1) * p_t  # (B, 4H): [da_r, da_z, da_n, g*z]
+    du = d[:, : 3 * hidden]  # (B, 3H)
+    dv = xp.concat([d[:, : 2 * hidden], d[:, 2 * hidden : 3 * hidden] * r_t], axis=1)  # (B, 3H)
+    return du, dv, dv @ w_hT + d[:, 3 * hidden :]  # (B, 3H), (B, 3H), (B, H)
+
+
+def gru_forward(
+    x: Any, w_x: Any, w_h: Any, b_ih: Any, b_hh: Any, h0: Any = None, *, mask: Any = None
+) -> tuple[Any, GRUCache]:
+    """Run a GRU over a whole sequence.
+
+    Parameters
+    ----------
+    x : array (batch, time, features)
+    w_x : array (features, 3*hidden)
+        Input weights, gate blocks ``r, z, n`` (``torch weight_ih_l0.T``).
+    w_h : array (hidden, 3*hidden)
+        Recurrent weights, same blocks (``torch weight_hh_l0.T``).
+    b_ih, b_hh : array (3*hidden,)
+        Input and recurrent biases (``torch bias_ih_l0``, ``bias_hh_l0``).
+    h0 : array (batch, hidden), optional
+        Initial state; zeros (on ``x``'s device) if omitted.
+    mask : optional
+        Boolean ``(batch, time)`` step mask (padding on either side) or integer ``(batch,)``
+        lengths, in ``x``'s namespace on any device, or host data; see :mod:`rnnx.functional._mask`.
+
+    Returns
+    -------
+    hs : array (batch, time, hidden)
+        The state at every step (zero where the mask is off); namespace, device and dtype of ``x``.
+    cache : GRUCache
+        Pass to :func:`gru_backward`; ``cache.h_n`` is the final state ``(batch, hidden)``.
+    """
+    xp = check_inputs(x, w_x, w_h, {"b_ih": b_ih, "b_hh": b_hh}, h0, None, 3)
+    m = as_step_mask(mask, x=x, xp=xp)
+    batch, time, features = x.shape
+    hidden = w_h.shape[0]
+    # Hoisted input projection: one GEMM over all batch*time rows.
+    u = xp.reshape(xp.reshape(x, (batch * time, features)) @ w_x, (batch, time, 3 * hidden))  # (B, T, 3H)
+    u = u + b_ih  # (B, T, 3H)
+    h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=device(x))
+    hs, rzs, ns, vns = [], [], [], []
+    for t in range(time):
+        h_new, rz, n, vn = gru_cell(u[:, t, :], h, w_h, b_hh, xp=xp)
+        h = h_new if m is None else xp.where(m[:, t, None], h_new, h)  # (B, H): carried if padded
+        hs.append(h)
+        rzs.append(rz)
+        ns.append(n)
+        vns.append(vn)
+    states = xp.stack(hs, axis=1)  # (B, T, H)
+    cache = GRUCache(x, w_x, w_h, h0, states, xp.stack(rzs, axis=1), xp.stack(ns, axis=1),
+                     xp.stack(vns, axis=1), m)
+    out = states if m is None else mask_outputs(states, m, xp=xp)
+    return out, cache
+
+
+def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
+                 _state_grads: list | None = None) -> GRUGrads:
+    """Backpropagation through time for :func:`gru_forward`.
+
+    Parameters
+    ----------
+    dhs : array (batch, time, hidden) or (batch, hidden), or None
+        Gradient of the returned ``hs``. A 2-D array is the gradient of the final state alone
+        (many-to-one; without a mask that is ``hs[:, -1]``). ``None``: only ``dh_n``.
+    cache : GRUCache
+    dh_n : array (batch, hidden), optional
+        Gradient of the final state ``cache.h_n``.
+
+    Returns
+    -------
+    GRUGrads
+        ``(dx, dh0, dw_x, dw_h, db_ih, db_hh)`` in the forward inputs' namespace and device;
+        ``dh0`` is returned even when the forward pass started from zeros.
+    """
+    x, w_x, w_h, h0, hs, rz, n, vn, m = cache
+    xp = resolve({"dhs": dhs, "hs": hs, "dh_n": dh_n})
+    batch, time, hidden = hs.shape
+    seq = check_grads(xp, hs, dhs, {"dh_n": dh_n})
+    if seq is not None and m is not None:
+        seq = mask_outputs(seq, m, xp=xp)  # a padded output is a constant zero: no gradient
+    g = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)
+
+    w_hT = w_h.T  # (3H, H), once
+    h_init = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=device(hs))
+    p = gru_backward_factors(rz, n, vn, hs, h_init, xp=xp)  # (B, T, 4H)
+    r = rz[:, :, :hidden]  # (B, T, H)
+    dus, dvs = [None] * time, [None] * time
+    for t in range(time - 1, -1, -1):
+        if _state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
+            _state_grads[t] = g
+        if m is None:
+            du, dv, g_prev = gru_cell_backward(g, p[:, t, :], r[:, t, :], w_hT, xp=xp)
+        else:
+            m_t = m[:, t, None]  # (B, 1)
+            du, dv, g_prev = gru_cell_backward(xp.where(m_t, g, 0.0), p[:, t, :], r[:, t, :],
+                                               w_hT, xp=xp)
+            g_prev = g_prev + xp.where(m_t, 0.0, g)  # (B, H): carried state passes through
+        dus[t], dvs[t] = du, dv
+        g = g_prev if (seq is None or t == 0) else g_prev + seq[:, t - 1, :]  # (B, H)
+    du = xp.stack(dus, axis=1)  # (B, T, 3H)
+    dv = xp.stack(dvs, axis=1)  # (B, T, 3H)
+    dw_x, dw_h, db_ih, dx = weight_grads(xp, x, hs, h0, du, dv, w_x)
+    db_hh = xp.sum(xp.reshape(dv, (batch * time, 3 * hidden)), axis=0)  # (3H,)
+    return GRUGrads(dx, g, dw_x, dw_h, db_ih, db_hh)

@@ -1,0 +1,271 @@
+"""LSTM: one-step cell, the time loop, and backpropagation through time.
+
+References
+----------
+- S. Hochreiter, J. Schmidhuber, "Long short-term memory", Neural Computation 9 (1997).
+- F. Gers, J. Schmidhuber, F. Cummins, "Learning to forget: continual prediction with LSTM",
+  Neural Computation 12 (2000): the forget gate, eq. (3.1)-(3.3).
+- A. Graves, "Supervised sequence labelling with recurrent neural networks" (2012), sec. 4.6,
+  eqs. (4.2)-(4.11) (forward) and (4.12)-(4.17) (backward).
+- PyTorch ``torch.nn.LSTM``: gate order and layout, so weights move across unchanged.
+
+Layout (row-vector convention, PyTorch's gate order ``i, f, g, o``)::
+
+    w_x (features, 4*hidden) = [W_xi | W_xf | W_xg | W_xo]   (torch: weight_ih_l0 = w_x.T)
+    w_h (hidden,   4*hidden) = [W_hi | W_hf | W_hg | W_ho]   (torch: weight_hh_l0 = w_h.T)
+    b   (4*hidden,)          = b_ih + b_hh                    (one combined bias)
+
+PyTorch keeps two bias vectors whose sum is all that enters the maths; rnnx keeps the sum.
+
+Forward, with ``a_t = x_t w_x + h_{t-1} w_h + b`` split into the four gate blocks::
+
+    i = sigmoid(a_i)  f = sigmoid(a_f)  g = tanh(a_g)  o = sigmoid(a_o)
+    c_t = f * c_{t-1} + i * g         h_t = o * tanh(c_t)
+
+Backward, ``G_t = dL/dh_t`` and ``K_t = dL/dc_t`` the total gradients reaching the state::
+
+    K~   = K_t + G_t * o * (1 - tanh(c_t)^2)
+    da_i = K~ * g * i(1-i)   da_f = K~ * c_{t-1} * f(1-f)   da_g = K~ * i * (1-g^2)
+    da_o = G_t * tanh(c_t) * o(1-o)
+    G_{t-1} = dhs_{t-1} + da_t w_h^T       K_{t-1} = K~ * f
+    dw_x = sum_t x_t^T da_t   dw_h = sum_t h_{t-1}^T da_t   db = sum_t da_t   dx_t = da_t w_x^T
+
+Only the ``G``/``K`` recurrence is sequential; the weight gradients are one GEMM each over all
+``batch * time`` rows. The sigmoid is evaluated as ``(1 + tanh(a/2)) / 2`` so that one ``tanh``
+over all ``4*hidden`` columns gives every gate (no overflow for large ``|a|``; absolute error one
+ulp, which is what the products above need).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .._backend import device
+from ._common import check_grads, check_inputs, final_grad, weight_grads
+from ._mask import as_step_mask, mask_outputs
+from ._validate import resolve
+
+__all__ = ["LSTMCache", "LSTMGrads", "lstm_backward", "lstm_backward_factors", "lstm_cell",
+           "lstm_cell_backward", "lstm_forward"]
+
+
+class LSTMCache(NamedTuple):
+    """What :func:`lstm_backward` needs.
+
+    New arrays: ``hs`` and ``cs`` (the recurrent states ``(batch, time, hidden)``) and ``gates``
+    (the activated gates ``i, f, g, o``, ``(batch, time, 4*hidden)``) so the backward pass needs
+    no transcendental but one ``tanh(cs)``. ``x``, the weights, ``h0``/``c0`` (``None`` for zeros)
+    and ``mask`` are references. Without a mask, ``hs`` is the array :func:`lstm_forward`
+    returned; with one, ``hs`` holds the carried states (the returned outputs are zero where the
+    mask is off). ``h_n``/``c_n`` are the final states ``(batch, hidden)``.
+    """
+
+    x: Any  # (batch, time, features)
+    w_x: Any  # (features, 4*hidden)
+    w_h: Any  # (hidden, 4*hidden)
+    h0: Any  # (batch, hidden) or None
+    c0: Any  # (batch, hidden) or None
+    hs: Any  # (batch, time, hidden)
+    cs: Any  # (batch, time, hidden)
+    gates: Any  # (batch, time, 4*hidden)
+    mask: Any  # (batch, time) bool or None
+
+    @property
+    def h_n(self) -> Any:
+        """Final hidden state ``(batch, hidden)``: each sample's last valid state under a mask."""
+        return self.hs[:, -1, :]
+
+    @property
+    def c_n(self) -> Any:
+        """Final cell state ``(batch, hidden)``."""
+        return self.cs[:, -1, :]
+
+
+class LSTMGrads(NamedTuple):
+    """Gradients with the shapes of the corresponding forward arguments."""
+
+    dx: Any  # (batch, time, features)
+    dh0: Any  # (batch, hidden)
+    dc0: Any  # (batch, hidden)
+    dw_x: Any  # (features, 4*hidden)
+    dw_h: Any  # (hidden, 4*hidden)
+    db: Any  # (4*hidden,)
+
+
+def _gate_affine(hidden: int, *, xp: Any, dtype: Any, dev: Any) -> tuple[Any, Any, Any]:
+    """``(scale, mul, add)`` rows ``(4*hidden,)`` such that ``tanh(a*scale)*mul + add`` is
+    sigmoid on the ``i, f, o`` blocks and tanh on the ``g`` block."""
+    half = xp.full((hidden,), 0.5, dtype=dtype, device=dev)  # (H,)
+    one = xp.ones((hidden,), dtype=dtype, device=dev)  # (H,)
+    zero = xp.zeros((hidden,), dtype=dtype, device=dev)  # (H,)
+    scale = xp.concat([half, half, one, half])  # (4H,)
+    return scale, scale, xp.concat([half, half, zero, half])  # (4H,) each
+
+
+def lstm_cell(
+    xw_t: Any, h_prev: Any, c_prev: Any, w_h: Any, affine: tuple[Any, Any, Any], *, xp: Any
+) -> tuple[Any, Any, Any]:
+    """One LSTM step from the precomputed input projection ``xw_t = x_t @ w_x + b``
+    ``(batch, 4*hidden)``; ``affine`` from :func:`_gate_affine`. Returns ``(h_t, c_t, gates)``:
+    ``(batch, hidden)``, ``(batch, hidden)``, ``(batch, 4*hidden)``, on ``h_prev``'s device."""
+    scale, mul, add = affine
+    hidden = h_prev.shape[1]
+    a = xw_t + h_prev @ w_h  # (B, 4H)
+    gates = xp.tanh(a * scale) * mul + add  # (B, 4H): sigmoid(i, f, o), tanh(g)
+    i = gates[:, :hidden]  # (B, H)
+    f = gates[:, hidden : 2 * hidden]  # (B, H)
+    g = gates[:, 2 * hidden : 3 * hidden]  # (B, H)
+    o = gates[:, 3 * hidden :]  # (B, H)
+    c = f * c_prev + i * g  # (B, H)
+    return o * xp.tanh(c), c, gates
+
+
+def lstm_backward_factors(gates: Any, cs: Any, c_init: Any, *, xp: Any) -> tuple[Any, Any]:
+    """Everything of the backward step that does not depend on the incoming gradient, for all
+    steps at once: ``p (batch, time, 4*hidden)`` and ``q (batch, time, hidden)`` with
+
+        da_t = [K~, K~, K~, G_t] * p_t,   K~ = K_t + G_t * q_t
+
+    i.e. ``p = [g, c_{t-1}, i, tanh(c_t)] * [i(1-i), f(1-f), 1-g^2, o(1-o)]`` and
+    ``q = o * (1 - tanh(c_t)^2)``. ``c_init (batch, hidden)`` is the initial cell state."""
+    hidden = cs.shape[2]
+    i = gates[:, :, :hidden]  # (B, T, H)
+    g = gates[:, :, 2 * hidden : 3 * hidden]  # (B, T, H)
+    o = gates[:, :, 3 * hidden :]  # (B, T, H)
+    tanh_c = xp.tanh(cs)  # (B, T, H)
+    c_prev = xp.concat([c_init[:, None, :], cs[:, :-1, :]], axis=1)  # (B, T, H)
+    sig = gates * (1.0 - gates)  # (B, T, 4H): sigmoid' (the g block is replaced below)
+    deriv = xp.concat([sig[:, :, : 2 * hidden], 1.0 - g * g, sig[:, :, 3 * hidden :]], axis=2)  # (B, T, 4H)
+    p = xp.concat([g, c_prev, i, tanh_c], axis=2) * deriv  # (B, T, 4H)
+    q = o * (1.0 - tanh_c * tanh_c)  # (B, T, H)
+    return p, q
+
+
+def lstm_cell_backward(
+    g_h: Any, g_c: Any, p_t: Any, q_t: Any, f_t: Any, w_hT: Any, *, xp: Any
+) -> tuple[Any, Any, Any]:
+    """Backward of one step. ``g_h``/``g_c`` are ``dL/dh_t``/``dL/dc_t`` ``(batch, hidden)``;
+    ``p_t (batch, 4*hidden)`` and ``q_t (batch, hidden)`` come from :func:`lstm_backward_factors`,
+    ``f_t`` is the forget gate ``(batch, hidden)``. Returns ``(da_t (batch, 4*hidden),
+    dL/dh_{t-1}, dL/dc_{t-1})`` through this step. ``w_hT`` is ``w_h`` transposed once."""
+    k = g_c + g_h * q_t  # (B, H): total dL/dc_t
+    da = xp.concat([k, k, k, g_h], axis=1) * p_t  # (B, 4H)
+    return da, da @ w_hT, k * f_t  # (B, 4H), (B, H), (B, H)
+
+
+def lstm_forward(
+    x: Any, w_x: Any, w_h: Any, b: Any, h0: Any = None, c0: Any = None, *, mask: Any = None
+) -> tuple[Any, LSTMCache]:
+    """Run an LSTM over a whole sequence.
+
+    Parameters
+    ----------
+    x : array (batch, time, features)
+    w_x : array (features, 4*hidden)
+        Input weights, gate blocks ``i, f, g, o`` (``torch weight_ih_l0.T``).
+    w_h : array (hidden, 4*hidden)
+        Recurrent weights, same blocks (``torch weight_hh_l0.T``).
+    b : array (4*hidden,)
+        Combined bias (``torch bias_ih_l0 + bias_hh_l0``).
+    h0, c0 : array (batch, hidden), optional
+        Initial hidden and cell states; zeros (on ``x``'s device) if omitted.
+    mask : optional
+        Boolean ``(batch, time)`` step mask (padding on either side) or integer ``(batch,)``
+        lengths, in ``x``'s namespace on any device, or host data; see :mod:`rnnx.functional._mask`.
+        Masked-out steps carry the state and output zeros.
+
+    Returns
+    -------
+    hs : array (batch, time, hidden)
+        The hidden state at every step (zero where the mask is off). Same namespace, device and
+        dtype as ``x``.
+    cache : LSTMCache
+        Pass to :func:`lstm_backward`; ``cache.h_n`` and ``cache.c_n`` are the final states
+        ``(batch, hidden)``.
+    """
+    xp = check_inputs(x, w_x, w_h, {"b": b}, h0, c0, 4)
+    m = as_step_mask(mask, x=x, xp=xp)
+    batch, time, features = x.shape
+    hidden = w_h.shape[0]
+    dev = device(x)
+    # Hoisted input projection: one GEMM over all batch*time rows.
+    xw = xp.reshape(xp.reshape(x, (batch * time, features)) @ w_x, (batch, time, 4 * hidden))  # (B, T, 4H)
+    xw = xw + b  # (B, T, 4H)
+    affine = _gate_affine(hidden, xp=xp, dtype=x.dtype, dev=dev)
+    zeros = None
+    if h0 is None or c0 is None:
+        zeros = xp.zeros((batch, hidden), dtype=x.dtype, device=dev)  # (B, H)
+    h = h0 if h0 is not None else zeros
+    c = c0 if c0 is not None else zeros
+    hs, cs, gs = [], [], []
+    for t in range(time):
+        h_new, c_new, gates = lstm_cell(xw[:, t, :], h, c, w_h, affine, xp=xp)
+        if m is None:
+            h, c = h_new, c_new
+        else:
+            m_t = m[:, t, None]  # (B, 1)
+            h = xp.where(m_t, h_new, h)  # (B, H): carried where padded
+            c = xp.where(m_t, c_new, c)  # (B, H)
+        hs.append(h)
+        cs.append(c)
+        gs.append(gates)
+    states = xp.stack(hs, axis=1)  # (B, T, H)
+    cache = LSTMCache(x, w_x, w_h, h0, c0, states, xp.stack(cs, axis=1), xp.stack(gs, axis=1), m)
+    out = states if m is None else mask_outputs(states, m, xp=xp)
+    return out, cache
+
+
+def lstm_backward(dhs: Any, cache: LSTMCache, dh_n: Any = None, dc_n: Any = None, *,
+                  _state_grads: list | None = None) -> LSTMGrads:
+    """Backpropagation through time for :func:`lstm_forward`.
+
+    Parameters
+    ----------
+    dhs : array (batch, time, hidden) or (batch, hidden), or None
+        Gradient of the returned ``hs``. A 2-D array is the gradient of the final hidden state
+        alone (many-to-one; without a mask that is ``hs[:, -1]``). ``None``: no output gradient
+        (then ``dh_n`` or ``dc_n`` must be given).
+    cache : LSTMCache
+    dh_n, dc_n : array (batch, hidden), optional
+        Gradients of the final states ``cache.h_n``/``cache.c_n`` (stacked layers, seq2seq).
+
+    Returns
+    -------
+    LSTMGrads
+        ``(dx, dh0, dc0, dw_x, dw_h, db)`` in the forward inputs' namespace and device; ``dh0``
+        and ``dc0`` are returned even when the forward pass started from zeros.
+    """
+    x, w_x, w_h, h0, c0, hs, cs, gates, m = cache
+    xp = resolve({"dhs": dhs, "hs": hs, "dh_n": dh_n, "dc_n": dc_n})
+    batch, time, hidden = hs.shape
+    dev = device(hs)
+    seq = check_grads(xp, hs, dhs, {"dh_n": dh_n, "dc_n": dc_n})
+    if seq is not None and m is not None:
+        seq = mask_outputs(seq, m, xp=xp)  # a padded output is a constant zero: no gradient
+    g_h = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)
+    g_c = dc_n if dc_n is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
+
+    w_hT = w_h.T  # (4H, H), once
+    c_init = c0 if c0 is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
+    p, q = lstm_backward_factors(gates, cs, c_init, xp=xp)  # (B, T, 4H), (B, T, H)
+    f = gates[:, :, hidden : 2 * hidden]  # (B, T, H)
+    das = [None] * time
+    for t in range(time - 1, -1, -1):
+        if _state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
+            _state_grads[t] = g_h
+        if m is None:
+            da, gh_prev, gc_prev = lstm_cell_backward(
+                g_h, g_c, p[:, t, :], q[:, t, :], f[:, t, :], w_hT, xp=xp)
+        else:
+            m_t = m[:, t, None]  # (B, 1)
+            da, gh_prev, gc_prev = lstm_cell_backward(
+                xp.where(m_t, g_h, 0.0), xp.where(m_t, g_c, 0.0), p[:, t, :], q[:, t, :],
+                f[:, t, :], w_hT, xp=xp)
+            gh_prev = gh_prev + xp.where(m_t, 0.0, g_h)  # (B, H): carried state passes through
+            gc_prev = gc_prev + xp.where(m_t, 0.0, g_c)  # (B, H)
+        das[t] = da
+        g_h = gh_prev if (seq is None or t == 0) else gh_prev + seq[:, t - 1, :]  # (B, H)
+        g_c = gc_prev
+    da = xp.stack(das, axis=1)  # (B, T, 4H)
+    dw_x, dw_h, db, dx = weight_grads(xp, x, hs, h0, da, da, w_x)
+    return LSTMGrads(dx, g_h, g_c, dw_x, dw_h, db)

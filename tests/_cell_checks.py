@@ -1,0 +1,163 @@
+"""Test bodies shared by ``test_functional_lstm.py`` and ``test_functional_gru.py`` (and the
+mask tests): each takes the cell kind first. Tolerances are justified once, here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnnx._backend import device as device_of
+from rnnx._backend import from_host, to_numpy
+from rnnx.testing import assert_close, default_rtol, finite_difference_grads, grad_check_error
+
+from . import _cells
+from ._oracle import torch_stack
+
+# (batch, time, features, hidden): batch 1, time 1, hidden > features, hidden < features, long.
+SHAPES = [(1, 1, 3, 5), (4, 1, 2, 3), (4, 7, 3, 8), (3, 5, 6, 2), (2, 20, 4, 6)]
+SHAPE_IDS = ["batch1-time1", "time1", "hidden>features", "hidden<features", "long"]
+
+
+def to_backend(case, put, dtype):
+    return {k: (None if v is None else put(v, dtype)) for k, v in case.items()}
+
+
+def max_rel_dev(got, ref):
+    """Max deviation relative to the reference array's max magnitude. Both sides do the same
+    float64 operations in another order (~1e-15); an element that cancels to near zero carries
+    rounding on the scale of the array's largest terms, hence the array scale."""
+    scale = max(float(np.max(np.abs(ref))), np.finfo(np.float64).tiny)
+    return float(np.max(np.abs(to_numpy(got) - ref))) / scale
+
+
+def check_matches_torch(kind, xp, device, put, rng, shape, with_h0, final):
+    """Outputs, final states and every gradient equal torch's (float64, 1e-10 relative)."""
+    case = _cells.make_case(kind, rng, *shape, with_h0=with_h0)
+    ref = _cells.flatten_ref(kind, torch_stack(
+        kind, case["x"], [_cells.torch_layer(kind, case)],
+        h0=None if case["h0"] is None else case["h0"][None],
+        c0=None if case.get("c0") is None else case["c0"][None],
+        dhs=case["dhs"], dh_n=case["dh_n"] if final else None,
+        dc_n=case.get("dc_n") if final else None))
+    got = _cells.run(kind, to_backend(case, put, xp.float64), final=final)
+    assert set(got) == set(ref)
+    for name, value in got.items():
+        assert device_of(value) == device, name
+        assert tuple(value.shape) == ref[name].shape, name
+        err = max_rel_dev(value, ref[name])
+        assert err <= 1e-10, f"{name}: max deviation from torch {err:.2e} (relative to max)"
+
+
+def check_finite_differences(kind, xp, put, rng, shape, *, mask=None, final=True):
+    """Central differences (step 1e-6, float64): truncation ~step^2 and rounding ~eps/step give a
+    relative error near 1e-10 for a correct gradient; 1e-7 leaves margin, a bug scores ~1."""
+    case = _cells.make_case(kind, rng, *shape)
+    a = to_backend(case, put, xp.float64)
+    m = None if mask is None else put(mask)
+    grads = _cells.run(kind, a, mask=m, final=final)
+    wrt = list(_cells.inputs(kind))
+    numeric = finite_difference_grads(_cells.loss_fn(kind, a, mask=m, final=final),
+                                      {k: a[k] for k in wrt})
+    for name in wrt:
+        err = grad_check_error(grads["d" + name], numeric[name])
+        assert err <= 1e-7, f"d{name}: finite-difference relative error {err:.2e}"
+
+
+def check_last_step_gradient(kind, put, dtype, rng):
+    """A 2-D ``dhs`` (gradient of the final state) equals a 3-D one with zeros before the last
+    step, and equals passing it as ``dh_n``."""
+    case = _cells.make_case(kind, rng, 3, 6, 4, 5)
+    a = to_backend(case, put, dtype)
+    _, cache = _cells.forward(kind, a)
+    last = a["dhs"][:, -1, :]
+    padded = np.zeros_like(case["dhs"])
+    padded[:, -1, :] = case["dhs"][:, -1, :]
+    g_last = _cells.backward(kind, cache, last)
+    g_full = _cells.backward(kind, cache, put(padded, dtype))
+    g_fin = _cells.backward(kind, cache, None, last)
+    for name in g_last:
+        assert_close(g_last[name], g_full[name], err_msg=name)
+        assert_close(g_last[name], g_fin[name], err_msg=name)
+
+
+def check_float32(kind, xp, device, put, rng):
+    """float32 on every backend agrees with the NumPy float64 result within float32's rtol;
+    atol = rtol * max|reference| because a sum's rounding error scales with its largest terms."""
+    case = _cells.make_case(kind, rng, 4, 12, 3, 8)
+    ref = {k: to_numpy(v) for k, v in _cells.run(kind, case).items()}
+    got = _cells.run(kind, to_backend(case, put, xp.float32))
+    rtol = default_rtol(xp.float32, xp)
+    for name, value in got.items():
+        want = from_host(ref[name], xp=xp, device=device, dtype=xp.float32)
+        assert_close(value, want, rtol=rtol, atol=rtol * float(np.max(np.abs(ref[name]))),
+                     err_msg=name)
+
+
+def check_device(kind, xp, device, dtype, put, rng, mask=None):
+    """Every result is in the input's namespace, dtype and device (array-api-strict's
+    ``device1`` fails for any array created without ``device=``)."""
+    case = _cells.make_case(kind, rng, 2, 3, 2, 4, with_h0=False)
+    a = to_backend(case, put, dtype)
+    outs = list(_cells.run(kind, a, mask=mask).values())
+    _, cache = _cells.forward(kind, a, mask=mask)
+    outs += list(_cells.backward(kind, cache, a["dhs"][:, -1, :]).values())
+    for out in outs:
+        assert type(out) is type(a["x"])
+        assert device_of(out) == device
+        assert out.dtype == dtype
+
+
+def check_inputs_not_written(kind, rng):
+    """Forward and backward never write into the caller's arrays (read-only NumPy arrays raise
+    on any in-place update)."""
+    case = _cells.make_case(kind, rng, 2, 4, 3, 5)
+    for v in case.values():
+        v.flags.writeable = False
+    _cells.run(kind, case)
+    _cells.run(kind, case, mask=np.array([[True, True, False, False], [False, True, True, True]]))
+
+
+def check_bad_inputs(kind, rng):
+    """Wrong shapes and dtypes raise with the argument's name and the expected shape."""
+    case = _cells.make_case(kind, rng, 2, 4, 3, 5)
+    bad = {**case, "w_h": case["w_h"][:, :-1]}
+    with pytest.raises(ValueError, match="w_h must have shape"):
+        _cells.forward(kind, bad)
+    bad = {**case, "w_x": case["w_x"][:-1]}
+    with pytest.raises(ValueError, match=r"w_x must have shape \(features, "):
+        _cells.forward(kind, bad)
+    bias = _cells.BIASES[kind][-1]
+    bad = {**case, bias: case[bias][:-1]}
+    with pytest.raises(ValueError, match=f"{bias} must have shape"):
+        _cells.forward(kind, bad)
+    bad = {**case, "x": case["x"].astype(np.float32)}
+    with pytest.raises(TypeError, match="must have the same dtype as x"):
+        _cells.forward(kind, bad)
+    with pytest.raises(ValueError, match="h0 must have shape"):
+        _cells.forward(kind, {**case, "h0": case["h0"][:1]})
+    with pytest.raises(ValueError, match=r"mask must have shape \(batch, time\)"):
+        _cells.forward(kind, case, mask=np.ones((2, 3), dtype=bool))
+    with pytest.raises(ValueError, match=r"lengths must lie in \[0, time\]"):
+        _cells.forward(kind, case, mask=np.array([4, 5]))
+    with pytest.raises(TypeError, match="boolean"):
+        _cells.forward(kind, case, mask=np.ones((2, 4)))
+    _, cache = _cells.forward(kind, case)
+    with pytest.raises(ValueError, match="dhs must have shape"):
+        _cells.backward(kind, cache, case["dhs"][:, :-1])
+    with pytest.raises(ValueError, match="nothing to backpropagate"):
+        _cells.backward(kind, cache, None)
+
+
+def check_cache_is_minimal(kind, rng):
+    """The cache references the caller's arrays (no copies) and, without a mask, its ``hs`` is
+    the returned array; with a mask the returned outputs are a separate, zero-padded array."""
+    case = _cells.make_case(kind, rng, 2, 4, 3, 5)
+    out, cache = _cells.forward(kind, case)
+    assert cache.hs is out
+    assert cache.x is case["x"] and cache.w_x is case["w_x"] and cache.w_h is case["w_h"]
+    assert cache.h0 is case["h0"] and cache.mask is None
+    mask = np.array([[True, True, False, False], [True, True, True, True]])
+    out_m, cache_m = _cells.forward(kind, case, mask=mask)
+    assert cache_m.hs is not out_m
+    np.testing.assert_array_equal(out_m[0, 2:], 0.0)
+    np.testing.assert_array_equal(cache_m.hs[0, 3], cache_m.hs[0, 1])  # carried, not zeroed
