@@ -9,12 +9,14 @@ adding a cell kind is one line in the registry.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
 
-from .._backend import host_rng
-from ..layers import Dense, SimpleRNN
+from .._backend import host_rng, namespace
+from ..functional._mask import as_step_mask
+from ..layers import Dense, Recurrent, SimpleRNN
 from ..losses import mse, softmax_cross_entropy
 from ..optim import Optimizer, clip_grad_norm
 
@@ -26,6 +28,8 @@ __all__ = ["RECURRENT_LAYERS", "SequenceNetwork", "make_recurrent", "register_ce
 #: gated cell, say) are not passed to it (see :func:`make_recurrent`).
 RECURRENT_LAYERS: dict[str, Callable[..., Any]] = {
     "rnn": SimpleRNN,
+    "lstm": functools.partial(Recurrent, cell="lstm"),
+    "gru": functools.partial(Recurrent, cell="gru"),
 }
 
 # What every factory must accept; other options are passed only where declared.
@@ -42,6 +46,9 @@ def make_recurrent(cell: str, input_size: int, hidden_size: int, **kwargs: Any) 
     if cell not in RECURRENT_LAYERS:
         raise ValueError(f"cell must be one of {sorted(RECURRENT_LAYERS)}; got {cell!r}")
     factory = RECURRENT_LAYERS[cell]
+    if factory is SimpleRNN and (kwargs.get("num_layers", 1) != 1 or kwargs.get("bidirectional")):
+        # The plain Elman layer is one layer, one direction; the stack runs the same cell.
+        factory = functools.partial(Recurrent, cell="rnn")
     target = factory.__init__ if isinstance(factory, type) else factory
     params = inspect.signature(target).parameters.values()
     if not any(p.kind == p.VAR_KEYWORD for p in params):
@@ -102,7 +109,8 @@ class SequenceNetwork:
             cell, input_size, hidden_size, return_sequences=self.sequence_output, seed=s_rec,
             backend=backend, device=device, dtype=dtype, **cell_options,
         )
-        self.dense = Dense(hidden_size, output_size, init=output_init, seed=s_out,
+        # A bidirectional layer hands the dense layer both directions: (batch, 2*hidden).
+        self.dense = Dense(self.recurrent.output_size, output_size, init=output_init, seed=s_out,
                            backend=backend, device=device, dtype=dtype)
 
     # -- parameters as one flat dict --------------------------------------------------------
@@ -134,22 +142,36 @@ class SequenceNetwork:
 
     # -- maths ------------------------------------------------------------------------------
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Any, *, steps: Any = None) -> Any:
         """Outputs (logits or predictions) for ``x (batch, time, features)``:
         ``(batch, outputs)``, or ``(batch, time, outputs)`` if ``sequence_output``; in ``x``'s
-        namespace on its device."""
-        return self.dense.forward(self.recurrent.forward(x))
+        namespace on its device.
+
+        ``steps``: variable lengths, as integer lengths ``(batch,)`` or a boolean step mask
+        ``(batch, time)`` (padding on either side); many-to-one then reads each sample's own
+        last valid state.
+        """
+        if steps is None:
+            return self.dense.forward(self.recurrent.forward(x))
+        return self.dense.forward(self.recurrent.forward(x, mask=steps))
 
     __call__ = forward
 
-    def loss_and_grad(self, x: Any, target: Any, *, mask: Any = None) -> tuple[Any, Any]:
+    def loss_and_grad(self, x: Any, target: Any, *, mask: Any = None,
+                      steps: Any = None) -> tuple[Any, Any]:
         """Forward, loss and backward through both layers (BPTT through the recurrent one).
 
         ``target`` is integer labels ``(batch,)``/``(batch, time)`` for cross-entropy, or floats
         with the output's shape for MSE; ``mask`` (bool over the output's leading axes) drops
-        samples or steps. Returns ``(loss, outputs)``; gradients are in :meth:`gradients`.
+        samples or steps. ``steps`` (lengths or a step mask, see :meth:`forward`) makes the
+        recurrence skip padding; for a many-to-many network the padded steps also leave the
+        loss (combined with ``mask``). Returns ``(loss, outputs)``; gradients are in
+        :meth:`gradients`.
         """
-        out = self.forward(x)
+        out = self.forward(x, steps=steps)
+        if steps is not None and self.sequence_output:
+            step_mask = as_step_mask(steps, x=x, xp=namespace(x))  # (B, T) bool
+            mask = step_mask if mask is None else (mask & step_mask)
         if self.loss_name == "cross_entropy":
             loss, dout = softmax_cross_entropy(out, target, mask=mask)
         else:
@@ -158,10 +180,10 @@ class SequenceNetwork:
         return loss, out
 
     def train_step(self, x: Any, target: Any, optimizer: Optimizer, *, clip_norm: float | None = None,
-                   mask: Any = None) -> tuple[Any, Any]:
+                   mask: Any = None, steps: Any = None) -> tuple[Any, Any]:
         """One optimisation step on a mini-batch; returns ``(loss, outputs)`` before the update
         (0-d array and outputs, on the parameters' device: no host sync)."""
-        loss, out = self.loss_and_grad(x, target, mask=mask)
+        loss, out = self.loss_and_grad(x, target, mask=mask, steps=steps)
         grads = self.gradients()
         if clip_norm is not None:
             grads, _ = clip_grad_norm(grads, clip_norm)
