@@ -11,6 +11,7 @@ from .models import (
     RNNClassifier,
     RNNRegressor,
     ScratchSimpleRNNClassifier,
+    TrainingDivergedError,
     load_model,
     save_model,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "RNNRegressor",
     "ScratchSimpleRNNClassifier",
     "SimpleRNN",
+    "TrainingDivergedError",
     "__version__",
     "available_backends",
     "get_namespace",

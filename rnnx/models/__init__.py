@@ -6,6 +6,7 @@ from .estimators import (
     RNNClassifier,
     RNNRegressor,
     ScratchSimpleRNNClassifier,
+    TrainingDivergedError,
 )
 from .io import load_model, save_model
 from .network import RECURRENT_LAYERS, SequenceNetwork, make_recurrent, register_cell
@@ -18,6 +19,7 @@ __all__ = [
     "RNNRegressor",
     "ScratchSimpleRNNClassifier",
     "SequenceNetwork",
+    "TrainingDivergedError",
     "load_model",
     "make_recurrent",
     "register_cell",
