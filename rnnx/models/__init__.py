@@ -8,12 +8,13 @@ from .estimators import (
     ScratchSimpleRNNClassifier,
     TrainingDivergedError,
 )
-from .io import load_model, save_model
+from .io import ModelFileError, load_model, save_model
 from .network import RECURRENT_LAYERS, SequenceNetwork, make_recurrent, register_cell
 
 __all__ = [
     "RECURRENT_LAYERS",
     "DataConversionWarning",
+    "ModelFileError",
     "NotFittedError",
     "RNNClassifier",
     "RNNRegressor",

@@ -49,6 +49,7 @@ from typing import Any
 from .._backend import (
     backend_name,
     device,
+    float_errors_checked_by_caller,
     from_host,
     get_namespace,
     host_namespace,
@@ -613,7 +614,8 @@ class _BaseRNN(_Params):
         end of the previous epoch before the exception leaves ``fit``/``partial_fit``."""
         snap = self._snapshot()
         try:
-            yield
+            with float_errors_checked_by_caller():
+                yield
         except TrainingDivergedError:
             self._restore(snap)
             raise
