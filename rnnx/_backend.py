@@ -301,27 +301,31 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     an object array (which only pickle could read; nothing is ever unpickled).
     """
     path = os.fspath(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except zipfile.BadZipFile as exc:  # starts like a zip, but its directory is missing
-        raise ValueError(f"{path!r} is a truncated or corrupted .npz archive ({exc})") from None
-    except (ValueError, EOFError) as exc:  # not a NumPy file, or one that needs pickle
-        raise ValueError(f"{path!r} is not an .npz archive readable without pickle ({exc})") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path!r} is a single .npy array, not an .npz archive")
-    out = {}
-    with data:
-        for k in data.files:
-            try:
-                out[k] = data[k]
-            except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
-                raise ValueError(f"{path!r} is a truncated or corrupted .npz archive: entry {k!r} "
-                                 f"cannot be read ({exc})") from None
-            except ValueError as exc:
-                if "allow_pickle" in str(exc):
-                    raise ValueError(f"{path!r} holds an object array {k!r} that only pickle could "
-                                     "read; rnnx never unpickles files") from None
-                raise ValueError(f"{path!r}: entry {k!r} cannot be read ({exc})") from None
+    # The file is opened here, not by np.load: np.load leaks its handle when the zip directory
+    # is damaged (it hands the handle to NpzFile, whose constructor then raises).
+    with open(path, "rb") as fh:
+        try:
+            data = np.load(fh, allow_pickle=False)
+        except zipfile.BadZipFile as exc:  # starts like a zip, but its directory is missing
+            raise ValueError(f"{path!r} is a truncated or corrupted .npz archive ({exc})") from None
+        except (ValueError, EOFError) as exc:  # not a NumPy file, or one that needs pickle
+            raise ValueError(f"{path!r} is not an .npz archive readable without pickle ({exc})") \
+                from None
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path!r} is a single .npy array, not an .npz archive")
+        out = {}
+        with data:
+            for k in data.files:
+                try:
+                    out[k] = data[k]
+                except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+                    raise ValueError(f"{path!r} is a truncated or corrupted .npz archive: entry "
+                                     f"{k!r} cannot be read ({exc})") from None
+                except ValueError as exc:
+                    if "allow_pickle" in str(exc):
+                        raise ValueError(f"{path!r} holds an object array {k!r} that only pickle "
+                                         "could read; rnnx never unpickles files") from None
+                    raise ValueError(f"{path!r}: entry {k!r} cannot be read ({exc})") from None
     return out
 
 

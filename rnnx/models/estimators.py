@@ -638,10 +638,11 @@ class _BaseRNN(_Params):
             f"the weights became non-finite (loss {loss:.6g})"
         clip = "turn on gradient clipping (clip_norm=None now; try clip_norm=1.0)" \
             if self.clip_norm is None else f"clip harder (clip_norm={self.clip_norm} now)"
+        kept = "its initial weights" if self.n_epochs_ == 0 else \
+            f"the weights after epoch {self.n_epochs_}, the last finite one"
         raise TrainingDivergedError(
-            f"training diverged in epoch {epoch}: {what}. The model keeps the weights of the "
-            f"{self.n_epochs_} finite epoch(s) before it. Lower learning_rate "
-            f"({self.learning_rate} now) or {clip}", epoch=epoch, loss=loss)
+            f"training diverged in epoch {epoch}: {what}. The model keeps {kept}. Lower "
+            f"learning_rate ({self.learning_rate} now) or {clip}", epoch=epoch, loss=loss)
 
     def _record(self, loss: float, acc: float | None) -> None:
         self.history_["loss"].append(loss)
@@ -754,9 +755,10 @@ class RNNClassifier(_BaseRNN):
         idx = hnp.searchsorted(self.classes_, y_host)
         idx_c = hnp.clip(idx, 0, self.classes_.shape[0] - 1)
         if bool(hnp.any(self.classes_[idx_c] != y_host)):
-            bad = y_host[self.classes_[idx_c] != y_host][0]
-            raise ValueError(f"y holds label {bad.item()!r}, which is not in classes_ "
-                             f"{self.classes_.tolist()}")
+            bad = hnp.unique_values(y_host[self.classes_[idx_c] != y_host])
+            raise ValueError(f"y holds label(s) {bad.tolist()[:5]} not in classes_ "
+                             f"{self.classes_.tolist()}" + ("" if first else
+                                                            " (set by the first partial_fit)"))
         xp = namespace(Xm)
         return from_host(hnp.astype(idx_c, hnp.int64), xp=xp, device=device(Xm))
 
