@@ -114,12 +114,16 @@ def _read_array(a: Any, name: str) -> tuple[Any, bool]:
         raise TypeError(f"sparse {name} is not supported: pass a dense array (e.g. {name}.toarray())")
     if a is None:
         raise ValueError(f"{name} must be an array; got None")
+    hnp = host_namespace()
+    if name == "X" and getattr(getattr(a, "dtype", None), "kind", None) == "O":
+        # NumPy object arrays of numbers are read as float64, as scikit-learn does; any other
+        # element raises a TypeError naming its type.
+        return hnp.asarray(a, dtype=hnp.float64), False
     try:
         namespace(a)
         return a, True
     except TypeError:
         pass
-    hnp = host_namespace()
     arr = hnp.asarray(a)
     if arr.dtype.kind == "O":
         arr = hnp.asarray(a, dtype=hnp.float64)  # TypeError names the bad element's type
