@@ -402,3 +402,28 @@ def test_long_sequence_forward_backward_memory():
         f"peak traced memory forward {peak_fwd / 1e6:.1f} MB ({ratios[0]:.2f}x), backward "
         f"{peak_bwd / 1e6:.1f} MB ({ratios[1]:.2f}x) of the {CACHE_BYTES / 1e6:.1f} MB cache")
     assert min(ratios) >= 1.0  # the cache itself is traced: the measurement sees NumPy's memory
+
+
+def test_ctrl_c_during_rnnx_train_is_one_line(tmp_path):
+    """SIGINT to a real `rnnx train` in the middle of training: exit status 130 (128 + SIGINT),
+    one line on stderr, no traceback, and no model file written."""
+    if not hasattr(signal, "SIGINT") or os.name == "nt":
+        pytest.skip("POSIX signals only")
+    model = tmp_path / "m.npz"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rnnx", "train", "--no-progress", "--epochs", "1000",
+         "--hidden-size", "16", "--save", str(model)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+    try:
+        assert proc.stdout.readline().startswith("data")
+        assert proc.stdout.readline().startswith("model")  # printed just before fit starts
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert err.strip() == "rnnx: interrupted" and "Traceback" not in out + err
+    assert not model.exists()
