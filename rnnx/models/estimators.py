@@ -798,7 +798,7 @@ class RNNClassifier(_BaseRNN):
             raise ValueError(f"y must be 1-D class labels (n_samples,); got shape {y_host.shape}")
         hnp = host_namespace()
         kinds = (y_host.dtype.kind, self.classes_.dtype.kind)
-        comparable = kinds[0] == kinds[1] or set(kinds) <= set("biuf")
+        comparable = kinds[0] == kinds[1] or set(kinds) <= set("biuf") or set(kinds) <= set("OUS")
         unseen = hnp.unique_values(y_host[~hnp.isin(y_host, self.classes_)] if comparable
                                    else y_host)
         if unseen.shape[0]:
