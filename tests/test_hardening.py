@@ -427,3 +427,15 @@ def test_ctrl_c_during_rnnx_train_is_one_line(tmp_path):
     assert proc.returncode == 130, err
     assert err.strip() == "rnnx: interrupted" and "Traceback" not in out + err
     assert not model.exists()
+
+
+def test_score_accepts_the_same_labels_in_any_equivalent_dtype():
+    """The unseen-label check of score compares values, not dtypes: str labels given back as an
+    object array or a list score the same; integer labels against string classes are refused."""
+    X, y = _data()
+    labels = np.array(["neg", "pos"])[y]
+    clf = RNNClassifier(**TINY).fit(X, labels)
+    expected = float(np.mean(clf.predict(X) == labels))
+    assert clf.score(X, labels.astype(object)) == clf.score(X, list(labels)) == expected
+    with pytest.raises(ValueError, match=r"y holds label\(s\) \[0, 1\] not in classes_"):
+        clf.score(X, y)
