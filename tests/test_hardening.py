@@ -174,8 +174,10 @@ def test_ctrl_c_in_partial_fit_keeps_the_previous_state():
             return real(self, *a, **k)
 
         mp.setattr(SequenceNetwork, "train_step", step)
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt) as info:
             model.partial_fit(X, y)
+    assert any("RNNClassifier.partial_fit interrupted in epoch 2" in n
+               for n in getattr(info.value, "__notes__", []))
     _assert_same_bits(_host_params(model), before)
     assert model.history_ == history and model.n_epochs_ == 1
 

@@ -613,7 +613,7 @@ class _BaseRNN(_Params):
             self._rng.bit_generator.state = rng_state
 
     @contextlib.contextmanager
-    def _guarded_epoch(self, epoch: int) -> Any:
+    def _guarded_epoch(self, epoch: int, method: str = "fit") -> Any:
         """Run one epoch; if it diverges or is interrupted (Ctrl-C), put the model back to the
         end of the previous epoch before the exception leaves ``fit``/``partial_fit``."""
         snap = self._snapshot()
@@ -625,8 +625,8 @@ class _BaseRNN(_Params):
             raise
         except KeyboardInterrupt as exc:
             self._restore(snap)
-            exc.add_note(f"rnnx: {type(self).__name__}.fit interrupted in epoch {epoch}; the model "
-                         f"keeps the weights and history of the {self.n_epochs_} completed "
+            exc.add_note(f"rnnx: {type(self).__name__}.{method} interrupted in epoch {epoch}; the "
+                         f"model keeps the weights and history of the {self.n_epochs_} completed "
                          "epoch(s)")
             raise
 
@@ -661,7 +661,7 @@ class _BaseRNN(_Params):
             self._rng = host_rng(self.random_state) if not hasattr(self.random_state, "permutation") \
                 else self.random_state
             self._new_network(Xm.shape[2], self._n_outputs, self._rng)
-        with self._guarded_epoch(self.n_epochs_ + 1):
+        with self._guarded_epoch(self.n_epochs_ + 1, "partial_fit"):
             loss, acc = self._epoch(Xm, ym, self._rng)
             self._check_diverged(self.n_epochs_ + 1, loss)
         self._record(loss, acc)
@@ -789,7 +789,8 @@ class RNNClassifier(_BaseRNN):
         return from_host(labels, xp=namespace(X), device=device(X))
 
     def score(self, X: Any, y: Any) -> float:
-        """Accuracy of :meth:`predict` on ``(X, y)`` (a Python float)."""
+        """Accuracy of :meth:`predict` on ``(X, y)`` (a Python float). Labels outside
+        ``classes_`` are refused (``ValueError``): the model could never predict them."""
         pred = to_numpy(self.predict(X))
         y_host = _score_y(X, y, pred.shape[0])
         if y_host.ndim == 2 and y_host.shape[1] == 1:
