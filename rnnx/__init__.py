@@ -25,6 +25,7 @@ from .models import (
     RNNClassifier,
     RNNRegressor,
     ScratchSimpleRNNClassifier,
+    TrainingDivergedError,
     load_model,
     save_model,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "Recurrent",
     "ScratchSimpleRNNClassifier",
     "SimpleRNN",
+    "TrainingDivergedError",
     "__version__",
     "available_backends",
     "get_namespace",

@@ -20,6 +20,8 @@ import importlib
 import os
 import sys
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,7 @@ __all__ = [
     "backend_name",
     "device",
     "devices",
+    "float_errors_checked_by_caller",
     "from_host",
     "get_namespace",
     "host_namespace",
@@ -299,16 +302,50 @@ def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` at ``path``, read with ``allow_pickle=False``."""
+    """Every array of the ``.npz`` at ``path``, read with ``allow_pickle=False``.
+
+    Raises ``ValueError`` naming the path for anything but a sound ``.npz``: a file that is not
+    one, a truncated or corrupted archive (zip CRC or structure errors), and an archive holding
+    an object array (which only pickle could read; nothing is ever unpickled).
+    """
     path = os.fspath(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError) as exc:  # not a NumPy file, or one that needs pickle
-        raise ValueError(f"{path!r} is not an .npz archive readable without pickle ({exc})") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path!r} is a single .npy array, not an .npz archive")
-    with data:
-        return {k: data[k] for k in data.files}
+    # The file is opened here, not by np.load: np.load leaks its handle when the zip directory
+    # is damaged (it hands the handle to NpzFile, whose constructor then raises).
+    with open(path, "rb") as fh:
+        try:
+            data = np.load(fh, allow_pickle=False)
+        except zipfile.BadZipFile as exc:  # starts like a zip, but its directory is missing
+            raise ValueError(f"{path!r} is a truncated or corrupted .npz archive ({exc})") from None
+        except (ValueError, EOFError) as exc:  # not a NumPy file, or one that needs pickle
+            raise ValueError(f"{path!r} is not an .npz archive readable without pickle ({exc})") \
+                from None
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path!r} is a single .npy array, not an .npz archive")
+        out = {}
+        with data:
+            for k in data.files:
+                try:
+                    out[k] = data[k]
+                except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+                    raise ValueError(f"{path!r} is a truncated or corrupted .npz archive: entry "
+                                     f"{k!r} cannot be read ({exc})") from None
+                except ValueError as exc:
+                    if "allow_pickle" in str(exc):
+                        raise ValueError(f"{path!r} holds an object array {k!r} that only pickle "
+                                         "could read; rnnx never unpickles files") from None
+                    raise ValueError(f"{path!r}: entry {k!r} cannot be read ({exc})") from None
+    return out
+
+
+@contextlib.contextmanager
+def float_errors_checked_by_caller() -> Iterator[None]:
+    """Silence NumPy's overflow/invalid/divide warnings (and ``np.seterr(all="raise")``) in the
+    block, for NumPy and array-api-strict (which computes with NumPy). Only for code that checks
+    its results itself: training looks at every epoch's loss and weights and raises
+    ``TrainingDivergedError``, which a warning raised mid-batch (``-W error``) would pre-empt
+    before the model is restored. Other backends do not warn; nothing to do there."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        yield
 
 
 @contextlib.contextmanager

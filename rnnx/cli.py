@@ -220,16 +220,29 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 class _OneLineErrors(click.Group):
-    """Turn expected user errors into one line on stderr and exit status 2, never a traceback."""
+    """Turn expected user errors into one line on stderr and exit status 2, never a traceback:
+    bad arguments (click's usage errors, shown in one line with a pointer to --help), bad
+    values and unreadable files. Ctrl-C prints one line and exits 130 (128 + SIGINT)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise  # click's own exits (--help is Exit(0), a RuntimeError) and usage errors
-        except (ValueError, TypeError, OSError, RuntimeError) as exc:
-            click.echo(f"rnnx: error: {exc}", err=True)
+        except (click.exceptions.Exit, click.Abort):
+            raise  # click's own exits (--help is Exit(0), a RuntimeError)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "rnnx"
+            msg = " ".join(exc.format_message().split())
+            click.echo(f"rnnx: error: {msg} (see '{where} --help')", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"rnnx: error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code)
+        except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError, EOFError) as exc:
+            click.echo(f"rnnx: error: {' '.join(str(exc).split())}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("rnnx: interrupted", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -320,6 +333,13 @@ def _check_backend(backend: str) -> None:
         raise click.BadParameter(str(exc), param_hint="--backend") from None
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    # click's FloatRange lets nan through (every comparison with nan is False) and allows inf.
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number; got {value}")
+    return value
+
+
 def _split(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     perm = np.random.default_rng(seed).permutation(n)
     n_test = max(1, round(test_size * n))
@@ -366,8 +386,10 @@ def _plot(history: dict, path: str, title: str) -> None:
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adagrad", "rmsprop", "adam"]),
               default="adam", show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.005, show_default=True,
+              callback=_finite,
               help="Learning rate.")
 @click.option("--clip", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              callback=_finite,
               help="Global gradient-norm bound; 0 turns clipping off.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the split, the initial weights and the shuffling.")
@@ -378,6 +400,7 @@ def _plot(history: dict, path: str, title: str) -> None:
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
               show_default=True)
 @click.option("--test-size", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              callback=_finite,
               default=0.2, show_default=True, help="Held-out share of the data.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write loss/accuracy curves to this PNG (needs matplotlib: rnnx[plot]).")
@@ -479,15 +502,26 @@ def train(dataset: str, cell: str, hidden_size: int, epochs: int, batch_size: in
 
 
 def _read_input(path: str) -> np.ndarray:
+    """The array in INPUT (.npy, or .npz with one array or one named X), never unpickled."""
+    from ._backend import load_npz
+
     if path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as data:
-            if "X" in data.files:
-                return data["X"]
-            if len(data.files) == 1:
-                return data[data.files[0]]
-            raise click.BadParameter(f"{path} holds {data.files}: name the input array 'X'",
-                                     param_hint="INPUT")
-    return np.load(path, allow_pickle=False)
+        data = load_npz(path)  # ValueError naming the path for damaged or pickled archives
+        if "X" in data:
+            return data["X"]
+        if len(data) == 1:
+            return next(iter(data.values()))
+        raise click.BadParameter(f"{path} holds {sorted(data)}: name the input array 'X'",
+                                 param_hint="INPUT")
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:
+        raise ValueError(f"cannot read INPUT {path!r} as a .npy array without pickle ({exc})") \
+            from None
+    if not isinstance(a, np.ndarray):  # an .npz archive under another name
+        a.close()
+        raise ValueError(f"INPUT {path!r} is an .npz archive; name it *.npz")
+    return a
 
 
 @main.command()

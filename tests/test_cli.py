@@ -85,7 +85,7 @@ def test_bad_arguments_fail_without_traceback(args):
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 2
     assert "Traceback" not in res.output
-    assert "Error: Invalid value" in res.output
+    assert res.output.startswith("rnnx: error: Invalid value") and res.output.count("\n") == 1
 
 
 def test_bad_model_file_is_one_line(tmp_path):

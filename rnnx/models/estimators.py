@@ -14,6 +14,18 @@ return results in the namespace and on the device of the ``X`` they are given. `
 results still come back in the caller's namespace. Inputs that are not arrays (lists, pandas
 frames) are read as NumPy arrays.
 
+Input dtypes (the casting rule)
+------------------------------
+float32 and float64 ``X`` train in their own dtype (unless ``dtype=`` says otherwise). Integer
+and bool ``X`` are cast explicitly to the model dtype (float64 by default) -- but only where the
+cast is exact: integers beyond +-2**24 (float32) or +-2**53 (float64) are refused with a
+``ValueError``. Complex ``X`` is refused (``ValueError``: there is no real model of it), and so
+are float16/bfloat16 (``TypeError``: rnnx computes in float32/float64 and does not upcast
+half precision behind the caller's back; ``X.astype(float32)`` is exact) and non-numeric
+(string) arrays. At prediction time ``X`` is cast to the model's dtype. NaN or inf in ``X``
+or ``y`` is refused. When ``X`` and ``y`` are both arrays they must come from one library and
+sit on one device (a Python list ``y`` is always accepted).
+
 Shapes
 ------
 ``X`` is ``(n_samples, time, features)``; a 2-D ``X`` is a batch of univariate sequences
@@ -25,6 +37,7 @@ sequence length with the same number of features.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
@@ -36,6 +49,7 @@ from typing import Any
 from .._backend import (
     backend_name,
     device,
+    float_errors_checked_by_caller,
     from_host,
     get_namespace,
     host_namespace,
@@ -49,7 +63,7 @@ from ..optim import OPTIMIZERS, make_optimizer
 from .network import RECURRENT_LAYERS, SequenceNetwork
 
 __all__ = ["DataConversionWarning", "NotFittedError", "RNNClassifier", "RNNRegressor",
-           "ScratchSimpleRNNClassifier"]
+           "ScratchSimpleRNNClassifier", "TrainingDivergedError"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -64,6 +78,20 @@ def _not_fitted_error_class(sk_error: type | None) -> type:
     if sk_error is None:
         return NotFittedError
     return type("NotFittedError", (NotFittedError, sk_error), {"__module__": __name__})
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Training produced a non-finite loss or non-finite weights.
+
+    Raised by ``fit``/``partial_fit`` after the model has been put back to the weights,
+    optimizer state and history of the last epoch that ended finite. ``epoch`` is the epoch
+    (counting from 1) in which training diverged and ``loss`` its mean mini-batch loss.
+    """
+
+    def __init__(self, message: str, *, epoch: int, loss: float) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.loss = loss
 
 
 class DataConversionWarning(UserWarning):
@@ -86,23 +114,80 @@ def _read_array(a: Any, name: str) -> tuple[Any, bool]:
         raise TypeError(f"sparse {name} is not supported: pass a dense array (e.g. {name}.toarray())")
     if a is None:
         raise ValueError(f"{name} must be an array; got None")
+    hnp = host_namespace()
+    if name == "X" and getattr(getattr(a, "dtype", None), "kind", None) == "O":
+        # NumPy object arrays of numbers are read as float64, as scikit-learn does; any other
+        # element raises a TypeError naming its type.
+        return hnp.asarray(a, dtype=hnp.float64), False
     try:
         namespace(a)
         return a, True
     except TypeError:
         pass
-    hnp = host_namespace()
     arr = hnp.asarray(a)
     if arr.dtype.kind == "O":
         arr = hnp.asarray(a, dtype=hnp.float64)  # TypeError names the bad element's type
     return arr, False
 
 
+# The estimators' casting rule (module docstring, "Input dtypes"): the largest integer
+# magnitude each model dtype holds exactly (2**mantissa bits).
+_EXACT_INT = {"float32": 2**24, "float64": 2**53}
+
+
 def _float_dtype_name(xp: Any, a: Any, name: str) -> str:
+    """The float dtype ``a`` trains in by default: its own for float32/float64, float64 for
+    integer and bool data. Complex, half precision and non-numeric data are refused."""
     got = dtype_name(xp, a.dtype)
+    if got in ("float32", "float64"):
+        return got
+    if got == "bool" or got.startswith(("int", "uint")):
+        return "float64"
     if got.startswith("complex"):
-        raise ValueError(f"Complex data not supported: {name} has dtype {got}")
-    return got if got in ("float32", "float64") else "float64"
+        raise ValueError(f"Complex data not supported: {name} has dtype {got}; rnnx estimators "
+                         f"take real float32/float64 (or integer/bool) {name}. Pass the real and "
+                         "imaginary parts as separate features")
+    if got in ("float16", "bfloat16") or "float16" in got:
+        raise TypeError(f"{name} has dtype {got}; rnnx estimators compute in float32 or float64 "
+                        f"and do not upcast half precision silently: pass {name}.astype(float32) "
+                        "(exact)")
+    raise TypeError(f"{name} must hold numbers (float32, float64, integer or bool); got dtype "
+                    f"{got}")
+
+
+def _check_int_exact(X: Any, name: str, dt_name: str) -> None:
+    """Integer ``X`` is cast to the model dtype only where that cast is exact."""
+    xp = namespace(X)
+    got = dtype_name(xp, X.dtype)
+    if got == "bool" or not got.startswith(("int", "uint")):
+        return
+    limit = _EXACT_INT[dt_name]
+    big = int(to_numpy(xp.max(xp.abs(X)))) if got.startswith("int") else int(to_numpy(xp.max(X)))
+    if big > limit:
+        raise ValueError(f"{name} holds integer {big}, beyond +-{limit} (2**{limit.bit_length() - 1}), "
+                         f"the range {dt_name} represents exactly; casting {got} {name} to "
+                         f"{dt_name} would change values: scale {name} or cast it yourself")
+
+
+def _same_library(arrays: dict[str, Any]) -> None:
+    """Array API arguments of one estimator call must share one library and one device (the
+    functional core's rule: nothing is moved or converted behind the caller's back)."""
+    if len(arrays) < 2:
+        return
+    names = list(arrays)
+    try:
+        namespace(*arrays.values())
+    except TypeError:
+        libs = ", ".join(f"{k}: {type(v).__module__}.{type(v).__qualname__}"
+                         for k, v in arrays.items())
+        raise TypeError(f"{' and '.join(names)} must come from one array library (namespace); "
+                        f"got {libs}. Convert one of them (or pass y as a list)") from None
+    devs = {k: device(v) for k, v in arrays.items()}
+    first = names[0]
+    for k in names[1:]:
+        if devs[k] != devs[first]:
+            raise ValueError(f"{first} and {k} must be on one device; {first} is on "
+                             f"{devs[first]} but {k} is on {devs[k]}")
 
 
 def _sequences(X: Any, name: str = "X") -> Any:
@@ -126,14 +211,34 @@ def _sequences(X: Any, name: str = "X") -> Any:
 
 def _check_finite(X: Any, name: str) -> None:
     xp = namespace(X)
-    if not bool(to_numpy(xp.all(xp.isfinite(X)))):
-        raise ValueError(f"Input {name} contains NaN or inf; remove or impute them first")
+    bad = int(to_numpy(xp.sum(xp.astype(~xp.isfinite(X), xp.int64))))
+    if bad:
+        raise ValueError(f"Input {name} contains NaN or inf ({bad} non-finite of "
+                         f"{math.prod(X.shape)} values); expected finite values: remove or "
+                         "impute them first")
 
 
 def _positive_int(name: str, v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise ValueError(f"{name} must be a positive int; got {v!r}")
     return v
+
+
+def _score_y(X: Any, y: Any, n: int) -> Any:
+    """``y`` of a ``score`` call on the host, checked against ``X`` (same library and device
+    when both are arrays, one entry per sample, finite if numeric)."""
+    X, x_is_array = _read_array(X, "X")
+    y, y_is_array = _read_array(y, "y")
+    if x_is_array and y_is_array:
+        _same_library({"X": X, "y": y})
+    y_host = to_numpy(y)
+    if y_host.ndim == 0 or y_host.shape[0] != n:
+        got = "a scalar" if y_host.ndim == 0 else f"{y_host.shape[0]} (shape {y_host.shape})"
+        raise ValueError(f"X and y have inconsistent numbers of samples: X has {n}, y has {got}")
+    if y_host.dtype.kind in "fc" and not bool(host_namespace().all(
+            host_namespace().isfinite(y_host))):
+        raise ValueError("Input y contains NaN or inf; expected finite values")
+    return y_host
 
 
 class _Params:
@@ -230,6 +335,12 @@ class _BaseRNN(_Params):
         _positive_int("epochs", self.epochs)
         _positive_int("batch_size", self.batch_size)
         _positive_int("n_iter_no_change", self.n_iter_no_change)
+        for name in ("learning_rate", "tol"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or v < 0 or (name == "learning_rate" and v == 0):
+                kind = "positive" if name == "learning_rate" else "non-negative"
+                raise ValueError(f"{name} must be a {kind} finite number; got {v!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}; got {self.optimizer!r}")
         if self.clip_norm is not None and not (isinstance(self.clip_norm, (int, float))
@@ -273,6 +384,7 @@ class _BaseRNN(_Params):
         dt = getattr(xp, self._dtype_name)
         src_xp = namespace(X)
         _float_dtype_name(src_xp, X, "X")
+        _check_int_exact(X, "X", self._dtype_name)
         same = backend_name(src_xp) == self._backend_name and (
             self._device is None or device(X) == self._device)
         if same:
@@ -338,6 +450,9 @@ class _BaseRNN(_Params):
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
                              "is None")
         X, is_array = _read_array(X, "X")
+        y, y_is_array = _read_array(y, "y")
+        if is_array and y_is_array:
+            _same_library({"X": X, "y": y})
         if first:
             _sequences(X)  # shape errors before any transfer
             Xm = _sequences(self._place_fit_X(X))
@@ -347,7 +462,10 @@ class _BaseRNN(_Params):
             self._check_predict_X(X)
             Xm = _sequences(self._to_model(X))
         _check_finite(Xm, "X")
-        y_host = to_numpy(y) if _read_array(y, "y")[1] else host_namespace().asarray(y)
+        y_host = to_numpy(y)
+        if y_host.ndim == 0:
+            raise ValueError(f"y must have one entry per sample of X ({Xm.shape[0]}); got a "
+                             "scalar")
         if y_host.shape[0] != Xm.shape[0]:
             raise ValueError(f"X and y have inconsistent numbers of samples: X has {Xm.shape[0]}, "
                              f"y has {y_host.shape[0]}")
@@ -406,6 +524,21 @@ class _BaseRNN(_Params):
         Returns ``self``. Sets ``network_`` (parameters on the training device), ``history_``
         (per epoch ``loss``, ``accuracy`` for classifiers, and ``val_*`` with a validation
         split), ``n_epochs_``, ``n_features_in_`` and, for classifiers, ``classes_``.
+
+        Raises
+        ------
+        TrainingDivergedError
+            (a ``FloatingPointError``) when an epoch ends with a non-finite loss or non-finite
+            weights. Its message names the epoch and suggests a lower ``learning_rate`` or
+            clipping; before it is raised the model is put back to the weights, optimizer state
+            and history of the last finite epoch (the initial weights if it was the first), so
+            it still predicts and ``partial_fit`` can continue with other settings.
+        KeyboardInterrupt
+            Ctrl-C during an epoch: the model is put back to the end of the last completed
+            epoch (weights, optimizer state, shuffling generator, ``history_``,
+            ``n_epochs_``), then the interrupt is re-raised (with a note saying so) so that a
+            script or a grid search stops as the user asked; catch it to keep working with
+            the model. An interrupt inside ``callback`` leaves the just-completed epoch in.
         """
         for attr in ("network_", "history_"):
             if hasattr(self, attr):
@@ -433,22 +566,22 @@ class _BaseRNN(_Params):
                 self.history_["val_accuracy"] = []
         best, best_params, stale = math.inf, None, 0
         for epoch in range(1, self.epochs + 1):
-            loss, acc = self._epoch(Xm, ym, rng)
+            with self._guarded_epoch(epoch):
+                loss, acc = self._epoch(Xm, ym, rng)
+                self._check_diverged(epoch, loss)
+                vloss = vacc = None
+                if Xv is not None:
+                    vloss, vacc = self._evaluate(Xv, yv)
+            # The epoch is complete from here on: record it, then tell the callback.
             self._record(loss, acc)
             watched = loss
             if Xv is not None:
-                vloss, vacc = self._evaluate(Xv, yv)
                 self.history_["val_loss"].append(vloss)
                 if vacc is not None:
                     self.history_["val_accuracy"].append(vacc)
                 watched = vloss
             if callback is not None:
                 callback(epoch, self.history_)
-            if not math.isfinite(loss):
-                raise RuntimeError(
-                    f"training diverged at epoch {epoch} (loss {loss}); lower learning_rate "
-                    f"(now {self.learning_rate}) or set clip_norm"
-                )
             if watched < best - self.tol:
                 best, stale = watched, 0
                 best_params = dict(self.network_.parameters()) if Xv is not None else None
@@ -460,6 +593,60 @@ class _BaseRNN(_Params):
             # Arrays are never updated in place, so the saved references are the best weights.
             self.network_.load_parameters(best_params)
         return self
+
+    # -- nothing is lost: divergence and Ctrl-C ---------------------------------------------
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        """References to the weights and optimizer state, and the shuffling generator's state.
+        Optimizers and training steps replace arrays instead of writing into them, so holding
+        the references is enough (no copies)."""
+        opt = self._optim
+        rng = getattr(self, "_rng", None)
+        return (dict(self.network_.parameters()), {k: dict(v) for k, v in opt.state.items()},
+                opt.t, None if rng is None else rng.bit_generator.state)
+
+    def _restore(self, snap: tuple[Any, ...]) -> None:
+        params, state, t, rng_state = snap
+        self.network_.load_parameters(params)
+        self._optim.state, self._optim.t = state, t
+        if rng_state is not None:
+            self._rng.bit_generator.state = rng_state
+
+    @contextlib.contextmanager
+    def _guarded_epoch(self, epoch: int, method: str = "fit") -> Any:
+        """Run one epoch; if it diverges or is interrupted (Ctrl-C), put the model back to the
+        end of the previous epoch before the exception leaves ``fit``/``partial_fit``."""
+        snap = self._snapshot()
+        try:
+            with float_errors_checked_by_caller():
+                yield
+        except TrainingDivergedError:
+            self._restore(snap)
+            raise
+        except KeyboardInterrupt as exc:
+            self._restore(snap)
+            exc.add_note(f"rnnx: {type(self).__name__}.{method} interrupted in epoch {epoch}; the "
+                         f"model keeps the weights and history of the {self.n_epochs_} completed "
+                         "epoch(s)")
+            raise
+
+    def _check_diverged(self, epoch: int, loss: float) -> None:
+        """Raise :class:`TrainingDivergedError` if the epoch's loss or any weight is not finite
+        (one host sync: the weights are checked on their device)."""
+        xp = namespace(*self.network_.parameters().values())
+        finite = [xp.all(xp.isfinite(p)) for p in self.network_.parameters().values()]
+        ok = math.isfinite(loss) and bool(to_numpy(xp.all(xp.stack(finite))))
+        if ok:
+            return
+        what = f"the mean training loss is {loss}" if not math.isfinite(loss) else \
+            f"the weights became non-finite (loss {loss:.6g})"
+        clip = "turn on gradient clipping (clip_norm=None now; try clip_norm=1.0)" \
+            if self.clip_norm is None else f"clip harder (clip_norm={self.clip_norm} now)"
+        kept = "its initial weights" if self.n_epochs_ == 0 else \
+            f"the weights after epoch {self.n_epochs_}, the last finite one"
+        raise TrainingDivergedError(
+            f"training diverged in epoch {epoch}: {what}. The model keeps {kept}. Lower "
+            f"learning_rate ({self.learning_rate} now) or {clip}", epoch=epoch, loss=loss)
 
     def _record(self, loss: float, acc: float | None) -> None:
         self.history_["loss"].append(loss)
@@ -474,7 +661,9 @@ class _BaseRNN(_Params):
             self._rng = host_rng(self.random_state) if not hasattr(self.random_state, "permutation") \
                 else self.random_state
             self._new_network(Xm.shape[2], self._n_outputs, self._rng)
-        loss, acc = self._epoch(Xm, ym, self._rng)
+        with self._guarded_epoch(self.n_epochs_ + 1, "partial_fit"):
+            loss, acc = self._epoch(Xm, ym, self._rng)
+            self._check_diverged(self.n_epochs_ + 1, loss)
         self._record(loss, acc)
         return self
 
@@ -527,7 +716,9 @@ class RNNClassifier(_BaseRNN):
     backend, device : str, device, optional
         Train there instead of where ``X`` lives.
     dtype : {"float32", "float64"} or None
-        None keeps a float ``X``'s dtype (float64 for integer ``X``).
+        None keeps a float ``X``'s dtype (float64 for integer and bool ``X``, which are cast
+        only where the cast is exact); complex and float16 ``X`` are refused (see the module
+        docstring, "Input dtypes").
 
     Attributes
     ----------
@@ -554,7 +745,7 @@ class RNNClassifier(_BaseRNN):
             raise ValueError(f"y must be 1-D class labels (n_samples,); got shape {y_host.shape}")
         if y_host.dtype.kind == "f":
             if not bool(hnp.all(hnp.isfinite(y_host))):
-                raise ValueError("Input y contains NaN or inf")
+                raise ValueError("Input y contains NaN or inf; expected finite class labels")
             if bool(hnp.any(y_host != hnp.round(y_host))):
                 raise ValueError("Unknown label type: 'continuous' (y holds non-integer floats); "
                                  "use RNNRegressor for regression targets")
@@ -563,13 +754,15 @@ class RNNClassifier(_BaseRNN):
             self.classes_ = hnp.unique_values(hnp.asarray(labels))
             if classes is None and self.classes_.shape[0] < 2:
                 raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes in "
-                                 f"y; got 1 class ({self.classes_[0]!r})")
+                                 f"y; got 1 class: {self.classes_.tolist()}")
             self._n_outputs = int(self.classes_.shape[0])
         idx = hnp.searchsorted(self.classes_, y_host)
         idx_c = hnp.clip(idx, 0, self.classes_.shape[0] - 1)
         if bool(hnp.any(self.classes_[idx_c] != y_host)):
-            bad = y_host[self.classes_[idx_c] != y_host][0]
-            raise ValueError(f"y holds label {bad!r}, which is not in classes_ {self.classes_.tolist()}")
+            bad = hnp.unique_values(y_host[self.classes_[idx_c] != y_host])
+            raise ValueError(f"y holds label(s) {bad.tolist()[:5]} not in classes_ "
+                             f"{self.classes_.tolist()}" + ("" if first else
+                                                            " (set by the first partial_fit)"))
         xp = namespace(Xm)
         return from_host(hnp.astype(idx_c, hnp.int64), xp=xp, device=device(Xm))
 
@@ -596,10 +789,24 @@ class RNNClassifier(_BaseRNN):
         return from_host(labels, xp=namespace(X), device=device(X))
 
     def score(self, X: Any, y: Any) -> float:
-        """Accuracy of :meth:`predict` on ``(X, y)`` (a Python float)."""
+        """Accuracy of :meth:`predict` on ``(X, y)`` (a Python float). Labels outside
+        ``classes_`` are refused (``ValueError``): the model could never predict them."""
         pred = to_numpy(self.predict(X))
-        y_host = to_numpy(y) if _read_array(y, "y")[1] else host_namespace().asarray(y)
-        return float((pred == y_host.reshape(-1)).mean())
+        y_host = _score_y(X, y, pred.shape[0])
+        if y_host.ndim == 2 and y_host.shape[1] == 1:
+            y_host = y_host.reshape(-1)
+        if y_host.ndim != 1:
+            raise ValueError(f"y must be 1-D class labels (n_samples,); got shape {y_host.shape}")
+        hnp = host_namespace()
+        kinds = (y_host.dtype.kind, self.classes_.dtype.kind)
+        comparable = kinds[0] == kinds[1] or set(kinds) <= set("biuf") or set(kinds) <= set("OUS")
+        unseen = hnp.unique_values(y_host[~hnp.isin(y_host, self.classes_)] if comparable
+                                   else y_host)
+        if unseen.shape[0]:
+            raise ValueError(f"y holds label(s) {unseen.tolist()[:5]} not in classes_ "
+                             f"{self.classes_.tolist()}: the model can never predict them, so "
+                             "the accuracy would be meaningless")
+        return float((pred == y_host).mean())
 
     def __sklearn_tags__(self) -> Any:
         from sklearn.utils import ClassifierTags
@@ -676,7 +883,8 @@ class RNNRegressor(_BaseRNN):
     ``(n_samples,)`` or ``(n_samples, outputs)``; True predicts at every step (many-to-many),
     ``y`` being ``(n_samples, time)`` or ``(n_samples, time, outputs)``. Targets are standardised
     internally (mean 0, variance 1 per output) and predictions mapped back. Predictions are in the
-    namespace and on the device of ``X``, shaped like ``y``.
+    namespace and on the device of ``X``, shaped like ``y``. The input dtype rule, divergence
+    (:class:`TrainingDivergedError`) and Ctrl-C behave as for :class:`RNNClassifier`.
     """
 
     _loss = "mse"
@@ -725,7 +933,8 @@ class RNNRegressor(_BaseRNN):
             raise ValueError(f"Unknown label type: y must be numeric regression targets; got "
                              f"dtype {y_host.dtype}") from None
         if not bool(hnp.all(hnp.isfinite(y))):
-            raise ValueError("Input y contains NaN or inf")
+            raise ValueError(f"Input y contains NaN or inf ({int(hnp.sum(~hnp.isfinite(y)))} "
+                             f"non-finite of {y.size} values); expected finite targets")
         lead = 2 if self.sequence_output else 1
         if y.ndim not in (lead, lead + 1):
             what = "(n_samples, time[, outputs])" if lead == 2 else "(n_samples[, outputs])"
@@ -770,8 +979,18 @@ class RNNRegressor(_BaseRNN):
     def score(self, X: Any, y: Any) -> float:
         """Coefficient of determination R² of :meth:`predict` (averaged over outputs)."""
         pred = to_numpy(self.predict(X)).astype("float64")
-        y_host = to_numpy(y) if _read_array(y, "y")[1] else host_namespace().asarray(y)
-        y_host = y_host.astype("float64").reshape(pred.shape)
+        y_host = _score_y(X, y, pred.shape[0])
+        try:
+            y_host = y_host.astype("float64")
+        except (TypeError, ValueError):
+            raise ValueError(f"y must be numeric regression targets; got dtype {y_host.dtype}") \
+                from None
+        if not bool(host_namespace().all(host_namespace().isfinite(y_host))):
+            raise ValueError("Input y contains NaN or inf; expected finite values")
+        if y_host.size != pred.size:
+            raise ValueError(f"y must have the shape of the predictions {pred.shape}; got shape "
+                             f"{y_host.shape}")
+        y_host = y_host.reshape(pred.shape)
         flat_p = pred.reshape(pred.shape[0] * (pred.shape[1] if self.sequence_output else 1), -1)
         flat_y = y_host.reshape(flat_p.shape)
         ss_res = ((flat_y - flat_p) ** 2).sum(axis=0)

@@ -14,7 +14,9 @@ An uncompressed NumPy ``.npz`` archive, readable with ``numpy.load(path, allow_p
     One array per network parameter (``param/recurrent.w_x``, ``param/dense.w``, ...), in the
     model's dtype.
 
-Files are written atomically (temporary file in the same directory, then ``os.replace``).
+Files are written atomically (temporary file in the same directory, flushed with ``fsync``, then
+``os.replace``): a crash or a kill mid-save leaves the previous file as it was. Loading refuses
+(:class:`ModelFileError`) truncated, corrupted, pickled, foreign and newer-version files.
 Optimizer moments are not saved: a loaded model predicts exactly as the saved one, and
 ``partial_fit`` after loading starts with fresh optimizer state.
 """
@@ -30,7 +32,7 @@ from ..optim import make_optimizer
 from .estimators import RNNClassifier, RNNRegressor, ScratchSimpleRNNClassifier
 from .network import SequenceNetwork
 
-__all__ = ["FORMAT_VERSION", "load_model", "save_model"]
+__all__ = ["FORMAT_VERSION", "ModelFileError", "load_model", "save_model"]
 
 FORMAT_VERSION = 1
 _CLASSES = {c.__name__: c for c in (RNNClassifier, RNNRegressor, ScratchSimpleRNNClassifier)}
@@ -78,24 +80,70 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     save_npz_atomic(path, arrays)
 
 
+class ModelFileError(ValueError):
+    """A file that :func:`load_model` refuses: not an rnnx model, damaged (truncated,
+    corrupted, inconsistent), or written by a newer rnnx. The message names the path and why."""
+
+
+_REQUIRED_META = ("format_version", "estimator", "params", "dtype", "n_features_in", "fit_ndim",
+                  "features", "history")
+
+
+def _read_meta(path: str, data: dict[str, Any]) -> dict[str, Any]:
+    if "meta" not in data:
+        raise ModelFileError(f"{path!r} is not an rnnx model file (no 'meta' entry)")
+    raw = data["meta"]
+    if raw.ndim != 0 or raw.dtype.kind != "U":
+        raise ModelFileError(f"{path!r} is not an rnnx model file ('meta' is a {raw.dtype} array "
+                             f"of shape {raw.shape}, not a JSON string)")
+    try:
+        meta = json.loads(str(raw))
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{path!r} is damaged: its metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != "rnnx-model":
+        raise ModelFileError(f"{path!r} is not an rnnx model file")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{path!r} has an invalid format_version {version!r}; expected an "
+                             f"integer from 1 to {FORMAT_VERSION}")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{path!r} has format version {version}; this rnnx reads versions "
+                             f"up to {FORMAT_VERSION}: upgrade rnnx")
+    missing = [k for k in _REQUIRED_META if k not in meta]
+    if missing:
+        raise ModelFileError(f"{path!r} is damaged: its metadata lacks {missing}")
+    if meta["dtype"] not in ("float32", "float64"):
+        raise ModelFileError(f"{path!r} is damaged: dtype {meta['dtype']!r} is not float32 or "
+                             "float64")
+    return meta
+
+
 def load_model(path: str | os.PathLike, *, backend: str = "numpy", device: Any = None) -> Any:
     """Read a model written by :func:`save_model` onto ``backend``/``device`` (any backend,
     whatever it was trained on). Predictions follow the ``X`` they are given, as after ``fit``.
-    Raises ``ValueError`` for a file that is not an rnnx model or has a newer format."""
-    data = load_npz(path)
-    if "meta" not in data:
-        raise ValueError(f"{os.fspath(path)!r} is not an rnnx model file (no 'meta' entry)")
-    meta = json.loads(str(data["meta"]))
-    if meta.get("format") != "rnnx-model":
-        raise ValueError(f"{os.fspath(path)!r} is not an rnnx model file")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{os.fspath(path)!r} has format version {meta['format_version']}; this "
-                         f"rnnx reads versions up to {FORMAT_VERSION}: upgrade rnnx")
+
+    Raises :class:`ModelFileError` (a ``ValueError``) naming the path for a file that is not an
+    rnnx model, is truncated or corrupted, needs pickle, or has a newer format version;
+    ``OSError`` (e.g. ``FileNotFoundError``) if it cannot be opened. Nothing is unpickled.
+    """
+    name = os.fspath(path)
+    try:
+        data = load_npz(path)
+    except ValueError as exc:
+        raise ModelFileError(str(exc)) from None
+    meta = _read_meta(name, data)
     cls = _CLASSES.get(meta["estimator"])
     if cls is None:
-        raise ValueError(f"unknown estimator {meta['estimator']!r} in {os.fspath(path)!r}")
-    model = cls(**meta["params"])
+        raise ModelFileError(f"unknown estimator {meta['estimator']!r} in {name!r}")
     get_namespace(backend)  # unknown/unavailable backends fail here, with the reason
+    try:
+        return _build(meta, data, cls, backend, device)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{name!r} is damaged or inconsistent: {exc}") from None
+
+
+def _build(meta: dict[str, Any], data: dict[str, Any], cls: type, backend: str, device: Any) -> Any:
+    model = cls(**meta["params"])
     model._backend_name, model._device, model._dtype_name = backend, device, meta["dtype"]
     model.n_features_in_ = meta["n_features_in"]
     model._fit_ndim = meta["fit_ndim"]
@@ -109,6 +157,12 @@ def load_model(path: str | os.PathLike, *, backend: str = "numpy", device: Any =
         model._y_ndim = meta["y_ndim"]
         model._n_outputs = int(model._y_mean.shape[0])
     host = {k[len("param/"):]: v for k, v in data.items() if k.startswith("param/")}
+    for k, v in host.items():
+        # from_host would cast a mismatched dtype silently; a finite model never saves NaN.
+        if str(v.dtype) != meta["dtype"]:
+            raise ValueError(f"parameter {k!r} has dtype {v.dtype}, but the model is {meta['dtype']}")
+        if not bool(hnp.all(hnp.isfinite(v))):
+            raise ValueError(f"parameter {k!r} holds NaN or inf")
     net = SequenceNetwork(
         meta["features"], model.hidden_size, model._n_outputs, cell=model._cell_fixed or model.cell,
         loss=model._loss, sequence_output=model._sequence_output(), seed=0, backend=backend,
