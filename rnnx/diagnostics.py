@@ -23,7 +23,7 @@ from typing import Any
 from ._backend import namespace, to_numpy
 from .layers.recurrent import GRU, LSTM, Recurrent, SimpleRNN, _cell_backward
 
-__all__ = ["plot_grad_norms", "state_grad_norms"]
+__all__ = ["estimator_grad_norms", "network_grad_norms", "plot_grad_norms", "state_grad_norms"]
 
 
 def state_grad_norms(layer: Any, x: Any, dout: Any, *, h0: Any = None, c0: Any = None,
@@ -78,6 +78,45 @@ def state_grad_norms(layer: Any, x: Any, dout: Any, *, h0: Any = None, c0: Any =
             g = xp.flip(g, axis=1)  # (B, T, H): the reverse cell ran in reversed time
         out[sfx] = _norm(g, (2,) if per_sample else (0, 2), xp=xp)  # (B, T) or (T,)
     return out
+
+
+def network_grad_norms(network: Any, x: Any, target: Any, *, steps: Any = None,
+                       per_sample: bool = False) -> dict[str, Any]:
+    """:func:`state_grad_norms` of a :class:`rnnx.models.SequenceNetwork`'s recurrent layer for
+    the network's own loss (cross-entropy or MSE) on ``x (batch, time, features)`` and
+    ``target`` (as :meth:`~rnnx.models.SequenceNetwork.loss_and_grad` takes it), with ``steps``
+    (lengths or a step mask) for variable lengths. Dropout is off (evaluation mode) while the
+    norms are taken, so they describe the model that predicts. Results are in ``x``'s namespace,
+    on its device; ``network.grads`` are overwritten."""
+    from .functional._mask import as_step_mask
+    from .losses import mse, softmax_cross_entropy
+
+    rec = network.recurrent
+    was = getattr(rec, "training", None)
+    if was is not None:
+        rec.eval()
+    try:
+        out = network.forward(x, steps=steps)  # (B, O) or (B, T, O)
+        mask = None
+        if steps is not None and network.sequence_output:
+            mask = as_step_mask(steps, x=x, xp=namespace(x))  # (B, T)
+        loss = softmax_cross_entropy if network.loss_name == "cross_entropy" else mse
+        _, dout = loss(out, target, mask=mask)
+        dh = network.dense.backward(dout)  # (B, D*H) or (B, T, D*H)
+        return state_grad_norms(rec, x, dh, mask=steps, per_sample=per_sample)
+    finally:
+        if was is not None:
+            rec.train(was)
+
+
+def estimator_grad_norms(model: Any, X: Any, y: Any, *, lengths: Any = None,
+                         per_sample: bool = False) -> dict[str, Any]:
+    """:func:`network_grad_norms` of a fitted rnnx estimator (``RNNClassifier``,
+    ``RNNRegressor``) on ``(X, y)`` as ``fit`` takes them (``y`` encoded as in training:
+    class indices, or standardised targets). Norms are on the model's backend and device."""
+    model._check_fitted()
+    Xm, ym, steps, _ = model._prepare(X, y, first=False, lengths=lengths)
+    return network_grad_norms(model.network_, Xm, ym, steps=steps, per_sample=per_sample)
 
 
 def _norm(g: Any, axes: tuple[int, ...], *, xp: Any) -> Any:

@@ -224,6 +224,36 @@ def _positive_int(name: str, v: Any) -> int:
     return v
 
 
+def _host_lengths(lengths: Any, n: int, time: int) -> Any:
+    """``lengths`` checked on the host: integer lengths ``(n_samples,)`` in ``[0, time]`` (right
+    padding) or a boolean step mask ``(n_samples, time)`` (padding on either side). Returns a
+    NumPy array (int64 or bool)."""
+    hnp = host_namespace()
+    want = (f"integer lengths (n_samples,) = ({n},) or a boolean mask (n_samples, time) = "
+            f"({n}, {time})")
+    if _is_sparse(lengths):
+        raise TypeError("sparse lengths are not supported: pass a dense array")
+    try:
+        namespace(lengths)
+        lh = to_numpy(lengths)
+    except TypeError:
+        lh = hnp.asarray(lengths)
+    if lh.dtype.kind == "b":
+        if lh.shape != (n, time):
+            raise ValueError(f"lengths must be {want}; got a boolean array of shape {lh.shape}")
+        return lh
+    if lh.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be {want}; got dtype {lh.dtype} (shape {lh.shape}): "
+                        "pass integers, e.g. lengths.astype(int)")
+    if lh.shape != (n,):
+        raise ValueError(f"lengths must be {want}; got integer lengths of shape {lh.shape}")
+    if n and (int(lh.min()) < 0 or int(lh.max()) > time):
+        bad = int(lh.min()) if int(lh.min()) < 0 else int(lh.max())
+        raise ValueError(f"lengths must lie in [0, time] = [0, {time}] (X has {time} steps); got "
+                         f"a length of {bad}")
+    return hnp.astype(lh, hnp.int64)
+
+
 def _score_y(X: Any, y: Any, n: int) -> Any:
     """``y`` of a ``score`` call on the host, checked against ``X`` (same library and device
     when both are arrays, one entry per sample, finite if numeric)."""
@@ -239,6 +269,24 @@ def _score_y(X: Any, y: Any, n: int) -> Any:
             host_namespace().isfinite(y_host))):
         raise ValueError("Input y contains NaN or inf; expected finite values")
     return y_host
+
+
+def _train_mode(network: Any, mode: bool) -> None:
+    """Dropout on (training) or off (prediction) where the recurrent layer has it (a plain
+    Elman layer has no dropout and no modes)."""
+    if hasattr(network.recurrent, "train"):
+        network.recurrent.train(mode)
+
+
+def _eval_forward(network: Any, Xm: Any, steps: Any) -> Any:
+    """Outputs of ``network`` in evaluation mode (no dropout), the mode restored after."""
+    was = getattr(network.recurrent, "training", None)
+    _train_mode(network, False)
+    try:
+        return network.forward(Xm, steps=steps)
+    finally:
+        if was is not None:
+            _train_mode(network, was)
 
 
 class _Params:
@@ -289,6 +337,10 @@ class _BaseRNN(_Params):
         *,
         cell: str = "rnn",
         hidden_size: int = 64,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        forget_bias: float = 0.0,
         nonlinearity: str = "tanh",
         init: str = "xavier",
         recurrent_init: str = "orthogonal",
@@ -308,6 +360,10 @@ class _BaseRNN(_Params):
     ) -> None:
         self.cell = cell
         self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.dropout = dropout
+        self.forget_bias = forget_bias
         self.nonlinearity = nonlinearity
         self.init = init
         self.recurrent_init = recurrent_init
@@ -351,6 +407,30 @@ class _BaseRNN(_Params):
             raise ValueError(f"validation_fraction must be in (0, 1) or None; got {vf!r}")
         if self.dtype not in (None, "float32", "float64"):
             raise ValueError(f"dtype must be 'float32', 'float64' or None; got {self.dtype!r}")
+        _positive_int("num_layers", self.num_layers)
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError(f"bidirectional must be True or False; got {self.bidirectional!r}")
+        p = self.dropout
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be a probability in [0, 1) (the share of a layer's "
+                             f"outputs zeroed between stacked layers while training); got {p!r}")
+        fb = self.forget_bias
+        if isinstance(fb, bool) or not isinstance(fb, (int, float)) or not math.isfinite(fb):
+            raise ValueError(f"forget_bias must be a finite number; got {fb!r}")
+        if fb != 0 and cell != "lstm":
+            raise ValueError(f"forget_bias is an LSTM option (added to the forget gate's bias); "
+                             f"got forget_bias={fb!r} with cell={cell!r}")
+
+    def _network_options(self) -> dict[str, Any]:
+        """The recurrent layer's options, as :class:`SequenceNetwork` takes them (``fit`` and
+        :func:`rnnx.models.load_model` build the network from these alone)."""
+        opts = dict(cell=self._cell_fixed or self.cell, nonlinearity=self.nonlinearity,
+                    init=self.init, recurrent_init=self.recurrent_init,
+                    num_layers=self.num_layers, bidirectional=self.bidirectional,
+                    dropout=float(self.dropout))
+        if self.forget_bias:
+            opts["forget_bias"] = float(self.forget_bias)
+        return opts
 
     # -- where the model lives --------------------------------------------------------------
 
@@ -429,11 +509,10 @@ class _BaseRNN(_Params):
 
     def _new_network(self, features: int, outputs: int, rng: Any) -> None:
         self.network_ = SequenceNetwork(
-            features, self.hidden_size, outputs, cell=self._cell_fixed or self.cell,
-            loss=self._loss, sequence_output=self._sequence_output(),
-            seed=int(rng.integers(0, 2**63 - 1)), backend=self._backend_name, device=self._device,
-            dtype=self._dtype_name, nonlinearity=self.nonlinearity, init=self.init,
-            recurrent_init=self.recurrent_init,
+            features, self.hidden_size, outputs, loss=self._loss,
+            sequence_output=self._sequence_output(), seed=int(rng.integers(0, 2**63 - 1)),
+            backend=self._backend_name, device=self._device, dtype=self._dtype_name,
+            **self._network_options(),
         )
         self._optim = make_optimizer(self.optimizer, self.learning_rate)
         self.history_: dict[str, list[float]] = {"loss": []}
@@ -444,7 +523,26 @@ class _BaseRNN(_Params):
     def _sequence_output(self) -> bool:
         return False
 
-    def _prepare(self, X: Any, y: Any, *, first: bool, classes: Any = None) -> tuple[Any, Any, Any]:
+    def _model_steps(self, lengths: Any, Xm: Any) -> Any:
+        """``lengths`` (checked) on the model's namespace and device, or None."""
+        if lengths is None:
+            return None
+        lh = _host_lengths(lengths, Xm.shape[0], Xm.shape[1])
+        return from_host(lh, xp=namespace(Xm), device=device(Xm))
+
+    @staticmethod
+    def _host_step_mask(lengths: Any, Xm: Any) -> Any:
+        """``lengths`` as a host boolean step mask ``(n_samples, time)``, or None."""
+        if lengths is None:
+            return None
+        lh = _host_lengths(lengths, Xm.shape[0], Xm.shape[1])
+        if lh.dtype.kind == "b":
+            return lh
+        hnp = host_namespace()
+        return hnp.arange(Xm.shape[1])[None, :] < lh[:, None]  # (N, T)
+
+    def _prepare(self, X: Any, y: Any, *, first: bool, classes: Any = None,
+                 lengths: Any = None) -> tuple[Any, Any, Any, Any]:
         self._check_hyper()
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
@@ -469,24 +567,30 @@ class _BaseRNN(_Params):
         if y_host.shape[0] != Xm.shape[0]:
             raise ValueError(f"X and y have inconsistent numbers of samples: X has {Xm.shape[0]}, "
                              f"y has {y_host.shape[0]}")
-        ym = self._encode_y(y_host, first=first, classes=classes, Xm=Xm)
-        return Xm, ym, is_array
+        steps = self._model_steps(lengths, Xm)
+        ym = self._encode_y(y_host, first=first, classes=classes, Xm=Xm,
+                            valid=self._host_step_mask(lengths, Xm))
+        return Xm, ym, steps, is_array
 
     def _batches(self, n: int) -> list[tuple[int, int]]:
         bs = min(self.batch_size, n)
         return [(s, min(s + bs, n)) for s in range(0, n, bs)]
 
-    def _epoch(self, Xm: Any, ym: Any, rng: Any) -> tuple[float, float | None]:
-        """One pass over ``(Xm, ym)`` in shuffled mini-batches; returns host ``(mean loss,
-        accuracy or None)`` measured on each batch before its update (one sync per epoch)."""
+    def _epoch(self, Xm: Any, ym: Any, rng: Any, steps: Any = None) -> tuple[float, float | None]:
+        """One pass over ``(Xm, ym)`` (and their ``steps``: lengths or step mask) in shuffled
+        mini-batches; returns host ``(mean loss, accuracy or None)`` measured on each batch
+        before its update (one sync per epoch)."""
         xp = namespace(Xm)
         n = Xm.shape[0]
         perm = from_host(rng.permutation(n), xp=xp, device=device(Xm))
         Xs, ys = xp.take(Xm, perm, axis=0), xp.take(ym, perm, axis=0)
+        Ss = None if steps is None else xp.take(steps, perm, axis=0)
         loss_sum = correct = None
+        _train_mode(self.network_, True)
         for a, b in self._batches(n):
-            loss, out = self.network_.train_step(Xs[a:b, ...], ys[a:b, ...], self._optim,
-                                                 clip_norm=self.clip_norm)
+            loss, out = self.network_.train_step(
+                Xs[a:b, ...], ys[a:b, ...], self._optim, clip_norm=self.clip_norm,
+                steps=None if Ss is None else Ss[a:b, ...])
             loss_sum = loss * (b - a) if loss_sum is None else loss_sum + loss * (b - a)
             if self._loss == "cross_entropy":
                 c = xp.sum(xp.astype(xp.argmax(out, axis=-1) == ys[a:b, ...], out.dtype))
@@ -495,19 +599,24 @@ class _BaseRNN(_Params):
         acc = None if correct is None else float(to_numpy(correct)) / n
         return loss_v, acc
 
-    def _evaluate(self, Xm: Any, ym: Any) -> tuple[float, float | None]:
+    def _evaluate(self, Xm: Any, ym: Any, steps: Any = None) -> tuple[float, float | None]:
+        from ..functional._mask import as_step_mask
         from ..losses import mse, softmax_cross_entropy
 
-        out = self.network_.forward(Xm)
+        out = _eval_forward(self.network_, Xm, steps)
         if self._loss == "cross_entropy":
             xp = namespace(out)
             loss, _ = softmax_cross_entropy(out, ym)
             acc = xp.mean(xp.astype(xp.argmax(out, axis=-1) == ym, out.dtype))
             return float(to_numpy(loss)), float(to_numpy(acc))
-        loss, _ = mse(out, ym)
+        mask = None
+        if steps is not None and self._sequence_output():
+            mask = as_step_mask(steps, x=Xm, xp=namespace(Xm))  # (N, T): padding leaves the loss
+        loss, _ = mse(out, ym, mask=mask)
         return float(to_numpy(loss)), None
 
-    def fit(self, X: Any, y: Any, *, callback: Callable[[int, dict], Any] | None = None) -> Any:
+    def fit(self, X: Any, y: Any, *, lengths: Any = None,
+            callback: Callable[[int, dict], Any] | None = None) -> Any:
         """Train from freshly initialised weights for ``epochs`` passes (fewer with early
         stopping).
 
@@ -517,6 +626,11 @@ class _BaseRNN(_Params):
             Any Array API namespace; training runs there (or on ``backend``/``device``).
         y : array (n_samples,)
             Class labels (classifier) or targets (regressor; see its docstring for shapes).
+        lengths : array, optional
+            Variable-length sequences: integer lengths ``(n_samples,)`` (right padding: steps
+            ``0 .. length-1`` are real) or a boolean step mask ``(n_samples, time)`` (padding on
+            either side), from any library or a list. Padded steps never reach the state, the
+            outputs or the loss; their values in ``X`` must still be finite.
         callback : callable ``(epoch, history) -> None``, optional
             Called after every epoch (the command line's progress bar uses it); ``epoch``
             counts from 1 and ``history`` is :attr:`history_`.
@@ -543,7 +657,7 @@ class _BaseRNN(_Params):
         for attr in ("network_", "history_"):
             if hasattr(self, attr):
                 delattr(self, attr)
-        Xm, ym, _ = self._prepare(X, y, first=True)
+        Xm, ym, steps, _ = self._prepare(X, y, first=True, lengths=lengths)
         rng = self.random_state if hasattr(self.random_state, "permutation") \
             else host_rng(self.random_state)
         self._new_network(Xm.shape[2], self._n_outputs, rng)
@@ -552,7 +666,7 @@ class _BaseRNN(_Params):
         vf = self.validation_fraction
         if vf is None and self.early_stopping:
             vf = 0.1
-        Xv = yv = None
+        Xv = yv = Sv = None
         n = Xm.shape[0]
         n_val = math.ceil(vf * n) if vf else 0
         if n_val and n - n_val >= 1:
@@ -561,17 +675,19 @@ class _BaseRNN(_Params):
             idx_t = from_host(perm[n_val:], xp=xp, device=device(Xm))
             Xv, yv = xp.take(Xm, idx_v, axis=0), xp.take(ym, idx_v, axis=0)
             Xm, ym = xp.take(Xm, idx_t, axis=0), xp.take(ym, idx_t, axis=0)
+            if steps is not None:
+                Sv, steps = xp.take(steps, idx_v, axis=0), xp.take(steps, idx_t, axis=0)
             self.history_["val_loss"] = []
             if self._loss == "cross_entropy":
                 self.history_["val_accuracy"] = []
         best, best_params, stale = math.inf, None, 0
         for epoch in range(1, self.epochs + 1):
             with self._guarded_epoch(epoch):
-                loss, acc = self._epoch(Xm, ym, rng)
+                loss, acc = self._epoch(Xm, ym, rng, steps)
                 self._check_diverged(epoch, loss)
                 vloss = vacc = None
                 if Xv is not None:
-                    vloss, vacc = self._evaluate(Xv, yv)
+                    vloss, vacc = self._evaluate(Xv, yv, Sv)
             # The epoch is complete from here on: record it, then tell the callback.
             self._record(loss, acc)
             watched = loss
@@ -654,26 +770,26 @@ class _BaseRNN(_Params):
             self.history_["accuracy"].append(acc)
         self.n_epochs_ += 1
 
-    def _partial_fit(self, X: Any, y: Any, classes: Any) -> Any:
+    def _partial_fit(self, X: Any, y: Any, classes: Any, lengths: Any = None) -> Any:
         first = not hasattr(self, "network_")
-        Xm, ym, _ = self._prepare(X, y, first=first, classes=classes)
+        Xm, ym, steps, _ = self._prepare(X, y, first=first, classes=classes, lengths=lengths)
         if first:
             self._rng = host_rng(self.random_state) if not hasattr(self.random_state, "permutation") \
                 else self.random_state
             self._new_network(Xm.shape[2], self._n_outputs, self._rng)
         with self._guarded_epoch(self.n_epochs_ + 1, "partial_fit"):
-            loss, acc = self._epoch(Xm, ym, self._rng)
+            loss, acc = self._epoch(Xm, ym, self._rng, steps)
             self._check_diverged(self.n_epochs_ + 1, loss)
         self._record(loss, acc)
         return self
 
-    def _forward(self, X: Any) -> tuple[Any, bool, Any]:
+    def _forward(self, X: Any, lengths: Any = None) -> tuple[Any, bool, Any]:
         self._check_fitted()
         X, is_array = _read_array(X, "X")
         self._check_predict_X(X)
         Xm = _sequences(self._to_model(X))
         _check_finite(Xm, "X")
-        return self.network_.forward(Xm), is_array, X
+        return _eval_forward(self.network_, Xm, self._model_steps(lengths, Xm)), is_array, X
 
     def __sklearn_tags__(self) -> Any:
         from sklearn.utils import InputTags, Tags, TargetTags  # only when scikit-learn asks
@@ -734,7 +850,8 @@ class RNNClassifier(_BaseRNN):
 
     _loss = "cross_entropy"
 
-    def _encode_y(self, y_host: Any, *, first: bool, classes: Any, Xm: Any) -> Any:
+    def _encode_y(self, y_host: Any, *, first: bool, classes: Any, Xm: Any,
+                  valid: Any = None) -> Any:
         hnp = host_namespace()
         if y_host.ndim == 2 and y_host.shape[1] == 1:
             warnings.warn("A column-vector y was passed when a 1d array was expected. Please "
@@ -766,21 +883,24 @@ class RNNClassifier(_BaseRNN):
         xp = namespace(Xm)
         return from_host(hnp.astype(idx_c, hnp.int64), xp=xp, device=device(Xm))
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> RNNClassifier:
+    def partial_fit(self, X: Any, y: Any, classes: Any = None, *,
+                    lengths: Any = None) -> RNNClassifier:
         """One epoch over ``(X, y)`` from the current weights (initialising on the first call,
-        where ``classes`` lists every label the model will ever see). Returns ``self``."""
-        return self._partial_fit(X, y, classes)
+        where ``classes`` lists every label the model will ever see); ``lengths`` as in
+        :meth:`fit`. Returns ``self``."""
+        return self._partial_fit(X, y, classes, lengths)
 
-    def predict_proba(self, X: Any) -> Any:
+    def predict_proba(self, X: Any, *, lengths: Any = None) -> Any:
         """Class probabilities ``(n_samples, n_classes)``, columns ordered as ``classes_``, in the
-        namespace and on the device of ``X``."""
-        logits, is_array, X = self._forward(X)
+        namespace and on the device of ``X``. ``lengths``: as in :meth:`fit`."""
+        logits, is_array, X = self._forward(X, lengths)
         return self._to_caller(softmax(logits), X, is_array)
 
-    def predict(self, X: Any) -> Any:
+    def predict(self, X: Any, *, lengths: Any = None) -> Any:
         """Labels ``(n_samples,)`` from ``classes_``: in ``X``'s namespace and on its device when
-        the labels are numbers, a NumPy array otherwise (strings cannot live on a device)."""
-        logits, is_array, X = self._forward(X)
+        the labels are numbers, a NumPy array otherwise (strings cannot live on a device).
+        ``lengths``: as in :meth:`fit`."""
+        logits, is_array, X = self._forward(X, lengths)
         xp = namespace(logits)
         idx = to_numpy(xp.argmax(logits, axis=-1))
         labels = self.classes_[idx]
@@ -788,10 +908,11 @@ class RNNClassifier(_BaseRNN):
             return labels
         return from_host(labels, xp=namespace(X), device=device(X))
 
-    def score(self, X: Any, y: Any) -> float:
+    def score(self, X: Any, y: Any, *, lengths: Any = None) -> float:
         """Accuracy of :meth:`predict` on ``(X, y)`` (a Python float). Labels outside
-        ``classes_`` are refused (``ValueError``): the model could never predict them."""
-        pred = to_numpy(self.predict(X))
+        ``classes_`` are refused (``ValueError``): the model could never predict them.
+        ``lengths``: as in :meth:`fit`."""
+        pred = to_numpy(self.predict(X, lengths=lengths))
         y_host = _score_y(X, y, pred.shape[0])
         if y_host.ndim == 2 and y_host.shape[1] == 1:
             y_host = y_host.reshape(-1)
@@ -838,6 +959,9 @@ class ScratchSimpleRNNClassifier(RNNClassifier):
         self,
         *,
         hidden_size: int = 64,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
         nonlinearity: str = "tanh",
         init: str = "xavier",
         recurrent_init: str = "orthogonal",
@@ -856,7 +980,8 @@ class ScratchSimpleRNNClassifier(RNNClassifier):
         dtype: str | None = None,
     ) -> None:
         super().__init__(
-            hidden_size=hidden_size, nonlinearity=nonlinearity, init=init,
+            hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+            dropout=dropout, nonlinearity=nonlinearity, init=init,
             recurrent_init=recurrent_init, optimizer=optimizer, learning_rate=learning_rate,
             epochs=epochs, batch_size=batch_size, clip_norm=clip_norm,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
@@ -894,6 +1019,10 @@ class RNNRegressor(_BaseRNN):
         *,
         cell: str = "rnn",
         hidden_size: int = 64,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        forget_bias: float = 0.0,
         nonlinearity: str = "tanh",
         init: str = "xavier",
         recurrent_init: str = "orthogonal",
@@ -913,7 +1042,9 @@ class RNNRegressor(_BaseRNN):
         sequence_output: bool = False,
     ) -> None:
         super().__init__(
-            cell=cell, hidden_size=hidden_size, nonlinearity=nonlinearity, init=init,
+            cell=cell, hidden_size=hidden_size, num_layers=num_layers,
+            bidirectional=bidirectional, dropout=dropout, forget_bias=forget_bias,
+            nonlinearity=nonlinearity, init=init,
             recurrent_init=recurrent_init, optimizer=optimizer, learning_rate=learning_rate,
             epochs=epochs, batch_size=batch_size, clip_norm=clip_norm,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
@@ -925,7 +1056,8 @@ class RNNRegressor(_BaseRNN):
     def _sequence_output(self) -> bool:
         return bool(self.sequence_output)
 
-    def _encode_y(self, y_host: Any, *, first: bool, classes: Any, Xm: Any) -> Any:
+    def _encode_y(self, y_host: Any, *, first: bool, classes: Any, Xm: Any,
+                  valid: Any = None) -> Any:
         hnp = host_namespace()
         try:
             y = hnp.asarray(y_host, dtype=hnp.float64)
@@ -945,7 +1077,10 @@ class RNNRegressor(_BaseRNN):
         y_nd = y if y.ndim == lead + 1 else y[..., None]
         if first:
             self._y_ndim = y.ndim
-            flat = hnp.reshape(y_nd, (-1, y_nd.shape[-1]))
+            flat = hnp.reshape(y_nd, (-1, y_nd.shape[-1]))  # (N[*T], O)
+            if valid is not None and self.sequence_output:
+                # Padded steps' targets are not data: they must not move the scaling.
+                flat = flat[hnp.reshape(valid, (-1,))]  # (valid steps, O)
             mean = hnp.mean(flat, axis=0)
             scale = hnp.std(flat, axis=0)
             scale = hnp.where(scale > 0, scale, 1.0)  # a constant target: no scaling
@@ -958,15 +1093,17 @@ class RNNRegressor(_BaseRNN):
         xp = namespace(Xm)
         return from_host(z, xp=xp, device=device(Xm), dtype=Xm.dtype)
 
-    def partial_fit(self, X: Any, y: Any) -> RNNRegressor:
-        """One epoch over ``(X, y)`` from the current weights (initialising on the first call).
-        Returns ``self``."""
-        return self._partial_fit(X, y, None)
+    def partial_fit(self, X: Any, y: Any, *, lengths: Any = None) -> RNNRegressor:
+        """One epoch over ``(X, y)`` from the current weights (initialising on the first call);
+        ``lengths`` as in :meth:`fit`. Returns ``self``."""
+        return self._partial_fit(X, y, None, lengths)
 
-    def predict(self, X: Any) -> Any:
+    def predict(self, X: Any, *, lengths: Any = None) -> Any:
         """Predictions shaped like the training ``y`` (``(n_samples,)``, ``(n_samples, outputs)``
-        or with a time axis for ``sequence_output``), in ``X``'s namespace, on its device."""
-        out, is_array, X = self._forward(X)
+        or with a time axis for ``sequence_output``), in ``X``'s namespace, on its device.
+        ``lengths``: as in :meth:`fit` (with ``sequence_output``, padded steps predict the
+        targets' mean and mean nothing)."""
+        out, is_array, X = self._forward(X, lengths)
         xp = namespace(out)
         mean = from_host(self._y_mean, xp=xp, device=device(out), dtype=out.dtype)
         scale = from_host(self._y_scale, xp=xp, device=device(out), dtype=out.dtype)
@@ -976,9 +1113,10 @@ class RNNRegressor(_BaseRNN):
             pred = pred[..., 0]
         return self._to_caller(pred, X, is_array)
 
-    def score(self, X: Any, y: Any) -> float:
-        """Coefficient of determination R² of :meth:`predict` (averaged over outputs)."""
-        pred = to_numpy(self.predict(X)).astype("float64")
+    def score(self, X: Any, y: Any, *, lengths: Any = None) -> float:
+        """Coefficient of determination R² of :meth:`predict` (averaged over outputs).
+        ``lengths``: as in :meth:`fit`; with ``sequence_output`` only valid steps count."""
+        pred = to_numpy(self.predict(X, lengths=lengths)).astype("float64")
         y_host = _score_y(X, y, pred.shape[0])
         try:
             y_host = y_host.astype("float64")
@@ -993,6 +1131,12 @@ class RNNRegressor(_BaseRNN):
         y_host = y_host.reshape(pred.shape)
         flat_p = pred.reshape(pred.shape[0] * (pred.shape[1] if self.sequence_output else 1), -1)
         flat_y = y_host.reshape(flat_p.shape)
+        if lengths is not None and self.sequence_output:
+            keep = _host_lengths(lengths, pred.shape[0], pred.shape[1])
+            if keep.dtype.kind != "b":
+                keep = host_namespace().arange(pred.shape[1])[None, :] < keep[:, None]  # (N, T)
+            keep = keep.reshape(-1)  # (N*T,)
+            flat_p, flat_y = flat_p[keep], flat_y[keep]
         ss_res = ((flat_y - flat_p) ** 2).sum(axis=0)
         ss_tot = ((flat_y - flat_y.mean(axis=0)) ** 2).sum(axis=0)
         r2 = 1.0 - ss_res / ss_tot.clip(min=1e-300)

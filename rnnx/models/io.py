@@ -11,8 +11,10 @@ An uncompressed NumPy ``.npz`` archive, readable with ``numpy.load(path, allow_p
     name), ``n_features_in``, ``fit_ndim`` (2 or 3), ``history``, and ``classes`` (classifier) or
     ``y_mean``/``y_scale``/``y_ndim`` (regressor).
 ``param/<layer>.<name>``
-    One array per network parameter (``param/recurrent.w_x``, ``param/dense.w``, ...), in the
-    model's dtype.
+    One array per network parameter (``param/recurrent.w_x``, ``param/dense.w``, ...; a stacked
+    or bidirectional layer's keys carry torch's suffixes, ``param/recurrent.l1_reverse.w_h``), in
+    the model's dtype. The layer options (``cell``, ``num_layers``, ``bidirectional``,
+    ``dropout``, ``forget_bias``) are constructor parameters, so they travel in ``params``.
 
 Files are written atomically (temporary file in the same directory, flushed with ``fsync``, then
 ``os.replace``): a crash or a kill mid-save leaves the previous file as it was. Loading refuses
@@ -163,11 +165,11 @@ def _build(meta: dict[str, Any], data: dict[str, Any], cls: type, backend: str, 
             raise ValueError(f"parameter {k!r} has dtype {v.dtype}, but the model is {meta['dtype']}")
         if not bool(hnp.all(hnp.isfinite(v))):
             raise ValueError(f"parameter {k!r} holds NaN or inf")
+    model._check_hyper()  # a file's parameters pass the checks fit makes
     net = SequenceNetwork(
-        meta["features"], model.hidden_size, model._n_outputs, cell=model._cell_fixed or model.cell,
-        loss=model._loss, sequence_output=model._sequence_output(), seed=0, backend=backend,
-        device=device, dtype=meta["dtype"], nonlinearity=model.nonlinearity,
-        init=model.init, recurrent_init=model.recurrent_init,
+        meta["features"], model.hidden_size, model._n_outputs, loss=model._loss,
+        sequence_output=model._sequence_output(), seed=0, backend=backend, device=device,
+        dtype=meta["dtype"], **model._network_options(),
     )
     xp = get_namespace(backend)
     net.load_parameters({k: from_host(v, xp=xp, device=device, dtype=getattr(xp, meta["dtype"]))
