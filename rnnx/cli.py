@@ -374,13 +374,34 @@ def _plot(history: dict, path: str, title: str) -> None:
     plt.close(fig)
 
 
+def _grad_plot(model: Any, X: np.ndarray, y: np.ndarray, path: str, title: str) -> None:
+    """||dL/dh_t|| of the trained model's loss on ``(X, y)``, one line per layer/direction."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise click.UsageError(f"--grad-plot needs matplotlib ({exc}); install rnnx[plot]") from None
+    from .diagnostics import estimator_grad_norms, plot_grad_norms
+
+    norms = estimator_grad_norms(model, X, y)
+    if list(norms) == ["l0"]:
+        norms = {f"{model.cell} (trained)": norms["l0"]}
+    plot_grad_norms(norms, path, title=title)
+
+
 @main.command()
 @click.option("--dataset", type=click.Choice(sorted(DATASETS)), default="digits", show_default=True,
               help="Data set: digits (8x8 images row by row), parity, sine (classification) "
                    "or adding (regression).")
 @click.option("--cell", default="rnn", show_default=True,
-              help="Recurrent cell (rnn = Elman; others as registered in rnnx.models).")
+              help="Recurrent cell: rnn (Elman), lstm or gru (or one registered in rnnx.models).")
 @click.option("--hidden-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--num-layers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Stacked recurrent layers.")
+@click.option("--bidirectional/--no-bidirectional", default=False, show_default=True,
+              help="Run every layer forward and backward in time.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+              show_default=True, callback=_finite,
+              help="Dropout between stacked layers while training (off when predicting).")
 @click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adagrad", "rmsprop", "adam"]),
@@ -404,6 +425,10 @@ def _plot(history: dict, path: str, title: str) -> None:
               default=0.2, show_default=True, help="Held-out share of the data.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write loss/accuracy curves to this PNG (needs matplotlib: rnnx[plot]).")
+@click.option("--grad-plot", "grad_plot_path", type=click.Path(dir_okay=False, writable=True),
+              default=None,
+              help="Write the trained model's ||dL/dh_t|| per step on a held-out batch to this PNG "
+                   "(the vanishing-gradient picture; needs matplotlib).")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the trained model (.npz + JSON metadata, no pickle).")
 @click.option("--progress/--no-progress", default=True, show_default=True,
@@ -411,10 +436,11 @@ def _plot(history: dict, path: str, title: str) -> None:
 @click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
               help="CPU threads for BLAS and torch (0: the libraries' default). Small recurrent "
                    "matrices gain nothing from more; on a busy machine they slow down.")
-def train(dataset: str, cell: str, hidden_size: int, epochs: int, batch_size: int, optimizer: str,
-          lr: float, clip: float, seed: int, backend: str, device_label: str | None, dtype: str,
-          test_size: float, plot_path: str | None, save_path: str | None, progress: bool,
-          threads: int) -> None:
+def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectional: bool,
+          dropout: float, epochs: int, batch_size: int, optimizer: str, lr: float, clip: float,
+          seed: int, backend: str, device_label: str | None, dtype: str, test_size: float,
+          plot_path: str | None, grad_plot_path: str | None, save_path: str | None,
+          progress: bool, threads: int) -> None:
     """Train a recurrent model and print its held-out score.
 
     With no options: the Elman classifier (ScratchSimpleRNNClassifier) on the handwritten digits
@@ -438,7 +464,8 @@ def train(dataset: str, cell: str, hidden_size: int, epochs: int, batch_size: in
     X, y = DATASETS[dataset](seed=seed)
     tr, te = _split(X.shape[0], test_size, seed)
     regression = dataset in _REGRESSION_DATASETS
-    common = dict(hidden_size=hidden_size, epochs=epochs, batch_size=batch_size,
+    common = dict(hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+                  dropout=dropout, epochs=epochs, batch_size=batch_size,
                   optimizer=optimizer, learning_rate=lr, clip_norm=clip or None,
                   random_state=seed, backend=backend, device=dev, dtype=dtype)
     if regression:
@@ -452,7 +479,10 @@ def train(dataset: str, cell: str, hidden_size: int, epochs: int, batch_size: in
                f"features, " + (f"{classes.size} classes" if classes is not None else "regression")
                + f"; train {tr.size}, held out {te.size}")
     dev_name = "default device" if dev is None else str(dev)
-    click.echo(f"model   {type(model).__name__}(cell={cell}, hidden_size={hidden_size}), "
+    layers = "" if num_layers == 1 else f", num_layers={num_layers}"
+    layers += ", bidirectional" if bidirectional else ""
+    layers += f", dropout={dropout:g}" if dropout else ""
+    click.echo(f"model   {type(model).__name__}(cell={cell}, hidden_size={hidden_size}{layers}), "
                f"{optimizer} lr={lr:g}, batch {batch_size}, clip {clip or 'off'}; "
                f"{backend} ({dev_name}) {dtype}")
     X_te, y_te = X[te], y[te]
@@ -499,6 +529,11 @@ def train(dataset: str, cell: str, hidden_size: int, epochs: int, batch_size: in
         history = {**model.history_, **{k: v for k, v in history_test.items() if v}}
         _plot(history, plot_path, f"rnnx train --dataset {dataset} (cell={cell}, {backend} {dtype})")
         click.echo(f"wrote curves to {plot_path}")
+    if grad_plot_path:
+        _grad_plot(model, X_te[:batch_size], y_te[:batch_size], grad_plot_path,
+                   f"rnnx train --dataset {dataset} (cell={cell}): {min(batch_size, te.size)} "
+                   "held-out sequences")
+        click.echo(f"wrote gradient norms to {grad_plot_path}")
 
 
 def _read_input(path: str) -> np.ndarray:

@@ -55,6 +55,51 @@ def test_train_save_plot_then_predict_on_other_backends(tmp_path):
     np.testing.assert_allclose(rows.sum(axis=1), 1.0, atol=1e-5)  # 6 printed decimals x 3
 
 
+def test_train_gated_stacked_bidirectional_with_grad_plot(tmp_path):
+    """--cell/--num-layers/--bidirectional/--dropout reach the estimator (and the saved file);
+    --grad-plot writes a PNG."""
+    pytest.importorskip("matplotlib")
+    from rnnx.models import load_model
+
+    png, model = tmp_path / "grads.png", tmp_path / "m.npz"
+    res = run("train", "--dataset", "sine", *TINY, "--cell", "lstm", "--num-layers", "2",
+              "--bidirectional", "--dropout", "0.25", "--grad-plot", str(png),
+              "--save", str(model))
+    assert res.exit_code == 0, res.output
+    assert "RNNClassifier(cell=lstm, hidden_size=8, num_layers=2, bidirectional, dropout=0.25)" \
+        in res.stdout
+    assert f"wrote gradient norms to {png}" in res.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    params = load_model(model).get_params()
+    assert (params["cell"], params["num_layers"], params["bidirectional"], params["dropout"]) \
+        == ("lstm", 2, True, 0.25)
+    res = run("train", "--dataset", "sine", *TINY, "--cell", "gru", "--no-bidirectional",
+              "--save", str(model))
+    assert res.exit_code == 0, res.output
+    assert load_model(model).get_params()["bidirectional"] is False
+
+
+def test_train_grad_plot_real_subprocess(tmp_path):
+    """The same through a real ``python -m rnnx`` process (this checkout's rnnx)."""
+    pytest.importorskip("matplotlib")
+    import os
+    import subprocess
+    import sys
+
+    import rnnx
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(rnnx.__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    png = tmp_path / "g.png"
+    res = subprocess.run([sys.executable, "-m", "rnnx", "train", "--dataset", "adding", *TINY,
+                          "--cell", "gru", "--num-layers", "2", "--grad-plot", str(png)],
+                         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "held-out MSE" in res.stdout and f"wrote gradient norms to {png}" in res.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_train_regression_dataset():
     res = run("train", "--dataset", "adding", *TINY, "--backend", "torch", "--dtype", "float64")
     assert res.exit_code == 0, res.output
@@ -78,9 +123,13 @@ def test_info_lists_backends_and_reasons():
     ["train", "--backend", "nope"],
     ["train", "--lr", "-1"],
     ["train", "--cell", "nope"],
+    ["train", "--num-layers", "0"],
+    ["train", "--dropout", "1"],
+    ["train", "--dropout", "nan"],
     ["train", "--backend", "numpy", "--device", "quantum"],
     ["train", "--dataset", "mnist"],
-], ids=["epochs", "backend", "lr", "cell", "device", "dataset"])
+], ids=["epochs", "backend", "lr", "cell", "num-layers", "dropout-1", "dropout-nan", "device",
+         "dataset"])
 def test_bad_arguments_fail_without_traceback(args):
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 2
