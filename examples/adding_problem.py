@@ -99,7 +99,7 @@ def main():
     print("\n| cell | " + " | ".join(f"seed {s}" for s in a.seeds) + " |")
     print("|------|" + "|".join("-------" for _ in a.seeds) + "|")
     for cell in a.cells:
-        print(f"| {cell} | " + " | ".join(f"{results[f'{cell}/{s}']['curve'][-1][1]:.4f}"
+        print(f"| {cell} | " + " | ".join(f"{results[f'{cell}/{s}']['curve'][-1][1]:.5f}"
                                           for s in a.seeds) + " |")
     if a.plot:
         styles = {f"{c} ({tag})": {"color": f"C{i}", "ls": "--" if tag == "init" else "-"}
