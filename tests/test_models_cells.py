@@ -291,3 +291,23 @@ def test_estimator_grad_norms_equal_torch_autograd():
     want = np.array([float(torch.linalg.vector_norm(s.grad)) for s in hs])
     assert want[0] < 0.5 * want[-1]  # a real decay over 9 steps, not a flat line
     np.testing.assert_allclose(got, want, rtol=1e-10)  # float64 on both sides
+
+
+def test_estimator_lengths_follow_the_data_namespace():
+    """torch X with torch lengths (and NumPy lengths) trains and predicts as NumPy does."""
+    rng = np.random.default_rng(9)
+    lens = rng.integers(1, 6, size=16)
+    X = rng.normal(size=(16, 6, 2))
+    y = (X[:, 0, 0] > 0).astype(np.int64)
+    kw = dict(cell="gru", hidden_size=4, epochs=2, batch_size=8, random_state=0)
+    ref = RNNClassifier(**kw).fit(X, y, lengths=lens).predict_proba(X, lengths=lens)
+    tX, tl = torch.from_numpy(X), torch.from_numpy(lens)
+    clf = RNNClassifier(**kw).fit(tX, torch.from_numpy(y), lengths=tl)
+    got = clf.predict_proba(tX, lengths=tl)
+    assert isinstance(got, torch.Tensor)
+    # float64; the backends' GEMMs may sum in different orders (~1e-16 per op, 2 epochs).
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(clf.predict_proba(tX, lengths=lens).numpy(), got.numpy())
+    with pytest.raises(ValueError, match="lengths leave no valid step"):
+        RNNRegressor(sequence_output=True, epochs=1).fit(X, X[:, :, 0],
+                                                         lengths=np.zeros(16, int))

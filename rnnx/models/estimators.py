@@ -26,6 +26,14 @@ half precision behind the caller's back; ``X.astype(float32)`` is exact) and non
 or ``y`` is refused. When ``X`` and ``y`` are both arrays they must come from one library and
 sit on one device (a Python list ``y`` is always accepted).
 
+Variable lengths
+----------------
+``fit``, ``partial_fit``, ``predict``, ``predict_proba`` and ``score`` take ``lengths=``: integer
+lengths ``(n_samples,)`` (right padding) or a boolean step mask ``(n_samples, time)`` (padding on
+either side), from any library or device (checked on the host, then moved to the model's device).
+Padded steps never reach the state or the loss; mini-batches and the validation split take the
+same rows of ``lengths`` as of ``X``.
+
 Shapes
 ------
 ``X`` is ``(n_samples, time, features)``; a 2-D ``X`` is a batch of univariate sequences
@@ -1081,6 +1089,9 @@ class RNNRegressor(_BaseRNN):
             if valid is not None and self.sequence_output:
                 # Padded steps' targets are not data: they must not move the scaling.
                 flat = flat[hnp.reshape(valid, (-1,))]  # (valid steps, O)
+                if flat.shape[0] == 0:
+                    raise ValueError("lengths leave no valid step in X: there is no target to "
+                                     "learn from (every length is 0 / the mask is all False)")
             mean = hnp.mean(flat, axis=0)
             scale = hnp.std(flat, axis=0)
             scale = hnp.where(scale > 0, scale, 1.0)  # a constant target: no scaling
