@@ -122,7 +122,7 @@ def _torch_nn(device: str) -> Callable[[Case], Run]:
         import torch
 
         d = {k: torch.from_numpy(v).to(device) for k, v in host_data(case).items()}
-        b_, t_, f_, h_ = case.shape
+        _, _, f_, h_ = case.shape
         rnn = torch.nn.RNN(f_, h_, batch_first=True, bias=True).to(device=device,
                                                                     dtype=d["x"].dtype)
         with torch.no_grad():
@@ -222,7 +222,7 @@ def _jax_scan(case: Case) -> Run:
     import jax.numpy as jnp
 
     d = {k: jnp.asarray(v) for k, v in host_data(case).items()}
-    bsz, T, F, H = case.shape
+    bsz, _, _, H = case.shape
     last = case.variant == "m2o"
 
     def forward(x, w_x, w_h, b):
@@ -264,7 +264,7 @@ def _numpy_textbook(case: Case) -> Run:
 
     d = host_data(case)
     x, w_x, w_h, b, dhs = d["x"], d["w_x"], d["w_h"], d["b"], d["dhs"]
-    bsz, T, F, H = case.shape
+    bsz, T, _, H = case.shape
     last = case.variant == "m2o"
 
     def forward():

@@ -241,7 +241,7 @@ def to_markdown(result: dict) -> str:
     by_case: dict[str, list[dict]] = {}
     for row in result["rows"]:
         by_case.setdefault(row["case"], []).append(row)
-    lines += ["| case (B×T×F×H/dtype/variant) | implementation | best | median | ratio | GFLOP/s "
+    lines += ["| case (BxTxFxH/dtype/variant) | implementation | best | median | ratio | GFLOP/s "
               "| % peak |", "|---|---|---:|---:|---:|---:|---:|"]
     for key, rows in by_case.items():
         for row in rows:
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skip {name}: {reason}")
         else:
             names.append(name)
-    print(f"{len(cases)} cases × {len(names)} implementations, {rounds} round(s)")
+    print(f"{len(cases)} cases, {len(names)} implementations, {rounds} round(s)")
     raw = collect(names, cases, rounds, budget, min_reps)
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -154,17 +154,25 @@ def rnn_forward(
     xw = x_tm @ w_x  # (T*B, H): hoisted input projection, one GEMM over all rows
     xw += b  # (T*B, H): own array, in place
     xw = xp.reshape(xw, (time, batch, hidden))  # (T, B, H)
-    h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=device(x))
+    if h0 is None:
+        # From a zero state, step 1 is f(x_1 W_x + b): no zeros array, no GEMM with them.
+        xw0 = xw[0, ...]  # (B, H)
+        h = xp.tanh(xw0) if nonlinearity == "tanh" else xp.clip(xw0, min=0.0)  # (B, H)
+        start = 1
+    else:
+        h, start = h0, 0
     if writeable(xw):
         # Step t's projection is read once, at step t: its slot then takes h_t, so the states
         # need no buffer of their own and no final stack copy.
-        for t in range(time):
+        if start:
+            xw[0, ...] = h
+        for t in range(start, time):
             h = rnn_cell(xw[t, ...], h, w_h, xp=xp, nonlinearity=nonlinearity)  # (B, H)
             xw[t, ...] = h
         hs_tm = xw  # (T, B, H)
     else:
-        steps = []
-        for t in range(time):
+        steps = [h] if start else []
+        for t in range(start, time):
             h = rnn_cell(xw[t, ...], h, w_h, xp=xp, nonlinearity=nonlinearity)  # (B, H)
             steps.append(h)
         hs_tm = xp.stack(steps, axis=0)  # (T, B, H)
