@@ -1,0 +1,211 @@
+"""Elman RNN: one-step cell, the time loop, and backpropagation through time.
+
+References
+----------
+- J. L. Elman, "Finding structure in time", Cognitive Science 14 (1990): the recurrence
+  ``h_t = f(x_t W_x + h_{t-1} W_h + b)``.
+- P. J. Werbos, "Backpropagation through time: what it does and how to do it", Proc. IEEE 78
+  (1990), eqs. (8)-(11): the adjoint recurrence used by :func:`rnn_backward`.
+
+Derivation (row-vector convention, ``a_t`` the pre-activation, ``g_t = dL/dh_t`` the total
+gradient reaching ``h_t``)::
+
+    a_t  = x_t W_x + h_{t-1} W_h + b                     h_t = f(a_t)
+    g_t  = dhs_t + da_{t+1} W_h^T                        (g_T = dhs_T)
+    da_t = g_t * f'(a_t)      f'= 1 - h_t^2 (tanh),  [h_t > 0] (relu)
+    dW_x = sum_t x_t^T da_t   dW_h = sum_t h_{t-1}^T da_t   db = sum_t da_t
+    dx_t = da_t W_x^T         dh_0 = da_1 W_h^T
+
+Only the ``g_t``/``da_t`` recurrence is sequential; the sums over ``t`` are single GEMMs over
+all ``batch * time`` rows, and ``f'`` is taken from the stored ``h_t`` (no transcendental in
+the backward pass).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .._backend import device
+from ._validate import check_float, check_shape, dtype_name, resolve
+
+__all__ = ["RNNCache", "RNNGrads", "rnn_backward", "rnn_cell", "rnn_cell_backward", "rnn_forward"]
+
+NONLINEARITIES = ("tanh", "relu")
+
+
+class RNNCache(NamedTuple):
+    """What :func:`rnn_backward` needs, and nothing more.
+
+    ``hs`` is the only array the forward pass allocates for the cache: ``(batch, time, hidden)``.
+    ``x``, the weights and ``h0`` are references to the caller's arrays, not copies (``h0`` is
+    ``None`` when the forward pass started from zeros). The pre-activations are not kept: the
+    activation derivative is recovered from ``hs``.
+    """
+
+    x: Any  # (batch, time, features)
+    w_x: Any  # (features, hidden)
+    w_h: Any  # (hidden, hidden)
+    h0: Any  # (batch, hidden) or None for zeros
+    hs: Any  # (batch, time, hidden)
+    nonlinearity: str
+
+
+class RNNGrads(NamedTuple):
+    """Gradients of the loss with the shapes of the corresponding forward arguments."""
+
+    dx: Any  # (batch, time, features)
+    dh0: Any  # (batch, hidden)
+    dw_x: Any  # (features, hidden)
+    dw_h: Any  # (hidden, hidden)
+    db: Any  # (hidden,)
+
+
+def rnn_cell(xw_t: Any, h_prev: Any, w_h: Any, *, xp: Any, nonlinearity: str = "tanh") -> Any:
+    """One Elman step from a precomputed input projection.
+
+    ``xw_t = x_t @ w_x + b`` is ``(batch, hidden)``; returns ``h_t`` ``(batch, hidden)`` in ``xp``
+    on ``h_prev``'s device.
+    """
+    a = xw_t + h_prev @ w_h  # (B, H)
+    return xp.tanh(a) if nonlinearity == "tanh" else xp.clip(a, min=0.0)
+
+
+def rnn_cell_backward(
+    g_t: Any, h_t: Any, w_hT: Any, *, xp: Any, nonlinearity: str = "tanh"
+) -> tuple[Any, Any]:
+    """Backward of one step: from ``g_t = dL/dh_t`` and the stored ``h_t`` (both ``(batch,
+    hidden)``) return ``(da_t, dL/dh_{t-1} through this step)``, both ``(batch, hidden)``.
+
+    ``w_hT`` is ``w_h`` transposed, passed in so the loop does not transpose it every step.
+    """
+    if nonlinearity == "tanh":
+        da = g_t * (1.0 - h_t * h_t)  # (B, H): tanh' = 1 - tanh^2
+    else:
+        da = xp.where(h_t > 0, g_t, 0.0)  # (B, H): relu' = [a > 0] = [h > 0]
+    return da, da @ w_hT  # (B, H), (B, H)
+
+
+def _check_inputs(x: Any, w_x: Any, w_h: Any, b: Any, h0: Any, nonlinearity: str) -> Any:
+    if nonlinearity not in NONLINEARITIES:
+        raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}; got {nonlinearity!r}")
+    xp = resolve({"x": x, "w_x": w_x, "w_h": w_h, "b": b, "h0": h0})
+    check_float("x", x, xp=xp)
+    if x.ndim != 3:
+        raise ValueError(
+            f"x must be 3-D with shape (batch, time, features); got {x.ndim}-D shape "
+            f"{tuple(x.shape)}"
+        )
+    batch, time, features = x.shape
+    if batch < 1 or time < 1:
+        raise ValueError(
+            f"x must have at least one sample and one time step (batch >= 1, time >= 1); "
+            f"got shape {tuple(x.shape)}"
+        )
+    check_shape("w_x", w_x, (features, None), "(features, hidden)")
+    hidden = w_x.shape[1]
+    check_shape("w_h", w_h, (hidden, hidden), "(hidden, hidden)")
+    check_shape("b", b, (hidden,), "(hidden,)")
+    for name, a in (("w_x", w_x), ("w_h", w_h), ("b", b)):
+        check_float(name, a, xp=xp, like=("x", x))
+    if h0 is not None:
+        check_shape("h0", h0, (batch, hidden), "(batch, hidden)")
+        check_float("h0", h0, xp=xp, like=("x", x))
+    return xp
+
+
+def rnn_forward(
+    x: Any, w_x: Any, w_h: Any, b: Any, h0: Any = None, *, nonlinearity: str = "tanh"
+) -> tuple[Any, RNNCache]:
+    """Run an Elman RNN over a whole sequence.
+
+    Parameters
+    ----------
+    x : array (batch, time, features)
+    w_x : array (features, hidden)
+    w_h : array (hidden, hidden)
+    b : array (hidden,)
+    h0 : array (batch, hidden), optional
+        Initial state; zeros (on ``x``'s device) if omitted.
+    nonlinearity : {"tanh", "relu"}
+
+    Returns
+    -------
+    hs : array (batch, time, hidden)
+        Every hidden state ``h_1 .. h_T``; ``hs[:, -1, :]`` is the final state. Same namespace,
+        device and dtype as ``x``.
+    cache : RNNCache
+        Pass to :func:`rnn_backward`.
+
+    All arrays must come from one namespace, sit on one device and share one float dtype
+    (float32 or float64); anything else raises with a message naming the argument.
+    """
+    xp = _check_inputs(x, w_x, w_h, b, h0, nonlinearity)
+    batch, time, features = x.shape
+    hidden = w_x.shape[1]
+    # Hoisted input projection: one GEMM over all batch*time rows.
+    xw = xp.reshape(xp.reshape(x, (batch * time, features)) @ w_x, (batch, time, hidden))  # (B, T, H)
+    xw = xw + b  # (B, T, H)
+    h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=device(x))
+    steps = []
+    for t in range(time):
+        h = rnn_cell(xw[:, t, :], h, w_h, xp=xp, nonlinearity=nonlinearity)  # (B, H)
+        steps.append(h)
+    hs = xp.stack(steps, axis=1)  # (B, T, H)
+    return hs, RNNCache(x, w_x, w_h, h0, hs, nonlinearity)
+
+
+def rnn_backward(dhs: Any, cache: RNNCache) -> RNNGrads:
+    """Backpropagation through time for :func:`rnn_forward`.
+
+    Parameters
+    ----------
+    dhs : array (batch, time, hidden) or (batch, hidden)
+        ``dL/dh_t`` for every step. A 2-D array is the gradient of the final state alone (a
+        many-to-one loss): the other steps receive no direct gradient and no zeros are built.
+    cache : RNNCache
+        From the matching :func:`rnn_forward` call.
+
+    Returns
+    -------
+    RNNGrads
+        ``(dx, dh0, dw_x, dw_h, db)`` with the shapes of ``x``, ``h0`` ``(batch, hidden)``,
+        ``w_x``, ``w_h`` and ``b``, in the namespace and on the device of the forward inputs.
+        ``dh0`` is returned even when the forward pass started from zeros (truncated BPTT uses it).
+    """
+    x, w_x, w_h, h0, hs, nonlinearity = cache
+    xp = resolve({"dhs": dhs, "hs": hs})
+    batch, time, hidden = hs.shape
+    features = x.shape[2]
+    last_only = dhs.ndim == 2
+    if last_only:
+        check_shape("dhs", dhs, (batch, hidden), "(batch, hidden)")
+    else:
+        check_shape("dhs", dhs, (batch, time, hidden), "(batch, time, hidden)")
+    if dhs.dtype != hs.dtype:
+        raise TypeError(
+            f"dhs must have the forward pass's dtype {dtype_name(xp, hs.dtype)}; "
+            f"got {dtype_name(xp, dhs.dtype)}"
+        )
+
+    w_hT = w_h.T  # (H, H), once, not per step
+    das = [None] * time
+    g = dhs if last_only else dhs[:, time - 1, :]  # (B, H)
+    for t in range(time - 1, -1, -1):
+        da, g_prev = rnn_cell_backward(g, hs[:, t, :], w_hT, xp=xp, nonlinearity=nonlinearity)
+        das[t] = da
+        g = g_prev if (last_only or t == 0) else g_prev + dhs[:, t - 1, :]  # (B, H)
+    dh0 = g  # (B, H): dL/dh_0 = da_1 W_h^T
+    da = xp.stack(das, axis=1)  # (B, T, H)
+    da2 = xp.reshape(da, (batch * time, hidden))  # (B*T, H)
+
+    # Weight gradients: one GEMM each over all steps.
+    dw_x = xp.reshape(x, (batch * time, features)).T @ da2  # (F, H)
+    h_prev = hs[:, : time - 1, :]  # (B, T-1, H): h_1..h_{T-1} feed steps 2..T
+    dw_h = xp.reshape(h_prev, (batch * (time - 1), hidden)).T @ xp.reshape(
+        da[:, 1:, :], (batch * (time - 1), hidden)
+    )  # (H, H)
+    if h0 is not None:
+        dw_h = dw_h + h0.T @ da[:, 0, :]  # (H, H): step 1 sees h0 (zero when omitted)
+    db = xp.sum(da2, axis=0)  # (H,)
+    dx = xp.reshape(da2 @ w_x.T, (batch, time, features))  # (B, T, F)
+    return RNNGrads(dx, dh0, dw_x, dw_h, db)

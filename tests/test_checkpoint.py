@@ -1,0 +1,103 @@
+"""Checkpointed BPTT against the full-cache BPTT (itself checked against torch autograd and
+finite differences in test_functional_rnn.py), on every backend and device."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnnx._backend import device as device_of
+from rnnx._backend import to_numpy
+from rnnx.functional import (
+    rnn_backward,
+    rnn_backward_checkpointed,
+    rnn_forward,
+    rnn_forward_checkpointed,
+)
+from rnnx.functional.checkpoint import default_every
+
+from .test_functional_rnn import GRAD_NAMES, make_case, to_backend
+
+# every=None is the default ceil(sqrt(T)); 1 checkpoints every state; 4 does not divide T=11;
+# 11 is one segment; 50 is longer than the sequence.
+EVERY = [None, 1, 4, 11, 50]
+
+
+def _rel_err(got, want):
+    want = to_numpy(want)
+    scale = max(float(np.max(np.abs(want))), np.finfo(np.float64).tiny)
+    return float(np.max(np.abs(to_numpy(got) - want))) / scale
+
+
+@pytest.mark.parametrize("every", EVERY, ids=lambda e: f"every{e}")
+@pytest.mark.parametrize("last_only", [True, False], ids=["m2o", "m2m"])
+@pytest.mark.parametrize("with_h0", [True, False], ids=["h0", "zeros"])
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_matches_full_cache(xp, device, dtype, put, rng, every, last_only, with_h0, nonlinearity):
+    """Final state and all five gradients equal the full-cache BPTT's.
+
+    The final state is bitwise equal (the same operations on the same numbers, segment by
+    segment). The gradients are not bitwise: each weight gradient is summed per segment, a
+    different summation order from one GEMM over all steps. Their deviation is a few rounding
+    errors of the sums, relative to the array's largest term: 1e-12 in float64 and 1e-5 in
+    float32 (~80 eps) leave room for 11-step sums while any wrong term would show at O(1).
+    """
+    case = make_case(rng, 3, 11, 4, 5, with_h0=with_h0)
+    a = to_backend(case, put, dtype)
+    dhs = a["dhs"][:, -1, :] if last_only else a["dhs"]
+    hs, cache = rnn_forward(a["x"], a["w_x"], a["w_h"], a["b"], a["h0"], nonlinearity=nonlinearity)
+    full = rnn_backward(dhs, cache)
+    h_t, ck = rnn_forward_checkpointed(a["x"], a["w_x"], a["w_h"], a["b"], a["h0"],
+                                       nonlinearity=nonlinearity, every=every)
+    got = rnn_backward_checkpointed(dhs, ck)
+    np.testing.assert_array_equal(to_numpy(h_t), to_numpy(hs[:, -1, :]))
+    tol = 1e-12 if dtype == xp.float64 else 1e-5
+    for name, u, v in zip(GRAD_NAMES, got, full):
+        assert device_of(u) == device, name
+        assert u.dtype == dtype, name
+        assert tuple(u.shape) == tuple(v.shape), name
+        err = _rel_err(u, v)
+        assert err <= tol, f"{name}: deviation from the full cache {err:.2e} (relative to max)"
+
+
+def test_checkpoints_are_sparse(rng):
+    """The cache keeps ceil(T / every) states of (batch, hidden) and no (batch, time, .) array
+    of its own: the memory the option exists for."""
+    case = make_case(rng, 2, 30, 3, 4)
+    _, ck = rnn_forward_checkpointed(case["x"], case["w_x"], case["w_h"], case["b"], case["h0"])
+    assert ck.every == 6 == default_every(30)
+    assert len(ck.checkpoints) == 5
+    assert ck.checkpoints[0] is case["h0"]
+    assert all(tuple(c.shape) == (2, 4) for c in ck.checkpoints)
+    assert ck.x is case["x"] and ck.w_h is case["w_h"]
+
+
+@pytest.mark.parametrize("time,expected", [(1, 1), (2, 2), (4, 2), (5, 3), (100, 10), (101, 11)])
+def test_default_every_is_ceil_sqrt(time, expected):
+    assert default_every(time) == expected
+
+
+def test_inputs_are_not_written(rng):
+    case = make_case(rng, 2, 7, 3, 4)
+    for v in case.values():
+        v.flags.writeable = False
+    _, ck = rnn_forward_checkpointed(case["x"], case["w_x"], case["w_h"], case["b"], case["h0"],
+                                     every=3)
+    rnn_backward_checkpointed(case["dhs"], ck)
+    rnn_backward_checkpointed(case["dhs"][:, -1, :], ck)
+
+
+@pytest.mark.parametrize("every", [0, -1, 2.0, True])
+def test_bad_every_is_named(rng, every):
+    case = make_case(rng, 1, 3, 2, 2)
+    with pytest.raises(ValueError, match="every must be a positive int"):
+        rnn_forward_checkpointed(case["x"], case["w_x"], case["w_h"], case["b"], every=every)
+
+
+def test_bad_dhs_is_named(rng):
+    case = make_case(rng, 2, 3, 2, 4)
+    _, ck = rnn_forward_checkpointed(case["x"], case["w_x"], case["w_h"], case["b"])
+    with pytest.raises(ValueError, match=r"dhs must have shape \(batch, hidden\)"):
+        rnn_backward_checkpointed(np.zeros((2, 5)), ck)
+    with pytest.raises(TypeError, match="dhs must have the forward pass's dtype float64"):
+        rnn_backward_checkpointed(np.zeros((2, 4), dtype=np.float32), ck)
