@@ -36,11 +36,12 @@ def _rel_err(got, want):
 def test_matches_full_cache(xp, device, dtype, put, rng, every, last_only, with_h0, nonlinearity):
     """Final state and all five gradients equal the full-cache BPTT's.
 
-    The final state is bitwise equal (the same operations on the same numbers, segment by
-    segment). The gradients are not bitwise: each weight gradient is summed per segment, a
-    different summation order from one GEMM over all steps. Their deviation is a few rounding
-    errors of the sums, relative to the array's largest term: 1e-12 in float64 and 1e-5 in
-    float32 (~80 eps) leave room for 11-step sums while any wrong term would show at O(1).
+    Not bitwise: the input projection is one GEMM per segment instead of one over all steps
+    (XLA and BLAS may block a different row count differently: on JAX float32 the final state
+    differs in the last bits) and each weight gradient is summed per segment, a different
+    summation order. The deviation is a few rounding errors propagated through 11 steps,
+    relative to the array's largest term: 1e-12 in float64 (~5000 eps) and 1e-5 in float32
+    (~80 eps) leave that room while any wrong term would show at O(1).
     """
     case = make_case(rng, 3, 11, 4, 5, with_h0=with_h0)
     a = to_backend(case, put, dtype)
@@ -50,8 +51,8 @@ def test_matches_full_cache(xp, device, dtype, put, rng, every, last_only, with_
     h_t, ck = rnn_forward_checkpointed(a["x"], a["w_x"], a["w_h"], a["b"], a["h0"],
                                        nonlinearity=nonlinearity, every=every)
     got = rnn_backward_checkpointed(dhs, ck)
-    np.testing.assert_array_equal(to_numpy(h_t), to_numpy(hs[:, -1, :]))
     tol = 1e-12 if dtype == xp.float64 else 1e-5
+    assert _rel_err(h_t, hs[:, -1, :]) <= tol
     for name, u, v in zip(GRAD_NAMES, got, full):
         assert device_of(u) == device, name
         assert u.dtype == dtype, name
