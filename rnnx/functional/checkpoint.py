@@ -97,7 +97,9 @@ def rnn_forward_checkpointed(
     for s in range(0, time, every):
         checkpoints.append(h)
         e = min(s + every, time)
-        h = _segment_states(x, w_x, w_h, b, h, s, e, xp=xp, nonlinearity=nonlinearity)[e - s - 1, ...]
+        hs = _segment_states(x, w_x, w_h, b, h, s, e, xp=xp, nonlinearity=nonlinearity)  # (L, B, H)
+        # A copy, not a view: a view would keep the whole segment buffer alive as a checkpoint.
+        h = xp.asarray(hs[e - s - 1, ...], copy=True)  # (B, H)
     return h, RNNCheckpointCache(x, w_x, w_h, b, h0, checkpoints, every, nonlinearity)
 
 
