@@ -1,7 +1,7 @@
 """Run the benchmark: every implementation in its own process, alternating over rounds.
 
     python -m benchmarks.run            # the full suite (several minutes on 2 cores)
-    python -m benchmarks.run --quick    # one round, short budgets: a smoke check (~1 minute)
+    python -m benchmarks.run --quick    # float32, fwd and m2m, one round: a smoke check
 
 Each round starts one worker process per implementation, in a rotated order, and the worker
 times every case: a warm-up (two calls, which also compiles jax), then repeated calls until a
@@ -75,8 +75,10 @@ def _thread_info(library: str) -> dict:
 
 
 def _time_calls(run, budget: float, min_reps: int, max_reps: int) -> list[float]:
-    run()
+    t0 = time.perf_counter()
     run()  # warm-up: allocator, BLAS thread start, jax compilation
+    if time.perf_counter() - t0 < 0.05:
+        run()  # cheap calls get a second warm-up; slow ones are warm after one
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < budget):
@@ -125,13 +127,23 @@ def worker(name: str, cases: list[Case], budget: float, min_reps: int) -> dict:
 # orchestrator side
 
 
-def _spawn(name: str, cases: list[Case], budget: float, min_reps: int) -> dict:
+def thread_env(threads: int | None) -> dict[str, str]:
+    """The environment for a worker: unchanged, or every BLAS/OpenMP pool limited to ``threads``."""
+    env = dict(os.environ)
+    if threads:
+        for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[k] = str(threads)
+    return env
+
+
+def _spawn(name: str, cases: list[Case], budget: float, min_reps: int,
+           threads: int | None = None) -> dict:
     spec = json.dumps({"cases": [c.to_dict() for c in cases], "budget": budget,
                        "min_reps": min_reps})
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--worker", name],
         input=spec, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
-        check=False,
+        check=False, env=thread_env(threads),
     )
     if proc.returncode != 0:
         raise RuntimeError(f"worker {name} failed:\n{proc.stderr[-4000:]}")
@@ -163,7 +175,7 @@ def _machine() -> dict:
 
 
 def collect(names: list[str], cases: list[Case], rounds: int, budget: float, min_reps: int,
-            log=print) -> dict:
+            threads: int | None = None, log=print) -> dict:
     samples: dict[str, dict[str, list[float]]] = {n: {} for n in names}
     gemm: dict[str, dict[str, list[float]]] = {"gemm-numpy": {}, "gemm-torch": {}}
     info: dict[str, dict] = {}
@@ -172,7 +184,7 @@ def collect(names: list[str], cases: list[Case], rounds: int, budget: float, min
         rotated = order[r % len(order):] + order[: r % len(order)]
         for name in rotated:
             t0 = time.perf_counter()
-            got = _spawn(name, cases, budget, min_reps)
+            got = _spawn(name, cases, budget, min_reps, threads)
             target = gemm if name in gemm else samples
             for key, ts in got["samples"].items():
                 target[name].setdefault(key, []).extend(ts)
@@ -218,7 +230,8 @@ def to_markdown(result: dict) -> str:
         f"# rnnx benchmark ({result['when']})",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['platform']}. "
-        f"Thread env: {m['thread_env'] or 'defaults'}. Rounds: {result['rounds']}, "
+        f"Thread env: {m['thread_env'] or 'defaults'}; worker threads: {result['threads']}. "
+        f"Rounds: {result['rounds']}, "
         f"budget {result['budget_s']} s per case per round, quick={result['quick']}.",
         "",
         "GEMM peak (best (2048,2048)@(2048,2048)): "
@@ -284,13 +297,15 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help="one round, short budgets (~1 minute)")
-    p.add_argument("--rounds", type=int, default=None, help="worker rounds (default 5; quick 1)")
+    p.add_argument("--rounds", type=int, default=None, help="worker rounds (default 3; quick 1)")
     p.add_argument("--budget", type=float, default=None,
-                   help="seconds of timed calls per case per round (default 0.25; quick 0.03)")
+                   help="seconds of timed calls per case per round (default 0.2; quick 0.02)")
     p.add_argument("--impl", action="append", help="only these implementations (repeatable)")
     p.add_argument("--shape", action="append", help="only these shapes, e.g. 64x100x32x128")
     p.add_argument("--dtype", action="append", choices=DTYPES)
     p.add_argument("--variant", action="append", choices=VARIANTS)
+    p.add_argument("--threads", type=int, default=None,
+                   help="limit every worker's BLAS/OpenMP threads (default: the libraries' own)")
     p.add_argument("--out", type=Path, default=RESULTS / "latest",
                    help="results path without suffix (.md and .json are written)")
     args = p.parse_args(argv)
@@ -301,14 +316,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args.worker, cases, spec["budget"], spec["min_reps"])))
         return 0
 
-    rounds = args.rounds or (1 if args.quick else 5)
-    budget = args.budget if args.budget is not None else (0.03 if args.quick else 0.25)
-    min_reps = 2 if args.quick else 3
+    rounds = args.rounds or (1 if args.quick else 3)
+    budget = args.budget if args.budget is not None else (0.02 if args.quick else 0.2)
+    min_reps = 1 if args.quick else 2
     shapes = SHAPES
     if args.shape:
         shapes = tuple(tuple(int(n) for n in s.split("x")) for s in args.shape)
     variants = tuple(args.variant or (("fwd", "m2m") if args.quick else VARIANTS))
-    cases = all_cases(shapes, tuple(args.dtype or DTYPES), variants)
+    dtypes = tuple(args.dtype or (("float32",) if args.quick else DTYPES))
+    cases = all_cases(shapes, dtypes, variants)
 
     wanted = args.impl or list(IMPLS)
     unknown = sorted(set(wanted) - set(IMPLS))
@@ -323,10 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             names.append(name)
     print(f"{len(cases)} cases, {len(names)} implementations, {rounds} round(s)")
-    raw = collect(names, cases, rounds, budget, min_reps)
+    raw = collect(names, cases, rounds, budget, min_reps, args.threads)
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": _machine(), "rounds": rounds, "budget_s": budget, "quick": args.quick,
+        "machine": _machine(), "threads": args.threads or "library default", "rounds": rounds,
+        "budget_s": budget, "quick": args.quick,
         "skipped": skipped, "info": raw["info"], **summarise(raw, cases, names),
         "samples": raw["samples"], "gemm_samples": raw["gemm"],
     }
