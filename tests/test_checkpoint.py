@@ -102,3 +102,41 @@ def test_bad_dhs_is_named(rng):
         rnn_backward_checkpointed(np.zeros((2, 5)), ck)
     with pytest.raises(TypeError, match="dhs must have the forward pass's dtype float64"):
         rnn_backward_checkpointed(np.zeros((2, 4), dtype=np.float32), ck)
+
+
+def _peak_bytes(fn) -> int:
+    import tracemalloc
+
+    fn()  # first-call allocations (caches) are not the method's
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        fn()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def test_peak_memory_grows_as_sqrt_time(rng):
+    """tracemalloc peak (NumPy reports its buffers) of forward + backward, minus dx (x-sized,
+    O(T) for any method): the full cache holds ~2 T states, the checkpointed pass ~c sqrt(T).
+    Quadrupling T must quadruple the first and only double the second (ratios with slack for
+    the constant terms)."""
+    state = 4 * 32 * 8  # one (batch, hidden) float64 state
+
+    def work(time_, fwd, bwd):
+        case = make_case(rng, 4, time_, 8, 32)
+        dx_bytes = case["x"].nbytes
+
+        def run():
+            _, cache = fwd(case["x"], case["w_x"], case["w_h"], case["b"])
+            bwd(case["dhs"], cache)
+
+        return (_peak_bytes(run) - dx_bytes) / state
+
+    full = [work(t, rnn_forward, rnn_backward) for t in (400, 1600)]
+    ckpt = [work(t, rnn_forward_checkpointed, rnn_backward_checkpointed) for t in (400, 1600)]
+    assert full[0] >= 2 * 400, full  # hs and the da buffer
+    assert 3.5 <= full[1] / full[0] <= 4.5, full
+    assert 1.5 <= ckpt[1] / ckpt[0] <= 2.5, ckpt
+    assert ckpt[1] <= 12 * 40, ckpt  # ~c sqrt(1600) states, c <= 12
