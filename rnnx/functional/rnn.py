@@ -137,7 +137,9 @@ def rnn_forward(
     -------
     hs : array (batch, time, hidden)
         Every hidden state ``h_1 .. h_T``; ``hs[:, -1, :]`` is the final state. Same namespace,
-        device and dtype as ``x``.
+        device and dtype as ``x``. Stored time-major, so on strided libraries this is a
+        transposed view (as ``torch.nn.RNN(batch_first=True)`` returns); it is also the cache's
+        ``hs``, so do not write into it before :func:`rnn_backward`.
     cache : RNNCache
         Pass to :func:`rnn_backward`.
 
