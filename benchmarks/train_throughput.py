@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from .run import RESULTS, _machine, _thread_info, _write_atomic
+from .run import RESULTS, _machine, _thread_info, _write_atomic, thread_env
 
 #: ``rnnx train``'s defaults (placeholders until the training command exists: set them from it).
 CONFIG = {"hidden": 64, "batch": 32, "lr": 1e-3, "seed": 0, "dtype": "float32"}
@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per worker")
+    p.add_argument("--threads", type=int, default=None,
+                   help="limit each worker's BLAS/OpenMP threads (default: the libraries' own)")
     p.add_argument("--out", type=Path, default=RESULTS / "train")
     args = p.parse_args(argv)
     if args.worker:
@@ -154,19 +156,22 @@ def main(argv: list[str] | None = None) -> int:
         for side in (list(SIDES) if r % 2 == 0 else list(SIDES)[::-1]):
             proc = subprocess.run([sys.executable, "-m", "benchmarks.train_throughput", "--worker",
                                    side, "--epochs", str(args.epochs)], capture_output=True,
-                                  text=True, cwd=Path(__file__).resolve().parent.parent, check=False)
+                                  text=True, cwd=Path(__file__).resolve().parent.parent, check=False,
+                                  env=thread_env(args.threads))
             if proc.returncode != 0:
                 raise RuntimeError(f"{side} failed:\n{proc.stderr[-4000:]}")
             got = json.loads(proc.stdout.strip().splitlines()[-1])
             rates[side].extend(got["rates"])
             info[side] = got["info"]
     best = {s: max(v) for s, v in rates.items()}
-    result = {"config": CONFIG, "machine": _machine(), "rates": rates, "info": info,
+    result = {"config": CONFIG, "machine": _machine(), "threads": args.threads or "library default",
+              "rates": rates, "info": info,
               "best": best, "median": {s: statistics.median(v) for s, v in rates.items()},
               "ratio_best": best["rnnx-functional"] / best["torch.nn"]}
     md = (
         f"# Training throughput (digits 8x8, Elman hidden {CONFIG['hidden']}, batch "
-        f"{CONFIG['batch']}, Adam lr {CONFIG['lr']}, {CONFIG['dtype']})\n\n"
+        f"{CONFIG['batch']}, Adam lr {CONFIG['lr']}, {CONFIG['dtype']}; threads: "
+        f"{result['threads']})\n\n"
         "| side | best samples/s | median samples/s |\n|---|---:|---:|\n"
         + "".join(f"| {s} | {best[s]:.0f} | {result['median'][s]:.0f} |\n" for s in SIDES)
         + f"\nrnnx ÷ torch.nn (best): {result['ratio_best']:.2f}x; the rnnx side is the stand-in "
