@@ -99,4 +99,5 @@ def bench(session: nox.Session) -> None:
     quick = "--quick" in session.posargs
     session.run("python", "-m", "benchmarks.memory", *(["--quick"] if quick else []))
     session.run("python", "-m", "benchmarks.train_throughput",
-                *(["--rounds", "1", "--epochs", "1"] if quick else []))
+                *(["--rounds", "1", "--epochs", "1", "--out", "benchmarks/results/quick-train"]
+                  if quick else []))

@@ -138,17 +138,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=5, help="timed repetitions (T <= 10 000)")
     p.add_argument("--threads", type=int, default=None,
                    help="limit BLAS threads (threadpoolctl) for the timings; default: library's")
-    p.add_argument("--out", type=Path, default=RESULTS / "memory")
+    p.add_argument("--out", type=Path, default=None,
+                   help="default benchmarks/results/memory (quick-memory with --quick)")
     args = p.parse_args(argv)
     if args.threads:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(args.threads)
+    out = args.out or RESULTS / ("quick-memory" if args.quick else "memory")
     times = [100, 1_000, 10_000] if args.quick else [100, 1_000, 10_000, 100_000]
     rows = measure(times, args.reps)
     md = to_markdown(rows) + f"\nBLAS threads: {args.threads or 'library default'}.\n"
-    _write_atomic(args.out.with_suffix(".json"), json.dumps(rows, indent=1))
-    _write_atomic(args.out.with_suffix(".md"), md)
+    _write_atomic(out.with_suffix(".json"), json.dumps(rows, indent=1))
+    _write_atomic(out.with_suffix(".md"), md)
     print(md)
     return 0
 

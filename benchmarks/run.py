@@ -306,8 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", action="append", choices=VARIANTS)
     p.add_argument("--threads", type=int, default=None,
                    help="limit every worker's BLAS/OpenMP threads (default: the libraries' own)")
-    p.add_argument("--out", type=Path, default=RESULTS / "latest",
-                   help="results path without suffix (.md and .json are written)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results path without suffix (.md and .json are written); default "
+                        "benchmarks/results/latest, or .../quick with --quick")
     args = p.parse_args(argv)
 
     if args.worker:
@@ -316,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args.worker, cases, spec["budget"], spec["min_reps"])))
         return 0
 
+    out = args.out or RESULTS / ("quick" if args.quick else "latest")
     rounds = args.rounds or (1 if args.quick else 3)
     budget = args.budget if args.budget is not None else (0.02 if args.quick else 0.2)
     min_reps = 1 if args.quick else 2
@@ -348,10 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         "samples": raw["samples"], "gemm_samples": raw["gemm"],
     }
     md = to_markdown(result)
-    _write_atomic(args.out.with_suffix(".json"), json.dumps(result, indent=1))
-    _write_atomic(args.out.with_suffix(".md"), md)
+    _write_atomic(out.with_suffix(".json"), json.dumps(result, indent=1))
+    _write_atomic(out.with_suffix(".md"), md)
     print(md)
-    print(f"written: {args.out.with_suffix('.md')} and .json")
+    print(f"written: {out.with_suffix('.md')} and .json")
     return 0
 
 
