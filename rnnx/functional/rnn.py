@@ -218,24 +218,23 @@ def rnn_backward(dhs: Any, cache: RNNCache) -> RNNGrads:
     hs_tm = xp.permute_dims(hs, (1, 0, 2))  # (T, B, H): the forward's own buffer again
     w_hT = w_h.T  # (H, H), once, not per step
     g = dhs if last_only else dhs[:, time - 1, :]  # (B, H)
-    das = steps = None
+    # One (T, B, H) buffer for the da steps where the namespace's arrays take item assignment;
+    # JAX's do not, so there the steps are stacked at the end.
+    buffered = writeable(hs_tm)
+    if buffered:
+        das = xp.empty((time, batch, hidden), dtype=hs.dtype, device=device(hs))  # (T, B, H)
+    else:
+        steps = [None] * time
     for t in range(time - 1, -1, -1):
         da, g = rnn_cell_backward(g, hs_tm[t, ...], w_hT, xp=xp, nonlinearity=nonlinearity)
-        if t == time - 1:
-            # The first step's result says whether this namespace's arrays take item assignment
-            # (JAX's do not: their steps are stacked at the end instead).
-            if writeable(da):
-                das = xp.empty((time, batch, hidden), dtype=da.dtype, device=device(da))  # (T, B, H)
-            else:
-                steps = [None] * time
-        if das is not None:
+        if buffered:
             das[t, ...] = da
         else:
             steps[t] = da
         if not last_only and t > 0:
             g += dhs[:, t - 1, :]  # (B, H): `g` is the step's own new array
     dh0 = g  # (B, H): dL/dh_0 = da_1 W_h^T
-    if das is None:
+    if not buffered:
         das = xp.stack(steps, axis=0)  # (T, B, H)
     da2 = xp.reshape(das, (time * batch, hidden))  # (T*B, H)
 
