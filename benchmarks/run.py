@@ -155,6 +155,7 @@ def _write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; results are for everyone to read
     os.replace(tmp, path)
 
 
@@ -304,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape", action="append", help="only these shapes, e.g. 64x100x32x128")
     p.add_argument("--dtype", action="append", choices=DTYPES)
     p.add_argument("--variant", action="append", choices=VARIANTS)
+    p.add_argument("--keep-samples", action="store_true",
+                   help="also write every timed call to the JSON (large)")
     p.add_argument("--threads", type=int, default=None,
                    help="limit every worker's BLAS/OpenMP threads (default: the libraries' own)")
     p.add_argument("--out", type=Path, default=None,
@@ -347,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": _machine(), "threads": args.threads or "library default", "rounds": rounds,
         "budget_s": budget, "quick": args.quick,
         "skipped": skipped, "info": raw["info"], **summarise(raw, cases, names),
-        "samples": raw["samples"], "gemm_samples": raw["gemm"],
     }
+    if args.keep_samples:  # every timed call: megabytes at the full suite
+        result.update(samples=raw["samples"], gemm_samples=raw["gemm"])
     md = to_markdown(result)
     _write_atomic(out.with_suffix(".json"), json.dumps(result, indent=1))
     _write_atomic(out.with_suffix(".md"), md)
