@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .._backend import device, writeable
+from .._backend import writeable
 from ._validate import check_float, check_shape, dtype_name, resolve
 
 __all__ = ["RNNCache", "RNNGrads", "rnn_backward", "rnn_cell", "rnn_cell_backward", "rnn_forward"]
@@ -218,19 +218,23 @@ def rnn_backward(dhs: Any, cache: RNNCache) -> RNNGrads:
     hs_tm = xp.permute_dims(hs, (1, 0, 2))  # (T, B, H): the forward's own buffer again
     w_hT = w_h.T  # (H, H), once, not per step
     g = dhs if last_only else dhs[:, time - 1, :]  # (B, H)
-    # One (T, B, H) buffer for the da steps where the namespace's arrays take item assignment;
-    # JAX's do not, so there the steps are stacked at the end.
-    buffered = writeable(hs_tm)
-    if buffered:
-        das = xp.empty((time, batch, hidden), dtype=hs.dtype, device=device(hs))  # (T, B, H)
+    # f'(a_t) for all steps at once, in the buffer that then takes da_t step by step: whole-array
+    # passes instead of per-step ones leave two calls per step (the product and the GEMM).
+    if nonlinearity == "tanh":
+        das = hs_tm * hs_tm  # (T, B, H)
+        das *= -1.0
+        das += 1.0  # (T, B, H): 1 - h^2, bit for bit as computed per step
     else:
-        steps = [None] * time
+        das = xp.astype(hs_tm > 0, hs.dtype)  # (T, B, H): [h > 0]
+    buffered = writeable(das)
+    steps = None if buffered else [None] * time
     for t in range(time - 1, -1, -1):
-        da, g = rnn_cell_backward(g, hs_tm[t, ...], w_hT, xp=xp, nonlinearity=nonlinearity)
+        da = g * das[t, ...]  # (B, H)
         if buffered:
             das[t, ...] = da
         else:
             steps[t] = da
+        g = da @ w_hT  # (B, H)
         if not last_only and t > 0:
             g += dhs[:, t - 1, :]  # (B, H): `g` is the step's own new array
     dh0 = g  # (B, H): dL/dh_0 = da_1 W_h^T
