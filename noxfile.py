@@ -85,3 +85,20 @@ def lint(session: nox.Session) -> None:
     """ruff over the whole tree (package, tests, benchmarks, noxfile)."""
     session.install("ruff")
     session.run("ruff", "check", ".")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark suite (not in the default run): rnnx against torch.nn.RNN, the same algorithm
+    in torch ops, jax.lax.scan and a textbook NumPy loop, each in its own process; then BPTT
+    peak memory and training throughput. Writes benchmarks/results/*.md and *.json.
+    ``nox -s bench -- --quick`` is a ~1-minute smoke run; other arguments go to benchmarks.run.
+    Set RNNX_BENCH_NO_JAX=1 to leave jax out (its install is large)."""
+    extra = [] if os.environ.get("RNNX_BENCH_NO_JAX") else ["jax"]
+    session.install("-e", ".", TORCH, "threadpoolctl", "scikit-learn", *extra)
+    session.run("python", "-m", "benchmarks.run", *session.posargs)
+    quick = "--quick" in session.posargs
+    session.run("python", "-m", "benchmarks.memory", *(["--quick"] if quick else []))
+    session.run("python", "-m", "benchmarks.train_throughput",
+                *(["--rounds", "1", "--epochs", "1", "--out", "benchmarks/results/quick-train"]
+                  if quick else []))

@@ -49,6 +49,7 @@ __all__ = [
     "synchronize",
     "to_device",
     "to_numpy",
+    "writeable",
 ]
 
 #: Backend names rnnx knows, in the order tables list them.
@@ -254,6 +255,12 @@ def synchronize(x: Any) -> None:
         import torch
 
         torch.cuda.synchronize(x.device)
+
+
+def writeable(x: Any) -> bool:
+    """Whether ``x`` supports ``x[...] = value`` (False for JAX's immutable arrays), so maths code
+    can fill a buffer it allocated in place and fall back to building a list otherwise."""
+    return array_api_compat.is_writeable_array(x)
 
 
 def host_namespace() -> Any:

@@ -5,6 +5,7 @@ the inputs' device.
 """
 
 from ._mask import lengths_to_mask
+from .checkpoint import RNNCheckpointCache, rnn_backward_checkpointed, rnn_forward_checkpointed
 from .gru import GRUCache, GRUGrads, gru_backward, gru_cell, gru_cell_backward, gru_forward
 from .lstm import LSTMCache, LSTMGrads, lstm_backward, lstm_cell, lstm_cell_backward, lstm_forward
 from .rnn import (
@@ -24,6 +25,7 @@ __all__ = [
     "LSTMGrads",
     "MaskedRNNCache",
     "RNNCache",
+    "RNNCheckpointCache",
     "RNNGrads",
     "gru_backward",
     "gru_cell",
@@ -35,7 +37,9 @@ __all__ = [
     "lstm_cell_backward",
     "lstm_forward",
     "rnn_backward",
+    "rnn_backward_checkpointed",
     "rnn_cell",
     "rnn_cell_backward",
     "rnn_forward",
+    "rnn_forward_checkpointed",
 ]

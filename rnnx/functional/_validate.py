@@ -47,7 +47,12 @@ def resolve(arrays: dict[str, Any]) -> Any:
 
 def check_float(name: str, a: Any, *, xp: Any, like: tuple[str, Any] | None = None) -> None:
     """``a`` must be float32/float64 and, if ``like=(other_name, other)`` is given, share its dtype."""
-    got = dtype_name(xp, a.dtype)
+    if like is not None and a.dtype == like[1].dtype:
+        return  # `like` was checked already; this path is per call, so it stays cheap
+    if a.dtype == xp.float32 or a.dtype == xp.float64:
+        got = "float32" if a.dtype == xp.float32 else "float64"
+    else:
+        got = dtype_name(xp, a.dtype)
     if got not in FLOAT_DTYPE_NAMES:
         raise TypeError(
             f"{name} must have a real floating dtype (float32 or float64); got {got}. "

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .._backend import device
+from .._backend import device, writeable
 from ._common import check_grads, final_grad, weight_grads
 from ._mask import as_step_mask, mask_outputs
 from ._validate import check_float, check_shape, dtype_name, resolve
@@ -91,9 +91,12 @@ def rnn_cell(xw_t: Any, h_prev: Any, w_h: Any, *, xp: Any, nonlinearity: str = "
     """One Elman step from a precomputed input projection.
 
     ``xw_t = x_t @ w_x + b`` is ``(batch, hidden)``; returns ``h_t`` ``(batch, hidden)`` in ``xp``
-    on ``h_prev``'s device.
+    on ``h_prev``'s device. Neither input is written to.
     """
-    a = xw_t + h_prev @ w_h  # (B, H)
+    a = h_prev @ w_h  # (B, H)
+    # `a` is this function's own array: add in place, one allocation fewer per step (an
+    # immutable JAX array rebinds `a` instead, with the same result).
+    a += xw_t  # (B, H)
     return xp.tanh(a) if nonlinearity == "tanh" else xp.clip(a, min=0.0)
 
 
@@ -101,12 +104,14 @@ def rnn_cell_backward(
     g_t: Any, h_t: Any, w_hT: Any, *, xp: Any, nonlinearity: str = "tanh"
 ) -> tuple[Any, Any]:
     """Backward of one step: from ``g_t = dL/dh_t`` and the stored ``h_t`` (both ``(batch,
-    hidden)``) return ``(da_t, dL/dh_{t-1} through this step)``, both ``(batch, hidden)``.
+    hidden)``) return ``(da_t, dL/dh_{t-1} through this step)``, both ``(batch, hidden)`` and
+    both new arrays (the caller may update them in place).
 
     ``w_hT`` is ``w_h`` transposed, passed in so the loop does not transpose it every step.
     """
     if nonlinearity == "tanh":
-        da = g_t * (1.0 - h_t * h_t)  # (B, H): tanh' = 1 - tanh^2
+        da = 1.0 - h_t * h_t  # (B, H): tanh' = 1 - tanh^2, from the state, no transcendental
+        da *= g_t  # (B, H): own array, in place
     else:
         da = xp.where(h_t > 0, g_t, 0.0)  # (B, H): relu' = [a > 0] = [h > 0]
     return da, da @ w_hT  # (B, H), (B, H)
@@ -165,7 +170,9 @@ def rnn_forward(
     -------
     hs : array (batch, time, hidden)
         Every hidden state ``h_1 .. h_T``; ``hs[:, -1, :]`` is the final state. Same namespace,
-        device and dtype as ``x``.
+        device and dtype as ``x``. Stored time-major, so on strided libraries this is a
+        transposed view (as ``torch.nn.RNN(batch_first=True)`` returns); it is also the cache's
+        ``hs``, so do not write into it before :func:`rnn_backward`.
     cache : RNNCache
         Pass to :func:`rnn_backward`.
 
@@ -177,15 +184,36 @@ def rnn_forward(
         return _rnn_forward_masked(xp, x, w_x, w_h, b, h0, nonlinearity, mask)
     batch, time, features = x.shape
     hidden = w_x.shape[1]
-    # Hoisted input projection: one GEMM over all batch*time rows.
-    xw = xp.reshape(xp.reshape(x, (batch * time, features)) @ w_x, (batch, time, hidden))  # (B, T, H)
-    xw = xw + b  # (B, T, H)
-    h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=device(x))
-    steps = []
-    for t in range(time):
-        h = rnn_cell(xw[:, t, :], h, w_h, xp=xp, nonlinearity=nonlinearity)  # (B, H)
-        steps.append(h)
-    hs = xp.stack(steps, axis=1)  # (B, T, H)
+    # Time-major inside: each step then reads and writes one contiguous (B, H) block, and the
+    # backward's weight-gradient GEMMs take shifted time ranges without copying. The copy of x
+    # this costs is (B, T, F), smaller than the (B, T, H) state buffer whenever F < H.
+    x_tm = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (time * batch, features))  # (T*B, F)
+    xw = x_tm @ w_x  # (T*B, H): hoisted input projection, one GEMM over all rows
+    xw += b  # (T*B, H): own array, in place
+    xw = xp.reshape(xw, (time, batch, hidden))  # (T, B, H)
+    if h0 is None:
+        # From a zero state, step 1 is f(x_1 W_x + b): no zeros array, no GEMM with them.
+        xw0 = xw[0, ...]  # (B, H)
+        h = xp.tanh(xw0) if nonlinearity == "tanh" else xp.clip(xw0, min=0.0)  # (B, H)
+        start = 1
+    else:
+        h, start = h0, 0
+    if writeable(xw):
+        # Step t's projection is read once, at step t: its slot then takes h_t, so the states
+        # need no buffer of their own and no final stack copy.
+        if start:
+            xw[0, ...] = h
+        for t in range(start, time):
+            h = rnn_cell(xw[t, ...], h, w_h, xp=xp, nonlinearity=nonlinearity)  # (B, H)
+            xw[t, ...] = h
+        hs_tm = xw  # (T, B, H)
+    else:
+        steps = [h] if start else []
+        for t in range(start, time):
+            h = rnn_cell(xw[t, ...], h, w_h, xp=xp, nonlinearity=nonlinearity)  # (B, H)
+            steps.append(h)
+        hs_tm = xp.stack(steps, axis=0)  # (T, B, H)
+    hs = xp.permute_dims(hs_tm, (1, 0, 2))  # (B, T, H): a view of the time-major buffer
     return hs, RNNCache(x, w_x, w_h, h0, hs, nonlinearity)
 
 
@@ -227,27 +255,44 @@ def rnn_backward(dhs: Any, cache: RNNCache, dh_n: Any = None) -> RNNGrads:
             f"got {dtype_name(xp, dhs.dtype)}"
         )
 
+    hs_tm = xp.permute_dims(hs, (1, 0, 2))  # (T, B, H): the forward's own buffer again
     w_hT = w_h.T  # (H, H), once, not per step
-    das = [None] * time
     g = dhs if last_only else dhs[:, time - 1, :]  # (B, H)
+    # f'(a_t) for all steps at once, in the buffer that then takes da_t step by step: whole-array
+    # passes instead of per-step ones leave two calls per step (the product and the GEMM).
+    if nonlinearity == "tanh":
+        das = hs_tm * hs_tm  # (T, B, H)
+        das *= -1.0
+        das += 1.0  # (T, B, H): 1 - h^2, bit for bit as computed per step
+    else:
+        das = xp.astype(hs_tm > 0, hs.dtype)  # (T, B, H): [h > 0]
+    buffered = writeable(das)
+    steps = None if buffered else [None] * time
     for t in range(time - 1, -1, -1):
-        da, g_prev = rnn_cell_backward(g, hs[:, t, :], w_hT, xp=xp, nonlinearity=nonlinearity)
-        das[t] = da
-        g = g_prev if (last_only or t == 0) else g_prev + dhs[:, t - 1, :]  # (B, H)
+        da = g * das[t, ...]  # (B, H)
+        if buffered:
+            das[t, ...] = da
+        else:
+            steps[t] = da
+        g = da @ w_hT  # (B, H)
+        if not last_only and t > 0:
+            g += dhs[:, t - 1, :]  # (B, H): `g` is the step's own new array
     dh0 = g  # (B, H): dL/dh_0 = da_1 W_h^T
-    da = xp.stack(das, axis=1)  # (B, T, H)
-    da2 = xp.reshape(da, (batch * time, hidden))  # (B*T, H)
+    if not buffered:
+        das = xp.stack(steps, axis=0)  # (T, B, H)
+    da2 = xp.reshape(das, (time * batch, hidden))  # (T*B, H)
 
-    # Weight gradients: one GEMM each over all steps.
-    dw_x = xp.reshape(x, (batch * time, features)).T @ da2  # (F, H)
-    h_prev = hs[:, : time - 1, :]  # (B, T-1, H): h_1..h_{T-1} feed steps 2..T
-    dw_h = xp.reshape(h_prev, (batch * (time - 1), hidden)).T @ xp.reshape(
-        da[:, 1:, :], (batch * (time - 1), hidden)
+    # Weight gradients: one GEMM each over all steps. Time-major rows make the shifted ranges
+    # (states 1..T-1 against steps 2..T) contiguous slices, not copies.
+    x_tm = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (time * batch, features))  # (T*B, F)
+    dw_x = x_tm.T @ da2  # (F, H)
+    dw_h = xp.reshape(hs_tm[: time - 1, ...], ((time - 1) * batch, hidden)).T @ xp.reshape(
+        das[1:, ...], ((time - 1) * batch, hidden)
     )  # (H, H)
     if h0 is not None:
-        dw_h = dw_h + h0.T @ da[:, 0, :]  # (H, H): step 1 sees h0 (zero when omitted)
+        dw_h += h0.T @ das[0, ...]  # (H, H): step 1 sees h0 (zero when omitted)
     db = xp.sum(da2, axis=0)  # (H,)
-    dx = xp.reshape(da2 @ w_x.T, (batch, time, features))  # (B, T, F)
+    dx = xp.permute_dims(xp.reshape(da2 @ w_x.T, (time, batch, features)), (1, 0, 2))  # (B, T, F)
     return RNNGrads(dx, dh0, dw_x, dw_h, db)
 
 

@@ -1,0 +1,1 @@
+"""Timing of rnnx against its peers; run with ``nox -s bench`` or ``python -m benchmarks.run``."""

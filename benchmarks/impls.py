@@ -1,0 +1,322 @@
+"""The implementations timed, each behind one factory ``make(case) -> run`` where ``run()``
+performs one forward (``fwd``) or forward + backward (``m2m``/``m2o``) and returns only when the
+device is idle. Libraries are imported inside the factories so that a worker process loads only
+its own implementation's library (NumPy's OpenBLAS threads and torch's OpenMP threads in one
+process slow each other down on a small machine).
+
+Every implementation computes the same outputs: the states ``hs`` for ``fwd``; ``hs`` and the
+gradients of ``x``, ``w_x``, ``w_h`` and ``b`` for the backward variants, starting from a zero
+initial state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .cases import Case, host_data
+
+Run = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class Impl:
+    name: str
+    device: str  # "cpu" or "cuda": ratios are taken to torch.nn.RNN on the same device
+    make: Callable[[Case], Run]
+    unavailable: Callable[[], str]  # empty string if it can run here, else the reason
+    library: str  # what the worker reports threads/BLAS for: "numpy", "torch", "jax", "cupy"
+
+
+# ----------------------------------------------------------------------------------------------
+# availability probes
+
+
+def _always() -> str:
+    return ""
+
+
+def _no_torch_cuda() -> str:
+    import torch
+
+    return "" if torch.cuda.is_available() else "torch sees no CUDA device"
+
+
+def _no_cupy() -> str:
+    from rnnx._backend import available_backends
+
+    status = available_backends()["cupy"]
+    return "" if status.available else f"cupy unavailable: {status.reason}"
+
+
+def _no_jax() -> str:
+    try:
+        import jax  # noqa: F401
+    except ImportError as exc:
+        return f"jax not installed ({exc}); `pip install jax` to include it"
+    return ""
+
+
+# ----------------------------------------------------------------------------------------------
+# rnnx through the Array API
+
+
+def _rnnx(put: Callable[[Any], Any], sync: Callable[[Any], None]) -> Callable[[Case], Run]:
+    def make(case: Case) -> Run:
+        from rnnx.functional import rnn_backward, rnn_forward
+
+        d = {k: put(v) for k, v in host_data(case).items()}
+        x, w_x, w_h, b, dhs = d["x"], d["w_x"], d["w_h"], d["b"], d["dhs"]
+        if case.variant == "fwd":
+            def run():
+                hs, _ = rnn_forward(x, w_x, w_h, b)
+                sync(hs)
+                return hs
+        else:
+            def run():
+                hs, cache = rnn_forward(x, w_x, w_h, b)
+                g = rnn_backward(dhs, cache)
+                sync(g.dw_h)
+                return hs, g
+        return run
+
+    return make
+
+
+def _numpy_put(a):
+    return a
+
+
+def _no_sync(_):
+    return None
+
+
+def _torch_put(device: str):
+    def put(a):
+        import torch
+
+        return torch.from_numpy(a).to(device)
+
+    return put
+
+
+def _cupy_put(a):
+    import cupy
+
+    return cupy.asarray(a)
+
+
+def _rnnx_sync(a):
+    from rnnx._backend import synchronize
+
+    synchronize(a)
+
+
+# ----------------------------------------------------------------------------------------------
+# torch.nn.RNN with autograd
+
+
+def _torch_nn(device: str) -> Callable[[Case], Run]:
+    def make(case: Case) -> Run:
+        import torch
+
+        d = {k: torch.from_numpy(v).to(device) for k, v in host_data(case).items()}
+        _, _, f_, h_ = case.shape
+        rnn = torch.nn.RNN(f_, h_, batch_first=True, bias=True).to(device=device,
+                                                                    dtype=d["x"].dtype)
+        with torch.no_grad():
+            # torch keeps W as (hidden, in) and two biases; same maths as rnnx's (w_x, w_h, b).
+            rnn.weight_ih_l0.copy_(d["w_x"].T)
+            rnn.weight_hh_l0.copy_(d["w_h"].T)
+            rnn.bias_ih_l0.copy_(d["b"])
+            rnn.bias_hh_l0.zero_()
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        x, dhs = d["x"], d["dhs"]
+        if case.variant == "fwd":
+            def run():
+                with torch.no_grad():
+                    out, _ = rnn(x)
+                sync()
+                return out
+        else:
+            xg = x.clone().requires_grad_(True)  # dx is computed, as rnnx does
+            last = case.variant == "m2o"
+
+            def run():
+                rnn.zero_grad(set_to_none=True)
+                xg.grad = None
+                out, _ = rnn(xg)
+                (out[:, -1, :] if last else out).backward(dhs)
+                sync()
+                return out, xg.grad, rnn.weight_hh_l0.grad
+        return run
+
+    return make
+
+
+# ----------------------------------------------------------------------------------------------
+# the same hoisted algorithm as rnnx, written directly with torch ops (no autograd)
+
+
+def _torch_hoisted(case: Case) -> Run:
+    import torch
+
+    d = {k: torch.from_numpy(v) for k, v in host_data(case).items()}
+    x, w_x, w_h, b, dhs = d["x"], d["w_x"], d["w_h"], d["b"], d["dhs"]
+    bsz, T, F, H = case.shape
+    last = case.variant == "m2o"
+    w_hT = w_h.T.contiguous()  # (H, H)
+
+    def forward():
+        # Time-major buffers so each step reads and writes one contiguous (B, H) block.
+        xw = torch.addmm(b, x.transpose(0, 1).reshape(T * bsz, F), w_x).view(T, bsz, H)  # (T, B, H)
+        hs = torch.empty((T, bsz, H), dtype=x.dtype)  # (T, B, H)
+        h = torch.zeros((bsz, H), dtype=x.dtype)  # (B, H)
+        for t in range(T):
+            torch.addmm(xw[t], h, w_h, out=hs[t])  # (B, H)
+            torch.tanh_(hs[t])
+            h = hs[t]
+        return hs
+
+    def backward(hs):
+        da = torch.empty_like(hs)  # (T, B, H)
+        g = (dhs if last else dhs[:, T - 1, :]).clone()  # (B, H)
+        for t in range(T - 1, -1, -1):
+            torch.mul(hs[t], hs[t], out=da[t])
+            torch.sub(1.0, da[t], out=da[t])
+            da[t].mul_(g)  # (B, H): g * (1 - h^2)
+            if t > 0:
+                if last:
+                    g = da[t] @ w_hT  # (B, H)
+                else:
+                    g = torch.addmm(dhs[:, t - 1, :], da[t], w_hT)  # (B, H)
+        dh0 = da[0] @ w_hT  # (B, H)
+        da2 = da.reshape(T * bsz, H)  # (T*B, H)
+        xt = x.transpose(0, 1).reshape(T * bsz, F)  # (T*B, F)
+        dw_x = xt.T @ da2  # (F, H)
+        dw_h = hs[:-1].reshape((T - 1) * bsz, H).T @ da[1:].reshape((T - 1) * bsz, H)  # (H, H)
+        db = da2.sum(0)  # (H,)
+        dx = (da2 @ w_x.T).view(T, bsz, F).transpose(0, 1)  # (B, T, F)
+        return dx, dh0, dw_x, dw_h, db
+
+    if case.variant == "fwd":
+        def run():
+            return forward().transpose(0, 1)
+    else:
+        def run():
+            hs = forward()
+            return hs.transpose(0, 1), backward(hs)
+    return run
+
+
+# ----------------------------------------------------------------------------------------------
+# jit-compiled jax.lax.scan; gradients by jax.vjp of the same scan, also jitted
+
+
+def _jax_scan(case: Case) -> Run:
+    import jax
+
+    if case.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    d = {k: jnp.asarray(v) for k, v in host_data(case).items()}
+    bsz, _, _, H = case.shape
+    last = case.variant == "m2o"
+
+    def forward(x, w_x, w_h, b):
+        xw = jnp.einsum("btf,fh->tbh", x, w_x) + b  # (T, B, H)
+
+        def step(h, xw_t):
+            h = jnp.tanh(xw_t + h @ w_h)  # (B, H)
+            return h, h
+
+        h0 = jnp.zeros((bsz, H), dtype=x.dtype)
+        _, hs = jax.lax.scan(step, h0, xw)  # (T, B, H)
+        return jnp.swapaxes(hs, 0, 1)  # (B, T, H)
+
+    fwd = jax.jit(forward)
+
+    @jax.jit
+    def fwd_bwd(x, w_x, w_h, b, dhs):
+        hs, vjp = jax.vjp(forward, x, w_x, w_h, b)
+        cot = jnp.zeros_like(hs).at[:, -1, :].set(dhs) if last else dhs
+        return hs, vjp(cot)
+
+    args = (d["x"], d["w_x"], d["w_h"], d["b"])
+    if case.variant == "fwd":
+        def run():
+            return jax.block_until_ready(fwd(*args))
+    else:
+        def run():
+            return jax.block_until_ready(fwd_bwd(*args, d["dhs"]))
+    return run
+
+
+# ----------------------------------------------------------------------------------------------
+# the seed's textbook NumPy loop: one matmul per step for the input too, weight gradients
+# accumulated step by step, states kept in a list
+
+
+def _numpy_textbook(case: Case) -> Run:
+    import numpy as np
+
+    d = host_data(case)
+    x, w_x, w_h, b, dhs = d["x"], d["w_x"], d["w_h"], d["b"], d["dhs"]
+    bsz, T, _, H = case.shape
+    last = case.variant == "m2o"
+
+    def forward():
+        h = np.zeros((bsz, H), dtype=x.dtype)
+        hs = []
+        for t in range(T):
+            h = np.tanh(x[:, t, :] @ w_x + h @ w_h + b)  # (B, H)
+            hs.append(h)
+        return hs
+
+    def backward(hs):
+        dw_x = np.zeros_like(w_x)
+        dw_h = np.zeros_like(w_h)
+        db = np.zeros_like(b)
+        dx = np.zeros_like(x)
+        dh_next = np.zeros((bsz, H), dtype=x.dtype)
+        for t in reversed(range(T)):
+            g = dh_next + (dhs if (last and t == T - 1) else 0 if last else dhs[:, t, :])
+            da = g * (1 - hs[t] ** 2)  # (B, H)
+            h_prev = hs[t - 1] if t > 0 else np.zeros_like(hs[0])
+            dw_x += x[:, t, :].T @ da  # (F, H)
+            dw_h += h_prev.T @ da  # (H, H)
+            db += da.sum(axis=0)
+            dx[:, t, :] = da @ w_x.T  # (B, F)
+            dh_next = da @ w_h.T  # (B, H)
+        return dx, dh_next, dw_x, dw_h, db
+
+    if case.variant == "fwd":
+        def run():
+            return np.stack(forward(), axis=1)
+    else:
+        def run():
+            hs = forward()
+            return np.stack(hs, axis=1), backward(hs)
+    return run
+
+
+IMPLS: dict[str, Impl] = {
+    i.name: i
+    for i in (
+        Impl("torch.nn.RNN", "cpu", _torch_nn("cpu"), _always, "torch"),
+        Impl("rnnx-numpy", "cpu", _rnnx(_numpy_put, _no_sync), _always, "numpy"),
+        Impl("rnnx-torch", "cpu", _rnnx(_torch_put("cpu"), _no_sync), _always, "torch"),
+        Impl("torch-hoisted", "cpu", _torch_hoisted, _always, "torch"),
+        Impl("jax-scan", "cpu", _jax_scan, _no_jax, "jax"),
+        Impl("numpy-textbook", "cpu", _numpy_textbook, _always, "numpy"),
+        Impl("torch.nn.RNN-cuda", "cuda", _torch_nn("cuda"), _no_torch_cuda, "torch"),
+        Impl("rnnx-torch-cuda", "cuda", _rnnx(_torch_put("cuda"), _rnnx_sync), _no_torch_cuda,
+             "torch"),
+        Impl("rnnx-cupy", "cuda", _rnnx(_cupy_put, _rnnx_sync), _no_cupy, "cupy"),
+    )
+}
+
+#: The reference each ratio is taken to, per device.
+REFERENCE = {"cpu": "torch.nn.RNN", "cuda": "torch.nn.RNN-cuda"}

@@ -1,0 +1,365 @@
+"""Run the benchmark: every implementation in its own process, alternating over rounds.
+
+    python -m benchmarks.run            # the full suite (several minutes on 2 cores)
+    python -m benchmarks.run --quick    # float32, fwd and m2m, one round: a smoke check
+
+Each round starts one worker process per implementation, in a rotated order, and the worker
+times every case: a warm-up (two calls, which also compiles jax), then repeated calls until a
+time budget is spent. All per-call times of all rounds are pooled; the table reports the best
+and the median, the ratio of the best to ``torch.nn.RNN``'s best on the same device, GFLOP/s
+of the GEMM work (see :attr:`benchmarks.cases.Case.flops`) and its fraction of the GEMM peak of
+that dtype, measured here by a large matmul in both NumPy and torch (the higher counts).
+
+Results go to ``benchmarks/results/latest.md`` and ``latest.json`` (``--out`` to change), written
+atomically; the markdown is also printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .cases import DTYPES, SHAPES, VARIANTS, Case, all_cases
+from .impls import IMPLS, REFERENCE
+
+GEMM_N = 2048  # (N, N) @ (N, N): large enough to reach the BLAS peak, ~0.1 s in float32 here
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+# ----------------------------------------------------------------------------------------------
+# worker side
+
+
+def _thread_info(library: str) -> dict:
+    info: dict = {}
+    if library in ("numpy", "cupy"):
+        import numpy as np
+
+        info["numpy"] = np.__version__
+    if library == "torch":
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        info["torch_interop_threads"] = torch.get_num_interop_threads()
+        found = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+        info["torch_blas"] = found.group(1) if found else "unknown"
+    if library == "jax":
+        import jax
+
+        info["jax"] = jax.__version__
+        info["jax_devices"] = [str(d) for d in jax.devices()]
+    if library == "cupy":
+        import cupy
+
+        info["cupy"] = cupy.__version__
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["threadpools"] = [
+            {k: p.get(k) for k in ("internal_api", "num_threads", "version", "architecture")}
+            for p in threadpool_info()
+        ]
+    except ImportError:
+        info["threadpools"] = "threadpoolctl not installed"
+    return info
+
+
+def _time_calls(run, budget: float, min_reps: int, max_reps: int) -> list[float]:
+    t0 = time.perf_counter()
+    run()  # warm-up: allocator, BLAS thread start, jax compilation
+    if time.perf_counter() - t0 < 0.05:
+        run()  # cheap calls get a second warm-up; slow ones are warm after one
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < budget):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _gemm(library: str, dtype: str, budget: float) -> list[float]:
+    if library == "numpy":
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        a = rng.normal(size=(GEMM_N, GEMM_N)).astype(dtype)
+        b = rng.normal(size=(GEMM_N, GEMM_N)).astype(dtype)
+
+        def run():
+            return a @ b
+    else:
+        import torch
+
+        g = torch.Generator().manual_seed(0)
+        dt = getattr(torch, dtype)
+        a = torch.randn(GEMM_N, GEMM_N, generator=g, dtype=dt)
+        b = torch.randn(GEMM_N, GEMM_N, generator=g, dtype=dt)
+
+        def run():
+            return a @ b
+    return _time_calls(run, budget, 3, 50)
+
+
+def worker(name: str, cases: list[Case], budget: float, min_reps: int) -> dict:
+    if name.startswith("gemm-"):
+        library = name.split("-", 1)[1]
+        samples = {dt: _gemm(library, dt, budget) for dt in DTYPES}
+        return {"samples": samples, "info": _thread_info(library)}
+    impl = IMPLS[name]
+    samples = {}
+    for case in cases:
+        samples[case.key] = _time_calls(impl.make(case), budget, min_reps, 10_000)
+    return {"samples": samples, "info": _thread_info(impl.library)}
+
+
+# ----------------------------------------------------------------------------------------------
+# orchestrator side
+
+
+def thread_env(threads: int | None) -> dict[str, str]:
+    """The environment for a worker: unchanged, or every BLAS/OpenMP pool limited to ``threads``."""
+    env = dict(os.environ)
+    if threads:
+        for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[k] = str(threads)
+    return env
+
+
+def _spawn(name: str, cases: list[Case], budget: float, min_reps: int,
+           threads: int | None = None) -> dict:
+    spec = json.dumps({"cases": [c.to_dict() for c in cases], "budget": budget,
+                       "min_reps": min_reps})
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--worker", name],
+        input=spec, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+        check=False, env=thread_env(threads),
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {name} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; results are for everyone to read
+    os.replace(tmp, path)
+
+
+def _machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                      "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "thread_env": env}
+
+
+def collect(names: list[str], cases: list[Case], rounds: int, budget: float, min_reps: int,
+            threads: int | None = None, log=print) -> dict:
+    samples: dict[str, dict[str, list[float]]] = {n: {} for n in names}
+    gemm: dict[str, dict[str, list[float]]] = {"gemm-numpy": {}, "gemm-torch": {}}
+    info: dict[str, dict] = {}
+    order = [*names, *gemm]
+    for r in range(rounds):
+        rotated = order[r % len(order):] + order[: r % len(order)]
+        for name in rotated:
+            t0 = time.perf_counter()
+            got = _spawn(name, cases, budget, min_reps, threads)
+            target = gemm if name in gemm else samples
+            for key, ts in got["samples"].items():
+                target[name].setdefault(key, []).extend(ts)
+            info[name] = got["info"]
+            log(f"  round {r + 1}/{rounds}: {name} ({time.perf_counter() - t0:.1f} s)")
+    return {"samples": samples, "gemm": gemm, "info": info}
+
+
+def summarise(raw: dict, cases: list[Case], names: list[str]) -> dict:
+    peak = {}
+    for dt in DTYPES:
+        per_lib = {lib: 2.0 * GEMM_N**3 / min(v[dt]) / 1e9 for lib, v in raw["gemm"].items() if v}
+        peak[dt] = {"gflops": max(per_lib.values()), "by_library": per_lib}
+    rows = []
+    for case in cases:
+        for name in names:
+            ts = raw["samples"].get(name, {}).get(case.key)
+            if not ts:
+                continue
+            ref = raw["samples"].get(REFERENCE[IMPLS[name].device], {}).get(case.key)
+            best = min(ts)
+            gflops = case.flops / best / 1e9
+            rows.append({
+                **case.to_dict(), "case": case.key, "impl": name, "n": len(ts),
+                "best_s": best, "median_s": statistics.median(ts),
+                "ratio_to_torch_nn": best / min(ref) if ref else None,
+                "gflops": gflops, "gemm_fraction": gflops / peak[case.dtype]["gflops"],
+            })
+    return {"gemm_peak": peak, "rows": rows}
+
+
+def _fmt_time(s: float) -> str:
+    if s < 1e-3:
+        return f"{s * 1e6:.1f} µs"
+    if s < 1:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s:.2f} s"
+
+
+def to_markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [
+        f"# rnnx benchmark ({result['when']})",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['platform']}. "
+        f"Thread env: {m['thread_env'] or 'defaults'}; worker threads: {result['threads']}. "
+        f"Rounds: {result['rounds']}, "
+        f"budget {result['budget_s']} s per case per round, quick={result['quick']}.",
+        "",
+        "GEMM peak (best (2048,2048)@(2048,2048)): "
+        + "; ".join(
+            f"{dt} {p['gflops']:.0f} GFLOP/s ("
+            + ", ".join(f"{k.removeprefix('gemm-')} {v:.0f}" for k, v in p["by_library"].items())
+            + ")"
+            for dt, p in result["gemm_peak"].items()
+        ),
+        "",
+        "Ratio = best time ÷ torch.nn.RNN's best time on the same device (< 1: faster than torch). "
+        "GFLOP/s counts the GEMM work only; % peak is of the GEMM peak of the same dtype. "
+        "fwd = forward alone (torch under no_grad); m2m = forward + backward, gradient at every "
+        "step; m2o = forward + backward, gradient on the last state only.",
+        "",
+    ]
+    skipped = result.get("skipped", {})
+    if skipped:
+        lines += ["Skipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()), ""]
+    by_case: dict[str, list[dict]] = {}
+    for row in result["rows"]:
+        by_case.setdefault(row["case"], []).append(row)
+    lines += ["| case (BxTxFxH/dtype/variant) | implementation | best | median | ratio | GFLOP/s "
+              "| % peak |", "|---|---|---:|---:|---:|---:|---:|"]
+    for key, rows in by_case.items():
+        for row in rows:
+            ratio = "" if row["ratio_to_torch_nn"] is None else f"{row['ratio_to_torch_nn']:.2f}"
+            lines.append(
+                f"| {key} | {row['impl']} | {_fmt_time(row['best_s'])} | "
+                f"{_fmt_time(row['median_s'])} | {ratio} | {row['gflops']:.1f} | "
+                f"{100 * row['gemm_fraction']:.0f} % |"
+            )
+    lines += ["", "## rnnx-numpy ratio to torch.nn.RNN (best-of), per shape", ""]
+    lines += _ratio_summary(result["rows"])
+    lines += ["", "## Threads and BLAS per worker", ""]
+    for name, info in result["info"].items():
+        lines.append(f"- {name}: {json.dumps(info)}")
+    return "\n".join(lines) + "\n"
+
+
+def _ratio_summary(rows: list[dict]) -> list[str]:
+    cols = [(dt, v) for dt in DTYPES for v in VARIANTS]
+    out = ["| implementation | shape | " + " | ".join(f"{dt} {v}" for dt, v in cols) + " |",
+           "|---|---|" + "---:|" * len(cols)]
+    impls = [n for n in ("rnnx-numpy", "rnnx-torch", "torch-hoisted", "jax-scan", "numpy-textbook")
+             if any(r["impl"] == n for r in rows)]
+    for impl in impls:
+        for shape in SHAPES:
+            cells = []
+            for dt, v in cols:
+                r = next((r for r in rows if r["impl"] == impl and r["dtype"] == dt
+                          and r["variant"] == v and (r["batch"], r["time"], r["features"],
+                                                     r["hidden"]) == shape), None)
+                cells.append("" if r is None or r["ratio_to_torch_nn"] is None
+                             else f"{r['ratio_to_torch_nn']:.2f}")
+            if any(cells):
+                out.append(f"| {impl} | {shape} | " + " | ".join(cells) + " |")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--quick", action="store_true", help="one round, short budgets (~1 minute)")
+    p.add_argument("--rounds", type=int, default=None, help="worker rounds (default 3; quick 1)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="seconds of timed calls per case per round (default 0.2; quick 0.02)")
+    p.add_argument("--impl", action="append", help="only these implementations (repeatable)")
+    p.add_argument("--shape", action="append", help="only these shapes, e.g. 64x100x32x128")
+    p.add_argument("--dtype", action="append", choices=DTYPES)
+    p.add_argument("--variant", action="append", choices=VARIANTS)
+    p.add_argument("--keep-samples", action="store_true",
+                   help="also write every timed call to the JSON (large)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="limit every worker's BLAS/OpenMP threads (default: the libraries' own)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results path without suffix (.md and .json are written); default "
+                        "benchmarks/results/latest, or .../quick with --quick")
+    args = p.parse_args(argv)
+
+    if args.worker:
+        spec = json.loads(sys.stdin.read())
+        cases = [Case.from_dict(c) for c in spec["cases"]]
+        print(json.dumps(worker(args.worker, cases, spec["budget"], spec["min_reps"])))
+        return 0
+
+    out = args.out or RESULTS / ("quick" if args.quick else "latest")
+    rounds = args.rounds or (1 if args.quick else 3)
+    budget = args.budget if args.budget is not None else (0.02 if args.quick else 0.2)
+    min_reps = 1 if args.quick else 2
+    shapes = SHAPES
+    if args.shape:
+        shapes = tuple(tuple(int(n) for n in s.split("x")) for s in args.shape)
+    variants = tuple(args.variant or (("fwd", "m2m") if args.quick else VARIANTS))
+    dtypes = tuple(args.dtype or (("float32",) if args.quick else DTYPES))
+    cases = all_cases(shapes, dtypes, variants)
+
+    wanted = args.impl or list(IMPLS)
+    unknown = sorted(set(wanted) - set(IMPLS))
+    if unknown:
+        p.error(f"unknown --impl {unknown}; choose from {sorted(IMPLS)}")
+    names, skipped = [], {}
+    for name in wanted:
+        reason = IMPLS[name].unavailable()
+        if reason:
+            skipped[name] = reason
+            print(f"skip {name}: {reason}")
+        else:
+            names.append(name)
+    print(f"{len(cases)} cases, {len(names)} implementations, {rounds} round(s)")
+    raw = collect(names, cases, rounds, budget, min_reps, args.threads)
+    result = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": _machine(), "threads": args.threads or "library default", "rounds": rounds,
+        "budget_s": budget, "quick": args.quick,
+        "skipped": skipped, "info": raw["info"], **summarise(raw, cases, names),
+    }
+    if args.keep_samples:  # every timed call: megabytes at the full suite
+        result.update(samples=raw["samples"], gemm_samples=raw["gemm"])
+    md = to_markdown(result)
+    _write_atomic(out.with_suffix(".json"), json.dumps(result, indent=1))
+    _write_atomic(out.with_suffix(".md"), md)
+    print(md)
+    print(f"written: {out.with_suffix('.md')} and .json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""The benchmark's implementations compute what rnnx computes: a timing table comparing
+different maths would be meaningless. One small float64 case per variant, every implementation
+that can run here against rnnx on NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.cases import Case, all_cases
+from benchmarks.impls import IMPLS
+
+NAMES = [n for n in IMPLS if n != "rnnx-numpy"]
+
+
+def _host(a):
+    if hasattr(a, "detach"):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _outputs(result, variant):
+    """(hs, dw_h) from what an implementation's run() returned."""
+    if variant == "fwd":
+        return _host(result), None
+    hs, grads = result
+    if isinstance(grads, tuple) and len(grads) == 5:  # (dx, dh0, dw_x, dw_h, db) order
+        return _host(hs), _host(grads[3])
+    if hasattr(grads, "dw_h"):
+        return _host(hs), _host(grads.dw_h)
+    return _host(hs), _host(grads)
+
+
+@pytest.fixture(params=NAMES)
+def name(request):
+    """An implementation's name; skipped here, with the reason, if it cannot run here."""
+    reason = IMPLS[request.param].unavailable()
+    if reason:
+        pytest.skip(reason)
+    return request.param
+
+
+@pytest.mark.parametrize("variant", ["fwd", "m2m", "m2o"])
+def test_same_maths_as_rnnx(name, variant):
+    """States and dL/dw_h agree with rnnx to 1e-10 relative to the largest term (float64, the
+    same data; orders of summation differ, so ~1e-15 is expected; a wrong term shows at O(1))."""
+    impl = IMPLS[name]
+    case = Case(3, 6, 4, 5, "float64", variant)
+    want_hs, want_dwh = _outputs(IMPLS["rnnx-numpy"].make(case)(), variant)
+    result = impl.make(case)()
+    if name.startswith("torch.nn.RNN"):
+        hs = _host(result if variant == "fwd" else result[0])
+        dwh = None if variant == "fwd" else _host(result[2]).T  # torch keeps W_hh as (out, in)
+    elif name == "jax-scan":
+        hs = _host(result if variant == "fwd" else result[0])
+        dwh = None if variant == "fwd" else _host(result[1][2])
+    else:
+        hs, dwh = _outputs(result, variant)
+    np.testing.assert_allclose(hs, want_hs, rtol=0, atol=1e-10 * np.abs(want_hs).max())
+    if dwh is not None:
+        np.testing.assert_allclose(dwh, want_dwh, rtol=0, atol=1e-10 * np.abs(want_dwh).max())
+
+
+def test_flops_count():
+    """GEMM flops: forward 2BT(FH + H^2), forward + backward three times that."""
+    fwd, m2m, _ = all_cases(((2, 3, 4, 5),), ("float32",))
+    assert fwd.flops == 2 * 2 * 3 * (4 * 5 + 5 * 5)
+    assert m2m.flops == 3 * fwd.flops
