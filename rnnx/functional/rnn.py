@@ -238,26 +238,34 @@ def rnn_backward(dhs: Any, cache: RNNCache, dh_n: Any = None) -> RNNGrads:
         ``w_x``, ``w_h`` and ``b``, in the namespace and on the device of the forward inputs.
         ``dh0`` is returned even when the forward pass started from zeros (truncated BPTT uses it).
     """
-    if dh_n is not None or dhs is None or isinstance(cache, MaskedRNNCache):
+    if isinstance(cache, MaskedRNNCache) or (dhs is None and dh_n is None):
         return _rnn_backward_general(dhs, cache, dh_n)
     x, w_x, w_h, h0, hs, nonlinearity = cache
-    xp = resolve({"dhs": dhs, "hs": hs})
+    xp = resolve({"dhs": dhs, "hs": hs, "dh_n": dh_n})
     batch, time, hidden = hs.shape
     features = x.shape[2]
+    for name, a in (("dhs", dhs), ("dh_n", dh_n)):
+        if a is None:
+            continue
+        if name == "dh_n" or a.ndim == 2:
+            check_shape(name, a, (batch, hidden), "(batch, hidden)")
+        else:
+            check_shape(name, a, (batch, time, hidden), "(batch, time, hidden)")
+        if a.dtype != hs.dtype:
+            raise TypeError(
+                f"{name} must have the forward pass's dtype {dtype_name(xp, hs.dtype)}; "
+                f"got {dtype_name(xp, a.dtype)}"
+            )
+    # A final-state gradient is a last-step gradient: the same lean loop serves stacked layers.
+    if dhs is None:
+        dhs, dh_n = dh_n, None
     last_only = dhs.ndim == 2
-    if last_only:
-        check_shape("dhs", dhs, (batch, hidden), "(batch, hidden)")
-    else:
-        check_shape("dhs", dhs, (batch, time, hidden), "(batch, time, hidden)")
-    if dhs.dtype != hs.dtype:
-        raise TypeError(
-            f"dhs must have the forward pass's dtype {dtype_name(xp, hs.dtype)}; "
-            f"got {dtype_name(xp, dhs.dtype)}"
-        )
 
     hs_tm = xp.permute_dims(hs, (1, 0, 2))  # (T, B, H): the forward's own buffer again
     w_hT = w_h.T  # (H, H), once, not per step
     g = dhs if last_only else dhs[:, time - 1, :]  # (B, H)
+    if dh_n is not None:
+        g = g + dh_n  # (B, H): both reach h_T
     # f'(a_t) for all steps at once, in the buffer that then takes da_t step by step: whole-array
     # passes instead of per-step ones leave two calls per step (the product and the GEMM).
     if nonlinearity == "tanh":
