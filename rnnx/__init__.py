@@ -22,6 +22,7 @@ from .functional import (
 )
 from .layers import GRU, LSTM, Dense, Recurrent, SimpleRNN
 from .models import (
+    ModelFileError,
     RNNClassifier,
     RNNRegressor,
     ScratchSimpleRNNClassifier,
@@ -41,6 +42,7 @@ __all__ = [
     "GRUGrads",
     "LSTMCache",
     "LSTMGrads",
+    "ModelFileError",
     "RNNCache",
     "RNNClassifier",
     "RNNGrads",
