@@ -49,6 +49,7 @@ __all__ = [
     "synchronize",
     "to_device",
     "to_numpy",
+    "torch_module",
     "writeable",
 ]
 
@@ -382,3 +383,12 @@ def limit_threads(n: int | None) -> Iterator[bool]:
             torch.set_num_threads(n)
             stack.callback(torch.set_num_threads, before)
         yield applied
+
+
+def torch_module() -> Any:
+    """The ``torch`` module, imported on first use (for :mod:`rnnx.interop`, which builds
+    ``torch.nn`` modules); ``RuntimeError`` with the reason if torch cannot run here."""
+    status = _status("torch")
+    if not status.available:
+        raise RuntimeError(f"torch is needed here but unavailable: {status.reason}")
+    return importlib.import_module("torch")

@@ -1,8 +1,9 @@
 """Weights in and out of PyTorch: an rnnx recurrent layer (any cell, stacked, bidirectional) as
 the equivalent ``torch.nn.RNN/LSTM/GRU`` and back.
 
-This is an edge module, like the CLI: it imports ``torch`` inside its functions (never at import
-time), because its whole job is to build torch modules. The maths modules stay backend-free.
+This is an edge module, like the CLI: its whole job is to build torch modules, so it asks
+:func:`rnnx._backend.torch_module` for ``torch`` inside its functions (never at import time).
+The maths modules stay backend-free.
 
 Mapping (rnnx keeps row-vector weights, torch column-vector ones)::
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import from_host, get_namespace, to_numpy
+from ._backend import from_host, get_namespace, to_numpy, torch_module
 from .layers.recurrent import CELL_BIASES, GRU, LSTM, Recurrent, SimpleRNN, _suffixes
 
 __all__ = ["from_state_dict", "from_torch", "to_state_dict", "to_torch"]
@@ -50,7 +51,7 @@ def _describe(layer: Any) -> tuple[str, int, bool, str, dict]:
 def to_state_dict(layer: Any) -> dict:
     """The ``torch.nn.RNN/LSTM/GRU`` state dict of ``layer`` (torch tensors on the CPU, in the
     layer's float dtype)."""
-    import torch
+    torch = torch_module()
 
     cell, _, _, _, per = _describe(layer)
     out = {}
@@ -71,7 +72,7 @@ def to_state_dict(layer: Any) -> dict:
 def to_torch(layer: Any) -> Any:
     """The equivalent ``torch.nn.RNN/LSTM/GRU`` (``batch_first=True``, CPU, the layer's
     dtype) with ``layer``'s weights: on the same input it gives the same outputs and states."""
-    import torch
+    torch = torch_module()
 
     cell, num_layers, bidirectional, nonlinearity, per = _describe(layer)
     sd = to_state_dict(layer)
@@ -87,7 +88,7 @@ def to_torch(layer: Any) -> Any:
 
 
 def _cell_of(module: Any) -> str:
-    import torch
+    torch = torch_module()
 
     for cell, name in (("lstm", "LSTM"), ("gru", "GRU"), ("rnn", "RNN")):
         if isinstance(module, getattr(torch.nn, name)):
