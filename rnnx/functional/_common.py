@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._backend import device
-from ._validate import check_float, check_shape, dtype_name, resolve
+from ._validate import check_float, check_sequence, check_shape, dtype_name, resolve
 
 
 def check_inputs(x: Any, w_x: Any, w_h: Any, biases: dict[str, Any], h0: Any, c0: Any,
@@ -15,18 +15,7 @@ def check_inputs(x: Any, w_x: Any, w_h: Any, biases: dict[str, Any], h0: Any, c0
     arrays = {"x": x, "w_x": w_x, "w_h": w_h, "h0": h0, "c0": c0}
     arrays.update(biases)
     xp = resolve(arrays)
-    check_float("x", x, xp=xp)
-    if x.ndim != 3:
-        raise ValueError(
-            f"x must be 3-D with shape (batch, time, features); got {x.ndim}-D shape "
-            f"{tuple(x.shape)}"
-        )
-    batch, time, features = x.shape
-    if batch < 1 or time < 1:
-        raise ValueError(
-            f"x must have at least one sample and one time step (batch >= 1, time >= 1); "
-            f"got shape {tuple(x.shape)}"
-        )
+    batch, _, features = check_sequence("x", x, xp=xp)
     if getattr(w_h, "ndim", None) != 2 or w_h.shape[1] != gates * w_h.shape[0]:
         raise ValueError(
             f"w_h must have shape (hidden, {gates}*hidden); got shape {tuple(w_h.shape)}"

@@ -75,3 +75,21 @@ def check_shape(name: str, a: Any, expected: tuple[int | None, ...], labels: str
         want = ", ".join("?" if e is None else str(e) for e in expected)
         want += "," if len(expected) == 1 else ""
         raise ValueError(f"{name} must have shape {labels} = ({want}); got shape {shape}")
+
+
+def check_sequence(name: str, x: Any, *, xp: Any) -> tuple[int, int, int]:
+    """``x`` must be a float32/float64 ``(batch, time, features)`` array with ``batch >= 1`` and
+    ``time >= 1``; returns its shape."""
+    check_float(name, x, xp=xp)
+    if x.ndim != 3:
+        raise ValueError(
+            f"{name} must be 3-D with shape (batch, time, features); got {x.ndim}-D shape "
+            f"{tuple(x.shape)}"
+        )
+    batch, time, features = x.shape
+    if batch < 1 or time < 1:
+        raise ValueError(
+            f"{name} must have at least one sample and one time step (batch >= 1, time >= 1); "
+            f"got shape {tuple(x.shape)}"
+        )
+    return batch, time, features

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 from .._backend import device, writeable
 from ._common import check_grads, final_grad, weight_grads
 from ._mask import as_step_mask, mask_outputs
-from ._validate import check_float, check_shape, dtype_name, resolve
+from ._validate import check_float, check_sequence, check_shape, dtype_name, resolve
 
 __all__ = ["MaskedRNNCache", "RNNCache", "RNNGrads", "rnn_backward", "rnn_cell",
            "rnn_cell_backward", "rnn_forward"]
@@ -121,18 +121,7 @@ def _check_inputs(x: Any, w_x: Any, w_h: Any, b: Any, h0: Any, nonlinearity: str
     if nonlinearity not in NONLINEARITIES:
         raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}; got {nonlinearity!r}")
     xp = resolve({"x": x, "w_x": w_x, "w_h": w_h, "b": b, "h0": h0})
-    check_float("x", x, xp=xp)
-    if x.ndim != 3:
-        raise ValueError(
-            f"x must be 3-D with shape (batch, time, features); got {x.ndim}-D shape "
-            f"{tuple(x.shape)}"
-        )
-    batch, time, features = x.shape
-    if batch < 1 or time < 1:
-        raise ValueError(
-            f"x must have at least one sample and one time step (batch >= 1, time >= 1); "
-            f"got shape {tuple(x.shape)}"
-        )
+    batch, _, features = check_sequence("x", x, xp=xp)
     check_shape("w_x", w_x, (features, None), "(features, hidden)")
     hidden = w_x.shape[1]
     check_shape("w_h", w_h, (hidden, hidden), "(hidden, hidden)")
