@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .cases import Case, host_data
+from .cases import CELLS, Case, host_data
 
 Run = Callable[[], Any]
 
@@ -27,6 +27,7 @@ class Impl:
     make: Callable[[Case], Run]
     unavailable: Callable[[], str]  # empty string if it can run here, else the reason
     library: str  # what the worker reports threads/BLAS for: "numpy", "torch", "jax", "cupy"
+    cells: tuple[str, ...] = ("rnn",)  # the cell kinds it implements
 
 
 # ----------------------------------------------------------------------------------------------
@@ -64,19 +65,22 @@ def _no_jax() -> str:
 
 def _rnnx(put: Callable[[Any], Any], sync: Callable[[Any], None]) -> Callable[[Case], Run]:
     def make(case: Case) -> Run:
-        from rnnx.functional import rnn_backward, rnn_forward
+        from rnnx import functional as F
 
         d = {k: put(v) for k, v in host_data(case).items()}
         x, w_x, w_h, b, dhs = d["x"], d["w_x"], d["w_h"], d["b"], d["dhs"]
+        biases = (b, d["b_hh"]) if case.cell == "gru" else (b,)
+        forward = getattr(F, f"{case.cell}_forward")
+        backward = getattr(F, f"{case.cell}_backward")
         if case.variant == "fwd":
             def run():
-                hs, _ = rnn_forward(x, w_x, w_h, b)
+                hs, _ = forward(x, w_x, w_h, *biases)
                 sync(hs)
                 return hs
         else:
             def run():
-                hs, cache = rnn_forward(x, w_x, w_h, b)
-                g = rnn_backward(dhs, cache)
+                hs, cache = forward(x, w_x, w_h, *biases)
+                g = backward(dhs, cache)
                 sync(g.dw_h)
                 return hs, g
         return run
@@ -123,14 +127,18 @@ def _torch_nn(device: str) -> Callable[[Case], Run]:
 
         d = {k: torch.from_numpy(v).to(device) for k, v in host_data(case).items()}
         _, _, f_, h_ = case.shape
-        rnn = torch.nn.RNN(f_, h_, batch_first=True, bias=True).to(device=device,
-                                                                    dtype=d["x"].dtype)
+        module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[case.cell]
+        rnn = module(f_, h_, batch_first=True, bias=True).to(device=device, dtype=d["x"].dtype)
         with torch.no_grad():
-            # torch keeps W as (hidden, in) and two biases; same maths as rnnx's (w_x, w_h, b).
+            # torch keeps W as (G*hidden, in) and two biases; same maths as rnnx's (w_x, w_h, b)
+            # (a GRU keeps both biases in rnnx too).
             rnn.weight_ih_l0.copy_(d["w_x"].T)
             rnn.weight_hh_l0.copy_(d["w_h"].T)
             rnn.bias_ih_l0.copy_(d["b"])
-            rnn.bias_hh_l0.zero_()
+            if case.cell == "gru":
+                rnn.bias_hh_l0.copy_(d["b_hh"])
+            else:
+                rnn.bias_hh_l0.zero_()
         sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
         x, dhs = d["x"], d["dhs"]
         if case.variant == "fwd":
@@ -305,18 +313,19 @@ def _numpy_textbook(case: Case) -> Run:
 IMPLS: dict[str, Impl] = {
     i.name: i
     for i in (
-        Impl("torch.nn.RNN", "cpu", _torch_nn("cpu"), _always, "torch"),
-        Impl("rnnx-numpy", "cpu", _rnnx(_numpy_put, _no_sync), _always, "numpy"),
-        Impl("rnnx-torch", "cpu", _rnnx(_torch_put("cpu"), _no_sync), _always, "torch"),
+        Impl("torch.nn.RNN", "cpu", _torch_nn("cpu"), _always, "torch", CELLS),
+        Impl("rnnx-numpy", "cpu", _rnnx(_numpy_put, _no_sync), _always, "numpy", CELLS),
+        Impl("rnnx-torch", "cpu", _rnnx(_torch_put("cpu"), _no_sync), _always, "torch", CELLS),
         Impl("torch-hoisted", "cpu", _torch_hoisted, _always, "torch"),
         Impl("jax-scan", "cpu", _jax_scan, _no_jax, "jax"),
         Impl("numpy-textbook", "cpu", _numpy_textbook, _always, "numpy"),
-        Impl("torch.nn.RNN-cuda", "cuda", _torch_nn("cuda"), _no_torch_cuda, "torch"),
+        Impl("torch.nn.RNN-cuda", "cuda", _torch_nn("cuda"), _no_torch_cuda, "torch", CELLS),
         Impl("rnnx-torch-cuda", "cuda", _rnnx(_torch_put("cuda"), _rnnx_sync), _no_torch_cuda,
-             "torch"),
-        Impl("rnnx-cupy", "cuda", _rnnx(_cupy_put, _rnnx_sync), _no_cupy, "cupy"),
+             "torch", CELLS),
+        Impl("rnnx-cupy", "cuda", _rnnx(_cupy_put, _rnnx_sync), _no_cupy, "cupy", CELLS),
     )
 }
 
-#: The reference each ratio is taken to, per device.
+#: The reference each ratio is taken to, per device ("torch.nn.RNN" runs torch.nn.LSTM/GRU for
+#: the gated cells' cases: the impl names stay those of the Elman suite).
 REFERENCE = {"cpu": "torch.nn.RNN", "cuda": "torch.nn.RNN-cuda"}

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .cases import DTYPES, SHAPES, VARIANTS, Case, all_cases
+from .cases import CELLS, DTYPES, SHAPES, VARIANTS, Case, all_cases
 from .impls import IMPLS, REFERENCE
 
 GEMM_N = 2048  # (N, N) @ (N, N): large enough to reach the BLAS peak, ~0.1 s in float32 here
@@ -119,7 +119,8 @@ def worker(name: str, cases: list[Case], budget: float, min_reps: int) -> dict:
     impl = IMPLS[name]
     samples = {}
     for case in cases:
-        samples[case.key] = _time_calls(impl.make(case), budget, min_reps, 10_000)
+        if case.cell in impl.cells:
+            samples[case.key] = _time_calls(impl.make(case), budget, min_reps, 10_000)
     return {"samples": samples, "info": _thread_info(impl.library)}
 
 
@@ -261,11 +262,11 @@ def to_markdown(result: dict) -> str:
         for row in rows:
             ratio = "" if row["ratio_to_torch_nn"] is None else f"{row['ratio_to_torch_nn']:.2f}"
             lines.append(
-                f"| {key} | {row['impl']} | {_fmt_time(row['best_s'])} | "
+                f"| {key} | {_display(row)} | {_fmt_time(row['best_s'])} | "
                 f"{_fmt_time(row['median_s'])} | {ratio} | {row['gflops']:.1f} | "
                 f"{100 * row['gemm_fraction']:.0f} % |"
             )
-    lines += ["", "## rnnx-numpy ratio to torch.nn.RNN (best-of), per shape", ""]
+    lines += ["", "## Ratio to torch.nn.RNN/LSTM/GRU (best-of), per cell and shape", ""]
     lines += _ratio_summary(result["rows"])
     lines += ["", "## Threads and BLAS per worker", ""]
     for name, info in result["info"].items():
@@ -273,23 +274,34 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _display(row: dict) -> str:
+    """The reference's name says which torch module ran: torch.nn.LSTM for an LSTM case."""
+    cell = row.get("cell", "rnn")
+    if cell != "rnn" and row["impl"].startswith("torch.nn.RNN"):
+        return row["impl"].replace("RNN", cell.upper(), 1)
+    return row["impl"]
+
+
 def _ratio_summary(rows: list[dict]) -> list[str]:
     cols = [(dt, v) for dt in DTYPES for v in VARIANTS]
-    out = ["| implementation | shape | " + " | ".join(f"{dt} {v}" for dt, v in cols) + " |",
+    out = ["| implementation (cell) | shape | " + " | ".join(f"{dt} {v}" for dt, v in cols) + " |",
            "|---|---|" + "---:|" * len(cols)]
     impls = [n for n in ("rnnx-numpy", "rnnx-torch", "torch-hoisted", "jax-scan", "numpy-textbook")
              if any(r["impl"] == n for r in rows)]
-    for impl in impls:
-        for shape in SHAPES:
-            cells = []
-            for dt, v in cols:
-                r = next((r for r in rows if r["impl"] == impl and r["dtype"] == dt
-                          and r["variant"] == v and (r["batch"], r["time"], r["features"],
-                                                     r["hidden"]) == shape), None)
-                cells.append("" if r is None or r["ratio_to_torch_nn"] is None
-                             else f"{r['ratio_to_torch_nn']:.2f}")
-            if any(cells):
-                out.append(f"| {impl} | {shape} | " + " | ".join(cells) + " |")
+    for cell in CELLS:
+        for impl in impls:
+            for shape in SHAPES:
+                cells = []
+                for dt, v in cols:
+                    r = next((r for r in rows if r["impl"] == impl and r["dtype"] == dt
+                              and r["variant"] == v and r.get("cell", "rnn") == cell
+                              and (r["batch"], r["time"], r["features"], r["hidden"]) == shape),
+                             None)
+                    cells.append("" if r is None or r["ratio_to_torch_nn"] is None
+                                 else f"{r['ratio_to_torch_nn']:.2f}")
+                if any(cells):
+                    name = impl if cell == "rnn" else f"{impl} ({cell})"
+                    out.append(f"| {name} | {shape} | " + " | ".join(cells) + " |")
     return out
 
 
@@ -305,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape", action="append", help="only these shapes, e.g. 64x100x32x128")
     p.add_argument("--dtype", action="append", choices=DTYPES)
     p.add_argument("--variant", action="append", choices=VARIANTS)
+    p.add_argument("--cell", action="append", choices=CELLS,
+                   help="cell kinds (repeatable; default all three, quick: rnn). Gated cells are "
+                        "timed for rnnx and torch.nn.LSTM/GRU only")
     p.add_argument("--keep-samples", action="store_true",
                    help="also write every timed call to the JSON (large)")
     p.add_argument("--threads", type=int, default=None,
@@ -329,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         shapes = tuple(tuple(int(n) for n in s.split("x")) for s in args.shape)
     variants = tuple(args.variant or (("fwd", "m2m") if args.quick else VARIANTS))
     dtypes = tuple(args.dtype or (("float32",) if args.quick else DTYPES))
-    cases = all_cases(shapes, dtypes, variants)
+    cells = tuple(args.cell or (("rnn",) if args.quick else CELLS))
+    cases = all_cases(shapes, dtypes, variants, cells)
 
     wanted = args.impl or list(IMPLS)
     unknown = sorted(set(wanted) - set(IMPLS))

@@ -66,3 +66,28 @@ def test_flops_count():
     fwd, m2m, _ = all_cases(((2, 3, 4, 5),), ("float32",))
     assert fwd.flops == 2 * 2 * 3 * (4 * 5 + 5 * 5)
     assert m2m.flops == 3 * fwd.flops
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("variant", ["fwd", "m2m", "m2o"])
+def test_gated_cells_same_maths_in_torch_nn(cell, variant):
+    """For the gated cells the suite times rnnx against torch.nn.LSTM/GRU: same states and
+    dL/dw_h (float64, 1e-10 relative to the largest term, as above)."""
+    if IMPLS["torch.nn.RNN"].unavailable():
+        pytest.skip(IMPLS["torch.nn.RNN"].unavailable())
+    case = Case(3, 6, 4, 5, "float64", variant, cell)
+    want_hs, want_dwh = _outputs(IMPLS["rnnx-numpy"].make(case)(), variant)
+    result = IMPLS["torch.nn.RNN"].make(case)()
+    hs = _host(result if variant == "fwd" else result[0])
+    np.testing.assert_allclose(hs, want_hs, rtol=0, atol=1e-10 * np.abs(want_hs).max())
+    if variant != "fwd":
+        dwh = _host(result[2]).T  # torch keeps W_hh as (G*hidden, hidden)
+        np.testing.assert_allclose(dwh, want_dwh, rtol=0, atol=1e-10 * np.abs(want_dwh).max())
+
+
+def test_gated_flops_count_the_gate_blocks():
+    (lstm,) = all_cases(((2, 3, 4, 5),), ("float32",), ("fwd",), ("lstm",))
+    (gru,) = all_cases(((2, 3, 4, 5),), ("float32",), ("fwd",), ("gru",))
+    assert lstm.flops == 4 * 2 * 2 * 3 * (4 * 5 + 5 * 5)
+    assert gru.flops == 3 * 2 * 2 * 3 * (4 * 5 + 5 * 5)
+    assert lstm.key == "lstm:2x3x4x5/float32/fwd"
