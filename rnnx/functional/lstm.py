@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .._backend import device
+from .._backend import device, writeable
 from ._common import check_grads, check_inputs, final_grad, weight_grads
 from ._mask import as_step_mask, mask_outputs
 from ._validate import resolve
@@ -188,29 +188,44 @@ def lstm_forward(
     batch, time, features = x.shape
     hidden = w_h.shape[0]
     dev = device(x)
-    # Hoisted input projection: one GEMM over all batch*time rows.
-    xw = xp.reshape(xp.reshape(x, (batch * time, features)) @ w_x, (batch, time, 4 * hidden))  # (B, T, 4H)
-    xw = xw + b  # (B, T, 4H)
+    # Hoisted input projection: one GEMM over all rows, time-major so that each step reads one
+    # contiguous (B, 4H) block.
+    x_tm = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (time * batch, features))  # (T*B, F)
+    xw = xp.reshape(x_tm @ w_x, (time, batch, 4 * hidden))  # (T, B, 4H)
+    xw = xw + b  # (T, B, 4H)
     affine = _gate_affine(hidden, xp=xp, dtype=x.dtype, dev=dev)
     zeros = None
     if h0 is None or c0 is None:
         zeros = xp.zeros((batch, hidden), dtype=x.dtype, device=dev)  # (B, H)
     h = h0 if h0 is not None else zeros
     c = c0 if c0 is not None else zeros
-    hs, cs, gs = [], [], []
+    # States and gates go into time-major buffers written step by step where the namespace
+    # allows item assignment (a contiguous copy per step, no strided stack at the end); JAX's
+    # immutable arrays are collected in lists and stacked.
+    buffered = writeable(xw)
+    if buffered:
+        hs = xp.empty((time, batch, hidden), dtype=x.dtype, device=dev)  # (T, B, H)
+        cs = xp.empty((time, batch, hidden), dtype=x.dtype, device=dev)  # (T, B, H)
+        gs = xp.empty((time, batch, 4 * hidden), dtype=x.dtype, device=dev)  # (T, B, 4H)
+    else:
+        hs, cs, gs = [None] * time, [None] * time, [None] * time
     for t in range(time):
-        h_new, c_new, gates = lstm_cell(xw[:, t, :], h, c, w_h, affine, xp=xp)
+        h_new, c_new, gates = lstm_cell(xw[t, ...], h, c, w_h, affine, xp=xp)
         if m is None:
             h, c = h_new, c_new
         else:
             m_t = m[:, t, None]  # (B, 1)
             h = xp.where(m_t, h_new, h)  # (B, H): carried where padded
             c = xp.where(m_t, c_new, c)  # (B, H)
-        hs.append(h)
-        cs.append(c)
-        gs.append(gates)
-    states = xp.stack(hs, axis=1)  # (B, T, H)
-    cache = LSTMCache(x, w_x, w_h, h0, c0, states, xp.stack(cs, axis=1), xp.stack(gs, axis=1), m)
+        if buffered:
+            hs[t, ...], cs[t, ...], gs[t, ...] = h, c, gates
+        else:
+            hs[t], cs[t], gs[t] = h, c, gates
+    if not buffered:
+        hs, cs, gs = (xp.stack(a, axis=0) for a in (hs, cs, gs))  # (T, B, .)
+    # (B, T, .) views of the time-major buffers: the layout every caller and the backward use.
+    states, cs, gs = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, cs, gs))
+    cache = LSTMCache(x, w_x, w_h, h0, c0, states, cs, gs, m)
     out = states if m is None else mask_outputs(states, m, xp=xp)
     return out, cache
 
