@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .._backend import device
+from .._backend import device, writeable
 from ._common import check_grads, check_inputs, final_grad, weight_grads
 from ._mask import as_step_mask, mask_outputs
 from ._validate import resolve
@@ -159,21 +159,34 @@ def gru_forward(
     m = as_step_mask(mask, x=x, xp=xp)
     batch, time, features = x.shape
     hidden = w_h.shape[0]
-    # Hoisted input projection: one GEMM over all batch*time rows.
-    u = xp.reshape(xp.reshape(x, (batch * time, features)) @ w_x, (batch, time, 3 * hidden))  # (B, T, 3H)
-    u = u + b_ih  # (B, T, 3H)
-    h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=device(x))
-    hs, rzs, ns, vns = [], [], [], []
+    dev = device(x)
+    # Hoisted input projection: one GEMM over all rows, time-major so that each step reads one
+    # contiguous (B, 3H) block.
+    x_tm = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (time * batch, features))  # (T*B, F)
+    u = xp.reshape(x_tm @ w_x, (time, batch, 3 * hidden))  # (T, B, 3H)
+    u = u + b_ih  # (T, B, 3H)
+    h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=dev)
+    # Time-major buffers written step by step where the namespace allows item assignment (no
+    # strided stack at the end); JAX's immutable arrays are collected in lists and stacked.
+    widths = (hidden, 2 * hidden, hidden, hidden)  # h, rz, n, vn
+    buffered = writeable(u)
+    if buffered:
+        bufs = [xp.empty((time, batch, w), dtype=x.dtype, device=dev) for w in widths]  # (T, B, .)
+    else:
+        bufs = [[None] * time for _ in widths]
     for t in range(time):
-        h_new, rz, n, vn = gru_cell(u[:, t, :], h, w_h, b_hh, xp=xp)
+        h_new, rz, n, vn = gru_cell(u[t, ...], h, w_h, b_hh, xp=xp)
         h = h_new if m is None else xp.where(m[:, t, None], h_new, h)  # (B, H): carried if padded
-        hs.append(h)
-        rzs.append(rz)
-        ns.append(n)
-        vns.append(vn)
-    states = xp.stack(hs, axis=1)  # (B, T, H)
-    cache = GRUCache(x, w_x, w_h, h0, states, xp.stack(rzs, axis=1), xp.stack(ns, axis=1),
-                     xp.stack(vns, axis=1), m)
+        for buf, a in zip(bufs, (h, rz, n, vn)):
+            if buffered:
+                buf[t, ...] = a  # (B, .) row of the time-major buffer
+            else:
+                buf[t] = a
+    if not buffered:
+        bufs = [xp.stack(a, axis=0) for a in bufs]  # (T, B, .)
+    # (B, T, .) views of the time-major buffers: the layout every caller and the backward use.
+    states, rzs, ns, vns = (xp.permute_dims(a, (1, 0, 2)) for a in bufs)
+    cache = GRUCache(x, w_x, w_h, h0, states, rzs, ns, vns, m)
     out = states if m is None else mask_outputs(states, m, xp=xp)
     return out, cache
 
