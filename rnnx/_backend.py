@@ -44,6 +44,7 @@ __all__ = [
     "host_rng",
     "limit_threads",
     "load_npz",
+    "move_to",
     "namespace",
     "save_npz_atomic",
     "synchronize",
@@ -218,6 +219,17 @@ def to_device(x: Any, dev: Any) -> Any:
     if device(x) == dev:
         return x
     return array_api_compat.to_device(x, dev)
+
+
+def move_to(a: Any, *, xp: Any, device: Any) -> Any:
+    """``a`` — an array of any supported library, or host data — as an array of ``xp`` on
+    ``device``: ``a`` itself if it is already there, a device-to-device move within one library,
+    and otherwise through the host (the only route between two libraries)."""
+    if not (hasattr(a, "shape") and hasattr(a, "dtype")):
+        return from_host(a, xp=xp, device=device)
+    if backend_name(namespace(a)) != backend_name(xp):
+        return from_host(to_numpy(a), xp=xp, device=device)
+    return to_device(a, device)
 
 
 def from_host(a: Any, *, xp: Any, device: Any = None, dtype: Any = None) -> Any:

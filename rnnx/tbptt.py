@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from ._backend import backend_name, from_host, namespace, to_device, to_numpy
 from ._backend import device as device_of
+from ._backend import move_to, namespace
 from .functional._mask import as_step_mask
 
 __all__ = ["Chunk", "TruncatedBPTT", "reset_state"]
@@ -53,13 +53,7 @@ def reset_state(state: tuple[Any, ...], reset: Any) -> tuple[Any, ...]:
     (any device) or host data.
     """
     xp = namespace(*state)
-    dev = device_of(state[0])
-    if not (hasattr(reset, "shape") and hasattr(reset, "dtype")):
-        reset = from_host(reset, xp=xp, device=dev)
-    elif backend_name(namespace(reset)) != backend_name(xp):
-        reset = from_host(to_numpy(reset), xp=xp, device=dev)
-    else:
-        reset = to_device(reset, dev)
+    reset = move_to(reset, xp=xp, device=device_of(state[0]))
     batch = state[0].shape[-2]
     if tuple(reset.shape) != (batch,) or reset.dtype != xp.bool:
         raise ValueError(f"reset must be a boolean array of shape (batch,) = ({batch},); got "

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._backend import backend_name, from_host, namespace, to_device, to_numpy
 from .._backend import device as device_of
+from .._backend import move_to, namespace
 from ._validate import dtype_name
 
 __all__ = ["as_step_mask", "lengths_to_mask", "mask_outputs"]
@@ -56,15 +56,8 @@ def as_step_mask(mask: Any, *, x: Any, xp: Any) -> Any:
     if mask is None:
         return None
     batch, time = x.shape[0], x.shape[1]
-    dev = device_of(x)
-    if not (hasattr(mask, "shape") and hasattr(mask, "dtype")):
-        mask = from_host(mask, xp=xp, device=dev)
-    elif backend_name(namespace(mask)) != backend_name(xp):
-        # An array of another library (e.g. NumPy lengths for torch inputs): only the host
-        # route connects two libraries.
-        mask = from_host(to_numpy(mask), xp=xp, device=dev)
-    else:
-        mask = to_device(mask, dev)
+    # Host data, another library's array (NumPy lengths for torch inputs) or another device.
+    mask = move_to(mask, xp=xp, device=device_of(x))
     kind = dtype_name(xp, mask.dtype)
     if kind == "bool":
         if tuple(mask.shape) != (batch, time):

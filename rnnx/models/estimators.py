@@ -62,6 +62,7 @@ from .._backend import (
     get_namespace,
     host_namespace,
     host_rng,
+    move_to,
     namespace,
     to_numpy,
 )
@@ -484,10 +485,7 @@ class _BaseRNN(_Params):
         """``out`` in the namespace and on the device of the caller's ``X``."""
         if not is_array:
             return to_numpy(out)
-        xp = namespace(X)
-        if backend_name(namespace(out)) == backend_name(xp) and device(out) == device(X):
-            return out
-        return from_host(to_numpy(out), xp=xp, device=device(X))
+        return move_to(out, xp=namespace(X), device=device(X))
 
     def _check_predict_X(self, X: Any) -> Any:
         X3 = _sequences(X)
