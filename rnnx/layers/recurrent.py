@@ -24,7 +24,32 @@ def _resolve_dtype(xp: Any, dtype: Any) -> Any:
     return dtype
 
 
-class SimpleRNN:
+class _OneLayer:
+    """Sizes and device of a one-layer cell, read off its parameters ``w_x (features, G*hidden)``
+    and ``w_h (hidden, G*hidden)``."""
+
+    params: dict
+
+    @property
+    def input_size(self) -> int:
+        return int(self.params["w_x"].shape[0])
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.params["w_h"].shape[0])
+
+    @property
+    def output_size(self) -> int:
+        """Width of :meth:`forward`'s output's last axis (``hidden``)."""
+        return self.hidden_size
+
+    @property
+    def device(self) -> Any:
+        """Device the parameters live on."""
+        return device_of(self.params["w_x"])
+
+
+class SimpleRNN(_OneLayer):
     """Elman recurrent layer ``h_t = f(x_t @ w_x + h_{t-1} @ w_h + b)``.
 
     Parameters
@@ -116,24 +141,6 @@ class SimpleRNN:
         self.return_sequences = bool(return_sequences)
         self.dh0: Any = None
         self._cache: RNNCache | None = None
-
-    @property
-    def input_size(self) -> int:
-        return int(self.params["w_x"].shape[0])
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.params["w_x"].shape[1])
-
-    @property
-    def device(self) -> Any:
-        """Device the parameters live on."""
-        return device_of(self.params["w_x"])
-
-    @property
-    def output_size(self) -> int:
-        """Width of :meth:`forward`'s output's last axis (``hidden``)."""
-        return self.hidden_size
 
     @property
     def final_state(self) -> tuple[Any, ...]:
@@ -259,7 +266,7 @@ def _check_dout(dout: Any, want: int, width: int) -> None:
         )
 
 
-class _GatedLayer:
+class _GatedLayer(_OneLayer):
     """One gated cell over a sequence; :class:`LSTM` and :class:`GRU` fix ``_kind``."""
 
     _kind = "lstm"
@@ -306,24 +313,6 @@ class _GatedLayer:
                              f"{tuple(getattr(w_h, 'shape', ()))}")
         self._setup(dict(params), return_sequences)
         return self
-
-    @property
-    def input_size(self) -> int:
-        return int(self.params["w_x"].shape[0])
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.params["w_h"].shape[0])
-
-    @property
-    def output_size(self) -> int:
-        """Width of :meth:`forward`'s output's last axis (``hidden``)."""
-        return self.hidden_size
-
-    @property
-    def device(self) -> Any:
-        """Device the parameters live on."""
-        return device_of(self.params["w_x"])
 
     @property
     def final_state(self) -> tuple[Any, ...]:
