@@ -65,20 +65,25 @@ def final_grad(xp: Any, hs: Any, last: Any, dh_n: Any, seq: Any) -> Any:
     return g
 
 
-def weight_grads(xp: Any, x: Any, hs: Any, h0: Any, dxw: Any, dhw: Any, w_x: Any
-                  ) -> tuple[Any, Any, Any, Any]:
-    """The hoisted sums: ``dw_x = X^T dxw``, ``dw_h = H_prev^T dhw``, ``sum dxw`` and
-    ``dx = dxw w_x^T``, each one GEMM (or reduction) over all ``batch * time`` rows.
-    ``dxw``/``dhw`` are the gradients of the input and recurrent projections ``(B, T, G*H)``."""
-    batch, time, hidden = hs.shape
+def weight_grads(xp: Any, x: Any, hs_tm: Any, h0: Any, dxw_tm: Any, dhw_tm: Any, w_x: Any
+                 ) -> tuple[Any, Any, Any, Any]:
+    """The hoisted sums over all ``time * batch`` rows, each one GEMM (or reduction):
+    ``dw_x = X^T dxw``, ``dw_h = H_prev^T dhw``, ``db = sum dxw`` and ``dx = dxw w_x^T``.
+
+    Time-major in: the states ``hs_tm (time, batch, hidden)`` and the gradients of the input and
+    recurrent projections ``dxw_tm``/``dhw_tm`` ``(time, batch, G*hidden)``, so the shifted ranges
+    (states 1..T-1 against steps 2..T) are contiguous slices, not copies. ``x`` is the caller's
+    ``(batch, time, features)``; ``dx`` comes back in that layout."""
+    time, batch, hidden = hs_tm.shape
     features = x.shape[2]
-    width = dxw.shape[2]
-    dxw2 = xp.reshape(dxw, (batch * time, width))  # (B*T, GH)
-    dw_x = xp.reshape(x, (batch * time, features)).T @ dxw2  # (F, GH)
-    h_prev = xp.reshape(hs[:, : time - 1, :], (batch * (time - 1), hidden))  # (B*(T-1), H)
-    dw_h = h_prev.T @ xp.reshape(dhw[:, 1:, :], (batch * (time - 1), width))  # (H, GH)
+    width = dxw_tm.shape[2]
+    x_tm = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (time * batch, features))  # (T*B, F)
+    dxw2 = xp.reshape(dxw_tm, (time * batch, width))  # (T*B, GH)
+    dw_x = x_tm.T @ dxw2  # (F, GH)
+    h_prev = xp.reshape(hs_tm[: time - 1, ...], ((time - 1) * batch, hidden))  # ((T-1)*B, H)
+    dw_h = h_prev.T @ xp.reshape(dhw_tm[1:, ...], ((time - 1) * batch, width))  # (H, GH)
     if h0 is not None:
-        dw_h = dw_h + h0.T @ dhw[:, 0, :]  # (H, GH): step 1 sees h0 (zero when omitted)
+        dw_h = dw_h + h0.T @ dhw_tm[0, ...]  # (H, GH): step 1 sees h0 (zero when omitted)
     db = xp.sum(dxw2, axis=0)  # (GH,)
-    dx = xp.reshape(dxw2 @ w_x.T, (batch, time, features))  # (B, T, F)
+    dx = xp.permute_dims(xp.reshape(dxw2 @ w_x.T, (time, batch, features)), (1, 0, 2))  # (B, T, F)
     return dw_x, dw_h, db, dx

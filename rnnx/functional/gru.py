@@ -100,21 +100,22 @@ def gru_cell(u_t: Any, h_prev: Any, w_h: Any, b_hh: Any, *, xp: Any) -> tuple[An
 
 
 def gru_backward_factors(rz: Any, n: Any, vn: Any, hs: Any, h_init: Any, *, xp: Any) -> Any:
-    """The gradient-independent part of every backward step, for all steps at once:
-    ``p (batch, time, 4*hidden)`` such that, for the incoming ``G_t``,
+    """The gradient-independent part of every backward step, for all steps at once, time-major:
+    from ``rz (time, batch, 2*hidden)``, ``n``, ``vn``, ``hs`` ``(time, batch, hidden)`` and the
+    initial state ``h_init (batch, hidden)``, return ``p (time, batch, 4*hidden)`` such that, for
+    the incoming ``G_t``,
 
         [da_r, da_z, da_n, G-through-z] = G_t * p_t          (blocks of ``hidden``)
 
-    i.e. ``p = [(1-z)(1-n^2) v_n r(1-r), (h_{t-1}-n) z(1-z), (1-z)(1-n^2), z]``.
-    ``h_init (batch, hidden)`` is the initial state."""
+    i.e. ``p = [(1-z)(1-n^2) v_n r(1-r), (h_{t-1}-n) z(1-z), (1-z)(1-n^2), z]``."""
     hidden = n.shape[2]
-    r = rz[:, :, :hidden]  # (B, T, H)
-    z = rz[:, :, hidden:]  # (B, T, H)
-    h_prev = xp.concat([h_init[:, None, :], hs[:, :-1, :]], axis=1)  # (B, T, H)
-    an = (1.0 - z) * (1.0 - n * n)  # (B, T, H)
-    ar = an * vn * r * (1.0 - r)  # (B, T, H)
-    az = (h_prev - n) * z * (1.0 - z)  # (B, T, H)
-    return xp.concat([ar, az, an, z], axis=2)  # (B, T, 4H)
+    r = rz[:, :, :hidden]  # (T, B, H)
+    z = rz[:, :, hidden:]  # (T, B, H)
+    h_prev = xp.concat([h_init[None, ...], hs[:-1, ...]], axis=0)  # (T, B, H)
+    an = (1.0 - z) * (1.0 - n * n)  # (T, B, H)
+    ar = an * vn * r * (1.0 - r)  # (T, B, H)
+    az = (h_prev - n) * z * (1.0 - z)  # (T, B, H)
+    return xp.concat([ar, az, an, z], axis=2)  # (T, B, 4H)
 
 
 def gru_cell_backward(g: Any, p_t: Any, r_t: Any, w_hT: Any, *, xp: Any) -> tuple[Any, Any, Any]:
@@ -219,24 +220,37 @@ def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
     g = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)
 
     w_hT = w_h.T  # (3H, H), once
-    h_init = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=device(hs))
-    p = gru_backward_factors(rz, n, vn, hs, h_init, xp=xp)  # (B, T, 4H)
-    r = rz[:, :, :hidden]  # (B, T, H)
-    dus, dvs = [None] * time, [None] * time
+    dev = device(hs)
+    h_init = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
+    # Time-major again (views of the forward's buffers): each step reads contiguous rows.
+    hs_tm, rz_tm, n_tm, vn_tm = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, rz, n, vn))
+    p = gru_backward_factors(rz_tm, n_tm, vn_tm, hs_tm, h_init, xp=xp)  # (T, B, 4H)
+    r = rz_tm[:, :, :hidden]  # (T, B, H)
+    # du_t and dv_t go into time-major buffers where the namespace allows item assignment (no
+    # per-step lists, no strided stacks); JAX collects lists.
+    buffered = writeable(p)
+    if buffered:
+        dus = xp.empty((time, batch, 3 * hidden), dtype=hs.dtype, device=dev)  # (T, B, 3H)
+        dvs = xp.empty((time, batch, 3 * hidden), dtype=hs.dtype, device=dev)  # (T, B, 3H)
+    else:
+        dus, dvs = [None] * time, [None] * time
     for t in range(time - 1, -1, -1):
         if _state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
             _state_grads[t] = g
         if m is None:
-            du, dv, g_prev = gru_cell_backward(g, p[:, t, :], r[:, t, :], w_hT, xp=xp)
+            du, dv, g_prev = gru_cell_backward(g, p[t, ...], r[t, ...], w_hT, xp=xp)
         else:
             m_t = m[:, t, None]  # (B, 1)
-            du, dv, g_prev = gru_cell_backward(xp.where(m_t, g, 0.0), p[:, t, :], r[:, t, :],
+            du, dv, g_prev = gru_cell_backward(xp.where(m_t, g, 0.0), p[t, ...], r[t, ...],
                                                w_hT, xp=xp)
             g_prev = g_prev + xp.where(m_t, 0.0, g)  # (B, H): carried state passes through
-        dus[t], dvs[t] = du, dv
+        if buffered:
+            dus[t, ...], dvs[t, ...] = du, dv
+        else:
+            dus[t], dvs[t] = du, dv
         g = g_prev if (seq is None or t == 0) else g_prev + seq[:, t - 1, :]  # (B, H)
-    du = xp.stack(dus, axis=1)  # (B, T, 3H)
-    dv = xp.stack(dvs, axis=1)  # (B, T, 3H)
-    dw_x, dw_h, db_ih, dx = weight_grads(xp, x, hs, h0, du, dv, w_x)
-    db_hh = xp.sum(xp.reshape(dv, (batch * time, 3 * hidden)), axis=0)  # (3H,)
+    if not buffered:
+        dus, dvs = xp.stack(dus, axis=0), xp.stack(dvs, axis=0)  # (T, B, 3H)
+    dw_x, dw_h, db_ih, dx = weight_grads(xp, x, hs_tm, h0, dus, dvs, w_x)
+    db_hh = xp.sum(xp.reshape(dvs, (time * batch, 3 * hidden)), axis=0)  # (3H,)
     return GRUGrads(dx, g, dw_x, dw_h, db_ih, db_hh)

@@ -122,22 +122,26 @@ def lstm_cell(
 
 def lstm_backward_factors(gates: Any, cs: Any, c_init: Any, *, xp: Any) -> tuple[Any, Any]:
     """Everything of the backward step that does not depend on the incoming gradient, for all
-    steps at once: ``p (batch, time, 4*hidden)`` and ``q (batch, time, hidden)`` with
+    steps at once, time-major: from ``gates (time, batch, 4*hidden)``, ``cs (time, batch,
+    hidden)`` and the initial cell state ``c_init (batch, hidden)``, return ``p (time, batch,
+    4*hidden)`` and ``q (time, batch, hidden)`` with
 
         da_t = [K~, K~, K~, G_t] * p_t,   K~ = K_t + G_t * q_t
 
     i.e. ``p = [g, c_{t-1}, i, tanh(c_t)] * [i(1-i), f(1-f), 1-g^2, o(1-o)]`` and
-    ``q = o * (1 - tanh(c_t)^2)``. ``c_init (batch, hidden)`` is the initial cell state."""
+    ``q = o * (1 - tanh(c_t)^2)``. ``p`` is a new array: the backward loop overwrites
+    ``p_t`` with ``da_t``."""
     hidden = cs.shape[2]
-    i = gates[:, :, :hidden]  # (B, T, H)
-    g = gates[:, :, 2 * hidden : 3 * hidden]  # (B, T, H)
-    o = gates[:, :, 3 * hidden :]  # (B, T, H)
-    tanh_c = xp.tanh(cs)  # (B, T, H)
-    c_prev = xp.concat([c_init[:, None, :], cs[:, :-1, :]], axis=1)  # (B, T, H)
-    sig = gates * (1.0 - gates)  # (B, T, 4H): sigmoid' (the g block is replaced below)
-    deriv = xp.concat([sig[:, :, : 2 * hidden], 1.0 - g * g, sig[:, :, 3 * hidden :]], axis=2)  # (B, T, 4H)
-    p = xp.concat([g, c_prev, i, tanh_c], axis=2) * deriv  # (B, T, 4H)
-    q = o * (1.0 - tanh_c * tanh_c)  # (B, T, H)
+    i = gates[:, :, :hidden]  # (T, B, H)
+    g = gates[:, :, 2 * hidden : 3 * hidden]  # (T, B, H)
+    o = gates[:, :, 3 * hidden :]  # (T, B, H)
+    tanh_c = xp.tanh(cs)  # (T, B, H)
+    c_prev = xp.concat([c_init[None, ...], cs[:-1, ...]], axis=0)  # (T, B, H)
+    sig = gates * (1.0 - gates)  # (T, B, 4H): sigmoid' (the g block is replaced below)
+    deriv = xp.concat([sig[:, :, : 2 * hidden], 1.0 - g * g, sig[:, :, 3 * hidden :]], axis=2)  # (T, B, 4H)
+    p = xp.concat([g, c_prev, i, tanh_c], axis=2)  # (T, B, 4H)
+    p *= deriv
+    q = o * (1.0 - tanh_c * tanh_c)  # (T, B, H)
     return p, q
 
 
@@ -148,8 +152,10 @@ def lstm_cell_backward(
     ``p_t (batch, 4*hidden)`` and ``q_t (batch, hidden)`` come from :func:`lstm_backward_factors`,
     ``f_t`` is the forget gate ``(batch, hidden)``. Returns ``(da_t (batch, 4*hidden),
     dL/dh_{t-1}, dL/dc_{t-1})`` through this step. ``w_hT`` is ``w_h`` transposed once."""
-    k = g_c + g_h * q_t  # (B, H): total dL/dc_t
+    k = g_h * q_t  # (B, H)
+    k += g_c  # (B, H): K~, the total dL/dc_t (own array, in place)
     da = xp.concat([k, k, k, g_h], axis=1) * p_t  # (B, 4H)
+    # New arrays, all three: the caller may update them in place.
     return da, da @ w_hT, k * f_t  # (B, 4H), (B, H), (B, H)
 
 
@@ -262,25 +268,32 @@ def lstm_backward(dhs: Any, cache: LSTMCache, dh_n: Any = None, dc_n: Any = None
 
     w_hT = w_h.T  # (4H, H), once
     c_init = c0 if c0 is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
-    p, q = lstm_backward_factors(gates, cs, c_init, xp=xp)  # (B, T, 4H), (B, T, H)
-    f = gates[:, :, hidden : 2 * hidden]  # (B, T, H)
-    das = [None] * time
+    # Time-major again (views of the forward's buffers): each step reads contiguous rows.
+    hs_tm, cs_tm, gates_tm = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, cs, gates))
+    p, q = lstm_backward_factors(gates_tm, cs_tm, c_init, xp=xp)  # (T, B, 4H), (T, B, H)
+    f = gates_tm[:, :, hidden : 2 * hidden]  # (T, B, H)
+    # da_t overwrites p_t (no longer needed) where the namespace allows item assignment: no
+    # per-step list and no strided stack at the end.
+    buffered = writeable(p)
+    das = None if buffered else [None] * time
     for t in range(time - 1, -1, -1):
         if _state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
             _state_grads[t] = g_h
         if m is None:
-            da, gh_prev, gc_prev = lstm_cell_backward(
-                g_h, g_c, p[:, t, :], q[:, t, :], f[:, t, :], w_hT, xp=xp)
+            da, g_h, g_c = lstm_cell_backward(g_h, g_c, p[t, ...], q[t, ...], f[t, ...], w_hT, xp=xp)
         else:
             m_t = m[:, t, None]  # (B, 1)
             da, gh_prev, gc_prev = lstm_cell_backward(
-                xp.where(m_t, g_h, 0.0), xp.where(m_t, g_c, 0.0), p[:, t, :], q[:, t, :],
-                f[:, t, :], w_hT, xp=xp)
-            gh_prev = gh_prev + xp.where(m_t, 0.0, g_h)  # (B, H): carried state passes through
-            gc_prev = gc_prev + xp.where(m_t, 0.0, g_c)  # (B, H)
-        das[t] = da
-        g_h = gh_prev if (seq is None or t == 0) else gh_prev + seq[:, t - 1, :]  # (B, H)
-        g_c = gc_prev
-    da = xp.stack(das, axis=1)  # (B, T, 4H)
-    dw_x, dw_h, db, dx = weight_grads(xp, x, hs, h0, da, da, w_x)
+                xp.where(m_t, g_h, 0.0), xp.where(m_t, g_c, 0.0), p[t, ...], q[t, ...],
+                f[t, ...], w_hT, xp=xp)
+            g_h = gh_prev + xp.where(m_t, 0.0, g_h)  # (B, H): carried state passes through
+            g_c = gc_prev + xp.where(m_t, 0.0, g_c)  # (B, H)
+        if buffered:
+            p[t, ...] = da
+        else:
+            das[t] = da
+        if seq is not None and t > 0:
+            g_h += seq[:, t - 1, :]  # (B, H): `g_h` is the step's own new array
+    da = p if buffered else xp.stack(das, axis=0)  # (T, B, 4H)
+    dw_x, dw_h, db, dx = weight_grads(xp, x, hs_tm, h0, da, da, w_x)
     return LSTMGrads(dx, g_h, g_c, dw_x, dw_h, db)

@@ -232,7 +232,6 @@ def rnn_backward(dhs: Any, cache: RNNCache, dh_n: Any = None) -> RNNGrads:
     x, w_x, w_h, h0, hs, nonlinearity = cache
     xp = resolve({"dhs": dhs, "hs": hs, "dh_n": dh_n})
     batch, time, hidden = hs.shape
-    features = x.shape[2]
     for name, a in (("dhs", dhs), ("dh_n", dh_n)):
         if a is None:
             continue
@@ -266,30 +265,20 @@ def rnn_backward(dhs: Any, cache: RNNCache, dh_n: Any = None) -> RNNGrads:
     buffered = writeable(das)
     steps = None if buffered else [None] * time
     for t in range(time - 1, -1, -1):
-        da = g * das[t, ...]  # (B, H)
         if buffered:
-            das[t, ...] = da
+            # Python runs this as `das[t] = das[t].__imul__(g)`: portable even where indexing
+            # copies, and on NumPy a single in-place pass (assigning a view to itself is free).
+            das[t, ...] *= g  # (B, H): da_t
+            da = das[t, ...]
         else:
-            steps[t] = da
+            da = steps[t] = g * das[t, ...]  # (B, H)
         g = da @ w_hT  # (B, H)
         if not last_only and t > 0:
             g += dhs[:, t - 1, :]  # (B, H): `g` is the step's own new array
     dh0 = g  # (B, H): dL/dh_0 = da_1 W_h^T
     if not buffered:
         das = xp.stack(steps, axis=0)  # (T, B, H)
-    da2 = xp.reshape(das, (time * batch, hidden))  # (T*B, H)
-
-    # Weight gradients: one GEMM each over all steps. Time-major rows make the shifted ranges
-    # (states 1..T-1 against steps 2..T) contiguous slices, not copies.
-    x_tm = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (time * batch, features))  # (T*B, F)
-    dw_x = x_tm.T @ da2  # (F, H)
-    dw_h = xp.reshape(hs_tm[: time - 1, ...], ((time - 1) * batch, hidden)).T @ xp.reshape(
-        das[1:, ...], ((time - 1) * batch, hidden)
-    )  # (H, H)
-    if h0 is not None:
-        dw_h += h0.T @ das[0, ...]  # (H, H): step 1 sees h0 (zero when omitted)
-    db = xp.sum(da2, axis=0)  # (H,)
-    dx = xp.permute_dims(xp.reshape(da2 @ w_x.T, (time, batch, features)), (1, 0, 2))  # (B, T, F)
+    dw_x, dw_h, db, dx = weight_grads(xp, x, hs_tm, h0, das, das, w_x)
     return RNNGrads(dx, dh0, dw_x, dw_h, db)
 
 
@@ -341,6 +330,6 @@ def _rnn_backward_general(dhs: Any, cache: Any, dh_n: Any,
             g_prev = g_prev + xp.where(m_t, 0.0, g)  # (B, H): carried state passes through
         das[t] = da
         g = g_prev if (seq is None or t == 0) else g_prev + seq[:, t - 1, :]  # (B, H)
-    da = xp.stack(das, axis=1)  # (B, T, H)
-    dw_x, dw_h, db, dx = weight_grads(xp, x, hs, h0, da, da, w_x)
+    da = xp.stack(das, axis=0)  # (T, B, H)
+    dw_x, dw_h, db, dx = weight_grads(xp, x, xp.permute_dims(hs, (1, 0, 2)), h0, da, da, w_x)
     return RNNGrads(dx, g, dw_x, dw_h, db)
