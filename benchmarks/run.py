@@ -5,10 +5,11 @@
 
 Each round starts one worker process per implementation, in a rotated order, and the worker
 times every case: a warm-up (two calls, which also compiles jax), then repeated calls until a
-time budget is spent. All per-call times of all rounds are pooled; the table reports the best
-and the median, the ratio of the best to ``torch.nn.RNN``'s best on the same device, GFLOP/s
-of the GEMM work (see :attr:`benchmarks.cases.Case.flops`) and its fraction of the GEMM peak of
-that dtype, measured here by a large matmul in both NumPy and torch (the higher counts).
+time budget is spent and at least ``--min-reps`` calls (default 5) are timed. All per-call times
+of all rounds are pooled; the table reports the best and the median, the ratio of the best to
+``torch.nn.RNN``'s best on the same device, GFLOP/s of the GEMM work (see
+:attr:`benchmarks.cases.Case.flops`) and its fraction of the GEMM peak of that dtype, measured
+here by a large matmul in both NumPy and torch (the higher counts).
 
 Results go to ``benchmarks/results/latest.md`` and ``latest.json`` (``--out`` to change), written
 atomically; the markdown is also printed.
@@ -234,7 +235,8 @@ def to_markdown(result: dict) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['platform']}. "
         f"Thread env: {m['thread_env'] or 'defaults'}; worker threads: {result['threads']}. "
         f"Rounds: {result['rounds']}, "
-        f"budget {result['budget_s']} s per case per round, quick={result['quick']}.",
+        f"budget {result['budget_s']} s per case per round (at least "
+        f"{result.get('min_reps', 2)} calls), quick={result['quick']}.",
         "",
         "GEMM peak (best (2048,2048)@(2048,2048)): "
         + "; ".join(
@@ -311,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help="one round, short budgets (~1 minute)")
     p.add_argument("--rounds", type=int, default=None, help="worker rounds (default 3; quick 1)")
+    p.add_argument("--min-reps", type=int, default=None,
+                   help="timed calls per case per round at least, whatever the budget (default 5; "
+                        "quick 1): with fewer, a 100 ms case is timed twice a round, and NumPy's "
+                        "first calls after a case switch pay for fresh pages")
     p.add_argument("--budget", type=float, default=None,
                    help="seconds of timed calls per case per round (default 0.2; quick 0.02)")
     p.add_argument("--impl", action="append", help="only these implementations (repeatable)")
@@ -338,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS / ("quick" if args.quick else "latest")
     rounds = args.rounds or (1 if args.quick else 3)
     budget = args.budget if args.budget is not None else (0.02 if args.quick else 0.2)
-    min_reps = 1 if args.quick else 2
+    min_reps = args.min_reps or (1 if args.quick else 5)
     shapes = SHAPES
     if args.shape:
         shapes = tuple(tuple(int(n) for n in s.split("x")) for s in args.shape)
@@ -364,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": _machine(), "threads": args.threads or "library default", "rounds": rounds,
-        "budget_s": budget, "quick": args.quick,
+        "budget_s": budget, "min_reps": min_reps, "quick": args.quick,
         "skipped": skipped, "info": raw["info"], **summarise(raw, cases, names),
     }
     if args.keep_samples:  # every timed call: megabytes at the full suite
