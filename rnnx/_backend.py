@@ -46,6 +46,7 @@ __all__ = [
     "load_npz",
     "move_to",
     "namespace",
+    "prefers_exp_tanh",
     "save_npz_atomic",
     "synchronize",
     "to_device",
@@ -268,6 +269,37 @@ def synchronize(x: Any) -> None:
         import torch
 
         torch.cuda.synchronize(x.device)
+
+
+@functools.cache
+def _numpy_tanh_f64_is_scalar() -> bool:
+    """Whether NumPy's float64 ``tanh`` runs as a scalar libm loop here: on x86 CPUs without
+    AVX-512 (NumPy vectorises it only for its ``AVX512_SKX`` dispatch target), read from
+    NumPy's runtime CPU-feature table. Elsewhere (ARM, unknown) the answer is no, which keeps
+    ``xp.tanh``."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # NumPy < 2
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return False
+    return bool(features.get("AVX2")) and not features.get("AVX512_SKX")
+
+
+@functools.cache
+def prefers_exp_tanh(xp: Any, dtype: Any) -> bool:
+    """Whether the cells should evaluate tanh as ``1 - 2/(1 + exp(2a))``
+    (:func:`rnnx.functional._activations.exp_tanh`) rather than ``xp.tanh``.
+
+    True only for NumPy (and array-api-strict, which computes with NumPy) in float64 on an x86
+    CPU without AVX-512, where NumPy's ``tanh`` is a scalar loop (~14 ns an element) and the
+    exp-based form measured ~2x faster at (128, 256); with AVX-512 NumPy's own is ~2x faster
+    than the formula. torch, CuPy and JAX have vectorised tanh kernels of their own. Cached per
+    (namespace, dtype): the cells ask once per call.
+    """
+    return (backend_name(xp) in ("numpy", "array_api_strict") and dtype == xp.float64
+            and _numpy_tanh_f64_is_scalar())
 
 
 def writeable(x: Any) -> bool:

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from .._backend import device, writeable
 from ._validate import check_shape, dtype_name, resolve
-from .rnn import RNNGrads, _check_inputs, rnn_cell, rnn_cell_backward
+from .rnn import RNNGrads, _check_inputs, activation, rnn_cell, rnn_cell_backward
 
 __all__ = ["RNNCheckpointCache", "rnn_backward_checkpointed", "rnn_forward_checkpointed"]
 
@@ -59,14 +59,14 @@ def _segment_states(x, w_x, w_h, b, h, s, e, *, xp, nonlinearity):
     xw = x_seg @ w_x  # (L*B, H): the segment's input projection, one GEMM
     xw += b  # (L*B, H): own array, in place
     xw = xp.reshape(xw, (n, batch, hidden))  # (L, B, H)
+    f = activation(nonlinearity, xp=xp, dtype=x.dtype)
     steps = []
     buffered = writeable(xw)
     for t in range(n):
         if h is None:
-            xw0 = xw[0, ...]  # (B, H): from a zero state there is no recurrent term
-            h = xp.tanh(xw0) if nonlinearity == "tanh" else xp.clip(xw0, min=0.0)  # (B, H)
+            h = f(xw[0, ...])  # (B, H): from a zero state there is no recurrent term
         else:
-            h = rnn_cell(xw[t, ...], h, w_h, xp=xp, nonlinearity=nonlinearity)  # (B, H)
+            h = rnn_cell(xw[t, ...], h, w_h, xp=xp, nonlinearity=f)  # (B, H)
         if buffered:
             xw[t, ...] = h  # step t's projection is not read again: its slot takes h_t
         else:
