@@ -22,6 +22,7 @@ import math
 from typing import Any, NamedTuple
 
 from .._backend import device, writeable
+from ._common import row_major_transpose
 from ._validate import check_shape, dtype_name, resolve
 from .rnn import RNNGrads, _check_inputs, activation, rnn_cell, rnn_cell_backward
 
@@ -129,7 +130,7 @@ def rnn_backward_checkpointed(dhs: Any, cache: RNNCheckpointCache):
             f"got {dtype_name(xp, dhs.dtype)}"
         )
     dev = device(x)
-    w_hT = w_h.T  # (H, H), once
+    w_hT = row_major_transpose(xp, w_h)  # (H, H), once
     dw_x = xp.zeros((features, hidden), dtype=x.dtype, device=dev)  # (F, H)
     dw_h = xp.zeros((hidden, hidden), dtype=x.dtype, device=dev)  # (H, H)
     db = xp.zeros((hidden,), dtype=x.dtype, device=dev)  # (H,)

@@ -39,7 +39,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .._backend import device, writeable
-from ._common import check_grads, check_inputs, final_grad, weight_grads
+from ._common import check_grads, check_inputs, final_grad, row_major_transpose, weight_grads
 from ._mask import as_step_mask, mask_outputs
 from ._validate import resolve
 
@@ -219,7 +219,7 @@ def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
         seq = mask_outputs(seq, m, xp=xp)  # a padded output is a constant zero: no gradient
     g = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)
 
-    w_hT = w_h.T  # (3H, H), once
+    w_hT = row_major_transpose(xp, w_h)  # (3H, H), once
     dev = device(hs)
     h_init = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
     # Time-major again (views of the forward's buffers): each step reads contiguous rows.

@@ -41,7 +41,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .._backend import device, writeable
-from ._common import check_grads, check_inputs, final_grad, weight_grads
+from ._common import check_grads, check_inputs, final_grad, row_major_transpose, weight_grads
 from ._mask import as_step_mask, mask_outputs
 from ._validate import resolve
 
@@ -266,7 +266,7 @@ def lstm_backward(dhs: Any, cache: LSTMCache, dh_n: Any = None, dc_n: Any = None
     g_h = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)
     g_c = dc_n if dc_n is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
 
-    w_hT = w_h.T  # (4H, H), once
+    w_hT = row_major_transpose(xp, w_h)  # (4H, H), once
     c_init = c0 if c0 is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
     # Time-major again (views of the forward's buffers): each step reads contiguous rows.
     hs_tm, cs_tm, gates_tm = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, cs, gates))
