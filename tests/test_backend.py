@@ -73,5 +73,21 @@ def test_mixed_namespaces_are_named(rng):
         namespace(np.ones(2), torch.ones(2))
 
 
+def test_namespace_per_type_cache_agrees_with_array_api_compat(xp, device, put):
+    """The per-type fast path returns what array_api_compat returns, call after call, and a
+    mix of libraries still raises once both types are cached."""
+    import array_api_compat
+
+    a, b = put(np.ones(3), xp.float64), put(np.zeros((2, 3)), xp.float32)
+    expected = array_api_compat.array_namespace(a, b)
+    assert namespace(a, b) is expected
+    assert namespace(a, None, b) is expected  # second call: from the cache
+    torch = pytest.importorskip("torch")
+    namespace(torch.ones(2))
+    if not array_api_compat.is_torch_array(a):
+        with pytest.raises(TypeError, match="one array library"):
+            namespace(a, torch.ones(2))
+
+
 def test_device_of_numpy_array():
     assert device_of(np.ones(2)) == "cpu"

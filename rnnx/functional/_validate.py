@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._backend import device, namespace
+from .._backend import device, has_one_device, namespace
 
 # Recurrent maths is only defined here for these; float16 loses too much in the BPTT sums and
 # integer/bool/complex inputs would need a cast the caller should choose.
@@ -34,6 +34,8 @@ def resolve(arrays: dict[str, Any]) -> Any:
         raise TypeError(
             f"all arrays must come from one array library (namespace); got {libs}"
         ) from None
+    if has_one_device(xp):
+        return xp
     names = list(present)
     dev0 = device(present[names[0]])
     for name in names[1:]:
