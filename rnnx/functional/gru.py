@@ -90,13 +90,25 @@ def gru_cell(u_t: Any, h_prev: Any, w_h: Any, b_hh: Any, *, xp: Any) -> tuple[An
     ``(batch, 3*hidden)``. Returns ``(h_t, rz, n, vn)``: ``(batch, hidden)``,
     ``(batch, 2*hidden)``, ``(batch, hidden)``, ``(batch, hidden)`` on ``h_prev``'s device."""
     hidden = h_prev.shape[1]
-    v = h_prev @ w_h + b_hh  # (B, 3H)
+    # In place on arrays this step made itself (seven allocations fewer per step; an immutable
+    # JAX array rebinds instead, with the same values): the same operations in the same order.
+    v = h_prev @ w_h  # (B, 3H)
+    v += b_hh
     # sigmoid(a) = (1 + tanh(a/2)) / 2: no overflow for large |a|, one transcendental.
-    rz = 0.5 * xp.tanh(0.5 * (u_t[:, : 2 * hidden] + v[:, : 2 * hidden])) + 0.5  # (B, 2H)
+    a = u_t[:, : 2 * hidden] + v[:, : 2 * hidden]  # (B, 2H)
+    a *= 0.5
+    rz = xp.tanh(a)  # (B, 2H)
+    rz *= 0.5
+    rz += 0.5  # (B, 2H): sigmoid(r), sigmoid(z)
     vn = v[:, 2 * hidden :]  # (B, H)
-    n = xp.tanh(u_t[:, 2 * hidden :] + rz[:, :hidden] * vn)  # (B, H)
+    an = rz[:, :hidden] * vn  # (B, H)
+    an += u_t[:, 2 * hidden :]
+    n = xp.tanh(an)  # (B, H)
     z = rz[:, hidden:]  # (B, H)
-    return n + z * (h_prev - n), rz, n, vn
+    h = h_prev - n  # (B, H)
+    h *= z
+    h += n
+    return h, rz, n, vn
 
 
 def gru_backward_factors(rz: Any, n: Any, vn: Any, hs: Any, h_init: Any, *, xp: Any) -> Any:
