@@ -78,8 +78,8 @@ def test_policy_only_numpy_float64():
     assert not prefers_exp_tanh(xtorch, xtorch.float64)
 
 
-@pytest.mark.parametrize("nonlinearity_h0", [True, False], ids=["h0", "zero-h0"])
-def test_elman_with_exp_tanh_matches_torch(xp, device, put, monkeypatch, nonlinearity_h0):
+@pytest.mark.parametrize("with_h0", [True, False], ids=["h0", "zero-h0"])
+def test_elman_with_exp_tanh_matches_torch(xp, device, put, monkeypatch, with_h0):
     """The Elman forward/backward with the exp-based tanh forced on (it is chosen automatically
     only on CPUs without AVX-512, so CI may not exercise it otherwise) equals torch.nn.RNN in
     float64 to 1e-10 of each array's scale: the 2-ulp activation error stays at rounding level
@@ -92,7 +92,7 @@ def test_elman_with_exp_tanh_matches_torch(xp, device, put, monkeypatch, nonline
         "w_x": rng.normal(size=(f_, h_)) / 2.0,
         "w_h": rng.normal(size=(h_, h_)) * (0.6 / np.sqrt(h_)),
         "b": rng.normal(size=(h_,)) * 0.1,
-        "h0": rng.normal(size=(b_, h_)) * 0.5 if nonlinearity_h0 else None,
+        "h0": rng.normal(size=(b_, h_)) * 0.5 if with_h0 else None,
         "dhs": rng.normal(size=(b_, t_, h_)),
     }
     ref = torch_rnn(case["x"], case["w_x"], case["w_h"], case["b"], case["h0"], case["dhs"])
