@@ -29,7 +29,8 @@ def exp_tanh(a: Any, *, xp: Any) -> Any:
     """``tanh(a)`` as ``1 - 2 / (1 + exp(2a))``, pure Array API: a new array in ``a``'s
     namespace, on its device, of its dtype (``a`` is not written to). Exact at ``±inf``
     (``±1``), NaN in, NaN out."""
-    # minimum/maximum rather than clip: array-api-compat's clip wrapper costs ~15 us a call.
+    # minimum/maximum rather than clip: array-api-compat's clip wrapper costs 10-17 µs a call on
+    # NumPy (measured on two machines) against ~1 µs.
     u = xp.minimum(a, _CLAMP)
     u = xp.maximum(u, -_CLAMP)
     u *= 2.0
