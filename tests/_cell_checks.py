@@ -8,14 +8,25 @@ import pytest
 
 from rnnx._backend import device as device_of
 from rnnx._backend import from_host, to_numpy
+from rnnx.functional._common import _folds_bias
 from rnnx.testing import assert_close, default_rtol, finite_difference_grads, grad_check_error
 
 from . import _cells
 from ._oracle import torch_stack
 
-# (batch, time, features, hidden): batch 1, time 1, hidden > features, hidden < features, long.
-SHAPES = [(1, 1, 3, 5), (4, 1, 2, 3), (4, 7, 3, 8), (3, 5, 6, 2), (2, 20, 4, 6)]
-SHAPE_IDS = ["batch1-time1", "time1", "hidden>features", "hidden<features", "long"]
+# (batch, time, features, hidden): batch 1, time 1, hidden > features, hidden < features, long,
+# and large enough for the bias to ride in the input GEMMs (test_folded_shapes_fold_the_bias).
+SHAPES = [(1, 1, 3, 5), (4, 1, 2, 3), (4, 7, 3, 8), (3, 5, 6, 2), (2, 20, 4, 6), (4, 48, 3, 32)]
+SHAPE_IDS = ["batch1-time1", "time1", "hidden>features", "hidden<features", "long",
+             "bias-folded"]
+
+
+def check_folded_shape(kind):
+    """The "bias-folded" shape takes the branch where the bias rides in the input GEMMs (so the
+    torch comparison covers it); the other shapes take the plain one."""
+    for shape, name in zip(SHAPES, SHAPE_IDS):
+        batch, time, _, hidden = shape
+        assert _folds_bias(batch * time, _cells.GATES[kind] * hidden) == (name == "bias-folded"), name
 
 
 def to_backend(case, put, dtype):

@@ -17,6 +17,10 @@ def test_matches_torch_autograd(xp, device, put, rng, shape, with_h0, final):
     checks.check_matches_torch(KIND, xp, device, put, rng, shape, with_h0, final)
 
 
+def test_folded_shape_folds_the_bias():
+    checks.check_folded_shape(KIND)
+
+
 @pytest.mark.parametrize("shape", [(2, 4, 3, 5), (1, 3, 2, 4)], ids=["general", "small"])
 def test_finite_differences(xp, put, rng, shape):
     checks.check_finite_differences(KIND, xp, put, rng, shape)

@@ -10,6 +10,7 @@ from rnnx._backend import device as device_of
 from rnnx._backend import from_host, namespace, to_numpy
 from rnnx.datasets import SEED_EXPECTED_LAST_STATE, seed_example
 from rnnx.functional import rnn_backward, rnn_forward
+from rnnx.functional._common import _folds_bias
 from rnnx.testing import (
     assert_close,
     default_rtol,
@@ -20,9 +21,12 @@ from rnnx.testing import (
 from ._oracle import torch_rnn
 
 # (batch, time, features, hidden): the seed's shape, batch 1, time 1, hidden > features,
-# hidden < features, a longer sequence.
-SHAPES = [(1, 3, 2, 4), (1, 1, 3, 5), (4, 1, 2, 3), (4, 7, 3, 8), (3, 5, 6, 2), (2, 20, 4, 6)]
-SHAPE_IDS = ["seed", "batch1-time1", "time1", "hidden>features", "hidden<features", "long"]
+# hidden < features, a longer sequence, and one large enough that the input projection and its
+# gradients take the bias as an extra GEMM row (test_folded_shape_folds_the_bias).
+SHAPES = [(1, 3, 2, 4), (1, 1, 3, 5), (4, 1, 2, 3), (4, 7, 3, 8), (3, 5, 6, 2), (2, 20, 4, 6),
+          (8, 40, 3, 64)]
+SHAPE_IDS = ["seed", "batch1-time1", "time1", "hidden>features", "hidden<features", "long",
+             "bias-folded"]
 NONLINEARITIES = ["tanh", "relu"]
 GRAD_NAMES = ["dx", "dh0", "dw_x", "dw_h", "db"]
 
@@ -169,6 +173,15 @@ def test_inputs_are_not_written(rng):
     _, cache = rnn_forward(case["x"], case["w_x"], case["w_h"], case["b"], case["h0"])
     rnn_backward(case["dhs"], cache)
     rnn_backward(case["dhs"][:, -1, :], cache)
+
+
+def test_folded_shape_folds_the_bias():
+    """The "bias-folded" shape takes the branch where the bias rides in the input GEMMs as an
+    extra row (so the torch comparison covers it) and the seed's shape takes the other one."""
+    batch, time, _, hidden = SHAPES[SHAPE_IDS.index("bias-folded")]
+    assert _folds_bias(batch * time, hidden)
+    batch, time, _, hidden = SHAPES[SHAPE_IDS.index("seed")]
+    assert not _folds_bias(batch * time, hidden)
 
 
 def test_cache_holds_one_state_array(rng):

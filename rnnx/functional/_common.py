@@ -76,10 +76,62 @@ def final_grad(xp: Any, hs: Any, last: Any, dh_n: Any, seq: Any) -> Any:
     return g
 
 
+# Below this many elements in the ``(time*batch, width)`` projection, appending the column of
+# ones costs more (two extra calls, ~3 µs on NumPy) than the whole-array pass it saves.
+_FOLD_MIN_ELEMENTS = 1 << 14
+
+
+def _folds_bias(rows: int, width: int) -> bool:
+    return rows * width >= _FOLD_MIN_ELEMENTS
+
+
+def time_major_rows(xp: Any, x: Any, *, ones: bool = False) -> Any:
+    """``x (batch, time, features)`` as time-major rows ``(time*batch, features)``, a copy; with
+    ``ones=True`` a column of ones is appended, ``(time*batch, features + 1)``, in the same copy.
+
+    Against that column, one GEMM does what would otherwise take a second pass over its
+    ``(time*batch, width)`` result: ``[x, 1] @ [w; b]`` adds the bias and ``[x, 1]^T @ dA`` gives
+    ``[dW; db]``. NumPy, (64, 100, 32, 128) float32: projection 1.08 -> 0.80 ms, its gradients
+    1.33 -> 0.98 ms (``sum(axis=0)`` over many rows is slower than the extra GEMM row)."""
+    batch, time, features = x.shape
+    x_tm = xp.permute_dims(x, (1, 0, 2))  # (T, B, F): a view
+    if ones:
+        column = xp.ones((time, batch, 1), dtype=x.dtype, device=device(x))  # (T, B, 1)
+        x_tm = xp.concat([x_tm, column], axis=2)  # (T, B, F+1)
+        features += 1
+    return xp.reshape(x_tm, (time * batch, features))  # (T*B, F[+1])
+
+
+def input_projection(xp: Any, x: Any, w_x: Any, b: Any) -> Any:
+    """``x_t @ w_x + b`` for every step at once, time-major ``(time, batch, width)``: one GEMM
+    over all ``time*batch`` rows, hoisted out of the recurrence. A new array of the caller's
+    (it may write into it)."""
+    batch, time, _ = x.shape
+    width = w_x.shape[1]
+    if _folds_bias(time * batch, width):
+        w_b = xp.concat([w_x, b[None, :]], axis=0)  # (F+1, GH)
+        xw = time_major_rows(xp, x, ones=True) @ w_b  # (T*B, GH)
+    else:
+        xw = time_major_rows(xp, x) @ w_x  # (T*B, GH)
+        xw += b  # own array, in place (an immutable JAX array rebinds)
+    return xp.reshape(xw, (time, batch, width))  # (T, B, GH)
+
+
+def input_grads(xp: Any, x: Any, dxw: Any) -> tuple[Any, Any]:
+    """``(dw_x, db) = (sum_t x_t^T dxw_t, sum_t dxw_t)`` from the caller's ``x (batch, time,
+    features)`` and the time-major rows ``dxw (time*batch, width)``: one GEMM."""
+    features = x.shape[2]
+    if _folds_bias(dxw.shape[0], dxw.shape[1]):
+        dwb = time_major_rows(xp, x, ones=True).T @ dxw  # (F+1, GH): [dw_x; db]
+        return dwb[:features, :], dwb[features, :]
+    return time_major_rows(xp, x).T @ dxw, xp.sum(dxw, axis=0)  # (F, GH), (GH,)
+
+
 def weight_grads(xp: Any, x: Any, hs_tm: Any, h0: Any, dxw_tm: Any, dhw_tm: Any, w_x: Any
                  ) -> tuple[Any, Any, Any, Any]:
-    """The hoisted sums over all ``time * batch`` rows, each one GEMM (or reduction):
-    ``dw_x = X^T dxw``, ``dw_h = H_prev^T dhw``, ``db = sum dxw`` and ``dx = dxw w_x^T``.
+    """The hoisted sums over all ``time * batch`` rows, each one GEMM:
+    ``dw_x = X^T dxw`` with ``db = sum dxw`` (:func:`input_grads`), ``dw_h = H_prev^T dhw`` and
+    ``dx = dxw w_x^T``.
 
     Time-major in: the states ``hs_tm (time, batch, hidden)`` and the gradients of the input and
     recurrent projections ``dxw_tm``/``dhw_tm`` ``(time, batch, G*hidden)``, so the shifted ranges
@@ -88,13 +140,11 @@ def weight_grads(xp: Any, x: Any, hs_tm: Any, h0: Any, dxw_tm: Any, dhw_tm: Any,
     time, batch, hidden = hs_tm.shape
     features = x.shape[2]
     width = dxw_tm.shape[2]
-    x_tm = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (time * batch, features))  # (T*B, F)
     dxw2 = xp.reshape(dxw_tm, (time * batch, width))  # (T*B, GH)
-    dw_x = x_tm.T @ dxw2  # (F, GH)
+    dw_x, db = input_grads(xp, x, dxw2)  # (F, GH), (GH,)
     h_prev = xp.reshape(hs_tm[: time - 1, ...], ((time - 1) * batch, hidden))  # ((T-1)*B, H)
     dw_h = h_prev.T @ xp.reshape(dhw_tm[1:, ...], ((time - 1) * batch, width))  # (H, GH)
     if h0 is not None:
         dw_h = dw_h + h0.T @ dhw_tm[0, ...]  # (H, GH): step 1 sees h0 (zero when omitted)
-    db = xp.sum(dxw2, axis=0)  # (GH,)
     dx = xp.permute_dims(xp.reshape(dxw2 @ w_x.T, (time, batch, features)), (1, 0, 2))  # (B, T, F)
     return dw_x, dw_h, db, dx

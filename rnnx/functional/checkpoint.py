@@ -22,7 +22,7 @@ import math
 from typing import Any, NamedTuple
 
 from .._backend import device, writeable
-from ._common import row_major_transpose
+from ._common import input_grads, input_projection, row_major_transpose
 from ._validate import check_shape, dtype_name, resolve
 from .rnn import RNNGrads, _check_inputs, activation, rnn_cell, rnn_cell_backward
 
@@ -53,13 +53,8 @@ def _segment_states(x, w_x, w_h, b, h, s, e, *, xp, nonlinearity):
     """States ``h_{s+1} .. h_e`` as ``(e - s, batch, hidden)``, time-major, from ``h = h_s``
     (``None`` for zeros). The same operations in the forward and in the backward's
     recomputation, so both give the same bits."""
-    batch, _, features = x.shape
-    hidden = w_x.shape[1]
     n = e - s
-    x_seg = xp.reshape(xp.permute_dims(x[:, s:e, :], (1, 0, 2)), (n * batch, features))  # (L*B, F)
-    xw = x_seg @ w_x  # (L*B, H): the segment's input projection, one GEMM
-    xw += b  # (L*B, H): own array, in place
-    xw = xp.reshape(xw, (n, batch, hidden))  # (L, B, H)
+    xw = input_projection(xp, x[:, s:e, :], w_x, b)  # (L, B, H): the segment's, one GEMM
     f = activation(nonlinearity, xp=xp, dtype=x.dtype)
     steps = []
     buffered = writeable(xw)
@@ -153,15 +148,15 @@ def rnn_backward_checkpointed(dhs: Any, cache: RNNCheckpointCache):
                 g += dhs[:, s + t - 1, :]  # (B, H): `g` is the step's own new array
         da = xp.stack(das[::-1], axis=0)  # (L, B, H)
         da2 = xp.reshape(da, (n * batch, hidden))  # (L*B, H)
-        x_seg = xp.reshape(xp.permute_dims(x[:, s:e, :], (1, 0, 2)), (n * batch, features))  # (L*B, F)
-        dw_x += x_seg.T @ da2  # (F, H)
+        dw_x_seg, db_seg = input_grads(xp, x[:, s:e, :], da2)  # (F, H), (H,)
+        dw_x += dw_x_seg
+        db += db_seg
         if n > 1:
             dw_h += xp.reshape(hs[: n - 1, ...], ((n - 1) * batch, hidden)).T @ xp.reshape(
                 da[1:, ...], ((n - 1) * batch, hidden)
             )  # (H, H): states s+1..e-1 feed steps s+2..e
         if h_start is not None:
             dw_h += h_start.T @ da[0, ...]  # (H, H): the state entering the segment
-        db += xp.sum(da2, axis=0)  # (H,)
         dx_seg = xp.permute_dims(xp.reshape(da2 @ w_x.T, (n, batch, features)), (1, 0, 2))  # (B, L, F)
         if dx is not None:
             dx[:, s:e, :] = dx_seg

@@ -39,7 +39,14 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .._backend import device, writeable
-from ._common import check_grads, check_inputs, final_grad, row_major_transpose, weight_grads
+from ._common import (
+    check_grads,
+    check_inputs,
+    final_grad,
+    input_projection,
+    row_major_transpose,
+    weight_grads,
+)
 from ._mask import as_step_mask, mask_outputs
 from ._validate import resolve
 
@@ -170,14 +177,12 @@ def gru_forward(
     """
     xp = check_inputs(x, w_x, w_h, {"b_ih": b_ih, "b_hh": b_hh}, h0, None, 3)
     m = as_step_mask(mask, x=x, xp=xp)
-    batch, time, features = x.shape
+    batch, time, _ = x.shape
     hidden = w_h.shape[0]
     dev = device(x)
     # Hoisted input projection: one GEMM over all rows, time-major so that each step reads one
     # contiguous (B, 3H) block.
-    x_tm = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (time * batch, features))  # (T*B, F)
-    u = xp.reshape(x_tm @ w_x, (time, batch, 3 * hidden))  # (T, B, 3H)
-    u = u + b_ih  # (T, B, 3H)
+    u = input_projection(xp, x, w_x, b_ih)  # (T, B, 3H)
     h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=dev)
     # Time-major buffers written step by step where the namespace allows item assignment (no
     # strided stack at the end); JAX's immutable arrays are collected in lists and stacked.

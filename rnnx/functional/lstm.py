@@ -41,7 +41,14 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .._backend import device, writeable
-from ._common import check_grads, check_inputs, final_grad, row_major_transpose, weight_grads
+from ._common import (
+    check_grads,
+    check_inputs,
+    final_grad,
+    input_projection,
+    row_major_transpose,
+    weight_grads,
+)
 from ._mask import as_step_mask, mask_outputs
 from ._validate import resolve
 
@@ -200,14 +207,12 @@ def lstm_forward(
     """
     xp = check_inputs(x, w_x, w_h, {"b": b}, h0, c0, 4)
     m = as_step_mask(mask, x=x, xp=xp)
-    batch, time, features = x.shape
+    batch, time, _ = x.shape
     hidden = w_h.shape[0]
     dev = device(x)
     # Hoisted input projection: one GEMM over all rows, time-major so that each step reads one
     # contiguous (B, 4H) block.
-    x_tm = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (time * batch, features))  # (T*B, F)
-    xw = xp.reshape(x_tm @ w_x, (time, batch, 4 * hidden))  # (T, B, 4H)
-    xw = xw + b  # (T, B, 4H)
+    xw = input_projection(xp, x, w_x, b)  # (T, B, 4H)
     affine = _gate_affine(hidden, xp=xp, dtype=x.dtype, dev=dev)
     zeros = None
     if h0 is None or c0 is None:

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from .._backend import device, writeable
 from ._activations import tanh_for
-from ._common import check_grads, final_grad, row_major_transpose, weight_grads
+from ._common import check_grads, final_grad, input_projection, row_major_transpose, weight_grads
 from ._mask import as_step_mask, mask_outputs
 from ._validate import check_float, check_sequence, check_shape, dtype_name, resolve
 
@@ -188,15 +188,11 @@ def rnn_forward(
     xp = _check_inputs(x, w_x, w_h, b, h0, nonlinearity)
     if mask is not None:
         return _rnn_forward_masked(xp, x, w_x, w_h, b, h0, nonlinearity, mask)
-    batch, time, features = x.shape
-    hidden = w_x.shape[1]
+    time = x.shape[1]
     # Time-major inside: each step then reads and writes one contiguous (B, H) block, and the
     # backward's weight-gradient GEMMs take shifted time ranges without copying. The copy of x
     # this costs is (B, T, F), smaller than the (B, T, H) state buffer whenever F < H.
-    x_tm = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (time * batch, features))  # (T*B, F)
-    xw = x_tm @ w_x  # (T*B, H): hoisted input projection, one GEMM over all rows
-    xw += b  # (T*B, H): own array, in place
-    xw = xp.reshape(xw, (time, batch, hidden))  # (T, B, H)
+    xw = input_projection(xp, x, w_x, b)  # (T, B, H): x_t W_x + b for all steps, one GEMM
     f = activation(nonlinearity, xp=xp, dtype=x.dtype)
     if h0 is None:
         # From a zero state, step 1 is f(x_1 W_x + b): no zeros array, no GEMM with them.
