@@ -104,8 +104,8 @@ def time_major_rows(xp: Any, x: Any, *, ones: bool = False) -> Any:
 
 def input_projection(xp: Any, x: Any, w_x: Any, b: Any) -> Any:
     """``x_t @ w_x + b`` for every step at once, time-major ``(time, batch, width)``: one GEMM
-    over all ``time*batch`` rows, hoisted out of the recurrence. A new array of the caller's
-    (it may write into it)."""
+    over all ``time*batch`` rows, hoisted out of the recurrence. A new array that the caller
+    owns (the time loops write the states into it), in ``x``'s namespace and on its device."""
     batch, time, _ = x.shape
     width = w_x.shape[1]
     if _folds_bias(time * batch, width):
