@@ -8,6 +8,7 @@ import pytest
 
 from rnnx._backend import device as device_of
 from rnnx._backend import from_host, to_numpy
+from rnnx.functional import _common
 from rnnx.functional._common import _folds_bias
 from rnnx.testing import assert_close, default_rtol, finite_difference_grads, grad_check_error
 
@@ -27,6 +28,22 @@ def check_folded_shape(kind):
     for shape, name in zip(SHAPES, SHAPE_IDS):
         batch, time, _, hidden = shape
         assert _folds_bias(batch * time, _cells.GATES[kind] * hidden) == (name == "bias-folded"), name
+
+
+def use_blocks_of(monkeypatch, steps, row_elements):
+    """Make the gated backward compute its factors ``steps`` steps at a time for rows of
+    ``row_elements`` (batch * 4 * hidden for both LSTM and GRU)."""
+    monkeypatch.setattr(_common, "_BLOCK_ELEMENTS", steps * row_elements)
+    assert _common.step_blocks(7, row_elements)[0] == (max(0, 7 - steps), 7)
+
+
+def check_blocked_backward(kind, xp, device, put, rng, monkeypatch, steps):
+    """Factor blocks of ``steps`` steps over 20 steps (an uneven first block) give torch's
+    gradients, as the single block of the other tests does."""
+    batch, hidden = 2, 6
+    use_blocks_of(monkeypatch, steps, batch * 4 * hidden)
+    assert len(_common.step_blocks(20, batch * 4 * hidden)) == -(-20 // steps)
+    check_matches_torch(kind, xp, device, put, rng, (batch, 20, 4, hidden), True, True)
 
 
 def to_backend(case, put, dtype):

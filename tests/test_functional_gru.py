@@ -17,6 +17,11 @@ def test_matches_torch_autograd(xp, device, put, rng, shape, with_h0, final):
     checks.check_matches_torch(KIND, xp, device, put, rng, shape, with_h0, final)
 
 
+@pytest.mark.parametrize("steps", [1, 3])
+def test_backward_in_blocks_matches_torch(xp, device, put, rng, monkeypatch, steps):
+    checks.check_blocked_backward(KIND, xp, device, put, rng, monkeypatch, steps)
+
+
 def test_folded_shape_folds_the_bias():
     checks.check_folded_shape(KIND)
 

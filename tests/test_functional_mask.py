@@ -19,11 +19,16 @@ KINDS = ["rnn", "lstm", "gru"]
 LENGTHS = np.array([5, 2, 7, 1])  # batch 4, time 7: full, short, single step
 
 
+@pytest.mark.parametrize("block_steps", [None, 2], ids=["one-block", "blocks-of-2"])
 @pytest.mark.parametrize("as_lengths", [True, False], ids=["lengths", "bool-mask"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_matches_torch_pack_padded(kind, xp, device, put, rng, as_lengths):
+def test_matches_torch_pack_padded(kind, xp, device, put, rng, as_lengths, block_steps,
+                                   monkeypatch):
     """Outputs (zero past each end), final states (each sample's last valid one) and every
-    gradient equal torch's packed run in float64 to 1e-10 relative (see _cell_checks)."""
+    gradient equal torch's packed run in float64 to 1e-10 relative (see _cell_checks); the gated
+    cells' backward also with its factors computed two steps at a time."""
+    if block_steps is not None:
+        checks.use_blocks_of(monkeypatch, block_steps, 4 * 4 * 5)
     case = _cells.make_case(kind, rng, 4, 7, 3, 5)
     ref = _cells.flatten_ref(kind, torch_stack(
         kind, case["x"], [_cells.torch_layer(kind, case)], h0=case["h0"][None],

@@ -44,6 +44,21 @@ def row_major_transpose(xp: Any, w: Any) -> Any:
     return xp.reshape(xp.reshape(w.T, (rows * cols,)), (cols, rows))
 
 
+# Elements of one block of the gated cells' per-step backward factors (see `step_blocks`).
+_BLOCK_ELEMENTS = 1 << 17
+
+
+def step_blocks(time: int, row_elements: int) -> list[tuple[int, int]]:
+    """Ranges ``[s, e)`` covering ``0 .. time`` from the end, for a backward loop that computes
+    its gradient-independent factors (``row_elements`` per step) a block at a time, just before
+    it needs them. Over whole ``(time, batch, G*hidden)`` arrays each of those elementwise passes
+    ran at memory bandwidth (LSTM, (64,100,32,128) float32: 13-33 ms of a 63 ms backward); a
+    block of about ``_BLOCK_ELEMENTS`` elements stays in cache. Short sequences are one block,
+    so small shapes make no more calls than before."""
+    steps = max(1, _BLOCK_ELEMENTS // max(1, row_elements))
+    return [(max(0, e - steps), e) for e in range(time, 0, -steps)]
+
+
 def check_grads(xp: Any, hs: Any, dhs: Any, finals: dict[str, Any]) -> Any:
     """Validate the incoming gradients; return ``dhs`` if it is per-step (3-D), else ``None``."""
     batch, time, hidden = hs.shape

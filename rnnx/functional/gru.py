@@ -45,6 +45,7 @@ from ._common import (
     final_grad,
     input_projection,
     row_major_transpose,
+    step_blocks,
     weight_grads,
 )
 from ._mask import as_step_mask, mask_outputs
@@ -119,14 +120,15 @@ def gru_cell(u_t: Any, h_prev: Any, w_h: Any, b_hh: Any, *, xp: Any) -> tuple[An
 
 
 def gru_backward_factors(rz: Any, n: Any, vn: Any, hs: Any, h_init: Any, *, xp: Any) -> Any:
-    """The gradient-independent part of every backward step, for all steps at once, time-major:
-    from ``rz (time, batch, 2*hidden)``, ``n``, ``vn``, ``hs`` ``(time, batch, hidden)`` and the
-    initial state ``h_init (batch, hidden)``, return ``p (time, batch, 4*hidden)`` such that, for
-    the incoming ``G_t``,
+    """The gradient-independent part of the backward steps of a block, time-major: from
+    ``rz (steps, batch, 2*hidden)``, ``n``, ``vn``, ``hs`` ``(steps, batch, hidden)`` and the state
+    before the block's first step ``h_init (batch, hidden)``, return ``p (steps, batch,
+    4*hidden)`` such that, for the incoming ``G_t``,
 
         [da_r, da_z, da_n, G-through-z] = G_t * p_t          (blocks of ``hidden``)
 
-    i.e. ``p = [(1-z)(1-n^2) v_n r(1-r), (h_{t-1}-n) z(1-z), (1-z)(1-n^2), z]``."""
+    i.e. ``p = [(1-z)(1-n^2) v_n r(1-r), (h_{t-1}-n) z(1-z), (1-z)(1-n^2), z]``.
+    :func:`gru_backward` calls it block by block (:func:`rnnx.functional._common.step_blocks`)."""
     hidden = n.shape[2]
     r = rz[:, :, :hidden]  # (T, B, H)
     z = rz[:, :, hidden:]  # (T, B, H)
@@ -241,31 +243,34 @@ def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
     h_init = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
     # Time-major again (views of the forward's buffers): each step reads contiguous rows.
     hs_tm, rz_tm, n_tm, vn_tm = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, rz, n, vn))
-    p = gru_backward_factors(rz_tm, n_tm, vn_tm, hs_tm, h_init, xp=xp)  # (T, B, 4H)
     r = rz_tm[:, :, :hidden]  # (T, B, H)
     # du_t and dv_t go into time-major buffers where the namespace allows item assignment (no
     # per-step lists, no strided stacks); JAX collects lists.
-    buffered = writeable(p)
+    dus = xp.empty((time, batch, 3 * hidden), dtype=hs.dtype, device=dev)  # (T, B, 3H)
+    buffered = writeable(dus)
     if buffered:
-        dus = xp.empty((time, batch, 3 * hidden), dtype=hs.dtype, device=dev)  # (T, B, 3H)
         dvs = xp.empty((time, batch, 3 * hidden), dtype=hs.dtype, device=dev)  # (T, B, 3H)
     else:
         dus, dvs = [None] * time, [None] * time
-    for t in range(time - 1, -1, -1):
-        if _state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
-            _state_grads[t] = g
-        if m is None:
-            du, dv, g_prev = gru_cell_backward(g, p[t, ...], r[t, ...], w_hT, xp=xp)
-        else:
-            m_t = m[:, t, None]  # (B, 1)
-            du, dv, g_prev = gru_cell_backward(xp.where(m_t, g, 0.0), p[t, ...], r[t, ...],
-                                               w_hT, xp=xp)
-            g_prev = g_prev + xp.where(m_t, 0.0, g)  # (B, H): carried state passes through
-        if buffered:
-            dus[t, ...], dvs[t, ...] = du, dv
-        else:
-            dus[t], dvs[t] = du, dv
-        g = g_prev if (seq is None or t == 0) else g_prev + seq[:, t - 1, :]  # (B, H)
+    for s, e in step_blocks(time, batch * 4 * hidden):
+        h_before = h_init if s == 0 else hs_tm[s - 1, ...]  # (B, H): h_{s-1}
+        p = gru_backward_factors(rz_tm[s:e, ...], n_tm[s:e, ...], vn_tm[s:e, ...],
+                                 hs_tm[s:e, ...], h_before, xp=xp)  # (L, B, 4H)
+        for t in range(e - 1, s - 1, -1):
+            if _state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
+                _state_grads[t] = g
+            if m is None:
+                du, dv, g_prev = gru_cell_backward(g, p[t - s, ...], r[t, ...], w_hT, xp=xp)
+            else:
+                m_t = m[:, t, None]  # (B, 1)
+                du, dv, g_prev = gru_cell_backward(xp.where(m_t, g, 0.0), p[t - s, ...],
+                                                   r[t, ...], w_hT, xp=xp)
+                g_prev = g_prev + xp.where(m_t, 0.0, g)  # (B, H): carried state passes through
+            if buffered:
+                dus[t, ...], dvs[t, ...] = du, dv
+            else:
+                dus[t], dvs[t] = du, dv
+            g = g_prev if (seq is None or t == 0) else g_prev + seq[:, t - 1, :]  # (B, H)
     if not buffered:
         dus, dvs = xp.stack(dus, axis=0), xp.stack(dvs, axis=0)  # (T, B, 3H)
     dw_x, dw_h, db_ih, dx = weight_grads(xp, x, hs_tm, h0, dus, dvs, w_x)

@@ -47,6 +47,7 @@ from ._common import (
     final_grad,
     input_projection,
     row_major_transpose,
+    step_blocks,
     weight_grads,
 )
 from ._mask import as_step_mask, mask_outputs
@@ -137,16 +138,16 @@ def lstm_cell(
 
 
 def lstm_backward_factors(gates: Any, cs: Any, c_init: Any, *, xp: Any) -> tuple[Any, Any]:
-    """Everything of the backward step that does not depend on the incoming gradient, for all
-    steps at once, time-major: from ``gates (time, batch, 4*hidden)``, ``cs (time, batch,
-    hidden)`` and the initial cell state ``c_init (batch, hidden)``, return ``p (time, batch,
-    4*hidden)`` and ``q (time, batch, hidden)`` with
+    """Everything of the backward step that does not depend on the incoming gradient, for a
+    block of steps at once, time-major: from ``gates (steps, batch, 4*hidden)``, ``cs (steps,
+    batch, hidden)`` and the cell state before the block's first step ``c_init (batch, hidden)``,
+    return ``p (steps, batch, 4*hidden)`` and ``q (steps, batch, hidden)`` with
 
         da_t = [K~, K~, K~, G_t] * p_t,   K~ = K_t + G_t * q_t
 
     i.e. ``p = [g, c_{t-1}, i, tanh(c_t)] * [i(1-i), f(1-f), 1-g^2, o(1-o)]`` and
-    ``q = o * (1 - tanh(c_t)^2)``. ``p`` is a new array: the backward loop overwrites
-    ``p_t`` with ``da_t``."""
+    ``q = o * (1 - tanh(c_t)^2)``. :func:`lstm_backward` calls it block by block
+    (:func:`rnnx.functional._common.step_blocks`)."""
     hidden = cs.shape[2]
     i = gates[:, :, :hidden]  # (T, B, H)
     g = gates[:, :, 2 * hidden : 3 * hidden]  # (T, B, H)
@@ -284,30 +285,35 @@ def lstm_backward(dhs: Any, cache: LSTMCache, dh_n: Any = None, dc_n: Any = None
     c_init = c0 if c0 is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
     # Time-major again (views of the forward's buffers): each step reads contiguous rows.
     hs_tm, cs_tm, gates_tm = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, cs, gates))
-    p, q = lstm_backward_factors(gates_tm, cs_tm, c_init, xp=xp)  # (T, B, 4H), (T, B, H)
     f = gates_tm[:, :, hidden : 2 * hidden]  # (T, B, H)
-    # da_t overwrites p_t (no longer needed) where the namespace allows item assignment: no
-    # per-step list and no strided stack at the end.
-    buffered = writeable(p)
-    das = None if buffered else [None] * time
-    for t in range(time - 1, -1, -1):
-        if _state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
-            _state_grads[t] = g_h
-        if m is None:
-            da, g_h, g_c = lstm_cell_backward(g_h, g_c, p[t, ...], q[t, ...], f[t, ...], w_hT, xp=xp)
-        else:
-            m_t = m[:, t, None]  # (B, 1)
-            da, gh_prev, gc_prev = lstm_cell_backward(
-                xp.where(m_t, g_h, 0.0), xp.where(m_t, g_c, 0.0), p[t, ...], q[t, ...],
-                f[t, ...], w_hT, xp=xp)
-            g_h = gh_prev + xp.where(m_t, 0.0, g_h)  # (B, H): carried state passes through
-            g_c = gc_prev + xp.where(m_t, 0.0, g_c)  # (B, H)
-        if buffered:
-            p[t, ...] = da
-        else:
-            das[t] = da
-        if seq is not None and t > 0:
-            g_h += seq[:, t - 1, :]  # (B, H): `g_h` is the step's own new array
-    da = p if buffered else xp.stack(das, axis=0)  # (T, B, 4H)
+    # da_t goes into a time-major buffer where the namespace allows item assignment (no per-step
+    # list, no strided stack at the end); JAX's immutable arrays are collected and stacked.
+    das = xp.empty((time, batch, 4 * hidden), dtype=hs.dtype, device=dev)  # (T, B, 4H)
+    buffered = writeable(das)
+    if not buffered:
+        das = [None] * time
+    for s, e in step_blocks(time, batch * 4 * hidden):
+        c_before = c_init if s == 0 else cs_tm[s - 1, ...]  # (B, H): c_{s-1}
+        p, q = lstm_backward_factors(gates_tm[s:e, ...], cs_tm[s:e, ...], c_before, xp=xp)
+        for t in range(e - 1, s - 1, -1):
+            if _state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
+                _state_grads[t] = g_h
+            p_t, q_t = p[t - s, ...], q[t - s, ...]  # (B, 4H), (B, H)
+            if m is None:
+                da, g_h, g_c = lstm_cell_backward(g_h, g_c, p_t, q_t, f[t, ...], w_hT, xp=xp)
+            else:
+                m_t = m[:, t, None]  # (B, 1)
+                da, gh_prev, gc_prev = lstm_cell_backward(
+                    xp.where(m_t, g_h, 0.0), xp.where(m_t, g_c, 0.0), p_t, q_t, f[t, ...], w_hT,
+                    xp=xp)
+                g_h = gh_prev + xp.where(m_t, 0.0, g_h)  # (B, H): carried state passes through
+                g_c = gc_prev + xp.where(m_t, 0.0, g_c)  # (B, H)
+            if buffered:
+                das[t, ...] = da
+            else:
+                das[t] = da
+            if seq is not None and t > 0:
+                g_h += seq[:, t - 1, :]  # (B, H): `g_h` is the step's own new array
+    da = das if buffered else xp.stack(das, axis=0)  # (T, B, 4H)
     dw_x, dw_h, db, dx = weight_grads(xp, x, hs_tm, h0, da, da, w_x)
     return LSTMGrads(dx, g_h, g_c, dw_x, dw_h, db)
