@@ -191,7 +191,8 @@ def rnn_forward(
     time = x.shape[1]
     # Time-major inside: each step then reads and writes one contiguous (B, H) block, and the
     # backward's weight-gradient GEMMs take shifted time ranges without copying. The copy of x
-    # this costs is (B, T, F), smaller than the (B, T, H) state buffer whenever F < H.
+    # this costs is (T, B, F), or (T, B, F+1) with the bias column (_common.time_major_rows):
+    # smaller than the (T, B, H) state buffer whenever F < H.
     xw = input_projection(xp, x, w_x, b)  # (T, B, H): x_t W_x + b for all steps, one GEMM
     f = activation(nonlinearity, xp=xp, dtype=x.dtype)
     if h0 is None:
