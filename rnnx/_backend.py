@@ -43,6 +43,7 @@ __all__ = [
     "has_one_device",
     "host_namespace",
     "host_rng",
+    "known_namespace",
     "limit_threads",
     "load_npz",
     "move_to",
@@ -97,6 +98,19 @@ def _known_array_type(a: Any) -> bool:
             or type(a).__module__.startswith("array_api_strict"))
 
 
+def known_namespace(arrays: list[Any]) -> Any:
+    """The namespace of ``arrays`` (a list without ``None``) if they all have one type whose
+    namespace is already known, else ``None`` (also for an empty list): one dictionary lookup,
+    and a guarantee that every entry is an array of a library rnnx knows."""
+    if not arrays:
+        return None
+    kind = type(arrays[0])
+    xp = _NAMESPACE_BY_TYPE.get(kind)
+    if xp is not None and all(type(a) is kind for a in arrays):
+        return xp
+    return None
+
+
 def namespace(*arrays: Any) -> Any:
     """Array API namespace shared by ``arrays`` (``None`` entries are ignored).
 
@@ -106,12 +120,11 @@ def namespace(*arrays: Any) -> Any:
     present = [a for a in arrays if a is not None]
     if not present:
         raise TypeError("no arrays given: cannot infer an array namespace")
+    xp = known_namespace(present)
+    if xp is not None:
+        return xp
     kind = type(present[0])
     one_type = all(type(a) is kind for a in present)
-    if one_type:
-        xp = _NAMESPACE_BY_TYPE.get(kind)
-        if xp is not None:
-            return xp
     try:
         xp = array_api_compat.array_namespace(*present)
     except TypeError as exc:

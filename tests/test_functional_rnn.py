@@ -10,7 +10,7 @@ from rnnx._backend import device as device_of
 from rnnx._backend import from_host, namespace, to_numpy
 from rnnx.datasets import SEED_EXPECTED_LAST_STATE, seed_example
 from rnnx.functional import rnn_backward, rnn_forward
-from rnnx.functional._common import _folds_bias
+from rnnx.functional._common import _folds_bias, row_major_transpose
 from rnnx.testing import (
     assert_close,
     default_rtol,
@@ -182,6 +182,18 @@ def test_folded_shape_folds_the_bias():
     assert _folds_bias(batch * time, hidden)
     batch, time, _, hidden = SHAPES[SHAPE_IDS.index("seed")]
     assert not _folds_bias(batch * time, hidden)
+
+
+def test_both_transpose_branches_are_compared_with_torch():
+    """The backward multiplies by a transposed view of ``w_h`` for a few small steps (the seed's
+    shape) and by a row-major copy otherwise ("long"): the torch comparison covers both."""
+    for shape_id, is_view in (("seed", True), ("long", False)):
+        _, time, _, hidden = SHAPES[SHAPE_IDS.index(shape_id)]
+        w_h = np.arange(hidden * hidden, dtype=np.float64).reshape(hidden, hidden)
+        w_hT = row_major_transpose(namespace(w_h), w_h, steps=time)
+        assert np.shares_memory(w_hT, w_h) is is_view, shape_id
+        assert w_hT.flags.c_contiguous is not is_view, shape_id
+        np.testing.assert_array_equal(w_hT, w_h.T)
 
 
 def test_cache_holds_one_state_array(rng):

@@ -33,14 +33,24 @@ def check_inputs(x: Any, w_x: Any, w_h: Any, biases: dict[str, Any], h0: Any, c0
     return xp
 
 
-def row_major_transpose(xp: Any, w: Any) -> Any:
-    """``w.T`` as an array of its own in row-major order, made once per backward call for the
-    per-step ``g @ w_h^T``. OpenBLAS ran that GEMM on a transposed view up to 2x slower (NumPy,
-    (32, 64) @ (64, 64): 7.9 against 4.3 µs in float32; the LSTM's (32, 256) @ (256, 64): 21
-    against 11 µs); the copy costs one pass over the weights. The standard's ``reshape`` reads
-    elements in row-major order, so flattening the transposed view writes them in that order,
-    on every backend, with no layout flag outside the standard."""
+# Up to this many elements of w_h times steps, the backward multiplies by the transposed view.
+_VIEW_MAX_STEP_ELEMENTS = 512
+
+
+def row_major_transpose(xp: Any, w: Any, *, steps: int) -> Any:
+    """``w.T`` as an array of its own in row-major order, made once per backward call of
+    ``steps`` steps for the per-step ``g @ w_h^T``. OpenBLAS ran that GEMM on a transposed view
+    up to 2x slower (NumPy, (32, 64) @ (64, 64): 7.9 against 4.3 µs in float32; the LSTM's
+    (32, 256) @ (256, 64): 21 against 11 µs); the copy costs one pass over the weights. The
+    standard's ``reshape`` reads elements in row-major order, so flattening the transposed view
+    writes them in that order, on every backend, with no layout flag outside the standard.
+
+    For a few steps with small weights the view itself is returned: the copy's two calls cost
+    ~3.5 µs on NumPy, the view ~0.2-0.6 µs a step at those sizes (float32 and float64, (1, 4)
+    to (16, 16) states), which is what the seed-sized case pays in overhead."""
     rows, cols = w.shape
+    if steps * rows * cols <= _VIEW_MAX_STEP_ELEMENTS:
+        return w.T
     return xp.reshape(xp.reshape(w.T, (rows * cols,)), (cols, rows))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._backend import device, has_one_device, namespace
+from .._backend import device, has_one_device, known_namespace, namespace
 
 # Recurrent maths is only defined here for these; float16 loses too much in the BPTT sums and
 # integer/bool/complex inputs would need a cast the caller should choose.
@@ -24,16 +24,21 @@ def resolve(arrays: dict[str, Any]) -> Any:
     """Namespace of the named arrays (``None`` skipped); a clear error if any is not an array,
     if they come from different libraries or if they sit on different devices."""
     present = {k: v for k, v in arrays.items() if v is not None}
-    for name, a in present.items():
-        if not hasattr(a, "shape") or not hasattr(a, "dtype"):
-            raise TypeError(f"{name} must be an array; got {type(a).__name__}")
-    try:
-        xp = namespace(*present.values())
-    except TypeError:
-        libs = ", ".join(f"{k}: {type(v).__module__}.{type(v).__name__}" for k, v in present.items())
-        raise TypeError(
-            f"all arrays must come from one array library (namespace); got {libs}"
-        ) from None
+    # All of one known array type (the usual call) is settled by one lookup; anything else
+    # (Python lists and scalars, mixed libraries, a first call) is checked argument by argument.
+    xp = known_namespace(list(present.values()))
+    if xp is None:
+        for name, a in present.items():
+            if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+                raise TypeError(f"{name} must be an array; got {type(a).__name__}")
+        try:
+            xp = namespace(*present.values())
+        except TypeError:
+            libs = ", ".join(f"{k}: {type(v).__module__}.{type(v).__name__}"
+                             for k, v in present.items())
+            raise TypeError(
+                f"all arrays must come from one array library (namespace); got {libs}"
+            ) from None
     if has_one_device(xp):
         return xp
     names = list(present)
@@ -71,6 +76,8 @@ def check_float(name: str, a: Any, *, xp: Any, like: tuple[str, Any] | None = No
 
 def check_shape(name: str, a: Any, expected: tuple[int | None, ...], labels: str) -> None:
     """``a.shape`` must equal ``expected`` (``None`` = any size); ``labels`` names the axes."""
+    if a.shape == expected:
+        return  # the common case, ~0.1 µs against ~1.2 µs for the general test below
     shape = tuple(a.shape)
     ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape))
     if not ok:

@@ -125,7 +125,7 @@ def rnn_backward_checkpointed(dhs: Any, cache: RNNCheckpointCache):
             f"got {dtype_name(xp, dhs.dtype)}"
         )
     dev = device(x)
-    w_hT = row_major_transpose(xp, w_h)  # (H, H), once
+    w_hT = row_major_transpose(xp, w_h, steps=time)  # (H, H), once
     dw_x = xp.zeros((features, hidden), dtype=x.dtype, device=dev)  # (F, H)
     dw_h = xp.zeros((hidden, hidden), dtype=x.dtype, device=dev)  # (H, H)
     db = xp.zeros((hidden,), dtype=x.dtype, device=dev)  # (H,)
