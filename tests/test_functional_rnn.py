@@ -10,7 +10,7 @@ from rnnx._backend import device as device_of
 from rnnx._backend import from_host, namespace, to_numpy
 from rnnx.datasets import SEED_EXPECTED_LAST_STATE, seed_example
 from rnnx.functional import rnn_backward, rnn_forward
-from rnnx.functional._common import _folds_bias, row_major_transpose
+from rnnx.functional._common import _folds_bias, per_step_transpose
 from rnnx.testing import (
     assert_close,
     default_rtol,
@@ -190,7 +190,7 @@ def test_both_transpose_branches_are_compared_with_torch():
     for shape_id, is_view in (("seed", True), ("long", False)):
         _, time, _, hidden = SHAPES[SHAPE_IDS.index(shape_id)]
         w_h = np.arange(hidden * hidden, dtype=np.float64).reshape(hidden, hidden)
-        w_hT = row_major_transpose(namespace(w_h), w_h, steps=time)
+        w_hT = per_step_transpose(namespace(w_h), w_h, steps=time)
         assert np.shares_memory(w_hT, w_h) is is_view, shape_id
         assert w_hT.flags.c_contiguous is not is_view, shape_id
         np.testing.assert_array_equal(w_hT, w_h.T)

@@ -37,13 +37,14 @@ def check_inputs(x: Any, w_x: Any, w_h: Any, biases: dict[str, Any], h0: Any, c0
 _VIEW_MAX_STEP_ELEMENTS = 512
 
 
-def row_major_transpose(xp: Any, w: Any, *, steps: int) -> Any:
-    """``w.T`` as an array of its own in row-major order, made once per backward call of
-    ``steps`` steps for the per-step ``g @ w_h^T``. OpenBLAS ran that GEMM on a transposed view
-    up to 2x slower (NumPy, (32, 64) @ (64, 64): 7.9 against 4.3 µs in float32; the LSTM's
-    (32, 256) @ (256, 64): 21 against 11 µs); the copy costs one pass over the weights. The
-    standard's ``reshape`` reads elements in row-major order, so flattening the transposed view
-    writes them in that order, on every backend, with no layout flag outside the standard.
+def per_step_transpose(xp: Any, w: Any, *, steps: int) -> Any:
+    """``w.T`` for the per-step ``g @ w_h^T`` of a backward call of ``steps`` steps, made once
+    per call: an array of its own in row-major order, except for short, small cases (below).
+    OpenBLAS ran that GEMM on a transposed view up to 2x slower (NumPy, (32, 64) @ (64, 64): 7.9
+    against 4.3 µs in float32; the LSTM's (32, 256) @ (256, 64): 21 against 11 µs); the copy
+    costs one pass over the weights. The standard's ``reshape`` reads elements in row-major
+    order, so flattening the transposed view writes them in that order, on every backend, with
+    no layout flag outside the standard.
 
     For a few steps with small weights the view itself is returned: the copy's two calls cost
     ~3.5 µs on NumPy, the view ~0.2-0.6 µs a step at those sizes (float32 and float64, (1, 4)

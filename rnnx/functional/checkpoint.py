@@ -22,7 +22,7 @@ import math
 from typing import Any, NamedTuple
 
 from .._backend import device, writeable
-from ._common import input_grads, input_projection, row_major_transpose
+from ._common import input_grads, input_projection, per_step_transpose
 from ._validate import check_shape, dtype_name, resolve
 from .rnn import RNNGrads, _check_inputs, activation, rnn_cell, rnn_cell_backward
 
@@ -125,7 +125,7 @@ def rnn_backward_checkpointed(dhs: Any, cache: RNNCheckpointCache):
             f"got {dtype_name(xp, dhs.dtype)}"
         )
     dev = device(x)
-    w_hT = row_major_transpose(xp, w_h, steps=time)  # (H, H), once
+    w_hT = per_step_transpose(xp, w_h, steps=time)  # (H, H), once
     dw_x = xp.zeros((features, hidden), dtype=x.dtype, device=dev)  # (F, H)
     dw_h = xp.zeros((hidden, hidden), dtype=x.dtype, device=dev)  # (H, H)
     db = xp.zeros((hidden,), dtype=x.dtype, device=dev)  # (H,)

@@ -44,7 +44,7 @@ from ._common import (
     check_inputs,
     final_grad,
     input_projection,
-    row_major_transpose,
+    per_step_transpose,
     step_blocks,
     weight_grads,
 )
@@ -238,7 +238,7 @@ def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
         seq = mask_outputs(seq, m, xp=xp)  # a padded output is a constant zero: no gradient
     g = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)
 
-    w_hT = row_major_transpose(xp, w_h, steps=time)  # (3H, H), once
+    w_hT = per_step_transpose(xp, w_h, steps=time)  # (3H, H), once
     dev = device(hs)
     h_init = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
     # Time-major again (views of the forward's buffers): each step reads contiguous rows.

@@ -46,7 +46,7 @@ from ._common import (
     check_inputs,
     final_grad,
     input_projection,
-    row_major_transpose,
+    per_step_transpose,
     step_blocks,
     weight_grads,
 )
@@ -281,7 +281,7 @@ def lstm_backward(dhs: Any, cache: LSTMCache, dh_n: Any = None, dc_n: Any = None
     g_h = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)
     g_c = dc_n if dc_n is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
 
-    w_hT = row_major_transpose(xp, w_h, steps=time)  # (4H, H), once
+    w_hT = per_step_transpose(xp, w_h, steps=time)  # (4H, H), once
     c_init = c0 if c0 is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
     # Time-major again (views of the forward's buffers): each step reads contiguous rows.
     hs_tm, cs_tm, gates_tm = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, cs, gates))

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from .._backend import device, writeable
 from ._activations import tanh_for
-from ._common import check_grads, final_grad, input_projection, row_major_transpose, weight_grads
+from ._common import check_grads, final_grad, input_projection, per_step_transpose, weight_grads
 from ._mask import as_step_mask, mask_outputs
 from ._validate import check_float, check_sequence, check_shape, dtype_name, resolve
 
@@ -264,7 +264,7 @@ def rnn_backward(dhs: Any, cache: RNNCache, dh_n: Any = None) -> RNNGrads:
     last_only = dhs.ndim == 2
 
     hs_tm = xp.permute_dims(hs, (1, 0, 2))  # (T, B, H): the forward's own buffer again
-    w_hT = row_major_transpose(xp, w_h, steps=time)  # (H, H), once, not per step
+    w_hT = per_step_transpose(xp, w_h, steps=time)  # (H, H), once, not per step
     g = dhs if last_only else dhs[:, time - 1, :]  # (B, H)
     if dh_n is not None:
         g = g + dh_n  # (B, H): both reach h_T
@@ -331,7 +331,7 @@ def _rnn_backward_general(dhs: Any, cache: Any, dh_n: Any,
     if seq is not None and m is not None:
         seq = mask_outputs(seq, m, xp=xp)  # a padded output is a constant zero: no gradient
     g = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)  # (B, H)
-    w_hT = row_major_transpose(xp, w_h, steps=time)  # (H, H), once
+    w_hT = per_step_transpose(xp, w_h, steps=time)  # (H, H), once
     das = [None] * time
     for t in range(time - 1, -1, -1):
         if _state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
