@@ -24,7 +24,14 @@ from typing import Any, NamedTuple
 from .._backend import device, writeable
 from ._common import input_grads, input_projection, per_step_transpose
 from ._validate import check_shape, dtype_name, resolve
-from .rnn import RNNGrads, _check_inputs, activation, rnn_cell, rnn_cell_backward
+from .rnn import (
+    RNNGrads,
+    activation,
+    check_rnn_inputs,
+    elman_adjoint,
+    elman_derivative,
+    elman_states,
+)
 
 __all__ = ["RNNCheckpointCache", "rnn_backward_checkpointed", "rnn_forward_checkpointed"]
 
@@ -53,21 +60,9 @@ def _segment_states(x, w_x, w_h, b, h, s, e, *, xp, nonlinearity):
     """States ``h_{s+1} .. h_e`` as ``(e - s, batch, hidden)``, time-major, from ``h = h_s``
     (``None`` for zeros). The same operations in the forward and in the backward's
     recomputation, so both give the same bits."""
-    n = e - s
     xw = input_projection(xp, x[:, s:e, :], w_x, b)  # (L, B, H): the segment's, one GEMM
     f = activation(nonlinearity, xp=xp, dtype=x.dtype)
-    steps = []
-    buffered = writeable(xw)
-    for t in range(n):
-        if h is None:
-            h = f(xw[0, ...])  # (B, H): from a zero state there is no recurrent term
-        else:
-            h = rnn_cell(xw[t, ...], h, w_h, xp=xp, nonlinearity=f)  # (B, H)
-        if buffered:
-            xw[t, ...] = h  # step t's projection is not read again: its slot takes h_t
-        else:
-            steps.append(h)
-    return xw if buffered else xp.stack(steps, axis=0)  # (L, B, H)
+    return elman_states(xw, h, w_h, f, xp=xp)  # (L, B, H)
 
 
 def rnn_forward_checkpointed(
@@ -82,7 +77,7 @@ def rnn_forward_checkpointed(
     avoids — and the cache for :func:`rnn_backward_checkpointed`. Results are in the inputs'
     namespace, on their device, in their dtype.
     """
-    xp = _check_inputs(x, w_x, w_h, b, h0, nonlinearity)
+    xp = check_rnn_inputs(x, w_x, w_h, b, h0, nonlinearity)
     time = x.shape[1]
     if every is None:
         every = default_every(time)
@@ -140,13 +135,8 @@ def rnn_backward_checkpointed(dhs: Any, cache: RNNCheckpointCache):
         n = e - s
         h_start = checkpoints[i]
         hs = _segment_states(x, w_x, w_h, b, h_start, s, e, xp=xp, nonlinearity=nonlinearity)
-        das = []
-        for t in range(n - 1, -1, -1):
-            da, g = rnn_cell_backward(g, hs[t, ...], w_hT, xp=xp, nonlinearity=nonlinearity)
-            das.append(da)
-            if not last_only and s + t > 0:
-                g += dhs[:, s + t - 1, :]  # (B, H): `g` is the step's own new array
-        da = xp.stack(das[::-1], axis=0)  # (L, B, H)
+        da, g = elman_adjoint(elman_derivative(hs, nonlinearity, xp=xp), g, w_hT,
+                              None if last_only else dhs, offset=s, xp=xp)  # (L, B, H)
         da2 = xp.reshape(da, (n * batch, hidden))  # (L*B, H)
         dw_x_seg, db_seg = input_grads(xp, x[:, s:e, :], da2)  # (F, H), (H,)
         dw_x += dw_x_seg

@@ -45,9 +45,9 @@ from ._common import (
     final_grad,
     input_projection,
     per_step_transpose,
-    step_blocks,
     weight_grads,
 )
+from ._loop import scan_backward, scan_forward
 from ._mask import as_step_mask, mask_outputs
 from ._validate import resolve
 
@@ -179,40 +179,29 @@ def gru_forward(
     """
     xp = check_inputs(x, w_x, w_h, {"b_ih": b_ih, "b_hh": b_hh}, h0, None, 3)
     m = as_step_mask(mask, x=x, xp=xp)
-    batch, time, _ = x.shape
+    batch = x.shape[0]
     hidden = w_h.shape[0]
     dev = device(x)
     # Hoisted input projection: one GEMM over all rows, time-major so that each step reads one
     # contiguous (B, 3H) block.
     u = input_projection(xp, x, w_x, b_ih)  # (T, B, 3H)
     h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=dev)
-    # Time-major buffers written step by step where the namespace allows item assignment (no
-    # strided stack at the end); JAX's immutable arrays are collected in lists and stacked.
-    widths = (hidden, 2 * hidden, hidden, hidden)  # h, rz, n, vn
-    buffered = writeable(u)
-    if buffered:
-        bufs = [xp.empty((time, batch, w), dtype=x.dtype, device=dev) for w in widths]  # (T, B, .)
-    else:
-        bufs = [[None] * time for _ in widths]
-    for t in range(time):
-        h_new, rz, n, vn = gru_cell(u[t, ...], h, w_h, b_hh, xp=xp)
-        h = h_new if m is None else xp.where(m[:, t, None], h_new, h)  # (B, H): carried if padded
-        for buf, a in zip(bufs, (h, rz, n, vn)):
-            if buffered:
-                buf[t, ...] = a  # (B, .) row of the time-major buffer
-            else:
-                buf[t] = a
-    if not buffered:
-        bufs = [xp.stack(a, axis=0) for a in bufs]  # (T, B, .)
+
+    def step(u_t: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        h_t, rz, n, vn = gru_cell(u_t, state[0], w_h, b_hh, xp=xp)
+        return (h_t,), (rz, n, vn)
+
+    (hs,), (rzs, ns, vns) = scan_forward(step, u, (h,), saved_widths=(2 * hidden, hidden, hidden),
+                                         mask=m, xp=xp)
     # (B, T, .) views of the time-major buffers: the layout every caller and the backward use.
-    states, rzs, ns, vns = (xp.permute_dims(a, (1, 0, 2)) for a in bufs)
+    states, rzs, ns, vns = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, rzs, ns, vns))
     cache = GRUCache(x, w_x, w_h, h0, states, rzs, ns, vns, m)
     out = states if m is None else mask_outputs(states, m, xp=xp)
     return out, cache
 
 
 def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
-                 _state_grads: list | None = None) -> GRUGrads:
+                 state_grads: list | None = None) -> GRUGrads:
     """Backpropagation through time for :func:`gru_forward`.
 
     Parameters
@@ -223,6 +212,8 @@ def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
     cache : GRUCache
     dh_n : array (batch, hidden), optional
         Gradient of the final state ``cache.h_n``.
+    state_grads : list, optional
+        ``time`` slots that receive ``dL/dh_t`` ``(batch, hidden)`` (:mod:`rnnx.diagnostics`).
 
     Returns
     -------
@@ -244,35 +235,21 @@ def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
     # Time-major again (views of the forward's buffers): each step reads contiguous rows.
     hs_tm, rz_tm, n_tm, vn_tm = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, rz, n, vn))
     r = rz_tm[:, :, :hidden]  # (T, B, H)
-    # du_t and dv_t go into time-major buffers where the namespace allows item assignment (no
-    # per-step lists, no strided stacks); JAX collects lists.
-    dus = xp.empty((time, batch, 3 * hidden), dtype=hs.dtype, device=dev)  # (T, B, 3H)
-    buffered = writeable(dus)
-    if buffered:
-        dvs = xp.empty((time, batch, 3 * hidden), dtype=hs.dtype, device=dev)  # (T, B, 3H)
-    else:
-        dus, dvs = [None] * time, [None] * time
-    for s, e in step_blocks(time, batch * 4 * hidden):
+
+    def factors(s: int, e: int) -> Any:
         h_before = h_init if s == 0 else hs_tm[s - 1, ...]  # (B, H): h_{s-1}
-        p = gru_backward_factors(rz_tm[s:e, ...], n_tm[s:e, ...], vn_tm[s:e, ...],
-                                 hs_tm[s:e, ...], h_before, xp=xp)  # (L, B, 4H)
-        for t in range(e - 1, s - 1, -1):
-            if _state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
-                _state_grads[t] = g
-            if m is None:
-                du, dv, g_prev = gru_cell_backward(g, p[t - s, ...], r[t, ...], w_hT, xp=xp)
-            else:
-                m_t = m[:, t, None]  # (B, 1)
-                du, dv, g_prev = gru_cell_backward(xp.where(m_t, g, 0.0), p[t - s, ...],
-                                                   r[t, ...], w_hT, xp=xp)
-                g_prev = g_prev + xp.where(m_t, 0.0, g)  # (B, H): carried state passes through
-            if buffered:
-                dus[t, ...], dvs[t, ...] = du, dv
-            else:
-                dus[t], dvs[t] = du, dv
-            g = g_prev if (seq is None or t == 0) else g_prev + seq[:, t - 1, :]  # (B, H)
-    if not buffered:
-        dus, dvs = xp.stack(dus, axis=0), xp.stack(dvs, axis=0)  # (T, B, 3H)
+        return gru_backward_factors(rz_tm[s:e, ...], n_tm[s:e, ...], vn_tm[s:e, ...],
+                                    hs_tm[s:e, ...], h_before, xp=xp)  # (L, B, 4H)
+
+    def step_back(g: tuple[Any, ...], p: Any, t: int, i: int
+                  ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        du, dv, g_prev = gru_cell_backward(g[0], p[i, ...], r[t, ...], w_hT, xp=xp)
+        return (du, dv), (g_prev,)
+
+    (dus, dvs), (g,) = scan_backward(
+        step_back, factors, (g,), time=time, row_elements=batch * 4 * hidden,
+        stored_widths=(3 * hidden, 3 * hidden), seq=seq, mask=m, state_grads=state_grads,
+        buffered=writeable(hs_tm), xp=xp)
     dw_x, dw_h, db_ih, dx = weight_grads(xp, x, hs_tm, h0, dus, dvs, w_x)
     db_hh = xp.sum(xp.reshape(dvs, (time * batch, 3 * hidden)), axis=0)  # (3H,)
     return GRUGrads(dx, g, dw_x, dw_h, db_ih, db_hh)

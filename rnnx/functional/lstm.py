@@ -47,9 +47,9 @@ from ._common import (
     final_grad,
     input_projection,
     per_step_transpose,
-    step_blocks,
     weight_grads,
 )
+from ._loop import scan_backward, scan_forward
 from ._mask import as_step_mask, mask_outputs
 from ._validate import resolve
 
@@ -208,7 +208,7 @@ def lstm_forward(
     """
     xp = check_inputs(x, w_x, w_h, {"b": b}, h0, c0, 4)
     m = as_step_mask(mask, x=x, xp=xp)
-    batch, time, _ = x.shape
+    batch = x.shape[0]
     hidden = w_h.shape[0]
     dev = device(x)
     # Hoisted input projection: one GEMM over all rows, time-major so that each step reads one
@@ -220,30 +220,12 @@ def lstm_forward(
         zeros = xp.zeros((batch, hidden), dtype=x.dtype, device=dev)  # (B, H)
     h = h0 if h0 is not None else zeros
     c = c0 if c0 is not None else zeros
-    # States and gates go into time-major buffers written step by step where the namespace
-    # allows item assignment (a contiguous copy per step, no strided stack at the end); JAX's
-    # immutable arrays are collected in lists and stacked.
-    buffered = writeable(xw)
-    if buffered:
-        hs = xp.empty((time, batch, hidden), dtype=x.dtype, device=dev)  # (T, B, H)
-        cs = xp.empty((time, batch, hidden), dtype=x.dtype, device=dev)  # (T, B, H)
-        gs = xp.empty((time, batch, 4 * hidden), dtype=x.dtype, device=dev)  # (T, B, 4H)
-    else:
-        hs, cs, gs = [None] * time, [None] * time, [None] * time
-    for t in range(time):
-        h_new, c_new, gates = lstm_cell(xw[t, ...], h, c, w_h, affine, xp=xp)
-        if m is None:
-            h, c = h_new, c_new
-        else:
-            m_t = m[:, t, None]  # (B, 1)
-            h = xp.where(m_t, h_new, h)  # (B, H): carried where padded
-            c = xp.where(m_t, c_new, c)  # (B, H)
-        if buffered:
-            hs[t, ...], cs[t, ...], gs[t, ...] = h, c, gates
-        else:
-            hs[t], cs[t], gs[t] = h, c, gates
-    if not buffered:
-        hs, cs, gs = (xp.stack(a, axis=0) for a in (hs, cs, gs))  # (T, B, .)
+
+    def step(xw_t: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        h_t, c_t, gates = lstm_cell(xw_t, state[0], state[1], w_h, affine, xp=xp)
+        return (h_t, c_t), (gates,)
+
+    (hs, cs), (gs,) = scan_forward(step, xw, (h, c), saved_widths=(4 * hidden,), mask=m, xp=xp)
     # (B, T, .) views of the time-major buffers: the layout every caller and the backward use.
     states, cs, gs = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, cs, gs))
     cache = LSTMCache(x, w_x, w_h, h0, c0, states, cs, gs, m)
@@ -252,7 +234,7 @@ def lstm_forward(
 
 
 def lstm_backward(dhs: Any, cache: LSTMCache, dh_n: Any = None, dc_n: Any = None, *,
-                  _state_grads: list | None = None) -> LSTMGrads:
+                  state_grads: list | None = None) -> LSTMGrads:
     """Backpropagation through time for :func:`lstm_forward`.
 
     Parameters
@@ -264,6 +246,8 @@ def lstm_backward(dhs: Any, cache: LSTMCache, dh_n: Any = None, dc_n: Any = None
     cache : LSTMCache
     dh_n, dc_n : array (batch, hidden), optional
         Gradients of the final states ``cache.h_n``/``cache.c_n`` (stacked layers, seq2seq).
+    state_grads : list, optional
+        ``time`` slots that receive ``dL/dh_t`` ``(batch, hidden)`` (:mod:`rnnx.diagnostics`).
 
     Returns
     -------
@@ -286,34 +270,20 @@ def lstm_backward(dhs: Any, cache: LSTMCache, dh_n: Any = None, dc_n: Any = None
     # Time-major again (views of the forward's buffers): each step reads contiguous rows.
     hs_tm, cs_tm, gates_tm = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, cs, gates))
     f = gates_tm[:, :, hidden : 2 * hidden]  # (T, B, H)
-    # da_t goes into a time-major buffer where the namespace allows item assignment (no per-step
-    # list, no strided stack at the end); JAX's immutable arrays are collected and stacked.
-    das = xp.empty((time, batch, 4 * hidden), dtype=hs.dtype, device=dev)  # (T, B, 4H)
-    buffered = writeable(das)
-    if not buffered:
-        das = [None] * time
-    for s, e in step_blocks(time, batch * 4 * hidden):
+
+    def factors(s: int, e: int) -> tuple[Any, Any]:
         c_before = c_init if s == 0 else cs_tm[s - 1, ...]  # (B, H): c_{s-1}
-        p, q = lstm_backward_factors(gates_tm[s:e, ...], cs_tm[s:e, ...], c_before, xp=xp)
-        for t in range(e - 1, s - 1, -1):
-            if _state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
-                _state_grads[t] = g_h
-            p_t, q_t = p[t - s, ...], q[t - s, ...]  # (B, 4H), (B, H)
-            if m is None:
-                da, g_h, g_c = lstm_cell_backward(g_h, g_c, p_t, q_t, f[t, ...], w_hT, xp=xp)
-            else:
-                m_t = m[:, t, None]  # (B, 1)
-                da, gh_prev, gc_prev = lstm_cell_backward(
-                    xp.where(m_t, g_h, 0.0), xp.where(m_t, g_c, 0.0), p_t, q_t, f[t, ...], w_hT,
-                    xp=xp)
-                g_h = gh_prev + xp.where(m_t, 0.0, g_h)  # (B, H): carried state passes through
-                g_c = gc_prev + xp.where(m_t, 0.0, g_c)  # (B, H)
-            if buffered:
-                das[t, ...] = da
-            else:
-                das[t] = da
-            if seq is not None and t > 0:
-                g_h += seq[:, t - 1, :]  # (B, H): `g_h` is the step's own new array
-    da = das if buffered else xp.stack(das, axis=0)  # (T, B, 4H)
+        return lstm_backward_factors(gates_tm[s:e, ...], cs_tm[s:e, ...], c_before, xp=xp)
+
+    def step_back(g: tuple[Any, ...], pq: tuple[Any, Any], t: int, i: int
+                  ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        da, gh, gc = lstm_cell_backward(g[0], g[1], pq[0][i, ...], pq[1][i, ...], f[t, ...], w_hT,
+                                        xp=xp)
+        return (da,), (gh, gc)
+
+    (da,), (g_h, g_c) = scan_backward(
+        step_back, factors, (g_h, g_c), time=time, row_elements=batch * 4 * hidden,
+        stored_widths=(4 * hidden,), seq=seq, mask=m, state_grads=state_grads,
+        buffered=writeable(hs_tm), xp=xp)
     dw_x, dw_h, db, dx = weight_grads(xp, x, hs_tm, h0, da, da, w_x)
     return LSTMGrads(dx, g_h, g_c, dw_x, dw_h, db)

@@ -29,8 +29,9 @@ from typing import Any, NamedTuple
 from .._backend import device, writeable
 from ._activations import tanh_for
 from ._common import check_grads, final_grad, input_projection, per_step_transpose, weight_grads
+from ._loop import scan_backward, scan_forward
 from ._mask import as_step_mask, mask_outputs
-from ._validate import check_float, check_sequence, check_shape, dtype_name, resolve
+from ._validate import check_float, check_sequence, check_shape, resolve
 
 __all__ = ["MaskedRNNCache", "RNNCache", "RNNGrads", "rnn_backward", "rnn_cell",
            "rnn_cell_backward", "rnn_forward"]
@@ -42,9 +43,11 @@ class RNNCache(NamedTuple):
     """What :func:`rnn_backward` needs, and nothing more.
 
     ``hs`` is the only array the forward pass allocates for the cache: ``(batch, time, hidden)``.
-    ``x``, the weights and ``h0`` are references to the caller's arrays, not copies (``h0`` is
-    ``None`` when the forward pass started from zeros). The pre-activations are not kept: the
-    activation derivative is recovered from ``hs``.
+    ``x``, the weights, ``h0`` and ``mask`` are references to the caller's arrays, not copies
+    (``h0`` is ``None`` when the forward pass started from zeros, ``mask`` ``None`` without a
+    mask). The pre-activations are not kept: the activation derivative is recovered from ``hs``.
+    Without a mask ``hs`` is the array :func:`rnn_forward` returned; with one it holds the
+    carried states (the returned outputs are zero where the mask is off).
     """
 
     x: Any  # (batch, time, features)
@@ -53,30 +56,17 @@ class RNNCache(NamedTuple):
     h0: Any  # (batch, hidden) or None for zeros
     hs: Any  # (batch, time, hidden)
     nonlinearity: str
+    mask: Any = None  # (batch, time) bool or None
 
     @property
     def h_n(self) -> Any:
-        """Final state ``(batch, hidden)``."""
+        """Final state ``(batch, hidden)``: each sample's own last valid state under a mask."""
         return self.hs[:, -1, :]
 
 
-class MaskedRNNCache(NamedTuple):
-    """:class:`RNNCache` of a masked run (``rnn_forward(..., mask=...)``): ``hs`` holds the
-    carried states (the returned outputs are zero where ``mask`` is off) and ``mask`` is the
-    boolean ``(batch, time)`` step mask on the inputs' device."""
-
-    x: Any  # (batch, time, features)
-    w_x: Any  # (features, hidden)
-    w_h: Any  # (hidden, hidden)
-    h0: Any  # (batch, hidden) or None for zeros
-    hs: Any  # (batch, time, hidden): carried states
-    nonlinearity: str
-    mask: Any  # (batch, time) bool
-
-    @property
-    def h_n(self) -> Any:
-        """Final state ``(batch, hidden)``: each sample's own last valid state."""
-        return self.hs[:, -1, :]
+#: The cache of a masked run: the same type since masks became a field (kept as a name for
+#: code written against earlier releases).
+MaskedRNNCache = RNNCache
 
 
 class RNNGrads(NamedTuple):
@@ -134,7 +124,9 @@ def rnn_cell_backward(
     return da, da @ w_hT  # (B, H), (B, H)
 
 
-def _check_inputs(x: Any, w_x: Any, w_h: Any, b: Any, h0: Any, nonlinearity: str) -> Any:
+def check_rnn_inputs(x: Any, w_x: Any, w_h: Any, b: Any, h0: Any, nonlinearity: str) -> Any:
+    """The Elman forward's argument checks (shared with :mod:`rnnx.functional.checkpoint`);
+    returns the namespace."""
     if nonlinearity not in NONLINEARITIES:
         raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}; got {nonlinearity!r}")
     xp = resolve({"x": x, "w_x": w_x, "w_h": w_h, "b": b, "h0": h0})
@@ -149,6 +141,75 @@ def _check_inputs(x: Any, w_x: Any, w_h: Any, b: Any, h0: Any, nonlinearity: str
         check_shape("h0", h0, (batch, hidden), "(batch, hidden)")
         check_float("h0", h0, xp=xp, like=("x", x))
     return xp
+
+
+# ---------------------------------------------------------------------------------------------
+# The lean loops: the one documented exception to rnnx.functional._loop. Without a mask the
+# forward writes each state into its own projection slot and the backward multiplies the
+# factors in place, two array calls a step; the checkpointed BPTT runs its segments through
+# the same two functions.
+# ---------------------------------------------------------------------------------------------
+
+
+def elman_states(xw: Any, h: Any, w_h: Any, f: Callable[[Any], Any], *, xp: Any) -> Any:
+    """The states ``h_1 .. h_T`` ``(time, batch, hidden)`` from the time-major projection
+    ``xw (time, batch, hidden)``, an array the caller owns and this function overwrites (where
+    the namespace allows: step ``t``'s projection is read once, at step ``t``, so its slot
+    takes ``h_t`` and the states need no buffer of their own). ``h`` is the state before the
+    first step, ``None`` for zeros."""
+    time = xw.shape[0]
+    start = 0
+    if h is None:
+        # From a zero state, step 1 is f(x_1 W_x + b): no zeros array, no GEMM with them.
+        h, start = f(xw[0, ...]), 1  # (B, H)
+    if writeable(xw):
+        if start:
+            xw[0, ...] = h
+        for t in range(start, time):
+            h = rnn_cell(xw[t, ...], h, w_h, xp=xp, nonlinearity=f)  # (B, H)
+            xw[t, ...] = h
+        return xw  # (T, B, H)
+    steps = [h] if start else []
+    for t in range(start, time):
+        h = rnn_cell(xw[t, ...], h, w_h, xp=xp, nonlinearity=f)  # (B, H)
+        steps.append(h)
+    return xp.stack(steps, axis=0)  # (T, B, H)
+
+
+def elman_derivative(hs_tm: Any, nonlinearity: str, *, xp: Any) -> Any:
+    """``f'(a_t)`` for every step at once from the states ``(steps, batch, hidden)``: a new
+    array (tanh: ``1 - h^2``, no transcendental; relu: ``[h > 0]``)."""
+    if nonlinearity == "tanh":
+        das = hs_tm * hs_tm  # (T, B, H)
+        das *= -1.0
+        das += 1.0  # (T, B, H): 1 - h^2, bit for bit as computed per step
+        return das
+    return xp.astype(hs_tm > 0, hs_tm.dtype)  # (T, B, H): relu' = [a > 0] = [h > 0]
+
+
+def elman_adjoint(das: Any, g: Any, w_hT: Any, dhs: Any, *, offset: int, xp: Any
+                  ) -> tuple[Any, Any]:
+    """The adjoint recurrence over one run of steps, last to first: ``das (steps, batch,
+    hidden)`` holds ``f'(a_t)`` (from :func:`elman_derivative`, an array the caller owns) and
+    takes ``da_t`` in place where the namespace allows; ``g = dL/dh`` at the last step.
+    ``dhs (batch, time, hidden)`` (or ``None``) adds each earlier step's output gradient; the
+    run starts at global step ``offset``. Returns ``(da (steps, batch, hidden), dL/dh`` before
+    the first step``)``."""
+    steps = das.shape[0]
+    buffered = writeable(das)
+    kept = None if buffered else [None] * steps
+    for t in range(steps - 1, -1, -1):
+        if buffered:
+            # Python runs this as `das[t] = das[t].__imul__(g)`: portable even where indexing
+            # copies, and on NumPy a single in-place pass (assigning a view to itself is free).
+            das[t, ...] *= g  # (B, H): da_t
+            da = das[t, ...]
+        else:
+            da = kept[t] = g * das[t, ...]  # (B, H)
+        g = da @ w_hT  # (B, H)
+        if dhs is not None and offset + t > 0:
+            g += dhs[:, offset + t - 1, :]  # (B, H): `g` is the step's own new array
+    return (das if buffered else xp.stack(kept, axis=0)), g
 
 
 def rnn_forward(
@@ -170,7 +231,7 @@ def rnn_forward(
         Boolean ``(batch, time)`` step mask (padding on either side) or integer ``(batch,)``
         lengths, in ``x``'s namespace on any device, or host data (see
         :mod:`rnnx.functional._mask`): masked-out steps carry the state and output zeros, and
-        the cache is a :class:`MaskedRNNCache` whose ``h_n`` is each sample's last valid state.
+        the cache's ``h_n`` is each sample's last valid state.
 
     Returns
     -------
@@ -185,54 +246,45 @@ def rnn_forward(
     All arrays must come from one namespace, sit on one device and share one float dtype
     (float32 or float64); anything else raises with a message naming the argument.
     """
-    xp = _check_inputs(x, w_x, w_h, b, h0, nonlinearity)
-    if mask is not None:
-        return _rnn_forward_masked(xp, x, w_x, w_h, b, h0, nonlinearity, mask)
-    time = x.shape[1]
+    xp = check_rnn_inputs(x, w_x, w_h, b, h0, nonlinearity)
+    m = as_step_mask(mask, x=x, xp=xp)
     # Time-major inside: each step then reads and writes one contiguous (B, H) block, and the
     # backward's weight-gradient GEMMs take shifted time ranges without copying. The copy of x
     # this costs is (T, B, F), or (T, B, F+1) with the bias column (_common.time_major_rows):
     # smaller than the (T, B, H) state buffer whenever F < H.
     xw = input_projection(xp, x, w_x, b)  # (T, B, H): x_t W_x + b for all steps, one GEMM
     f = activation(nonlinearity, xp=xp, dtype=x.dtype)
-    if h0 is None:
-        # From a zero state, step 1 is f(x_1 W_x + b): no zeros array, no GEMM with them.
-        h = f(xw[0, ...])  # (B, H)
-        start = 1
+    if m is None:
+        hs_tm = elman_states(xw, h0, w_h, f, xp=xp)  # (T, B, H)
     else:
-        h, start = h0, 0
-    if writeable(xw):
-        # Step t's projection is read once, at step t: its slot then takes h_t, so the states
-        # need no buffer of their own and no final stack copy.
-        if start:
-            xw[0, ...] = h
-        for t in range(start, time):
-            h = rnn_cell(xw[t, ...], h, w_h, xp=xp, nonlinearity=f)  # (B, H)
-            xw[t, ...] = h
-        hs_tm = xw  # (T, B, H)
-    else:
-        steps = [h] if start else []
-        for t in range(start, time):
-            h = rnn_cell(xw[t, ...], h, w_h, xp=xp, nonlinearity=f)  # (B, H)
-            steps.append(h)
-        hs_tm = xp.stack(steps, axis=0)  # (T, B, H)
+        h = h0 if h0 is not None else xp.zeros(xw.shape[1:], dtype=x.dtype, device=device(x))
+
+        def step(xw_t: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+            return (rnn_cell(xw_t, state[0], w_h, xp=xp, nonlinearity=f),), ()
+
+        (hs_tm,), _ = scan_forward(step, xw, (h,), saved_widths=(), mask=m, xp=xp)
     hs = xp.permute_dims(hs_tm, (1, 0, 2))  # (B, T, H): a view of the time-major buffer
-    return hs, RNNCache(x, w_x, w_h, h0, hs, nonlinearity)
+    cache = RNNCache(x, w_x, w_h, h0, hs, nonlinearity, m)
+    return (hs if m is None else mask_outputs(hs, m, xp=xp)), cache
 
 
-def rnn_backward(dhs: Any, cache: RNNCache, dh_n: Any = None) -> RNNGrads:
+def rnn_backward(dhs: Any, cache: RNNCache, dh_n: Any = None, *,
+                 state_grads: list | None = None) -> RNNGrads:
     """Backpropagation through time for :func:`rnn_forward`.
 
     Parameters
     ----------
-    dhs : array (batch, time, hidden) or (batch, hidden)
+    dhs : array (batch, time, hidden) or (batch, hidden), or None
         ``dL/dh_t`` for every step. A 2-D array is the gradient of the final state alone (a
         many-to-one loss): the other steps receive no direct gradient and no zeros are built.
-    cache : RNNCache or MaskedRNNCache
+    cache : RNNCache
         From the matching :func:`rnn_forward` call.
     dh_n : array (batch, hidden), optional
         Gradient of the final state ``cache.h_n`` (stacked layers); with a 2-D ``dhs`` the two
         add up. ``dhs`` may then be ``None``.
+    state_grads : list, optional
+        A list of ``time`` slots that receives ``dL/dh_t`` ``(batch, hidden)``, the total
+        gradient reaching each step's state (:mod:`rnnx.diagnostics` reads it).
 
     Returns
     -------
@@ -241,110 +293,30 @@ def rnn_backward(dhs: Any, cache: RNNCache, dh_n: Any = None) -> RNNGrads:
         ``w_x``, ``w_h`` and ``b``, in the namespace and on the device of the forward inputs.
         ``dh0`` is returned even when the forward pass started from zeros (truncated BPTT uses it).
     """
-    if isinstance(cache, MaskedRNNCache) or (dhs is None and dh_n is None):
-        return _rnn_backward_general(dhs, cache, dh_n)
-    x, w_x, w_h, h0, hs, nonlinearity = cache
+    x, w_x, w_h, h0, hs, nonlinearity, m = cache
     xp = resolve({"dhs": dhs, "hs": hs, "dh_n": dh_n})
     batch, time, hidden = hs.shape
-    for name, a in (("dhs", dhs), ("dh_n", dh_n)):
-        if a is None:
-            continue
-        if name == "dh_n" or a.ndim == 2:
-            check_shape(name, a, (batch, hidden), "(batch, hidden)")
-        else:
-            check_shape(name, a, (batch, time, hidden), "(batch, time, hidden)")
-        if a.dtype != hs.dtype:
-            raise TypeError(
-                f"{name} must have the forward pass's dtype {dtype_name(xp, hs.dtype)}; "
-                f"got {dtype_name(xp, a.dtype)}"
-            )
-    # A final-state gradient is a last-step gradient: the same lean loop serves stacked layers.
-    if dhs is None:
-        dhs, dh_n = dh_n, None
-    last_only = dhs.ndim == 2
-
+    seq = check_grads(xp, hs, dhs, {"dh_n": dh_n})
     hs_tm = xp.permute_dims(hs, (1, 0, 2))  # (T, B, H): the forward's own buffer again
     w_hT = per_step_transpose(xp, w_h, steps=time)  # (H, H), once, not per step
-    g = dhs if last_only else dhs[:, time - 1, :]  # (B, H)
-    if dh_n is not None:
-        g = g + dh_n  # (B, H): both reach h_T
-    # f'(a_t) for all steps at once, in the buffer that then takes da_t step by step: whole-array
-    # passes instead of per-step ones leave two calls per step (the product and the GEMM).
-    if nonlinearity == "tanh":
-        das = hs_tm * hs_tm  # (T, B, H)
-        das *= -1.0
-        das += 1.0  # (T, B, H): 1 - h^2, bit for bit as computed per step
+    if m is None and state_grads is None:
+        # A final-state gradient is a last-step gradient: the same lean loop serves both.
+        g = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)  # (B, H)
+        das, dh0 = elman_adjoint(elman_derivative(hs_tm, nonlinearity, xp=xp), g, w_hT, seq,
+                                 offset=0, xp=xp)
     else:
-        das = xp.astype(hs_tm > 0, hs.dtype)  # (T, B, H): [h > 0]
-    buffered = writeable(das)
-    steps = None if buffered else [None] * time
-    for t in range(time - 1, -1, -1):
-        if buffered:
-            # Python runs this as `das[t] = das[t].__imul__(g)`: portable even where indexing
-            # copies, and on NumPy a single in-place pass (assigning a view to itself is free).
-            das[t, ...] *= g  # (B, H): da_t
-            da = das[t, ...]
-        else:
-            da = steps[t] = g * das[t, ...]  # (B, H)
-        g = da @ w_hT  # (B, H)
-        if not last_only and t > 0:
-            g += dhs[:, t - 1, :]  # (B, H): `g` is the step's own new array
-    dh0 = g  # (B, H): dL/dh_0 = da_1 W_h^T
-    if not buffered:
-        das = xp.stack(steps, axis=0)  # (T, B, H)
+        if seq is not None and m is not None:
+            seq = mask_outputs(seq, m, xp=xp)  # a padded output is a constant zero: no gradient
+        g = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)  # (B, H)
+
+        def step_back(g: tuple[Any, ...], fp: Any, t: int, i: int
+                      ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+            da = g[0] * fp[i, ...]  # (B, H)
+            return (da,), (da @ w_hT,)  # (B, H), (B, H)
+
+        (das,), (dh0,) = scan_backward(
+            step_back, lambda s, e: elman_derivative(hs_tm[s:e, ...], nonlinearity, xp=xp), (g,),
+            time=time, row_elements=batch * hidden, stored_widths=(hidden,), seq=seq, mask=m,
+            state_grads=state_grads, buffered=writeable(hs_tm), xp=xp)
     dw_x, dw_h, db, dx = weight_grads(xp, x, hs_tm, h0, das, das, w_x)
     return RNNGrads(dx, dh0, dw_x, dw_h, db)
-
-
-# ---------------------------------------------------------------------------------------------
-# Masked runs and final-state gradients: kept apart so the plain loop above stays as lean as it
-# is. The semantics of a mask are those of rnnx.functional._mask, shared with LSTM and GRU.
-# ---------------------------------------------------------------------------------------------
-
-
-def _rnn_forward_masked(xp: Any, x: Any, w_x: Any, w_h: Any, b: Any, h0: Any,
-                        nonlinearity: str, mask: Any) -> tuple[Any, MaskedRNNCache]:
-    m = as_step_mask(mask, x=x, xp=xp)
-    batch, time, features = x.shape
-    hidden = w_x.shape[1]
-    xw = xp.reshape(xp.reshape(x, (batch * time, features)) @ w_x, (batch, time, hidden))  # (B, T, H)
-    xw = xw + b  # (B, T, H)
-    h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=device(x))
-    f = activation(nonlinearity, xp=xp, dtype=x.dtype)
-    steps = []
-    for t in range(time):
-        h_new = rnn_cell(xw[:, t, :], h, w_h, xp=xp, nonlinearity=f)  # (B, H)
-        h = xp.where(m[:, t, None], h_new, h)  # (B, H): carried where padded
-        steps.append(h)
-    states = xp.stack(steps, axis=1)  # (B, T, H)
-    return mask_outputs(states, m, xp=xp), MaskedRNNCache(x, w_x, w_h, h0, states, nonlinearity, m)
-
-
-def _rnn_backward_general(dhs: Any, cache: Any, dh_n: Any,
-                          _state_grads: list | None = None) -> RNNGrads:
-    """BPTT with an optional mask and an optional final-state gradient ``dh_n``."""
-    x, w_x, w_h, h0, hs, nonlinearity = cache[:6]
-    m = cache.mask if isinstance(cache, MaskedRNNCache) else None
-    xp = resolve({"dhs": dhs, "hs": hs, "dh_n": dh_n})
-    time = hs.shape[1]
-    seq = check_grads(xp, hs, dhs, {"dh_n": dh_n})
-    if seq is not None and m is not None:
-        seq = mask_outputs(seq, m, xp=xp)  # a padded output is a constant zero: no gradient
-    g = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)  # (B, H)
-    w_hT = per_step_transpose(xp, w_h, steps=time)  # (H, H), once
-    das = [None] * time
-    for t in range(time - 1, -1, -1):
-        if _state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
-            _state_grads[t] = g
-        if m is None:
-            da, g_prev = rnn_cell_backward(g, hs[:, t, :], w_hT, xp=xp, nonlinearity=nonlinearity)
-        else:
-            m_t = m[:, t, None]  # (B, 1)
-            da, g_prev = rnn_cell_backward(xp.where(m_t, g, 0.0), hs[:, t, :], w_hT, xp=xp,
-                                           nonlinearity=nonlinearity)
-            g_prev = g_prev + xp.where(m_t, 0.0, g)  # (B, H): carried state passes through
-        das[t] = da
-        g = g_prev if (seq is None or t == 0) else g_prev + seq[:, t - 1, :]  # (B, H)
-    da = xp.stack(das, axis=0)  # (T, B, H)
-    dw_x, dw_h, db, dx = weight_grads(xp, x, xp.permute_dims(hs, (1, 0, 2)), h0, da, da, w_x)
-    return RNNGrads(dx, g, dw_x, dw_h, db)

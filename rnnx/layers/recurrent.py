@@ -10,7 +10,7 @@ from .._backend import from_host, get_namespace, host_rng, namespace
 from ..functional._mask import as_step_mask
 from ..functional.gru import gru_backward, gru_forward
 from ..functional.lstm import lstm_backward, lstm_forward
-from ..functional.rnn import NONLINEARITIES, RNNCache, _rnn_backward_general, rnn_backward, rnn_forward
+from ..functional.rnn import NONLINEARITIES, RNNCache, rnn_backward, rnn_forward
 from ..init import INITIALIZERS, place
 
 __all__ = ["GRU", "LSTM", "Recurrent", "SimpleRNN"]
@@ -217,13 +217,12 @@ def _cell_backward(kind: str, cache: Any, dhs: Any, dh_n: Any, dc_n: Any,
     """``(dx, dh0, dc0 or None, {param name: grad})`` for one cell run; ``keep`` (a list of
     ``time`` slots) receives ``dL/dh_t`` per step for :mod:`rnnx.diagnostics`."""
     if kind == "rnn":
-        g = (rnn_backward(dhs, cache, dh_n) if keep is None
-             else _rnn_backward_general(dhs, cache, dh_n, keep))
+        g = rnn_backward(dhs, cache, dh_n, state_grads=keep)
         return g.dx, g.dh0, None, {"w_x": g.dw_x, "w_h": g.dw_h, "b": g.db}
     if kind == "lstm":
-        g = lstm_backward(dhs, cache, dh_n, dc_n, _state_grads=keep)
+        g = lstm_backward(dhs, cache, dh_n, dc_n, state_grads=keep)
         return g.dx, g.dh0, g.dc0, {"w_x": g.dw_x, "w_h": g.dw_h, "b": g.db}
-    g = gru_backward(dhs, cache, dh_n, _state_grads=keep)
+    g = gru_backward(dhs, cache, dh_n, state_grads=keep)
     return g.dx, g.dh0, None, {"w_x": g.dw_x, "w_h": g.dw_h, "b_ih": g.db_ih, "b_hh": g.db_hh}
 
 

@@ -1,0 +1,142 @@
+"""The time-loop driver every cell uses: a cell supplies its step and its step's backward, the
+driver supplies everything about running them over a sequence.
+
+What the driver owns, so that no cell writes it again:
+
+* **buffers**: per-step results go into time-major ``(time, batch, width)`` buffers allocated
+  once, where the namespace allows item assignment; JAX's immutable arrays are collected in
+  lists and stacked at the end (:func:`rnnx._backend.writeable`);
+* **the masked carry** (semantics in :mod:`rnnx.functional._mask`): at a masked-out step every
+  state is carried, ``s_t = where(m_t, step(s_{t-1}), s_{t-1})``, and in the backward pass the
+  cell sees ``where(m_t, G, 0)`` while ``where(m_t, 0, G)`` passes straight through;
+* **blocking** of the gradient-independent backward factors: they are computed a block of steps
+  at a time, just before the loop needs them (:func:`rnnx.functional._common.step_blocks`);
+* **the per-step observer** (``state_grads``) that :mod:`rnnx.diagnostics` reads: the total
+  gradient ``dL/dh_t`` reaching each step's output state.
+
+The one documented exception is the unmasked Elman loop in :mod:`rnnx.functional.rnn`, which
+writes each state into its own input-projection slot and multiplies the factors in place: two
+array calls a step, measurably leaner at the seed's sizes than any generic loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .._backend import device, writeable
+from ._common import step_blocks
+
+__all__ = ["scan_backward", "scan_forward"]
+
+
+class _Steps:
+    """Time-major storage for ``widths`` per-step arrays of ``(batch, width)``: buffers where
+    the namespace allows item assignment, lists stacked at the end otherwise."""
+
+    def __init__(self, xp: Any, like: Any, time: int, batch: int, widths: Sequence[int],
+                 buffered: bool) -> None:
+        self.buffered = buffered
+        if buffered:
+            dev = device(like)
+            self.slots = [xp.empty((time, batch, w), dtype=like.dtype, device=dev)  # (T, B, w)
+                          for w in widths]
+        else:
+            self.slots = [[None] * time for _ in widths]
+
+    def put(self, t: int, values: Sequence[Any]) -> None:
+        for slot, v in zip(self.slots, values):
+            if self.buffered:
+                slot[t, ...] = v  # (B, w): one contiguous row block
+            else:
+                slot[t] = v
+
+    def arrays(self, xp: Any) -> list[Any]:
+        if self.buffered:
+            return self.slots
+        return [xp.stack(s, axis=0) for s in self.slots]  # (T, B, w)
+
+
+def scan_forward(
+    step: Callable[[Any, tuple[Any, ...]], tuple[tuple[Any, ...], tuple[Any, ...]]],
+    xw: Any,
+    state0: tuple[Any, ...],
+    *,
+    saved_widths: Sequence[int],
+    mask: Any,
+    xp: Any,
+) -> tuple[list[Any], list[Any]]:
+    """Run ``step`` over the time-major input projection ``xw (time, batch, width)``.
+
+    ``step(xw_t, state) -> (new_state, saved)``: ``state`` is a tuple of ``(batch, hidden)``
+    arrays (``(h,)``, or ``(h, c)``), ``saved`` a tuple of per-step arrays the backward pass
+    needs, of widths ``saved_widths``. ``mask`` is a boolean ``(batch, time)`` step mask or
+    ``None``. Returns ``(states, saved)``: lists of time-major ``(time, batch, .)`` arrays, the
+    states being the carried ones (equal to the step's outputs without a mask)."""
+    time, batch, _ = xw.shape
+    buffered = writeable(xw)
+    state_widths = [s.shape[1] for s in state0]
+    states = _Steps(xp, xw, time, batch, state_widths, buffered)
+    saved = _Steps(xp, xw, time, batch, saved_widths, buffered)
+    state = state0
+    for t in range(time):
+        new, keep = step(xw[t, ...], state)
+        if mask is None:
+            state = new
+        else:
+            m_t = mask[:, t, None]  # (B, 1)
+            state = tuple(xp.where(m_t, n, s) for n, s in zip(new, state))  # carried if padded
+        states.put(t, state)
+        saved.put(t, keep)
+    return states.arrays(xp), saved.arrays(xp)
+
+
+def scan_backward(
+    step_back: Callable[[tuple[Any, ...], Any, int, int], tuple[tuple[Any, ...], tuple[Any, ...]]],
+    factors: Callable[[int, int], Any],
+    g0: tuple[Any, ...],
+    *,
+    time: int,
+    row_elements: int,
+    stored_widths: Sequence[int],
+    seq: Any,
+    mask: Any,
+    state_grads: list | None,
+    buffered: bool,
+    xp: Any,
+) -> tuple[list[Any], tuple[Any, ...]]:
+    """Backpropagate through ``time`` steps, last to first.
+
+    ``g0`` holds the total gradients reaching the final states (``(dL/dh_T,)`` or
+    ``(dL/dh_T, dL/dc_T)``, each ``(batch, hidden)``). ``factors(s, e)`` returns the
+    gradient-independent factors of steps ``s .. e-1`` (any object the cell's step reads), for
+    blocks of about ``row_elements`` elements a step (:func:`step_blocks`).
+    ``step_back(g, fac, t, i) -> (stored, g_prev)`` is the backward of step ``t`` (``i = t - s``
+    indexes ``fac``): ``stored`` are the per-step gradients the weight sums need (widths
+    ``stored_widths``), ``g_prev`` the gradients reaching the previous states — new arrays the
+    driver may update in place. ``seq (batch, time, hidden)`` is the (masked) gradient of every
+    step's output, or ``None``; ``state_grads`` (a list of ``time`` slots) receives ``dL/dh_t``.
+    ``buffered``: whether the namespace allows item assignment (``writeable`` of an array the
+    forward pass allocated).
+
+    Returns ``(stored, g)``: the stored gradients as time-major ``(time, batch, .)`` arrays and
+    the gradients reaching the initial states."""
+    g = g0
+    batch = g0[0].shape[0]
+    store = _Steps(xp, g0[0], time, batch, stored_widths, buffered)
+    for s, e in step_blocks(time, row_elements):
+        fac = factors(s, e)
+        for t in range(e - 1, s - 1, -1):
+            if state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
+                state_grads[t] = g[0]
+            if mask is None:
+                stored, g = step_back(g, fac, t, t - s)
+            else:
+                m_t = mask[:, t, None]  # (B, 1)
+                stored, g_prev = step_back(tuple(xp.where(m_t, a, 0.0) for a in g), fac, t, t - s)
+                # The carried state passes its gradient straight through a padded step.
+                g = tuple(p + xp.where(m_t, 0.0, a) for p, a in zip(g_prev, g))  # (B, H) each
+            store.put(t, stored)
+            if seq is not None and t > 0:
+                g = (g[0] + seq[:, t - 1, :], *g[1:])  # (B, H): the output gradient of step t-1
+    return store.arrays(xp), g
