@@ -112,3 +112,50 @@ def torch_stack(kind, x, layers, *, h0=None, c0=None, dhs=None, dh_n=None, dc_n=
         res["c_n"] = c_n.detach().numpy()
         res["dc0"] = c0t.grad.numpy()
     return res
+
+
+def torch_ln_lstm(x, p, *, h0=None, c0=None, dhs=None, dh_n=None, dc_n=None, mask=None):
+    """The layer-normalised LSTM of Ba, Kiros & Hinton (2016) written in torch operations from
+    its equations (``torch.nn.functional.layer_norm``, eps 1e-5), differentiated by torch
+    autograd in float64: the outside reference for rnnx's hand-derived BPTT. torch ships no
+    such layer. ``p`` holds rnnx's host arrays by name (``w_x``, ``w_h``, ``b``, ``gamma_x``,
+    ...); ``mask`` a host boolean ``(batch, time)`` step mask with rnnx's semantics (state
+    carried and output zero where off). Returns host arrays: ``out``, ``h_n``, ``c_n``, ``dx``,
+    ``dh0``, ``dc0`` and ``d<param>`` for every parameter."""
+    torch = pytest.importorskip("torch")
+    batch, time, _ = x.shape
+    hidden = p["w_h"].shape[0]
+    t = {k: torch.from_numpy(np.array(v, dtype=np.float64)).requires_grad_(True) for k, v in p.items()}
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    h0t = torch.from_numpy(np.zeros((batch, hidden)) if h0 is None else h0.copy()).requires_grad_(True)
+    c0t = torch.from_numpy(np.zeros((batch, hidden)) if c0 is None else c0.copy()).requires_grad_(True)
+    ln = torch.nn.functional.layer_norm
+    h, c, outs = h0t, c0t, []
+    for k in range(time):
+        a = (ln(h @ t["w_h"], (4 * hidden,), t["gamma_h"], t["beta_h"], eps=1e-5)
+             + ln(xt[:, k, :] @ t["w_x"], (4 * hidden,), t["gamma_x"], t["beta_x"], eps=1e-5)
+             + t["b"])
+        i, f, g, o = a.split(hidden, dim=1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h_new = torch.sigmoid(o) * torch.tanh(ln(c_new, (hidden,), t["gamma_c"], t["beta_c"],
+                                                 eps=1e-5))
+        if mask is None:
+            h, c = h_new, c_new
+            outs.append(h)
+        else:
+            m = torch.from_numpy(np.asarray(mask)[:, k, None])
+            h, c = torch.where(m, h_new, h), torch.where(m, c_new, c)
+            outs.append(torch.where(m, h, torch.zeros_like(h)))
+    out = torch.stack(outs, dim=1)
+    loss = torch.zeros((), dtype=torch.float64)
+    if dhs is not None:
+        loss = loss + (out * torch.from_numpy(dhs)).sum()
+    if dh_n is not None:
+        loss = loss + (h * torch.from_numpy(dh_n)).sum()
+    if dc_n is not None:
+        loss = loss + (c * torch.from_numpy(dc_n)).sum()
+    loss.backward()
+    res = {"out": out.detach().numpy(), "h_n": h.detach().numpy(), "c_n": c.detach().numpy(),
+           "dx": xt.grad.numpy(), "dh0": h0t.grad.numpy(), "dc0": c0t.grad.numpy()}
+    res.update({"d" + k: v.grad.numpy() for k, v in t.items()})
+    return res

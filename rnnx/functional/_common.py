@@ -9,9 +9,10 @@ from ._validate import check_float, check_sequence, check_shape, dtype_name, res
 
 
 def check_inputs(x: Any, w_x: Any, w_h: Any, biases: dict[str, Any], h0: Any, c0: Any,
-                 gates: int) -> Any:
-    """Shared by LSTM (``gates=4``) and GRU (``gates=3``): one namespace, one device, one float
-    dtype, and shapes ``x (B, T, F)``, ``w_x (F, G*H)``, ``w_h (H, G*H)``, biases ``(G*H,)``."""
+                 gates: int, *, widths: dict[str, int] | None = None) -> Any:
+    """Shared by the gated cells (``gates`` blocks): one namespace, one device, one float
+    dtype, and shapes ``x (B, T, F)``, ``w_x (F, G*H)``, ``w_h (H, G*H)``, the 1-D parameters
+    ``biases`` ``(G*H,)`` or, for a name in ``widths``, ``(widths[name]*H,)``."""
     arrays = {"x": x, "w_x": w_x, "w_h": w_h, "h0": h0, "c0": c0}
     arrays.update(biases)
     xp = resolve(arrays)
@@ -23,7 +24,8 @@ def check_inputs(x: Any, w_x: Any, w_h: Any, biases: dict[str, Any], h0: Any, c0
     hidden = w_h.shape[0]
     check_shape("w_x", w_x, (features, gates * hidden), f"(features, {gates}*hidden)")
     for name, a in biases.items():
-        check_shape(name, a, (gates * hidden,), f"({gates}*hidden,)")
+        w = (widths or {}).get(name, gates)
+        check_shape(name, a, (w * hidden,), f"({w}*hidden,)" if w != 1 else "(hidden,)")
     for name, a in (("w_x", w_x), ("w_h", w_h), *biases.items()):
         check_float(name, a, xp=xp, like=("x", x))
     for name, a in (("h0", h0), ("c0", c0)):

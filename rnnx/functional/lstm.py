@@ -53,7 +53,7 @@ from ._loop import scan_backward, scan_forward
 from ._mask import as_step_mask, mask_outputs
 from ._validate import resolve
 
-__all__ = ["LSTMCache", "LSTMGrads", "lstm_backward", "lstm_backward_factors", "lstm_cell",
+__all__ = ["LSTMCache", "LSTMGrads", "gate_affine", "lstm_backward", "lstm_backward_factors", "lstm_cell",
            "lstm_cell_backward", "lstm_forward"]
 
 
@@ -100,7 +100,7 @@ class LSTMGrads(NamedTuple):
     db: Any  # (4*hidden,)
 
 
-def _gate_affine(hidden: int, *, xp: Any, dtype: Any, dev: Any) -> tuple[Any, Any, Any]:
+def gate_affine(hidden: int, *, xp: Any, dtype: Any, dev: Any) -> tuple[Any, Any, Any]:
     """``(scale, mul, add)`` rows ``(4*hidden,)`` such that ``tanh(a*scale)*mul + add`` is
     sigmoid on the ``i, f, o`` blocks and tanh on the ``g`` block."""
     half = xp.full((hidden,), 0.5, dtype=dtype, device=dev)  # (H,)
@@ -114,7 +114,7 @@ def lstm_cell(
     xw_t: Any, h_prev: Any, c_prev: Any, w_h: Any, affine: tuple[Any, Any, Any], *, xp: Any
 ) -> tuple[Any, Any, Any]:
     """One LSTM step from the precomputed input projection ``xw_t = x_t @ w_x + b``
-    ``(batch, 4*hidden)``; ``affine`` from :func:`_gate_affine`. Returns ``(h_t, c_t, gates)``:
+    ``(batch, 4*hidden)``; ``affine`` from :func:`gate_affine`. Returns ``(h_t, c_t, gates)``:
     ``(batch, hidden)``, ``(batch, hidden)``, ``(batch, 4*hidden)``, on ``h_prev``'s device."""
     scale, mul, add = affine
     hidden = h_prev.shape[1]
@@ -214,7 +214,7 @@ def lstm_forward(
     # Hoisted input projection: one GEMM over all rows, time-major so that each step reads one
     # contiguous (B, 4H) block.
     xw = input_projection(xp, x, w_x, b)  # (T, B, 4H)
-    affine = _gate_affine(hidden, xp=xp, dtype=x.dtype, dev=dev)
+    affine = gate_affine(hidden, xp=xp, dtype=x.dtype, dev=dev)
     zeros = None
     if h0 is None or c0 is None:
         zeros = xp.zeros((batch, hidden), dtype=x.dtype, device=dev)  # (B, H)

@@ -1,0 +1,225 @@
+"""The cell registry: every cell kind rnnx knows, named once.
+
+A :class:`Cell` record says everything the rest of rnnx needs to know about a cell kind — its
+parameters and their shapes, its states, how its initial weights are drawn, its forward and
+backward functions, its options, and the layout facts of the libraries it exchanges weights
+with. Layers, networks, estimators, the command line, interop, diagnostics, the agreement table
+and the tests read these records; none of them branches on a cell's name.
+
+Adding a cell is one maths module (its step, its step's backward and the sequence functions
+built on :mod:`rnnx.functional._loop`) plus one entry in :data:`CELLS` below (or, from outside
+rnnx, :func:`register_cell`). See ``docs/cells.md`` for the walk-through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._backend import host_namespace
+from ..init import INITIALIZERS
+from . import gru, ln_lstm, lstm, rnn
+
+__all__ = ["CELLS", "Cell", "TorchLayout", "get_cell", "register_cell"]
+
+
+@dataclass(frozen=True)
+class TorchLayout:
+    """How a cell's weights map onto ``torch.nn.<module>``: ``weight_ih = w_x.T``, ``weight_hh =
+    w_h.T`` always; ``split_bias`` keeps torch's two biases as ``b_ih``/``b_hh`` (GRU), otherwise
+    rnnx's one bias ``b`` is ``bias_ih + bias_hh``. ``options`` are the run options torch's
+    constructor takes under the same name (``nonlinearity``)."""
+
+    module: str
+    split_bias: bool = False
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell kind.
+
+    Parameters (the record's fields)
+    --------------------------------
+    name : str
+        Registry key (``cell="lstm"`` everywhere).
+    summary : str
+        One line for help texts and tables.
+    gates : int
+        Gate blocks ``G``: ``w_x`` is ``(features, G*hidden)`` and ``w_h`` ``(hidden, G*hidden)``.
+    gate_order : tuple of str
+        The blocks' order along the ``G*hidden`` axis (``("i", "f", "g", "o")``).
+    vectors : mapping name -> (width, init)
+        The cell's 1-D parameters after ``w_x`` and ``w_h``, in the forward's argument order,
+        each ``(width*hidden,)``; ``init`` is ``None`` for a bias drawn like torch's (uniform on
+        ``±1/sqrt(hidden)``) or a constant (a layer norm's gain 1 and shift 0).
+    states : tuple of str
+        Recurrent states, ``("h",)`` or ``("h", "c")``; the forward takes ``h0`` (``c0``), the
+        backward ``dh_n`` (``dc_n``), its gradients hold ``dh0`` (``dc0``) and the cache
+        ``h_n`` (``c_n``).
+    forward : callable
+        ``forward(x, w_x, w_h, *vectors, *states0, mask=None, **options) -> (out, cache)``.
+    backward : callable
+        ``backward(dhs, cache, *final_state_grads, state_grads=None) -> grads`` (a NamedTuple
+        with ``dx``, ``d<state>0`` and ``d<param>`` fields).
+    options : mapping name -> allowed values
+        Run options and their values, the first being the default (``{"nonlinearity":
+        ("tanh", "relu")}``).
+    forget_gate : int or None
+        The block of ``b`` that ``forget_bias`` adds to, or ``None`` if the cell has no forget gate.
+    torch : TorchLayout or None
+        The equivalent ``torch.nn`` module, or ``None`` where torch has none.
+    """
+
+    name: str
+    summary: str
+    gates: int
+    gate_order: tuple[str, ...]
+    vectors: Mapping[str, tuple[int, float | None]]
+    states: tuple[str, ...]
+    forward: Callable[..., tuple[Any, Any]]
+    backward: Callable[..., Any]
+    options: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    forget_gate: int | None = None
+    torch: TorchLayout | None = None
+
+    # -- parameters -------------------------------------------------------------------------
+    @property
+    def params(self) -> tuple[str, ...]:
+        """Parameter names in the forward's argument order: ``w_x``, ``w_h``, the vectors."""
+        return ("w_x", "w_h", *self.vectors)
+
+    def shapes(self, features: int, hidden: int) -> dict[str, tuple[int, ...]]:
+        """Every parameter's shape for ``features`` inputs and ``hidden`` units."""
+        width = self.gates * hidden
+        out: dict[str, tuple[int, ...]] = {"w_x": (features, width), "w_h": (hidden, width)}
+        out.update({name: (w * hidden,) for name, (w, _) in self.vectors.items()})
+        return out
+
+    def draw(self, rng: Any, features: int, hidden: int, *, init: str = "torch",
+             recurrent_init: str = "torch", forget_bias: float = 0.0) -> dict[str, Any]:
+        """Host float64 initial parameters drawn from ``rng``. Each gate block is drawn
+        separately (an orthogonal recurrent init is orthogonal per gate), in the order
+        ``w_x``, ``w_h``, then the drawn vectors; constant vectors draw nothing. ``forget_bias``
+        is added to the forget gate's block of ``b``."""
+        hnp = host_namespace()
+        w_x = hnp.concat([INITIALIZERS[init](rng, (features, hidden), hidden=hidden)
+                          for _ in range(self.gates)], axis=1)  # (F, G*H)
+        w_h = hnp.concat([INITIALIZERS[recurrent_init](rng, (hidden, hidden), hidden=hidden)
+                          for _ in range(self.gates)], axis=1)  # (H, G*H)
+        out = {"w_x": w_x, "w_h": w_h}
+        for name, (w, value) in self.vectors.items():
+            if value is None:
+                out[name] = INITIALIZERS["torch"](rng, (w * hidden,), hidden=hidden)  # (w*H,)
+            else:
+                out[name] = hnp.full((w * hidden,), float(value), dtype=hnp.float64)
+        if forget_bias:
+            if self.forget_gate is None:
+                raise ValueError(f"forget_bias is an option of cells with a forget gate "
+                                 f"({', '.join(forget_cells())}); got forget_bias={forget_bias!r}"
+                                 f" with cell={self.name!r}")
+            k = self.forget_gate
+            out["b"][k * hidden : (k + 1) * hidden] += forget_bias  # a host array made here
+        return out
+
+    # -- options ----------------------------------------------------------------------------
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The run options with defaults filled in; a value the cell does not take, or an
+        option it does not have, raises ``ValueError`` naming both."""
+        out = {}
+        for name, value in options.items():
+            if name not in self.options:
+                raise ValueError(f"{name} is not an option of cell {self.name!r} (its options: "
+                                 f"{', '.join(self.options) or 'none'})")
+            if value not in self.options[name]:
+                raise ValueError(f"{name} must be one of {self.options[name]} for cell "
+                                 f"{self.name!r}; got {value!r}")
+            out[name] = value
+        for name, allowed in self.options.items():
+            out.setdefault(name, allowed[0])
+        return out
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self, params: Mapping[str, Any], x: Any, state0: Mapping[str, Any] | None = None,
+            *, mask: Any = None, options: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
+        """``forward`` with parameters and initial states by name (``{"h0": ...}``)."""
+        state0 = state0 or {}
+        return self.forward(x, *(params[n] for n in self.params),
+                            *(state0.get(s + "0") for s in self.states), mask=mask,
+                            **(options or {}))
+
+    def run_backward(self, cache: Any, dhs: Any, finals: Mapping[str, Any] | None = None, *,
+                     state_grads: list | None = None) -> tuple[Any, dict, dict]:
+        """``backward`` by name: ``finals`` maps ``"h"``/``"c"`` to the final states' gradients.
+        Returns ``(dx, {"h0": dh0, ...}, {param name: gradient})``."""
+        finals = finals or {}
+        g = self.backward(dhs, cache, *(finals.get(s) for s in self.states),
+                          state_grads=state_grads)
+        return (g.dx, {s + "0": getattr(g, f"d{s}0") for s in self.states},
+                {n: getattr(g, "d" + n) for n in self.params})
+
+    def final_states(self, cache: Any) -> tuple[Any, ...]:
+        """``(h_n,)`` or ``(h_n, c_n)`` of a forward's cache, each ``(batch, hidden)``."""
+        return tuple(getattr(cache, s + "_n") for s in self.states)
+
+
+#: Every cell kind, by name.
+CELLS: dict[str, Cell] = {
+    "rnn": Cell(
+        name="rnn", summary="Elman RNN, h = f(x W_x + h W_h + b)", gates=1, gate_order=("h",),
+        vectors={"b": (1, None)}, states=("h",), forward=rnn.rnn_forward,
+        backward=rnn.rnn_backward, options={"nonlinearity": rnn.NONLINEARITIES},
+        torch=TorchLayout("RNN", options=("nonlinearity",))),
+    "lstm": Cell(
+        name="lstm", summary="LSTM (torch's layout)", gates=4, gate_order=("i", "f", "g", "o"),
+        vectors={"b": (4, None)}, states=("h", "c"), forward=lstm.lstm_forward,
+        backward=lstm.lstm_backward, forget_gate=1, torch=TorchLayout("LSTM")),
+    "gru": Cell(
+        name="gru", summary="GRU, reset after the recurrent matmul (torch's layout)", gates=3,
+        gate_order=("r", "z", "n"), vectors={"b_ih": (3, None), "b_hh": (3, None)},
+        states=("h",), forward=gru.gru_forward, backward=gru.gru_backward,
+        torch=TorchLayout("GRU", split_bias=True)),
+    "ln_lstm": Cell(
+        name="ln_lstm", summary="layer-normalised LSTM (Ba, Kiros & Hinton 2016)", gates=4,
+        gate_order=("i", "f", "g", "o"),
+        vectors={"b": (4, None), "gamma_x": (4, 1.0), "beta_x": (4, 0.0), "gamma_h": (4, 1.0),
+                 "beta_h": (4, 0.0), "gamma_c": (1, 1.0), "beta_c": (1, 0.0)},
+        states=("h", "c"), forward=ln_lstm.ln_lstm_forward, backward=ln_lstm.ln_lstm_backward,
+        forget_gate=1),
+}
+
+
+_BUILT_IN = frozenset(CELLS)
+
+
+def get_cell(name: Any) -> Cell:
+    """The record of cell ``name``; ``ValueError`` naming the known cells otherwise."""
+    try:
+        return CELLS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"cell must be one of {sorted(CELLS)}; got {name!r}") from None
+
+
+def register_cell(cell: Cell) -> None:
+    """Make ``cell`` known to every part of rnnx (layers, networks, estimators, ``rnnx train
+    --cell``, the agreement table) under ``cell.name``. A name already taken is refused."""
+    if not isinstance(cell, Cell):
+        raise TypeError(f"cell must be an rnnx.functional.registry.Cell; got "
+                        f"{type(cell).__name__}")
+    if cell.name in CELLS:
+        raise ValueError(f"a cell named {cell.name!r} is registered already")
+    CELLS[cell.name] = cell
+
+
+def unregister_cell(name: str) -> None:
+    """Remove a cell added with :func:`register_cell` (the built-in cells stay)."""
+    if name in _BUILT_IN:
+        raise ValueError(f"{name!r} is a built-in cell and cannot be removed")
+    get_cell(name)
+    del CELLS[name]
+
+
+def forget_cells() -> list[str]:
+    """Names of the cells that take ``forget_bias``."""
+    return [n for n, c in CELLS.items() if c.forget_gate is not None]
