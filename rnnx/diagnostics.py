@@ -21,7 +21,7 @@ import tempfile
 from typing import Any
 
 from ._backend import namespace, to_numpy
-from .layers.recurrent import GRU, LSTM, Recurrent, SimpleRNN, _cell_backward
+from .layers import Recurrent
 
 __all__ = ["estimator_grad_norms", "network_grad_norms", "plot_grad_norms", "state_grad_norms"]
 
@@ -33,7 +33,7 @@ def state_grad_norms(layer: Any, x: Any, dout: Any, *, h0: Any = None, c0: Any =
 
     Parameters
     ----------
-    layer : SimpleRNN, LSTM, GRU or Recurrent
+    layer : Recurrent (any cell), SimpleRNN, LSTM or GRU
         Its :meth:`forward` is run on ``x (batch, time, features)`` (with ``h0``/``c0``/
         ``mask``) and its backward fills ``layer.grads`` as usual.
     dout : array
@@ -50,26 +50,15 @@ def state_grad_norms(layer: Any, x: Any, dout: Any, *, h0: Any = None, c0: Any =
         just ``"l0"`` for a single layer), in forward time order (index ``t`` is step ``t+1``),
         in ``x``'s namespace, on its device. For an LSTM this is the hidden state ``h_t``.
     """
-    kept: dict[str, list] = {}
-    if isinstance(layer, Recurrent):
-        layer.forward(x, h0, c0, mask=mask)
-        layer.backward(dout, _state_grads=kept)
-    elif isinstance(layer, (SimpleRNN, LSTM, GRU)):
-        if isinstance(layer, LSTM):
-            layer.forward(x, h0, c0, mask=mask)
-        else:
-            if c0 is not None:
-                raise ValueError("c0 is an LSTM state; this layer is not an LSTM")
-            layer.forward(x, h0, mask=mask)
-        kind = "rnn" if isinstance(layer, SimpleRNN) else ("lstm" if isinstance(layer, LSTM)
-                                                           else "gru")
-        keep = kept["l0"] = [None] * layer._cache.hs.shape[1]
-        last = getattr(dout, "ndim", None) == 2
-        _, _, _, layer.grads = _cell_backward(kind, layer._cache, None if last else dout,
-                                              dout if last else None, None, keep)
-    else:
+    if not isinstance(layer, Recurrent):
         raise TypeError(f"layer must be an rnnx SimpleRNN, LSTM, GRU or Recurrent; got "
                         f"{type(layer).__name__}")
+    states = layer.spec.states
+    if c0 is not None and "c" not in states:
+        raise ValueError(f"c0 is an LSTM state; this layer's cell {layer.cell!r} has none")
+    layer.forward(x, *((h0, c0) if "c" in states else (h0,)), mask=mask)
+    kept: dict[str, list] = {}
+    layer.backward(dout, state_grads=kept)
     xp = namespace(x)
     out = {}
     for sfx, grads in kept.items():

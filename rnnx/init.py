@@ -22,7 +22,8 @@ from typing import Any
 
 from ._backend import from_host, host_namespace
 
-__all__ = ["INITIALIZERS", "gaussian", "he", "orthogonal", "place", "torch_uniform", "xavier"]
+__all__ = ["INITIALIZERS", "gaussian", "he", "orthogonal", "place", "resolve_dtype", "torch_uniform",
+           "xavier"]
 
 
 def gaussian(rng: Any, shape: tuple[int, ...], *, scale: float = 0.01, **_: Any) -> Any:
@@ -74,3 +75,13 @@ def place(host: Any, *, xp: Any, device: Any, dtype: Any) -> Any:
     """Move a host draw to ``xp`` on ``device`` with ``dtype`` (rounded once, on the host side
     of the transfer, so every backend gets the same bits)."""
     return from_host(host, xp=xp, device=device, dtype=dtype)
+
+
+def resolve_dtype(xp: Any, dtype: Any) -> Any:
+    """``xp``'s dtype for a parameter dtype given by name (``"float32"``/``"float64"``) or as
+    an ``xp`` dtype."""
+    if isinstance(dtype, str):
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+        return getattr(xp, dtype)
+    return dtype

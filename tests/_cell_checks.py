@@ -1,5 +1,5 @@
-"""Test bodies shared by ``test_functional_lstm.py`` and ``test_functional_gru.py`` (and the
-mask tests): each takes the cell kind first. Tolerances are justified once, here."""
+"""Test bodies shared by ``test_functional_cells.py`` (every registered cell) and the
+mask tests: each takes the cell kind first. Tolerances are justified once, here."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ from rnnx.functional._common import _folds_bias
 from rnnx.testing import assert_close, default_rtol, finite_difference_grads, grad_check_error
 
 from . import _cells
-from ._oracle import torch_stack
 
 # (batch, time, features, hidden): batch 1, time 1, hidden > features, hidden < features, long,
 # and large enough for the bias to ride in the input GEMMs (test_folded_shapes_fold_the_bias).
-SHAPES = [(1, 1, 3, 5), (4, 1, 2, 3), (4, 7, 3, 8), (3, 5, 6, 2), (2, 20, 4, 6), (4, 48, 3, 32)]
+SHAPES = [(1, 1, 3, 5), (4, 1, 2, 3), (4, 7, 3, 8), (3, 5, 6, 2), (2, 20, 4, 6), (4, 48, 3, 96)]
 SHAPE_IDS = ["batch1-time1", "time1", "hidden>features", "hidden<features", "long",
              "bias-folded"]
 
@@ -27,7 +26,7 @@ def check_folded_shape(kind):
     torch comparison covers it); the other shapes take the plain one."""
     for shape, name in zip(SHAPES, SHAPE_IDS):
         batch, time, _, hidden = shape
-        assert _folds_bias(batch * time, _cells.GATES[kind] * hidden) == (name == "bias-folded"), name
+        assert _folds_bias(batch * time, _cells.gates(kind) * hidden) == (name == "bias-folded"), name
 
 
 def use_blocks_of(monkeypatch, steps, row_elements):
@@ -61,12 +60,7 @@ def max_rel_dev(got, ref):
 def check_matches_torch(kind, xp, device, put, rng, shape, with_h0, final):
     """Outputs, final states and every gradient equal torch's (float64, 1e-10 relative)."""
     case = _cells.make_case(kind, rng, *shape, with_h0=with_h0)
-    ref = _cells.flatten_ref(kind, torch_stack(
-        kind, case["x"], [_cells.torch_layer(kind, case)],
-        h0=None if case["h0"] is None else case["h0"][None],
-        c0=None if case.get("c0") is None else case["c0"][None],
-        dhs=case["dhs"], dh_n=case["dh_n"] if final else None,
-        dc_n=case.get("dc_n") if final else None))
+    ref = _cells.reference(kind, case, final=final)
     got = _cells.run(kind, to_backend(case, put, xp.float64), final=final)
     assert set(got) == set(ref)
     for name, value in got.items():
@@ -154,7 +148,7 @@ def check_bad_inputs(kind, rng):
     bad = {**case, "w_x": case["w_x"][:-1]}
     with pytest.raises(ValueError, match=r"w_x must have shape \(features, "):
         _cells.forward(kind, bad)
-    bias = _cells.BIASES[kind][-1]
+    bias = _cells.vectors(kind)[-1]
     bad = {**case, bias: case[bias][:-1]}
     with pytest.raises(ValueError, match=f"{bias} must have shape"):
         _cells.forward(kind, bad)

@@ -1,4 +1,4 @@
-"""Variable-length batches for every cell (Elman, LSTM, GRU): the mask semantics of
+"""Variable-length batches for every registered cell: the mask semantics of
 ``rnnx.functional._mask`` against torch's ``pack_padded_sequence`` and against unpadded
 single-sample runs, on every backend and device."""
 
@@ -13,9 +13,8 @@ from rnnx.functional import lengths_to_mask
 
 from . import _cell_checks as checks
 from . import _cells
-from ._oracle import torch_stack
 
-KINDS = ["rnn", "lstm", "gru"]
+KINDS = _cells.KINDS
 LENGTHS = np.array([5, 2, 7, 1])  # batch 4, time 7: full, short, single step
 
 
@@ -30,10 +29,7 @@ def test_matches_torch_pack_padded(kind, xp, device, put, rng, as_lengths, block
     if block_steps is not None:
         checks.use_blocks_of(monkeypatch, block_steps, 4 * 4 * 5)
     case = _cells.make_case(kind, rng, 4, 7, 3, 5)
-    ref = _cells.flatten_ref(kind, torch_stack(
-        kind, case["x"], [_cells.torch_layer(kind, case)], h0=case["h0"][None],
-        c0=case["c0"][None] if kind == "lstm" else None, dhs=case["dhs"], dh_n=case["dh_n"],
-        dc_n=case.get("dc_n"), lengths=LENGTHS))
+    ref = _cells.reference(kind, case, lengths=LENGTHS)
     lengths = put(LENGTHS)  # integer lengths on the inputs' device: never the host
     mask = lengths if as_lengths else lengths_to_mask(lengths, 7)
     got = _cells.run(kind, checks.to_backend(case, put, xp.float64), mask=mask)
@@ -138,9 +134,7 @@ def test_relu_elman_matches_torch_pack_padded(xp, device, put, rng):
     """The masked Elman path with relu (its derivative is read from the carried states): equal
     to torch's packed run in float64 to 1e-10 relative (see _cell_checks)."""
     case = _cells.make_case("rnn", rng, 4, 7, 3, 5)
-    ref = _cells.flatten_ref("rnn", torch_stack(
-        "rnn", case["x"], [_cells.torch_layer("rnn", case)], h0=case["h0"][None],
-        dhs=case["dhs"], dh_n=case["dh_n"], lengths=LENGTHS, nonlinearity="relu"))
+    ref = _cells.reference("rnn", case, lengths=LENGTHS, nonlinearity="relu")
     got = _cells.run("rnn", checks.to_backend(case, put, xp.float64), mask=put(LENGTHS),
                      nonlinearity="relu")
     for name, value in got.items():

@@ -43,10 +43,10 @@ def test_rnnx_to_torch_and_back_is_lossless(rng, cell, num_layers, bidirectional
     assert _rel(layer.forward(x), out_t) <= 1e-10
     assert _rel(layer.final_state[0], h_t) <= 1e-10
     back = from_torch(module, return_sequences=True)
-    assert isinstance(back, Recurrent if (num_layers > 1 or bidirectional) else
-                      {"rnn": SimpleRNN, "lstm": LSTM, "gru": GRU}[cell])
-    keys = back.params if isinstance(back, Recurrent) else {f"l0.{k}": v
-                                                            for k, v in back.params.items()}
+    assert type(back) is (Recurrent if (num_layers > 1 or bidirectional) else
+                          {"rnn": SimpleRNN, "lstm": LSTM, "gru": GRU}[cell])
+    keys = back.params if type(back) is Recurrent else {f"l0.{k}": v
+                                                        for k, v in back.params.items()}
     assert set(keys) == set(layer.params)
     for k, v in layer.params.items():
         np.testing.assert_array_equal(to_numpy(keys[k]), to_numpy(v))

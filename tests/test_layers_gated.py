@@ -10,7 +10,7 @@ import pytest
 from rnnx._backend import device as device_of
 from rnnx._backend import to_numpy
 from rnnx.layers import GRU, LSTM, Recurrent, SimpleRNN
-from rnnx.layers.recurrent import _suffixes
+from rnnx.layers.recurrent import layer_suffixes
 from rnnx.testing import finite_difference_grads, grad_check_error
 
 from ._cell_checks import max_rel_dev
@@ -26,7 +26,7 @@ LENGTHS = np.array([6, 3, 1])
 def host_layers(layer):
     """Per (layer, direction) host dicts in torch's order, for the oracle."""
     out = []
-    for sfx in _suffixes(layer.num_layers, layer.bidirectional):
+    for sfx in layer_suffixes(layer.num_layers, layer.bidirectional):
         p = layer.layer_params(int(sfx[1:].split("_")[0]), sfx.endswith("_reverse"))
         out.append({k: to_numpy(v) for k, v in p.items()})
     return out
@@ -65,7 +65,7 @@ def test_recurrent_matches_torch(xp, device, put, rng, cell, num_layers, bidirec
         assert device_of(value) == device, name
         err = max_rel_dev(value, ref[name])
         assert err <= 1e-10, f"{name}: {err:.2e}"
-    for sfx, g_ref in zip(_suffixes(num_layers, bidirectional), ref["layers"]):
+    for sfx, g_ref in zip(layer_suffixes(num_layers, bidirectional), ref["layers"]):
         for gname, want in g_ref.items():
             value = layer.grads[f"{sfx}.{gname[1:]}"]
             assert device_of(value) == device

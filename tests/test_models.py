@@ -4,6 +4,7 @@ backends, scikit-learn's estimator checks, save/load across backends."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 
@@ -12,7 +13,7 @@ import pytest
 
 from rnnx._backend import backend_name, from_host, get_namespace, namespace, to_numpy
 from rnnx._backend import device as device_of
-from rnnx.layers import Dense, SimpleRNN
+from rnnx.layers import Dense
 from rnnx.models import (
     DataConversionWarning,
     NotFittedError,
@@ -24,7 +25,6 @@ from rnnx.models import (
     register_cell,
     save_model,
 )
-from rnnx.models.network import RECURRENT_LAYERS
 from rnnx.testing import assert_close, finite_difference_grads, grad_check_error
 
 from ._threads import one_thread  # noqa: F401  (autouse fixture)
@@ -79,13 +79,13 @@ def test_dense_rejects_wrong_input(xp, device, put):
 def _torch_network(net, x, labels):
     """torch.nn.RNN + Linear + cross-entropy with the network's weights; host gradients."""
     p = {k: to_numpy(v) for k, v in net.parameters().items()}
-    f, h = p["recurrent.w_x"].shape
+    f, h = p["recurrent.l0.w_x"].shape
     rnn = torch.nn.RNN(f, h, batch_first=True, dtype=torch.float64)
     lin = torch.nn.Linear(h, p["dense.w"].shape[1], dtype=torch.float64)
     with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(p["recurrent.w_x"].T.copy()))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(p["recurrent.w_h"].T.copy()))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(p["recurrent.b"]))
+        rnn.weight_ih_l0.copy_(torch.from_numpy(p["recurrent.l0.w_x"].T.copy()))
+        rnn.weight_hh_l0.copy_(torch.from_numpy(p["recurrent.l0.w_h"].T.copy()))
+        rnn.bias_ih_l0.copy_(torch.from_numpy(p["recurrent.l0.b"]))
         rnn.bias_hh_l0.zero_()
         lin.weight.copy_(torch.from_numpy(p["dense.w"].T.copy()))
         lin.bias.copy_(torch.from_numpy(p["dense.b"]))
@@ -93,9 +93,9 @@ def _torch_network(net, x, labels):
     loss = torch.nn.functional.cross_entropy(lin(hs[:, -1, :]), torch.from_numpy(labels))
     loss.backward()
     return loss.item(), {
-        "recurrent.w_x": rnn.weight_ih_l0.grad.numpy().T,
-        "recurrent.w_h": rnn.weight_hh_l0.grad.numpy().T,
-        "recurrent.b": rnn.bias_ih_l0.grad.numpy(),
+        "recurrent.l0.w_x": rnn.weight_ih_l0.grad.numpy().T,
+        "recurrent.l0.w_h": rnn.weight_hh_l0.grad.numpy().T,
+        "recurrent.l0.b": rnn.bias_ih_l0.grad.numpy(),
         "dense.w": lin.weight.grad.numpy().T,
         "dense.b": lin.bias.grad.numpy(),
     }
@@ -160,22 +160,28 @@ def test_seeded_initial_weights_are_bit_identical_across_backends(dtype_name):
 
 
 def test_registered_cell_is_one_line():
-    """A new cell kind plugs in through the registry and trains through the estimator; options
-    a factory does not declare (here nonlinearity and the initialisers) are not passed to it."""
+    """A new cell kind is one registry record: it then builds, trains through both estimators
+    and reports its own options, with nothing else changed (here an Elman variant whose only
+    nonlinearity is relu, built from the Elman maths)."""
+    from rnnx.functional import registry
 
-    def gated_like(input_size, hidden_size, *, return_sequences, seed, backend, device, dtype):
-        return SimpleRNN(input_size, hidden_size, nonlinearity="relu", seed=seed, backend=backend,
-                         device=device, dtype=dtype, return_sequences=return_sequences)
-
-    register_cell("relu_test", gated_like)
+    relu_only = dataclasses.replace(registry.CELLS["rnn"], name="relu_test",
+                                    options={"nonlinearity": ("relu",)}, torch=None)
+    register_cell(relu_only)
     try:
         X, y = _toy_classification()
-        clf = RNNClassifier(cell="relu_test", **TINY).fit(X, y)
+        clf = RNNClassifier(cell="relu_test", nonlinearity="relu", **TINY).fit(X, y)
         assert clf.network_.recurrent.nonlinearity == "relu"
-        reg = RNNRegressor(cell="relu_test", sequence_output=True, **TINY).fit(X, X[:, :, 0])
+        reg = RNNRegressor(cell="relu_test", nonlinearity="relu", sequence_output=True,
+                           **TINY).fit(X, X[:, :, 0])
         assert reg.network_.recurrent.return_sequences
+        with pytest.raises(ValueError, match=r"nonlinearity must be one of \('relu',\)"):
+            RNNClassifier(cell="relu_test", **TINY).fit(X, y)
+        with pytest.raises(ValueError, match="registered already"):
+            register_cell(relu_only)
     finally:
-        RECURRENT_LAYERS.pop("relu_test")
+        registry.unregister_cell("relu_test")
+    assert "relu_test" not in registry.CELLS
 
 
 # ------------------------------------------------------------------ estimators

@@ -9,7 +9,7 @@ import pytest
 from rnnx._backend import backend_name, to_numpy
 from rnnx._backend import device as device_of
 from rnnx.layers import GRU, LSTM, Recurrent, SimpleRNN
-from rnnx.layers.recurrent import _suffixes
+from rnnx.layers.recurrent import layer_suffixes
 from rnnx.tbptt import TruncatedBPTT, reset_state
 
 from ._cell_checks import max_rel_dev
@@ -21,7 +21,7 @@ SINGLE = {"rnn": SimpleRNN, "lstm": LSTM, "gru": GRU}
 
 def _host_layers(layer):
     out = []
-    for sfx in _suffixes(layer.num_layers, layer.bidirectional):
+    for sfx in layer_suffixes(layer.num_layers, layer.bidirectional):
         p = layer.layer_params(int(sfx[1:].split("_")[0]), sfx.endswith("_reverse"))
         out.append({k: to_numpy(v) for k, v in p.items()})
     return out
@@ -48,7 +48,7 @@ def test_chunks_match_torch_with_detached_state(xp, device, put, rng, cell):
         assert device_of(chunk.out) == device and device_of(dx) == device
         assert max_rel_dev(chunk.out, ref["out"]) <= 1e-10
         assert max_rel_dev(dx, ref["dx"]) <= 1e-10
-        for sfx, g in zip(_suffixes(2, False), ref["layers"]):
+        for sfx, g in zip(layer_suffixes(2, False), ref["layers"]):
             for name, want in g.items():
                 assert max_rel_dev(layer.grads[f"{sfx}.{name[1:]}"], want) <= 1e-10
         h_prev = ref["h_n"]

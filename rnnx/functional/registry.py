@@ -116,9 +116,9 @@ class Cell:
                 out[name] = hnp.full((w * hidden,), float(value), dtype=hnp.float64)
         if forget_bias:
             if self.forget_gate is None:
-                raise ValueError(f"forget_bias is an option of cells with a forget gate "
-                                 f"({', '.join(forget_cells())}); got forget_bias={forget_bias!r}"
-                                 f" with cell={self.name!r}")
+                raise ValueError(f"forget_bias is an LSTM option (added to the forget gate's "
+                                 f"bias; cells with one: {', '.join(forget_cells())}); got "
+                                 f"forget_bias={forget_bias!r} with cell={self.name!r}")
             k = self.forget_gate
             out["b"][k * hidden : (k + 1) * hidden] += forget_bias  # a host array made here
         return out

@@ -11,8 +11,7 @@ from typing import Any
 from .._backend import device as device_of
 from .._backend import get_namespace, host_rng
 from ..functional._validate import check_float, check_shape, resolve
-from ..init import INITIALIZERS, place
-from .recurrent import _resolve_dtype
+from ..init import INITIALIZERS, place, resolve_dtype
 
 __all__ = ["Dense"]
 
@@ -57,7 +56,7 @@ class Dense:
         if init not in INITIALIZERS:
             raise ValueError(f"init must be one of {sorted(INITIALIZERS)}; got {init!r}")
         xp = get_namespace(backend)
-        dt = _resolve_dtype(xp, dtype)
+        dt = resolve_dtype(xp, dtype)
         rng = host_rng(seed) if rng is None else rng
         w = INITIALIZERS[init](rng, (input_size, output_size), hidden=input_size)
         self.params = {

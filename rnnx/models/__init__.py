@@ -9,10 +9,9 @@ from .estimators import (
     TrainingDivergedError,
 )
 from .io import ModelFileError, load_model, save_model
-from .network import RECURRENT_LAYERS, SequenceNetwork, make_recurrent, register_cell
+from .network import SequenceNetwork, make_recurrent, register_cell
 
 __all__ = [
-    "RECURRENT_LAYERS",
     "DataConversionWarning",
     "ModelFileError",
     "NotFittedError",

@@ -67,9 +67,10 @@ from .._backend import (
     to_numpy,
 )
 from ..functional._validate import dtype_name
+from ..functional.registry import get_cell
 from ..losses import softmax
 from ..optim import OPTIMIZERS, make_optimizer
-from .network import RECURRENT_LAYERS, SequenceNetwork
+from .network import SequenceNetwork
 
 __all__ = ["DataConversionWarning", "NotFittedError", "RNNClassifier", "RNNRegressor",
            "ScratchSimpleRNNClassifier", "TrainingDivergedError"]
@@ -394,8 +395,7 @@ class _BaseRNN(_Params):
 
     def _check_hyper(self) -> None:
         cell = self._cell_fixed or self.cell
-        if cell not in RECURRENT_LAYERS:
-            raise ValueError(f"cell must be one of {sorted(RECURRENT_LAYERS)}; got {cell!r}")
+        spec = get_cell(cell)
         _positive_int("hidden_size", self.hidden_size)
         _positive_int("epochs", self.epochs)
         _positive_int("batch_size", self.batch_size)
@@ -426,9 +426,8 @@ class _BaseRNN(_Params):
         fb = self.forget_bias
         if isinstance(fb, bool) or not isinstance(fb, (int, float)) or not math.isfinite(fb):
             raise ValueError(f"forget_bias must be a finite number; got {fb!r}")
-        if fb != 0 and cell != "lstm":
-            raise ValueError(f"forget_bias is an LSTM option (added to the forget gate's bias); "
-                             f"got forget_bias={fb!r} with cell={cell!r}")
+        if fb != 0 and spec.forget_gate is None:
+            spec.draw(host_rng(0), 1, 1, forget_bias=fb)  # raises, naming the cells that have one
 
     def _network_options(self) -> dict[str, Any]:
         """The recurrent layer's options, as :class:`SequenceNetwork` takes them (``fit`` and
@@ -810,7 +809,8 @@ class RNNClassifier(_BaseRNN):
     Parameters
     ----------
     cell : str
-        Recurrent cell (a key of :data:`rnnx.models.RECURRENT_LAYERS`; ``"rnn"`` is Elman).
+        Recurrent cell (a key of :data:`rnnx.functional.registry.CELLS`: ``"rnn"`` is Elman,
+        ``"lstm"``, ``"gru"``, ``"ln_lstm"`` the layer-normalised LSTM).
     hidden_size : int
         Size of the recurrent state.
     nonlinearity : {"tanh", "relu"}

@@ -11,9 +11,11 @@ An uncompressed NumPy ``.npz`` archive, readable with ``numpy.load(path, allow_p
     name), ``n_features_in``, ``fit_ndim`` (2 or 3), ``history``, and ``classes`` (classifier) or
     ``y_mean``/``y_scale``/``y_ndim`` (regressor).
 ``param/<layer>.<name>``
-    One array per network parameter (``param/recurrent.w_x``, ``param/dense.w``, ...; a stacked
-    or bidirectional layer's keys carry torch's suffixes, ``param/recurrent.l1_reverse.w_h``), in
-    the model's dtype. The layer options (``cell``, ``num_layers``, ``bidirectional``,
+    One array per network parameter (``param/recurrent.l0.w_x``, ``param/dense.w``, ...; the
+    recurrent layer's keys carry torch's suffixes, ``param/recurrent.l1_reverse.w_h``), in the
+    model's dtype. Files of one-layer Elman models written by rnnx 0.1.0 before the layer
+    rework name them ``param/recurrent.w_x``; they load as ``recurrent.l0.w_x``.
+    The layer options (``cell``, ``num_layers``, ``bidirectional``,
     ``dropout``, ``forget_bias``) are constructor parameters, so they travel in ``params``.
 
 Files are written atomically (temporary file in the same directory, flushed with ``fsync``, then
@@ -144,6 +146,16 @@ def load_model(path: str | os.PathLike, *, backend: str = "numpy", device: Any =
         raise ModelFileError(f"{name!r} is damaged or inconsistent: {exc}") from None
 
 
+def _current_key(key: str) -> str:
+    """A parameter key as the network names it now: files written before the single-layer
+    Elman network became a one-layer ``Recurrent`` name its recurrent parameters without the
+    layer suffix (``recurrent.w_x``); they are read as ``recurrent.l0.w_x``."""
+    layer, _, name = key.partition(".")
+    if layer == "recurrent" and "." not in name:
+        return f"recurrent.l0.{name}"
+    return key
+
+
 def _build(meta: dict[str, Any], data: dict[str, Any], cls: type, backend: str, device: Any) -> Any:
     model = cls(**meta["params"])
     model._backend_name, model._device, model._dtype_name = backend, device, meta["dtype"]
@@ -158,7 +170,7 @@ def _build(meta: dict[str, Any], data: dict[str, Any], cls: type, backend: str, 
         model._y_scale = hnp.asarray(meta["y_scale"], dtype=hnp.float64)
         model._y_ndim = meta["y_ndim"]
         model._n_outputs = int(model._y_mean.shape[0])
-    host = {k[len("param/"):]: v for k, v in data.items() if k.startswith("param/")}
+    host = {_current_key(k[len("param/"):]): v for k, v in data.items() if k.startswith("param/")}
     for k, v in host.items():
         # from_host would cast a mismatched dtype silently; a finite model never saves NaN.
         if str(v.dtype) != meta["dtype"]:

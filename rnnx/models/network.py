@@ -1,60 +1,30 @@
 """Sequence networks: a recurrent layer, then a dense layer on its last state (many-to-one) or on
 every state (many-to-many), then a loss.
 
-The recurrent layer is built through :data:`RECURRENT_LAYERS`, a registry keyed by cell name.
-Every entry returns an object with the :class:`rnnx.layers.SimpleRNN` interface —
-``forward(x, h0=None)``, ``backward(dout)``, ``params``, ``grads`` and ``return_sequences`` — so
-adding a cell kind is one line in the registry.
+The recurrent layer is a :class:`rnnx.layers.Recurrent` of any cell in the registry
+(:data:`rnnx.functional.registry.CELLS`), so a cell registered there trains here, in the
+estimators and on the command line with no other change.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable
 from typing import Any
 
 from .._backend import host_rng, namespace
 from ..functional._mask import as_step_mask
-from ..layers import Dense, Recurrent, SimpleRNN
+from ..functional.registry import register_cell
+from ..layers import Dense, Recurrent
 from ..losses import mse, softmax_cross_entropy
 from ..optim import Optimizer, clip_grad_norm
 
-__all__ = ["RECURRENT_LAYERS", "SequenceNetwork", "make_recurrent", "register_cell"]
+__all__ = ["SequenceNetwork", "make_recurrent", "register_cell"]
 
 
-#: cell name -> factory ``(input_size, hidden_size, *, return_sequences, seed, backend, device,
-#: dtype, **cell options) -> layer``. Options a factory does not declare (``nonlinearity`` for a
-#: gated cell, say) are not passed to it (see :func:`make_recurrent`).
-RECURRENT_LAYERS: dict[str, Callable[..., Any]] = {
-    "rnn": SimpleRNN,
-    "lstm": functools.partial(Recurrent, cell="lstm"),
-    "gru": functools.partial(Recurrent, cell="gru"),
-}
-
-# What every factory must accept; other options are passed only where declared.
-_REQUIRED = ("return_sequences", "seed", "backend", "device", "dtype")
-
-
-def register_cell(name: str, factory: Callable[..., Any]) -> None:
-    """Make ``cell=name`` available to networks and estimators."""
-    RECURRENT_LAYERS[name] = factory
-
-
-def make_recurrent(cell: str, input_size: int, hidden_size: int, **kwargs: Any) -> Any:
-    """Build the recurrent layer for ``cell`` (a key of :data:`RECURRENT_LAYERS`)."""
-    if cell not in RECURRENT_LAYERS:
-        raise ValueError(f"cell must be one of {sorted(RECURRENT_LAYERS)}; got {cell!r}")
-    factory = RECURRENT_LAYERS[cell]
-    if factory is SimpleRNN and (kwargs.get("num_layers", 1) != 1 or kwargs.get("bidirectional")):
-        # The plain Elman layer is one layer, one direction; the stack runs the same cell.
-        factory = functools.partial(Recurrent, cell="rnn")
-    target = factory.__init__ if isinstance(factory, type) else factory
-    params = inspect.signature(target).parameters.values()
-    if not any(p.kind == p.VAR_KEYWORD for p in params):
-        declared = {p.name for p in params}
-        kwargs = {k: v for k, v in kwargs.items() if k in declared or k in _REQUIRED}
-    return factory(input_size, hidden_size, **kwargs)
+def make_recurrent(cell: str, input_size: int, hidden_size: int, **kwargs: Any) -> Recurrent:
+    """The recurrent layer of a network: :class:`~rnnx.layers.Recurrent` of ``cell`` (a key of
+    :data:`rnnx.functional.registry.CELLS`) with ``kwargs`` (``num_layers``, ``nonlinearity``,
+    ``return_sequences``, ``seed``, ``backend``...)."""
+    return Recurrent(input_size, hidden_size, cell=cell, **kwargs)
 
 
 class SequenceNetwork:
@@ -65,7 +35,7 @@ class SequenceNetwork:
     input_size, hidden_size, output_size : int
         ``features`` per step, recurrent state size, and outputs (classes or regression targets).
     cell : str
-        Key of :data:`RECURRENT_LAYERS` (``"rnn"``: Elman).
+        Key of :data:`rnnx.functional.registry.CELLS` (``"rnn"``: Elman).
     loss : {"cross_entropy", "mse"}
         Softmax cross-entropy on integer labels, or mean squared error.
     sequence_output : bool
@@ -77,7 +47,8 @@ class SequenceNetwork:
     backend, device, dtype
         Where the parameters live.
     cell_options
-        Passed to the recurrent layer factory (``nonlinearity``, ``init``, ``recurrent_init``...).
+        Passed to :class:`~rnnx.layers.Recurrent` (``nonlinearity``, ``num_layers``, ``init``,
+        ``recurrent_init``...).
     """
 
     def __init__(

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._backend import backend_name, device, host_namespace, namespace, to_numpy
+from .._backend import backend_name, device, host_namespace, namespace, to_numpy
 
 __all__ = ["assert_close", "default_rtol", "finite_difference_grads", "grad_check_error"]
 

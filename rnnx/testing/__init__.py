@@ -1,0 +1,29 @@
+"""Testing tools that work on every backend: closeness with dtype-derived tolerances, a
+central-difference gradient checker (:mod:`rnnx.testing._checks`), and seeded cases for every
+registered cell with the cross-backend agreement and seed tables that ``rnnx check`` prints
+(:mod:`rnnx.testing.agreement`)."""
+
+from ._checks import assert_close, default_rtol, finite_difference_grads, grad_check_error
+from .agreement import (
+    agreement_rows,
+    cell_variants,
+    differentiable,
+    loss_fn,
+    make_case,
+    run_case,
+    seed_rows,
+)
+
+__all__ = [
+    "agreement_rows",
+    "assert_close",
+    "cell_variants",
+    "default_rtol",
+    "differentiable",
+    "finite_difference_grads",
+    "grad_check_error",
+    "loss_fn",
+    "make_case",
+    "run_case",
+    "seed_rows",
+]
