@@ -21,7 +21,7 @@ from .._backend import host_namespace
 from ..init import INITIALIZERS
 from . import gru, ln_lstm, lstm, rnn
 
-__all__ = ["CELLS", "Cell", "TorchLayout", "get_cell", "register_cell"]
+__all__ = ["CELLS", "Cell", "TorchLayout", "forget_cells", "get_cell", "register_cell", "unregister_cell"]
 
 
 @dataclass(frozen=True)
