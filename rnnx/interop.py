@@ -27,7 +27,8 @@ from typing import Any
 
 from ._backend import from_host, get_namespace, to_numpy, torch_module
 from .functional.registry import CELLS, Cell, TorchLayout, get_cell
-from .layers.recurrent import Recurrent, layer_suffixes, single_layer_class
+from .layers.recurrent import Recurrent, layer_suffixes
+from .layers.single import single_layer_class
 
 __all__ = ["from_state_dict", "from_torch", "to_state_dict", "to_torch"]
 
