@@ -30,6 +30,17 @@ def test_default_train_reaches_target_accuracy():
     assert "ScratchSimpleRNNClassifier" in res.stdout
 
 
+def test_layer_normalised_lstm_trains_the_digits():
+    """``rnnx train --cell ln_lstm`` (every other option at its default) reaches >= 0.95 on the
+    held-out digits, through the registry alone."""
+    res = run("train", "--cell", "ln_lstm", "--no-progress")
+    assert res.exit_code == 0, res.output
+    m = re.search(r"held-out accuracy: ([0-9.]+) \((\d+) sequences\)", res.stdout)
+    assert m, res.stdout
+    assert float(m.group(1)) >= 0.95 and int(m.group(2)) == 359
+    assert "RNNClassifier(cell=ln_lstm" in res.stdout
+
+
 def test_train_save_plot_then_predict_on_other_backends(tmp_path):
     pytest.importorskip("matplotlib")
     model, png = tmp_path / "m.npz", tmp_path / "curves.png"

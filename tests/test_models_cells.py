@@ -14,6 +14,7 @@ from rnnx.models import RNNClassifier, RNNRegressor
 from rnnx.models.network import SequenceNetwork
 from rnnx.testing import finite_difference_grads, grad_check_error
 
+from ._cells import KINDS
 from ._threads import one_thread  # noqa: F401  (autouse fixture)
 
 torch = pytest.importorskip("torch")
@@ -104,9 +105,10 @@ def test_many_to_many_with_padding_matches_finite_differences(xp, device, put, r
         assert grad_check_error(grads[k], numeric[k]) < 1e-7, k
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_estimators_train_gated_cells(cell):
-    """The classifier learns a toy problem with each gated cell (2 layers, bidirectional)."""
+@pytest.mark.parametrize("cell", KINDS)
+def test_estimators_train_every_cell(cell):
+    """The classifier learns a toy problem with every registered cell (2 layers,
+    bidirectional), and the regressor trains with it."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(128, 6, 2))
     y = (X[:, :, 0].sum(axis=1) > 0).astype(np.int64)
@@ -184,7 +186,7 @@ def _padded(seqs, time, side, rng):
     return X, mask
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", KINDS)
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_estimator_padded_batch_equals_unpadded_single_runs(cell, side):
     rng = np.random.default_rng(5)
