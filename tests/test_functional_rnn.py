@@ -18,6 +18,7 @@ from rnnx.testing import (
     grad_check_error,
 )
 
+from . import _cells
 from ._oracle import torch_rnn
 
 # (batch, time, features, hidden): the seed's shape, batch 1, time 1, hidden > features,
@@ -32,16 +33,9 @@ GRAD_NAMES = ["dx", "dh0", "dw_x", "dw_h", "db"]
 
 
 def make_case(rng, batch, time, features, hidden, *, with_h0=True):
-    """Host float64 case. Weights are scaled so tanh stays out of saturation and relu states
-    do not blow up over 20 steps: gradients then carry signal at every step."""
-    return {
-        "x": rng.normal(size=(batch, time, features)),
-        "w_x": rng.normal(size=(features, hidden)) / np.sqrt(features),
-        "w_h": rng.normal(size=(hidden, hidden)) * (0.6 / np.sqrt(hidden)),
-        "b": rng.normal(size=(hidden,)) * 0.1,
-        "h0": rng.normal(size=(batch, hidden)) * 0.5 if with_h0 else None,
-        "dhs": rng.normal(size=(batch, time, hidden)),
-    }
+    """The registry's seeded Elman case (weights scaled so tanh stays out of saturation and relu
+    states do not blow up over 20 steps: gradients then carry signal at every step)."""
+    return _cells.make_case("rnn", rng, batch, time, features, hidden, with_h0=with_h0)
 
 
 def to_backend(case, put, dtype):
