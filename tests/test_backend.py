@@ -1,4 +1,4 @@
-"""The backend module: names, availability with reasons, devices and host transfer."""
+"""The backend package: names, availability with reasons, devices and host transfer."""
 
 from __future__ import annotations
 
@@ -91,3 +91,19 @@ def test_namespace_per_type_cache_agrees_with_array_api_compat(xp, device, put):
 
 def test_device_of_numpy_array():
     assert device_of(np.ones(2)) == "cpu"
+
+
+def test_package_re_exports_every_public_name_of_its_modules():
+    """Callers import from ``rnnx._backend`` only, so every public name of its modules is there
+    (except ``status`` and ``is_known``, which serve the package's own modules)."""
+    import importlib
+
+    import rnnx._backend as backend
+
+    internal = {"status", "is_known"}
+    for module in ("_availability", "_namespaces", "_host", "_cpu", "_files"):
+        mod = importlib.import_module(f"rnnx._backend.{module}")
+        for name in set(mod.__all__) - internal:
+            assert name in backend.__all__, (module, name)
+            assert getattr(backend, name) is getattr(mod, name)
+    assert all(hasattr(backend, name) for name in backend.__all__)

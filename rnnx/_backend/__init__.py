@@ -1,0 +1,63 @@
+"""The one package that knows backend libraries.
+
+Everything else in rnnx gets its array namespace from its inputs (:func:`namespace`) and never
+imports NumPy, CuPy, PyTorch, JAX or array-api-strict for computation. This package does the few
+things that cannot be written against the standard, one job a module:
+
+* ``_namespaces``: namespace lookup from arrays and by backend name, the device of an array and
+  the devices of a backend, whether arrays can be written in place;
+* ``_availability``: whether a backend can run here, and why not (CuPy without a CUDA device is
+  detected lazily, once, on first use);
+* ``_host``: host transfer at the edges (:func:`to_numpy`, :func:`from_host`), the host random
+  generator that makes a seed mean the same weights on every backend, and a device
+  synchronisation for timers;
+* ``_cpu``: CPU tuning (which tanh suits the CPU, thread limits, NumPy float warnings);
+* ``_files``: atomic files and ``.npz`` archives that never need pickle.
+
+Import from the package (``from rnnx._backend import ...``), not from its modules.
+"""
+
+from __future__ import annotations
+
+from ._availability import BACKENDS, BackendStatus, available_backends, torch_module
+from ._cpu import float_errors_checked_by_caller, limit_threads, prefers_exp_tanh
+from ._files import atomic_path, load_npz, save_npz_atomic
+from ._host import from_host, host_namespace, host_rng, move_to, synchronize, to_device, to_numpy
+from ._namespaces import (
+    backend_name,
+    device,
+    devices,
+    get_namespace,
+    has_one_device,
+    known_namespace,
+    namespace,
+    writeable,
+)
+
+__all__ = [
+    "BACKENDS",
+    "BackendStatus",
+    "atomic_path",
+    "available_backends",
+    "backend_name",
+    "device",
+    "devices",
+    "float_errors_checked_by_caller",
+    "from_host",
+    "get_namespace",
+    "has_one_device",
+    "host_namespace",
+    "host_rng",
+    "known_namespace",
+    "limit_threads",
+    "load_npz",
+    "move_to",
+    "namespace",
+    "prefers_exp_tanh",
+    "save_npz_atomic",
+    "synchronize",
+    "to_device",
+    "to_numpy",
+    "torch_module",
+    "writeable",
+]

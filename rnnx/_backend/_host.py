@@ -1,0 +1,104 @@
+"""Data between the host and the backends: a copy of any array as NumPy (:func:`to_numpy`), the
+single route by which host data enters a backend (:func:`from_host`), moves between devices and
+libraries, the host random generator that makes a seed mean the same weights on every backend,
+the host namespace, and a device synchronisation for timers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from ._namespaces import backend_name, device, namespace
+
+__all__ = [
+    "from_host",
+    "host_namespace",
+    "host_rng",
+    "move_to",
+    "synchronize",
+    "to_device",
+    "to_numpy",
+]
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Copy array ``x`` (any supported namespace, any device) to a NumPy array on the host."""
+    if isinstance(x, np.ndarray):
+        return x
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    if array_api_compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if array_api_compat.is_array_api_strict_namespace(array_api_compat.array_namespace(x)):
+        # array-api-strict refuses to export its "other" devices through DLPack.
+        import array_api_strict
+
+        x = array_api_strict.asarray(x, device=array_api_strict.Device("CPU_DEVICE"), copy=True)
+        return np.from_dlpack(x)
+    return np.asarray(x)
+
+
+def to_device(x: Any, dev: Any) -> Any:
+    """``x`` moved to device ``dev`` of its own library (``x`` itself if it is already there)."""
+    if device(x) == dev:
+        return x
+    return array_api_compat.to_device(x, dev)
+
+
+def move_to(a: Any, *, xp: Any, device: Any) -> Any:
+    """``a`` — an array of any supported library, or host data — as an array of ``xp`` on
+    ``device``: ``a`` itself if it is already there, a device-to-device move within one library,
+    and otherwise through the host (the only route between two libraries)."""
+    if not (hasattr(a, "shape") and hasattr(a, "dtype")):
+        return from_host(a, xp=xp, device=device)
+    if backend_name(namespace(a)) != backend_name(xp):
+        return from_host(to_numpy(a), xp=xp, device=device)
+    return to_device(a, device)
+
+
+def from_host(a: Any, *, xp: Any, device: Any = None, dtype: Any = None) -> Any:
+    """Move host data ``a`` (a NumPy array or nested sequence) into namespace ``xp``.
+
+    The result is on ``device`` (``xp``'s default device if ``None``) with ``dtype`` (an ``xp``
+    dtype; ``None`` keeps the host dtype). This is the only route by which host data enters a
+    backend, so a seeded host draw lands bit-identically on every backend.
+    """
+    host = np.ascontiguousarray(np.asarray(a))
+    arr = xp.asarray(host, device=device) if device is not None else xp.asarray(host)
+    if dtype is not None and arr.dtype != dtype:
+        arr = xp.astype(arr, dtype)
+    want = dtype if dtype is not None else getattr(xp, host.dtype.name, None)
+    if want is not None and arr.dtype != want:
+        # JAX without x64 turns float64 into float32 with only a warning: never lose precision
+        # silently.
+        hint = " (JAX needs JAX_ENABLE_X64=1 for float64)" if backend_name(xp) == "jax" else ""
+        got, wanted = (getattr(d, "__name__", str(d)) for d in (arr.dtype, want))
+        raise TypeError(f"{backend_name(xp)} made {got} of a requested {wanted}{hint}")
+    return arr
+
+
+def host_rng(seed: int | None = None) -> np.random.Generator:
+    """The host random generator: every random draw in rnnx comes from one of these."""
+    return np.random.default_rng(seed)
+
+
+def host_namespace() -> Any:
+    """The Array API namespace of host (NumPy) arrays, for host-side draws such as QR."""
+    import array_api_compat.numpy as hnp
+
+    return hnp
+
+
+def synchronize(x: Any) -> None:
+    """Wait until the device holding ``x`` has finished queued work (for timing; no-op on CPU)."""
+    if array_api_compat.is_cupy_array(x):
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+    elif array_api_compat.is_torch_array(x) and x.device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(x.device)
