@@ -57,7 +57,7 @@ from ._common import (
 from ._loop import scan_backward, scan_forward
 from ._mask import as_step_mask, mask_outputs
 from ._validate import resolve
-from .lstm import gate_affine
+from .lstm import gate_affine, lstm_backward_factors
 
 __all__ = ["EPS", "LNLSTMCache", "LNLSTMGrads", "layer_norm", "layer_norm_backward",
            "ln_lstm_backward", "ln_lstm_cell", "ln_lstm_forward"]
@@ -240,21 +240,12 @@ def ln_lstm_forward(x: Any, w_x: Any, w_h: Any, b: Any, gamma_x: Any, beta_x: An
 
 def ln_lstm_backward_factors(gates: Any, cs: Any, c_init: Any, s: Any, gamma_c: Any, *, xp: Any
                              ) -> tuple[Any, Any]:
-    """The gradient-independent factors of a block of steps, time-major: ``p (steps, batch,
-    4*hidden)`` with ``da = [K~, K~, K~, G] * p`` and ``q (steps, batch, hidden)`` with
-    ``u_c = G * q``: ``p = [g, c_{t-1}, i, s] * [i(1-i), f(1-f), 1-g^2, o(1-o)]``,
-    ``q = o (1 - s^2) gamma_c``."""
-    hidden = cs.shape[2]
-    i = gates[:, :, :hidden]  # (T, B, H)
-    g = gates[:, :, 2 * hidden : 3 * hidden]  # (T, B, H)
-    o = gates[:, :, 3 * hidden :]  # (T, B, H)
-    c_prev = xp.concat([c_init[None, ...], cs[:-1, ...]], axis=0)  # (T, B, H)
-    sig = gates * (1.0 - gates)  # (T, B, 4H): sigmoid' (the g block is replaced below)
-    deriv = xp.concat([sig[:, :, : 2 * hidden], 1.0 - g * g, sig[:, :, 3 * hidden :]], axis=2)  # (T, B, 4H)
-    p = xp.concat([g, c_prev, i, s], axis=2)  # (T, B, 4H)
-    p *= deriv
-    q = o * (1.0 - s * s)  # (T, B, H)
-    q *= gamma_c
+    """The gradient-independent factors of a block of steps, time-major: the LSTM's
+    (:func:`rnnx.functional.lstm.lstm_backward_factors` with ``s = tanh(LN(c_t))`` in place of
+    ``tanh(c_t)``), ``p (steps, batch, 4*hidden)`` with ``da = [K~, K~, K~, G] * p``, and
+    ``q (steps, batch, hidden)`` with ``u_c = G * q``: ``q = o (1 - s^2) gamma_c``."""
+    p, q = lstm_backward_factors(gates, cs, c_init, xp=xp, out_tanh=s)
+    q *= gamma_c  # (T, B, H): own array
     return p, q
 
 

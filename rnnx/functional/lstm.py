@@ -53,8 +53,8 @@ from ._loop import scan_backward, scan_forward
 from ._mask import as_step_mask, mask_outputs
 from ._validate import resolve
 
-__all__ = ["LSTMCache", "LSTMGrads", "gate_affine", "lstm_backward", "lstm_backward_factors", "lstm_cell",
-           "lstm_cell_backward", "lstm_forward"]
+__all__ = ["LSTMCache", "LSTMGrads", "gate_affine", "lstm_backward", "lstm_backward_factors",
+           "lstm_cell", "lstm_cell_backward", "lstm_forward"]
 
 
 class LSTMCache(NamedTuple):
@@ -137,7 +137,8 @@ def lstm_cell(
     return h, c, gates
 
 
-def lstm_backward_factors(gates: Any, cs: Any, c_init: Any, *, xp: Any) -> tuple[Any, Any]:
+def lstm_backward_factors(gates: Any, cs: Any, c_init: Any, *, xp: Any, out_tanh: Any = None
+                          ) -> tuple[Any, Any]:
     """Everything of the backward step that does not depend on the incoming gradient, for a
     block of steps at once, time-major: from ``gates (steps, batch, 4*hidden)``, ``cs (steps,
     batch, hidden)`` and the cell state before the block's first step ``c_init (batch, hidden)``,
@@ -147,12 +148,13 @@ def lstm_backward_factors(gates: Any, cs: Any, c_init: Any, *, xp: Any) -> tuple
 
     i.e. ``p = [g, c_{t-1}, i, tanh(c_t)] * [i(1-i), f(1-f), 1-g^2, o(1-o)]`` and
     ``q = o * (1 - tanh(c_t)^2)``. :func:`lstm_backward` calls it block by block
-    (:func:`rnnx.functional._common.step_blocks`)."""
+    (:func:`rnnx.functional._common.step_blocks`). ``out_tanh`` replaces ``tanh(c_t)`` where
+    the output gate multiplies something else (the layer-normalised LSTM's ``tanh(LN(c_t))``)."""
     hidden = cs.shape[2]
     i = gates[:, :, :hidden]  # (T, B, H)
     g = gates[:, :, 2 * hidden : 3 * hidden]  # (T, B, H)
     o = gates[:, :, 3 * hidden :]  # (T, B, H)
-    tanh_c = xp.tanh(cs)  # (T, B, H)
+    tanh_c = xp.tanh(cs) if out_tanh is None else out_tanh  # (T, B, H)
     c_prev = xp.concat([c_init[None, ...], cs[:-1, ...]], axis=0)  # (T, B, H)
     sig = gates * (1.0 - gates)  # (T, B, 4H): sigmoid' (the g block is replaced below)
     deriv = xp.concat([sig[:, :, : 2 * hidden], 1.0 - g * g, sig[:, :, 3 * hidden :]], axis=2)  # (T, B, 4H)
