@@ -7,6 +7,7 @@ the inputs' device.
 from ._mask import lengths_to_mask
 from .checkpoint import RNNCheckpointCache, rnn_backward_checkpointed, rnn_forward_checkpointed
 from .gru import GRUCache, GRUGrads, gru_backward, gru_cell, gru_cell_backward, gru_forward
+from .ln_lstm import LNLSTMCache, LNLSTMGrads, ln_lstm_backward, ln_lstm_cell, ln_lstm_forward
 from .lstm import LSTMCache, LSTMGrads, lstm_backward, lstm_cell, lstm_cell_backward, lstm_forward
 from .rnn import (
     MaskedRNNCache,
@@ -21,6 +22,8 @@ from .rnn import (
 __all__ = [
     "GRUCache",
     "GRUGrads",
+    "LNLSTMCache",
+    "LNLSTMGrads",
     "LSTMCache",
     "LSTMGrads",
     "MaskedRNNCache",
@@ -32,6 +35,9 @@ __all__ = [
     "gru_cell_backward",
     "gru_forward",
     "lengths_to_mask",
+    "ln_lstm_backward",
+    "ln_lstm_cell",
+    "ln_lstm_forward",
     "lstm_backward",
     "lstm_cell",
     "lstm_cell_backward",
