@@ -30,31 +30,19 @@ from ._common import step_blocks
 __all__ = ["scan_backward", "scan_forward"]
 
 
-class _Steps:
-    """Time-major storage for ``widths`` per-step arrays of ``(batch, width)``: buffers where
-    the namespace allows item assignment, lists stacked at the end otherwise."""
+def _slots(xp: Any, like: Any, time: int, batch: int, widths: Sequence[int], buffered: bool
+           ) -> list[Any]:
+    """Storage for per-step arrays of ``(batch, width)``: time-major buffers ``(time, batch,
+    width)`` where the namespace allows item assignment, lists (stacked by :func:`_stacked`)
+    otherwise."""
+    if buffered:
+        dev = device(like)
+        return [xp.empty((time, batch, w), dtype=like.dtype, device=dev) for w in widths]
+    return [[None] * time for _ in widths]
 
-    def __init__(self, xp: Any, like: Any, time: int, batch: int, widths: Sequence[int],
-                 buffered: bool) -> None:
-        self.buffered = buffered
-        if buffered:
-            dev = device(like)
-            self.slots = [xp.empty((time, batch, w), dtype=like.dtype, device=dev)  # (T, B, w)
-                          for w in widths]
-        else:
-            self.slots = [[None] * time for _ in widths]
 
-    def put(self, t: int, values: Sequence[Any]) -> None:
-        for slot, v in zip(self.slots, values):
-            if self.buffered:
-                slot[t, ...] = v  # (B, w): one contiguous row block
-            else:
-                slot[t] = v
-
-    def arrays(self, xp: Any) -> list[Any]:
-        if self.buffered:
-            return self.slots
-        return [xp.stack(s, axis=0) for s in self.slots]  # (T, B, w)
+def _stacked(xp: Any, slots: list[Any], buffered: bool) -> list[Any]:
+    return slots if buffered else [xp.stack(s, axis=0) for s in slots]  # (T, B, w) each
 
 
 def scan_forward(
@@ -75,20 +63,25 @@ def scan_forward(
     states being the carried ones (equal to the step's outputs without a mask)."""
     time, batch, _ = xw.shape
     buffered = writeable(xw)
-    state_widths = [s.shape[1] for s in state0]
-    states = _Steps(xp, xw, time, batch, state_widths, buffered)
-    saved = _Steps(xp, xw, time, batch, saved_widths, buffered)
+    n_states = len(state0)
+    slots = _slots(xp, xw, time, batch, [*(s.shape[1] for s in state0), *saved_widths], buffered)
     state = state0
+    # The loop is written out for the two storage kinds: it runs once per step, and a method
+    # call per stored array would cost more than the copies it makes at small sizes.
     for t in range(time):
         new, keep = step(xw[t, ...], state)
-        if mask is None:
-            state = new
-        else:
+        if mask is not None:
             m_t = mask[:, t, None]  # (B, 1)
-            state = tuple(xp.where(m_t, n, s) for n, s in zip(new, state))  # carried if padded
-        states.put(t, state)
-        saved.put(t, keep)
-    return states.arrays(xp), saved.arrays(xp)
+            new = tuple(xp.where(m_t, n, s) for n, s in zip(new, state))  # carried if padded
+        state = new
+        if buffered:
+            for slot, v in zip(slots, new + keep):
+                slot[t, ...] = v  # (B, w): one contiguous row block
+        else:
+            for slot, v in zip(slots, new + keep):
+                slot[t] = v
+    slots = _stacked(xp, slots, buffered)
+    return slots[:n_states], slots[n_states:]
 
 
 def scan_backward(
@@ -122,8 +115,7 @@ def scan_backward(
     Returns ``(stored, g)``: the stored gradients as time-major ``(time, batch, .)`` arrays and
     the gradients reaching the initial states."""
     g = g0
-    batch = g0[0].shape[0]
-    store = _Steps(xp, g0[0], time, batch, stored_widths, buffered)
+    slots = _slots(xp, g0[0], time, g0[0].shape[0], stored_widths, buffered)
     for s, e in step_blocks(time, row_elements):
         fac = factors(s, e)
         for t in range(e - 1, s - 1, -1):
@@ -136,7 +128,16 @@ def scan_backward(
                 stored, g_prev = step_back(tuple(xp.where(m_t, a, 0.0) for a in g), fac, t, t - s)
                 # The carried state passes its gradient straight through a padded step.
                 g = tuple(p + xp.where(m_t, 0.0, a) for p, a in zip(g_prev, g))  # (B, H) each
-            store.put(t, stored)
+            if buffered:
+                for slot, v in zip(slots, stored):
+                    slot[t, ...] = v
+            else:
+                for slot, v in zip(slots, stored):
+                    slot[t] = v
             if seq is not None and t > 0:
-                g = (g[0] + seq[:, t - 1, :], *g[1:])  # (B, H): the output gradient of step t-1
-    return store.arrays(xp), g
+                g_h = g[0]
+                # The output gradient of step t-1; g_h is an array of this step's own (step_back
+                # returns new arrays), so in place (an immutable JAX array rebinds).
+                g_h += seq[:, t - 1, :]  # (B, H)
+                g = (g_h, *g[1:])
+    return _stacked(xp, slots, buffered), g

@@ -301,7 +301,11 @@ def rnn_backward(dhs: Any, cache: RNNCache, dh_n: Any = None, *,
     w_hT = per_step_transpose(xp, w_h, steps=time)  # (H, H), once, not per step
     if m is None and state_grads is None:
         # A final-state gradient is a last-step gradient: the same lean loop serves both.
-        g = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)  # (B, H)
+        if dhs is None:
+            dhs, dh_n = dh_n, None
+        g = dhs if seq is None else seq[:, time - 1, :]  # (B, H)
+        if dh_n is not None:
+            g = g + dh_n  # (B, H): both reach h_T
         das, dh0 = elman_adjoint(elman_derivative(hs_tm, nonlinearity, xp=xp), g, w_hT, seq,
                                  offset=0, xp=xp)
     else:

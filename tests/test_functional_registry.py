@@ -1,0 +1,87 @@
+"""The cell registry: records that say what the rest of rnnx needs, host-seeded draws, options
+checked with clear messages, and registration from outside."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from rnnx._backend import host_rng
+from rnnx.functional.registry import CELLS, Cell, get_cell, register_cell, unregister_cell
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_record_is_consistent_with_its_functions(name, rng):
+    """The record's parameter names and shapes are what its forward takes and its backward
+    returns gradients for; its states are what the cache and the gradients carry."""
+    spec = CELLS[name]
+    shapes = spec.shapes(3, 5)
+    assert list(shapes) == list(spec.params) and spec.params[:2] == ("w_x", "w_h")
+    assert shapes["w_x"] == (3, spec.gates * 5) and shapes["w_h"] == (5, spec.gates * 5)
+    assert len(spec.gate_order) == spec.gates
+    host = spec.draw(host_rng(0), 3, 5)
+    assert {k: v.shape for k, v in host.items()} == shapes
+    x = rng.normal(size=(2, 4, 3))
+    out, cache = spec.run(host, x)
+    assert out.shape == (2, 4, 5)
+    assert all(s.shape == (2, 5) for s in spec.final_states(cache))
+    dx, d0, dp = spec.run_backward(cache, rng.normal(size=(2, 4, 5)))
+    assert dx.shape == x.shape and set(d0) == {s + "0" for s in spec.states}
+    assert {k: v.shape for k, v in dp.items()} == shapes
+
+
+def test_draws_are_host_seeded_and_per_gate():
+    """One seed, the same bits; constant vectors (a layer norm's gain and shift) draw nothing,
+    so the drawn weights of ln_lstm equal the LSTM's with the same seed."""
+    a = CELLS["lstm"].draw(host_rng(3), 4, 6, recurrent_init="orthogonal")
+    b = CELLS["ln_lstm"].draw(host_rng(3), 4, 6, recurrent_init="orthogonal")
+    for k in ("w_x", "w_h", "b"):
+        np.testing.assert_array_equal(a[k], b[k])
+    for block in range(4):  # an orthogonal recurrent init is orthogonal gate by gate
+        q = a["w_h"][:, block * 6 : (block + 1) * 6]
+        np.testing.assert_allclose(q.T @ q, np.eye(6), atol=1e-12)
+    np.testing.assert_array_equal(b["gamma_h"], np.ones(24))
+    np.testing.assert_array_equal(b["beta_c"], np.zeros(6))
+
+
+def test_forget_bias_needs_a_forget_gate():
+    lstm = CELLS["lstm"].draw(host_rng(0), 2, 3, forget_bias=1.0)
+    plain = CELLS["lstm"].draw(host_rng(0), 2, 3)
+    np.testing.assert_allclose(lstm["b"] - plain["b"], np.r_[np.zeros(3), np.ones(3), np.zeros(6)],
+                               atol=4e-16)
+    with pytest.raises(ValueError, match=r"forget_bias is an LSTM option .*lstm, ln_lstm.*cell='gru'"):
+        CELLS["gru"].draw(host_rng(0), 2, 3, forget_bias=1.0)
+
+
+def test_options_are_checked_by_name_and_value():
+    assert CELLS["rnn"].check_options({}) == {"nonlinearity": "tanh"}
+    assert CELLS["rnn"].check_options({"nonlinearity": "relu"}) == {"nonlinearity": "relu"}
+    with pytest.raises(ValueError, match=r"nonlinearity must be one of \('tanh', 'relu'\) for cell 'rnn'; got 'gelu'"):
+        CELLS["rnn"].check_options({"nonlinearity": "gelu"})
+    with pytest.raises(ValueError, match=r"nonlinearity is not an option of cell 'gru' \(its options: none\)"):
+        CELLS["gru"].check_options({"nonlinearity": "tanh"})
+
+
+def test_unknown_cell_names_the_known_ones():
+    with pytest.raises(ValueError, match=r"cell must be one of \['gru', 'ln_lstm', 'lstm', 'rnn'\]; got 'lru'"):
+        get_cell("lru")
+
+
+def test_register_and_unregister():
+    copy = dataclasses.replace(CELLS["gru"], name="gru2")
+    register_cell(copy)
+    try:
+        assert get_cell("gru2") is copy
+        with pytest.raises(ValueError, match="registered already"):
+            register_cell(copy)
+    finally:
+        unregister_cell("gru2")
+    with pytest.raises(ValueError, match="cell must be one of"):
+        get_cell("gru2")
+    with pytest.raises(ValueError, match="built-in cell"):
+        unregister_cell("lstm")
+    with pytest.raises(TypeError, match="must be an rnnx.functional.registry.Cell"):
+        register_cell({"name": "x"})
+    assert isinstance(CELLS["rnn"], Cell)
