@@ -58,14 +58,17 @@ def test_forget_bias_needs_a_forget_gate():
 def test_options_are_checked_by_name_and_value():
     assert CELLS["rnn"].check_options({}) == {"nonlinearity": "tanh"}
     assert CELLS["rnn"].check_options({"nonlinearity": "relu"}) == {"nonlinearity": "relu"}
-    with pytest.raises(ValueError, match=r"nonlinearity must be one of \('tanh', 'relu'\) for cell 'rnn'; got 'gelu'"):
+    with pytest.raises(ValueError,
+                       match=r"nonlinearity must be one of \('tanh', 'relu'\) for cell 'rnn'; got 'gelu'"):
         CELLS["rnn"].check_options({"nonlinearity": "gelu"})
-    with pytest.raises(ValueError, match=r"nonlinearity is not an option of cell 'gru' \(its options: none\)"):
+    with pytest.raises(ValueError,
+                       match=r"nonlinearity is not an option of cell 'gru' \(its options: none\)"):
         CELLS["gru"].check_options({"nonlinearity": "tanh"})
 
 
 def test_unknown_cell_names_the_known_ones():
-    with pytest.raises(ValueError, match=r"cell must be one of \['gru', 'ln_lstm', 'lstm', 'rnn'\]; got 'lru'"):
+    with pytest.raises(ValueError,
+                       match=r"cell must be one of \['gru', 'ln_lstm', 'lstm', 'rnn'\]; got 'lru'"):
         get_cell("lru")
 
 
@@ -82,6 +85,6 @@ def test_register_and_unregister():
         get_cell("gru2")
     with pytest.raises(ValueError, match="built-in cell"):
         unregister_cell("lstm")
-    with pytest.raises(TypeError, match="must be an rnnx.functional.registry.Cell"):
+    with pytest.raises(TypeError, match=r"must be an rnnx\.functional\.registry\.Cell"):
         register_cell({"name": "x"})
     assert isinstance(CELLS["rnn"], Cell)
