@@ -375,6 +375,22 @@ def test_save_load_regressor_and_bad_files(tmp_path):
         load_model(tmp_path / "other.npz")
 
 
+def test_files_of_the_flat_elman_layout_still_load(tmp_path):
+    """Before the one-layer Elman network became a one-layer Recurrent, its file named the
+    recurrent parameters without the layer suffix (param/recurrent.w_x): such a file loads and
+    predicts exactly as the model that wrote it."""
+    X, y = _toy_classification()
+    clf = RNNClassifier(**TINY).fit(X, y)
+    save_model(clf, tmp_path / "new.npz")
+    with np.load(tmp_path / "new.npz", allow_pickle=False) as data:
+        arrays = {k.replace("param/recurrent.l0.", "param/recurrent."): data[k] for k in data.files}
+    assert "param/recurrent.w_x" in arrays and "param/recurrent.l0.w_x" not in arrays
+    np.savez(tmp_path / "old.npz", **arrays)
+    old = load_model(tmp_path / "old.npz")
+    np.testing.assert_array_equal(old.predict_proba(X), clf.predict_proba(X))
+    assert sorted(old.network_.parameters()) == sorted(clf.network_.parameters())
+
+
 # ------------------------------------------------------------------ scikit-learn contract
 
 # Checks that cannot apply, with the reason. Empty: every check runs and passes. (Two checks
