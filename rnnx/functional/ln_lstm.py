@@ -57,7 +57,7 @@ from ._common import (
 from ._loop import scan_backward, scan_forward
 from ._mask import as_step_mask, mask_outputs
 from ._validate import resolve
-from .lstm import gate_affine, lstm_backward_factors
+from .lstm import gate_affine, lstm_backward_factors, lstm_gates
 
 __all__ = ["EPS", "LNLSTMCache", "LNLSTMGrads", "layer_norm", "layer_norm_backward",
            "ln_lstm_backward", "ln_lstm_cell", "ln_lstm_forward"]
@@ -148,21 +148,11 @@ def ln_lstm_cell(ux_t: Any, h_prev: Any, c_prev: Any, w_h: Any, gamma_h: Any, ga
     """One step from the hoisted input side ``ux_t = LN(x_t w_x) + beta_x + beta_h + b``
     ``(batch, 4*hidden)``; ``affine`` from :func:`rnnx.functional.lstm.gate_affine`. Returns
     ``(h_t, c_t, (gates, hhat, rh, chat, rc, s))`` on ``h_prev``'s device."""
-    scale, mul, add = affine
-    hidden = h_prev.shape[1]
     hhat, rh = layer_norm(h_prev @ w_h, xp=xp)  # (B, 4H), (B, 1)
     a = hhat * gamma_h  # (B, 4H)
     a += ux_t
-    a *= scale
-    gates = xp.tanh(a)  # (B, 4H)
-    gates *= mul
-    gates += add  # (B, 4H): sigmoid(i, f, o), tanh(g)
-    i = gates[:, :hidden]  # (B, H)
-    f = gates[:, hidden : 2 * hidden]  # (B, H)
-    g = gates[:, 2 * hidden : 3 * hidden]  # (B, H)
-    o = gates[:, 3 * hidden :]  # (B, H)
-    c = f * c_prev  # (B, H)
-    c += i * g
+    gates, c = lstm_gates(a, c_prev, affine, xp=xp)  # (B, 4H), (B, H): the LSTM's own
+    o = gates[:, 3 * h_prev.shape[1] :]  # (B, H)
     chat, rc = layer_norm(c, xp=xp)  # (B, H), (B, 1)
     lc = chat * gamma_c  # (B, H)
     lc += beta_c

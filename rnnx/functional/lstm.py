@@ -55,7 +55,7 @@ from ._mask import as_step_mask, mask_outputs
 from ._validate import resolve
 
 __all__ = ["LSTMCache", "LSTMGrads", "gate_affine", "lstm_backward", "lstm_backward_factors",
-           "lstm_cell", "lstm_cell_backward", "lstm_forward"]
+           "lstm_cell", "lstm_cell_backward", "lstm_forward", "lstm_gates"]
 
 
 class LSTMCache(NamedTuple):
@@ -121,18 +121,13 @@ def _affine(xp: Any, hidden: int, dtype: Any, dev: Any) -> tuple[Any, Any, Any]:
     return scale, scale, xp.concat([half, half, zero, half])  # (4H,) each
 
 
-def lstm_cell(
-    xw_t: Any, h_prev: Any, c_prev: Any, w_h: Any, affine: tuple[Any, Any, Any], *, xp: Any
-) -> tuple[Any, Any, Any]:
-    """One LSTM step from the precomputed input projection ``xw_t = x_t @ w_x + b``
-    ``(batch, 4*hidden)``; ``affine`` from :func:`gate_affine`. Returns ``(h_t, c_t, gates)``:
-    ``(batch, hidden)``, ``(batch, hidden)``, ``(batch, 4*hidden)``, on ``h_prev``'s device."""
+def lstm_gates(a: Any, c_prev: Any, affine: tuple[Any, Any, Any], *, xp: Any) -> tuple[Any, Any]:
+    """The gates and the new cell state from the gates' pre-activation ``a (batch, 4*hidden)``
+    (an array the caller owns: it is overwritten) and ``c_prev (batch, hidden)``:
+    ``(gates, c_t)`` with ``gates = [sigmoid(a_i), sigmoid(a_f), tanh(a_g), sigmoid(a_o)]`` and
+    ``c_t = f * c_prev + i * g``. Shared by the LSTM and the layer-normalised LSTM."""
     scale, mul, add = affine
-    hidden = h_prev.shape[1]
-    # In place on arrays this step made itself (four allocations fewer per step; an immutable
-    # JAX array rebinds instead, with the same values): the same operations in the same order.
-    a = h_prev @ w_h  # (B, 4H)
-    a += xw_t
+    hidden = c_prev.shape[1]
     a *= scale
     gates = xp.tanh(a)  # (B, 4H)
     gates *= mul
@@ -140,9 +135,23 @@ def lstm_cell(
     i = gates[:, :hidden]  # (B, H)
     f = gates[:, hidden : 2 * hidden]  # (B, H)
     g = gates[:, 2 * hidden : 3 * hidden]  # (B, H)
-    o = gates[:, 3 * hidden :]  # (B, H)
     c = f * c_prev  # (B, H)
     c += i * g
+    return gates, c
+
+
+def lstm_cell(
+    xw_t: Any, h_prev: Any, c_prev: Any, w_h: Any, affine: tuple[Any, Any, Any], *, xp: Any
+) -> tuple[Any, Any, Any]:
+    """One LSTM step from the precomputed input projection ``xw_t = x_t @ w_x + b``
+    ``(batch, 4*hidden)``; ``affine`` from :func:`gate_affine`. Returns ``(h_t, c_t, gates)``:
+    ``(batch, hidden)``, ``(batch, hidden)``, ``(batch, 4*hidden)``, on ``h_prev``'s device."""
+    # In place on arrays this step made itself (four allocations fewer per step; an immutable
+    # JAX array rebinds instead, with the same values): the same operations in the same order.
+    a = h_prev @ w_h  # (B, 4H)
+    a += xw_t
+    gates, c = lstm_gates(a, c_prev, affine, xp=xp)  # (B, 4H), (B, H)
+    o = gates[:, 3 * h_prev.shape[1] :]  # (B, H)
     h = xp.tanh(c)  # (B, H)
     h *= o
     return h, c, gates
