@@ -11,7 +11,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ._namespaces import backend_name, device, namespace
+from ._namespaces import backend_name, device, float64_unavailable, namespace
 
 __all__ = [
     "from_host",
@@ -67,17 +67,36 @@ def from_host(a: Any, *, xp: Any, device: Any = None, dtype: Any = None) -> Any:
     backend, so a seeded host draw lands bit-identically on every backend.
     """
     host = np.ascontiguousarray(np.asarray(a))
+    if (dtype is not None and dtype == getattr(xp, "float64", None)) or (
+            dtype is None and host.dtype == np.float64):
+        why = float64_unavailable(xp)
+        if why:  # refused before JAX narrows it with only a warning
+            raise TypeError(f"{backend_name(xp)} cannot hold float64 here: {why}")
     arr = xp.asarray(host, device=device) if device is not None else xp.asarray(host)
     if dtype is not None and arr.dtype != dtype:
         arr = xp.astype(arr, dtype)
     want = dtype if dtype is not None else getattr(xp, host.dtype.name, None)
     if want is not None and arr.dtype != want:
+        if dtype is None and host.dtype.kind in "iu" and _holds(xp, arr.dtype, host):
+            # JAX without x64 keeps integers (indices, lengths, labels) in 32 bits: exact for
+            # these values, so nothing is lost.
+            return arr
         # JAX without x64 turns float64 into float32 with only a warning: never lose precision
         # silently.
-        hint = " (JAX needs JAX_ENABLE_X64=1 for float64)" if backend_name(xp) == "jax" else ""
+        hint = (" (JAX needs JAX_ENABLE_X64=1 for 64-bit dtypes)" if backend_name(xp) == "jax"
+                else "")
         got, wanted = (getattr(d, "__name__", str(d)) for d in (arr.dtype, want))
         raise TypeError(f"{backend_name(xp)} made {got} of a requested {wanted}{hint}")
     return arr
+
+
+def _holds(xp: Any, dtype: Any, host: np.ndarray) -> bool:
+    """Whether integer ``dtype`` of ``xp`` represents every value of the host array."""
+    try:
+        info = xp.iinfo(dtype)
+    except (TypeError, ValueError):
+        return False
+    return host.size == 0 or (info.min <= int(host.min()) and int(host.max()) <= info.max)
 
 
 def host_rng(seed: int | None = None) -> np.random.Generator:

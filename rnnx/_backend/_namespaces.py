@@ -148,3 +148,15 @@ def writeable(x: Any) -> bool:
     """Whether ``x`` supports ``x[...] = value`` (False for JAX's immutable arrays), so maths code
     can fill a buffer it allocated in place and fall back to building a list otherwise."""
     return array_api_compat.is_writeable_array(x)
+
+
+def float64_unavailable(xp: Any) -> str:
+    """Why namespace ``xp`` cannot compute in float64 here, or ``""`` if it can: JAX keeps
+    everything in 32 bits unless ``JAX_ENABLE_X64`` is set (rnnx then refuses float64 rather
+    than computing in float32 behind the caller's back)."""
+    if array_api_compat.is_jax_namespace(xp):
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            return "JAX without JAX_ENABLE_X64=1 has no float64"
+    return ""

@@ -16,6 +16,7 @@ from typing import Any
 from .._backend import (
     backend_name,
     device,
+    float64_unavailable,
     from_host,
     get_namespace,
     host_namespace,
@@ -24,6 +25,7 @@ from .._backend import (
     namespace,
     to_numpy,
 )
+from ..functional._validate import dtype_name
 from ..optim import make_optimizer
 from ._constraints import PARAMETER_CONSTRAINTS, check_cell_options, validate
 from ._errors import not_fitted_error_class
@@ -173,6 +175,12 @@ class BaseRNN(Params):
             dev = self.device
         dt_name = float_dtype_name(src_xp, X, "X")  # also rejects complex X
         dt_name = self.dtype or dt_name
+        why = float64_unavailable(get_namespace(target))
+        if dt_name == "float64" and why:
+            reason = "dtype='float64'" if self.dtype else f"X of dtype {dtype_name(src_xp, X.dtype)}"
+            raise TypeError(f"{reason} trains in float64, which {target} cannot compute here: {why}. "
+                            "Set it, or pass dtype='float32' (rnnx never computes in float32 "
+                            "behind your back)")
         self._backend_name, self._device, self._dtype_name = target, dev, dt_name
         Xm = self._to_model(X)
         # The device the data actually landed on (the backend's default when dev is None), so

@@ -125,8 +125,11 @@ def sequences(X: Any, name: str = "X") -> Any:
 
 def check_finite(X: Any, name: str) -> None:
     xp = namespace(X)
-    bad = int(to_numpy(xp.sum(xp.astype(~xp.isfinite(X), xp.int64))))
-    if bad:
+    bad_at = ~xp.isfinite(X)
+    if bool(to_numpy(xp.any(bad_at))):
+        # Counted in X's own float dtype (exact up to 2**24 values in float32), so no 64-bit
+        # integer is needed where a namespace has none (JAX without x64).
+        bad = int(to_numpy(xp.sum(xp.astype(bad_at, X.dtype))))
         raise ValueError(f"Input {name} contains NaN or inf ({bad} non-finite of "
                          f"{math.prod(X.shape)} values); expected finite values: remove or "
                          "impute them first")
