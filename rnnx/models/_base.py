@@ -252,11 +252,13 @@ class BaseRNN(Params):
         return False
 
     def _model_steps(self, lengths: Any, Xm: Any) -> Any:
-        """``lengths`` (checked) on the model's namespace and device, or None."""
+        """``lengths`` (checked on the host) as a boolean step mask ``(n_samples, time)`` on the
+        model's namespace and device, or None. A mask, not integer lengths: lengths would be
+        range-checked on the device at every batch (a host round trip each), while they were
+        checked here once."""
         if lengths is None:
             return None
-        lh = host_lengths(lengths, Xm.shape[0], Xm.shape[1])
-        return from_host(lh, xp=namespace(Xm), device=device(Xm))
+        return from_host(self._host_step_mask(lengths, Xm), xp=namespace(Xm), device=device(Xm))
 
     @staticmethod
     def _host_step_mask(lengths: Any, Xm: Any) -> Any:
