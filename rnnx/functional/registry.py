@@ -115,15 +115,32 @@ class Cell:
             else:
                 out[name] = hnp.full((w * hidden,), float(value), dtype=hnp.float64)
         if forget_bias:
-            if self.forget_gate is None:
-                raise ValueError(f"forget_bias is an LSTM option (added to the forget gate's "
-                                 f"bias; cells with one: {', '.join(forget_cells())}); got "
-                                 f"forget_bias={forget_bias!r} with cell={self.name!r}")
+            self.check_forget_bias(forget_bias)
             k = self.forget_gate
             out["b"][k * hidden : (k + 1) * hidden] += forget_bias  # a host array made here
         return out
 
     # -- options ----------------------------------------------------------------------------
+    def check_forget_bias(self, value: float) -> None:
+        """A non-zero ``forget_bias`` needs a forget gate; ``ValueError`` naming the cells that
+        have one otherwise."""
+        if value and self.forget_gate is None:
+            raise ValueError(f"forget_bias is an LSTM option (added to the forget gate's bias; "
+                             f"cells with one: {', '.join(forget_cells())}); got "
+                             f"forget_bias={value!r} with cell={self.name!r}")
+
+    def layer_options(self, nonlinearity: str) -> dict[str, Any]:
+        """The run options from the one option the layers and estimators take for every cell,
+        ``nonlinearity``: passed to a cell that has it (Elman); any other cell takes only its
+        implied ``"tanh"``."""
+        if "nonlinearity" in self.options:
+            return self.check_options({"nonlinearity": nonlinearity})
+        if nonlinearity != "tanh":
+            with_it = ", ".join(repr(n) for n, c in CELLS.items() if "nonlinearity" in c.options)
+            raise ValueError(f"nonlinearity is an option of cells {with_it}; cell {self.name!r} "
+                             f"has none (got nonlinearity={nonlinearity!r})")
+        return self.check_options({})
+
     def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """The run options with defaults filled in; a value the cell does not take, or an
         option it does not have, raises ``ValueError`` naming both."""

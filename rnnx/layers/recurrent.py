@@ -11,10 +11,10 @@ from typing import Any
 from .._backend import device as device_of
 from .._backend import from_host, get_namespace, host_rng, namespace
 from ..functional._mask import as_step_mask
-from ..functional.registry import CELLS, Cell, get_cell
+from ..functional.registry import Cell, get_cell
 from ..init import INITIALIZERS, place, resolve_dtype
 
-__all__ = ["Recurrent", "layer_suffixes", "run_options"]
+__all__ = ["Recurrent", "layer_suffixes"]
 
 
 def layer_suffixes(num_layers: int, bidirectional: bool) -> list[str]:
@@ -33,21 +33,6 @@ def _check_inits(init: str, recurrent_init: str) -> None:
     for name, value in (("init", init), ("recurrent_init", recurrent_init)):
         if value not in INITIALIZERS:
             raise ValueError(f"{name} must be one of {sorted(INITIALIZERS)}; got {value!r}")
-
-
-def run_options(spec: Cell, nonlinearity: str) -> dict[str, Any]:
-    """The cell's run options from the layers' one option, ``nonlinearity``: passed to a cell
-    that has it (Elman), and for any other cell only its implied value ``"tanh"``."""
-    if "nonlinearity" in spec.options:
-        return spec.check_options({"nonlinearity": nonlinearity})
-    if nonlinearity != "tanh":
-        raise ValueError(f"nonlinearity is an option of cells {_with_option('nonlinearity')}; "
-                         f"cell {spec.name!r} has none (got nonlinearity={nonlinearity!r})")
-    return spec.check_options({})
-
-
-def _with_option(name: str) -> str:
-    return ", ".join(repr(n) for n, c in CELLS.items() if name in c.options)
 
 
 class Recurrent:
@@ -128,7 +113,7 @@ class Recurrent:
         _check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
         _check_inits(init, recurrent_init)
         spec = get_cell(cell)
-        options = run_options(spec, nonlinearity)
+        options = spec.layer_options(nonlinearity)
         xp = get_namespace(backend)
         dt = resolve_dtype(xp, dtype)
         rng = host_rng(seed)
@@ -162,7 +147,7 @@ class Recurrent:
         spec = get_cell(cell)
         _check_sizes(num_layers=num_layers)
         self = cls.__new__(cls)
-        self._adopt(params, spec, run_options(spec, nonlinearity), num_layers, bidirectional,
+        self._adopt(params, spec, spec.layer_options(nonlinearity), num_layers, bidirectional,
                     dropout, return_sequences, return_state, host_rng(seed))
         return self
 

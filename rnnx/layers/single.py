@@ -9,7 +9,7 @@ from typing import Any
 
 from .._backend import host_rng
 from ..functional.registry import get_cell
-from .recurrent import Recurrent, run_options
+from .recurrent import Recurrent
 
 __all__ = ["GRU", "LSTM", "SimpleRNN", "single_layer_class"]
 
@@ -41,7 +41,7 @@ class _Single(Recurrent):
         as given, never written to)."""
         spec = get_cell(cls._cell)
         self = cls.__new__(cls)
-        self._adopt(dict(params), spec, run_options(spec, nonlinearity), 1, False, 0.0,
+        self._adopt(dict(params), spec, spec.layer_options(nonlinearity), 1, False, 0.0,
                     return_sequences, False, host_rng(None))
         return self
 

@@ -19,7 +19,7 @@ import math
 from collections.abc import Collection
 from typing import Any
 
-from ..functional.registry import forget_cells, get_cell
+from ..functional.registry import get_cell
 from ..optim import OPTIMIZERS
 
 __all__ = ["PARAMETER_CONSTRAINTS", "Interval", "Options", "StrOptions", "check_cell_options",
@@ -148,15 +148,6 @@ def check_cell_options(cell: str, options: dict[str, Any]) -> None:
     takes (``"tanh"``, implied, for a cell without that option). Run after :func:`validate`, so
     the options' types are already checked."""
     spec = get_cell(cell)
-    fb = options.get("forget_bias", 0)
-    if fb != 0 and spec.forget_gate is None:
-        raise ValueError(f"forget_bias is an LSTM option (added to the forget gate's bias; "
-                         f"cells with one: {', '.join(forget_cells())}); got forget_bias={fb!r} "
-                         f"with cell={cell!r}")
+    spec.check_forget_bias(options.get("forget_bias", 0))
     if "nonlinearity" in options:
-        nl = options["nonlinearity"]
-        if "nonlinearity" in spec.options:
-            spec.check_options({"nonlinearity": nl})
-        elif nl != "tanh":
-            raise ValueError(f"nonlinearity is an option of the Elman cell; cell {cell!r} has "
-                             f"none (got nonlinearity={nl!r})")
+        spec.layer_options(options["nonlinearity"])
