@@ -16,6 +16,7 @@ from . import __version__
 from ._backend import (
     atomic_path,
     available_backends,
+    device_label,
     devices,
     get_namespace,
     limit_threads,
@@ -137,12 +138,12 @@ def _resolve_device(backend: str, label: str | None) -> Any:
         return None
     found = devices(backend)
     for d in found:
-        names = {str(d), str(d).split("'")[1] if "'" in str(d) else str(d)}
+        names = {str(d), device_label(d)}
         if getattr(d, "type", None) is not None:
             names.add(d.type)
         if label in names:
             return d
-    known = ", ".join(sorted({str(d).split("'")[1] if "'" in str(d) else str(d) for d in found}))
+    known = ", ".join(sorted({device_label(d) for d in found}))
     raise click.BadParameter(f"{label!r} is not a device of {backend} here; devices: {known}",
                              param_hint="--device")
 
@@ -432,7 +433,7 @@ def info() -> None:
     for name, s in available_backends().items():
         if s.available:
             try:
-                devs = ", ".join(_device_label(d) for d in devices(name))
+                devs = ", ".join(device_label(d) for d in devices(name))
             except Exception as exc:  # a backend that imports but cannot list devices
                 devs = f"? ({type(exc).__name__}: {exc})"
             rows.append([name, s.version or "?", "yes", devs])
@@ -443,11 +444,6 @@ def info() -> None:
     _print_table(["package", "version"],
                  [[p, _version_of(p)] for p in ("numpy", "array-api-compat", "click", "tqdm",
                                                 "matplotlib", "scikit-learn")])
-
-
-def _device_label(d: Any) -> str:
-    s = str(d)
-    return s.split("'")[1] if s.startswith("array_api_strict.Device(") else s
 
 
 if __name__ == "__main__":

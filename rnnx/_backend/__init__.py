@@ -26,6 +26,7 @@ from ._host import from_host, host_namespace, host_rng, move_to, synchronize, to
 from ._namespaces import (
     backend_name,
     device,
+    device_label,
     devices,
     float64_unavailable,
     get_namespace,
@@ -42,6 +43,7 @@ __all__ = [
     "available_backends",
     "backend_name",
     "device",
+    "device_label",
     "devices",
     "float64_unavailable",
     "float_errors_checked_by_caller",

@@ -160,3 +160,10 @@ def float64_unavailable(xp: Any) -> str:
         if not jax.config.jax_enable_x64:
             return "JAX without JAX_ENABLE_X64=1 has no float64"
     return ""
+
+
+def device_label(d: Any) -> str:
+    """A device's short name for tables and the command line: ``"device1"`` for
+    array-api-strict's ``Device('device1')``, the library's own string otherwise."""
+    s = str(d)
+    return s.split("'")[1] if s.startswith("array_api_strict.Device(") else s

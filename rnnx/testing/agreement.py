@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .._backend import (
+    device_label,
     devices,
     float64_unavailable,
     from_host,
@@ -114,10 +115,7 @@ def _targets(names: tuple[str, ...]) -> list[tuple[str, Any, Any, str]]:
     for name in names:
         xp = get_namespace(name)
         for dev in devices(name):
-            label = str(dev)
-            if label.startswith("array_api_strict.Device("):
-                label = label.split("'")[1]  # "device1" rather than the full repr
-            out.append((name, xp, dev, label))
+            out.append((name, xp, dev, device_label(dev)))
     return out
 
 
