@@ -12,7 +12,14 @@ import os
 import numpy as np
 import pytest
 
-from rnnx._backend import BACKENDS, available_backends, devices, from_host, get_namespace
+from rnnx._backend import (
+    BACKENDS,
+    available_backends,
+    devices,
+    float64_unavailable,
+    from_host,
+    get_namespace,
+)
 
 
 class Backend(enum.Enum):
@@ -87,6 +94,10 @@ def device(backend):
 
 @pytest.fixture(params=["float32", "float64"])
 def dtype(request, xp):
+    if request.param == "float64":
+        reason = float64_unavailable(xp)
+        if reason:
+            pytest.skip(reason)
     return getattr(xp, request.param)
 
 

@@ -153,6 +153,11 @@ def test_seeded_init_and_dropout_same_on_every_backend(xp, device, put, rng):
     out = got.forward(put(x))
     assert device_of(out) == device
     assert max_rel_dev(out, want) <= 1e-12
+    # The masks, drawn on each backend's device from the same host keys, are bit for bit NumPy's.
+    assert len(got._drops) == len(ref._drops) == 2
+    for mine, theirs in zip(got._drops, ref._drops):
+        assert device_of(mine) == device
+        np.testing.assert_array_equal(to_numpy(mine), theirs)
     # The drops differ from no-dropout, so the masks are really applied.
     assert max_rel_dev(Recurrent(3, 4, **kw).eval().forward(x), want) > 1e-3
 

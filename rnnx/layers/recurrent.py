@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from .._backend import device as device_of
-from .._backend import from_host, get_namespace, host_rng, namespace
+from .._backend import get_namespace, host_rng, namespace
 from ..functional._mask import as_step_mask
+from ..functional.dropout import DROPOUT_KEY_WORDS, dropout_scale
 from ..functional.registry import Cell, get_cell
 from ..init import INITIALIZERS, place, resolve_dtype
 
@@ -298,9 +299,11 @@ class Recurrent:
                 caches.append(cache)
             inp = outs[0] if self.dirs == 1 else xp.concat(outs, axis=2)  # (B, T, D*H)
             if k < self.num_layers - 1 and self.training and self.dropout > 0.0:
-                keep = self._rng.random(tuple(inp.shape)) >= self.dropout  # host draw
-                scale = from_host(keep / (1.0 - self.dropout), xp=xp, device=device_of(inp),
-                                  dtype=inp.dtype)  # (B, T, D*H)
+                # Only the keys come from the host generator: the mask is drawn on the device.
+                keys = tuple(int(k) for k in self._rng.integers(0, 1 << 16,
+                                                                 size=DROPOUT_KEY_WORDS))
+                scale = dropout_scale(tuple(inp.shape), self.dropout, keys, xp=xp,
+                                      dtype=inp.dtype, device=device_of(inp))  # (B, T, D*H)
                 self._drops.append(scale)
                 inp = inp * scale  # (B, T, D*H)
             elif k < self.num_layers - 1:

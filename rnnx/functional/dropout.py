@@ -1,0 +1,62 @@
+"""Dropout masks drawn on the arrays' device, bit for bit the same on every backend.
+
+The Array API has no random numbers, and drawing a mask on the host costs a host-to-device copy
+per batch (a synchronisation on a GPU). Here the mask is a *counter-based* draw: element ``i`` of
+the mask is a keyed hash of ``i``, computed with integer operations every namespace performs
+exactly. The host supplies only the key (a few Python ints from the layer's seeded NumPy
+generator, passed as scalars in the operations, which a GPU library hands to its kernels as
+arguments); nothing is copied to or from the device.
+
+The hash is an eight-round Feistel network on the two 16-bit halves of ``i``, so distinct
+elements of one draw get distinct 32-bit words; its round function
+``F(R, k) = ((R xor k) * C >> 8) and 0xFFFF`` keeps every intermediate below ``2**31``, so it
+runs in int32 (JAX without x64 has no int64) and never relies on overflow, which the standard
+leaves unspecified. The top 31 bits of the word are compared with ``rate * 2**31``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["DROPOUT_KEY_WORDS", "dropout_scale"]
+
+#: Round keys per draw (one per Feistel round), each in ``[0, 2**16)``.
+DROPOUT_KEY_WORDS = 8
+
+# Odd and below 2**15, so that (16-bit value) * C < 2**31 fits int32.
+_C = 0x5BD1
+
+
+def _keyed_words(n: int, keys: tuple[int, ...], *, xp: Any, device: Any) -> Any:
+    """``(n,)`` int32 words in ``[0, 2**31)``: the Feistel hash of ``0 .. n-1`` under ``keys``."""
+    idx = xp.arange(n, dtype=xp.int32, device=device)
+    left, right = idx >> 16, idx & 0xFFFF
+    for k in keys:
+        left, right = right, left ^ ((((right ^ k) * _C) >> 8) & 0xFFFF)
+    return ((left & 0x7FFF) << 16) | right
+
+
+def dropout_scale(shape: tuple[int, ...], rate: float, keys: tuple[int, ...], *, xp: Any,
+                  dtype: Any, device: Any) -> Any:
+    """Inverted-dropout multipliers of ``shape`` (e.g. ``(batch, time, features)``): each element
+    is ``0`` with probability ``rate`` and ``1 / (1 - rate)`` otherwise, in ``dtype`` on
+    ``device`` of namespace ``xp``.
+
+    ``keys`` are :data:`DROPOUT_KEY_WORDS` ints in ``[0, 2**16)`` (draw them from a seeded host
+    generator: the same keys give the same mask on every backend and device). ``rate`` is in
+    ``[0, 1)``. The mask has at most ``2**31`` elements (int32 counters).
+    """
+    if len(keys) != DROPOUT_KEY_WORDS or not all(isinstance(k, int) and 0 <= k < 1 << 16
+                                                 for k in keys):
+        raise ValueError(f"keys must be {DROPOUT_KEY_WORDS} ints in [0, 2**16); got {keys!r}")
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"rate must be a probability in [0, 1); got {rate!r}")
+    n = 1
+    for s in shape:
+        n *= int(s)
+    if n > 1 << 31:
+        raise ValueError(f"a dropout mask has at most 2**31 elements (int32 counters); shape "
+                         f"{tuple(shape)} has {n}")
+    keep = _keyed_words(n, keys, xp=xp, device=device) >= round(rate * (1 << 31))
+    scale = xp.astype(keep, dtype) * (1.0 / (1.0 - rate))
+    return xp.reshape(scale, tuple(shape))
