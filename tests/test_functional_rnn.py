@@ -14,11 +14,7 @@ from rnnx._backend import namespace, to_numpy
 from rnnx.datasets import SEED_EXPECTED_LAST_STATE, seed_example
 from rnnx.functional import rnn_backward, rnn_cell_backward, rnn_forward
 from rnnx.functional._common import _folds_bias, per_step_transpose
-from rnnx.testing import (
-    default_rtol,
-    finite_difference_grads,
-    grad_check_error,
-)
+from rnnx.testing import finite_difference_grads, grad_check_error, seed_tolerance
 
 from . import _cells
 from ._oracle import torch_rnn
@@ -53,10 +49,8 @@ def test_seed_problem2_value(xp, device, dtype, put):
     assert namespace(last) is xp or type(last) is type(args["x"])
     assert device_of(last) == device
     assert last.dtype == dtype
-    # The seed printed 8 decimals: it pins the value to 5e-9. float32 is held to its own rtol.
     expected = np.asarray(SEED_EXPECTED_LAST_STATE)
-    tol = 5e-9 if dtype == xp.float64 else default_rtol(dtype, xp)
-    np.testing.assert_allclose(to_numpy(last), expected, rtol=tol, atol=0)
+    np.testing.assert_allclose(to_numpy(last), expected, rtol=0, atol=seed_tolerance(dtype, xp))
 
 
 @pytest.mark.parametrize("nonlinearity", NONLINEARITIES)

@@ -5,12 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnx.testing import assert_close, default_rtol, finite_difference_grads, grad_check_error
+from rnnx.testing import assert_close, assert_equal, default_rtol, finite_difference_grads, grad_check_error
 
 
 def test_default_rtol_values(xp):
-    assert default_rtol(xp.float64, xp) == pytest.approx(4 * np.sqrt(np.finfo(np.float64).eps))
-    assert default_rtol(xp.float32, xp) == pytest.approx(4 * np.sqrt(np.finfo(np.float32).eps))
+    """A few roundings: 4 eps of the dtype."""
+    assert default_rtol(xp.float64, xp) == 4 * float(np.finfo(np.float64).eps)
+    assert default_rtol(xp.float32, xp) == 4 * float(np.finfo(np.float32).eps)
+
+
+def test_assert_equal_is_bitwise(xp, put):
+    a = put([1.0, float("nan"), 3.0], xp.float64)
+    assert_equal(a, put([1.0, float("nan"), 3.0], xp.float64))
+    with pytest.raises(AssertionError, match="1 of 3 elements"):
+        assert_equal(a, put([1.0, float("nan"), 3.0 + 4e-16], xp.float64))
 
 
 def test_assert_close_accepts_within_and_refuses_beyond(xp, device, dtype, put):

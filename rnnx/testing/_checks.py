@@ -1,11 +1,26 @@
-"""Test helpers that work on every backend: dtype-derived tolerances and a central-difference
-gradient checker.
+"""Test helpers that work on every backend: tolerances from a rounding-error analysis of the
+computation, per dtype, and a central-difference gradient checker.
 
-Tolerance rule (:func:`default_rtol`): ``rtol = 4 * sqrt(eps)`` of the dtype, i.e. about
-``6e-8`` for float64 and ``1.4e-3`` for float32. A recurrence of ``T`` steps loses a few ulps per
-step, and ``sqrt(eps)`` leaves room for that growth while still catching any mistake in the maths
-(a wrong sign, index or transposition changes results at order 1). Comparisons with an external
-oracle that performs the same float64 operations (PyTorch) use a much tighter explicit ``rtol``.
+Tolerance rule (:func:`rounding_rtol`). With unit roundoff ``u = eps / 2``, a sum of ``K``
+products carries a rounding error of about ``sqrt(K) * u`` times the sum of the magnitudes of its
+terms (the probabilistic bound of Higham and Mary, 2019: exceeded by ``lambda * sqrt(K) * u``
+with probability below ``2 exp(-lambda**2 / 2)``). A recurrence of ``T`` steps adds one such
+error per step to the carried state; with a contracting step (``|tanh'| <= 1``, the weights of
+the test cases) they add like a random walk, ``sqrt(T)``. So a result of ``steps`` steps of sums
+of ``terms`` terms is compared with ``rtol = SAFETY * gain * eps * sqrt(steps * terms)``,
+relative to the largest magnitude of the reference array (rounding errors scale with a sum's
+largest terms, not with an element that cancels to near zero). ``SAFETY = 4`` covers
+``lambda = 4`` (a failure by chance below 1e-3 per element is not expected at these sizes, and
+none has been seen) and the few-ulp errors of ``tanh``/``exp``; ``gain`` is a cell's own
+amplification of rounding errors (:attr:`rnnx.functional.registry.Cell.rounding_gain`).
+
+For a recurrent layer (:func:`recurrence_rtol`): each step sums ``K = features + hidden + 1``
+products per state, and each weight gradient sums ``batch * time`` products whose factors carry
+the states' error, so ``steps = time`` and ``terms = K + batch``. At the test cases' sizes this
+is ~1e-5 in float32 and ~2e-14 in float64: measured deviations are 10-40x below it, and an error
+of 2e-4 relative (a wrong constant, a float32-only code path that drops precision) is 10x above.
+Results that must be bitwise equal (the same backend and seed through two code paths that do the
+same operations) are compared exactly, not with a tolerance.
 """
 
 from __future__ import annotations
@@ -16,12 +31,47 @@ from typing import Any
 
 from .._backend import backend_name, device, host_namespace, namespace, to_numpy
 
-__all__ = ["assert_close", "default_rtol", "finite_difference_grads", "grad_check_error"]
+__all__ = [
+    "SAFETY",
+    "assert_close",
+    "assert_equal",
+    "default_rtol",
+    "finite_difference_grads",
+    "grad_check_error",
+    "recurrence_rtol",
+    "rounding_rtol",
+]
+
+#: Multiple of the probabilistic rounding bound that a tolerance allows (see the module notes).
+SAFETY = 4.0
+
+
+def rounding_rtol(dtype: Any, xp: Any, *, steps: int = 1, terms: int = 1,
+                  gain: float = 1.0) -> float:
+    """``SAFETY * gain * eps * sqrt(steps * terms)`` for a floating ``dtype`` of namespace
+    ``xp``: the relative tolerance of ``steps`` dependent steps of ``terms``-term sums."""
+    return SAFETY * gain * float(xp.finfo(dtype).eps) * math.sqrt(steps * terms)
+
+
+def recurrence_rtol(dtype: Any, xp: Any, *, batch: int, time: int, features: int, hidden: int,
+                    gain: float = 1.0) -> float:
+    """Tolerance (relative to each array's largest magnitude) for the forward states and every
+    gradient of a recurrent layer run on ``(batch, time, features)`` inputs with ``hidden``
+    units: :func:`rounding_rtol` with ``steps = time`` and ``terms = features + hidden + 1 +
+    batch``."""
+    return rounding_rtol(dtype, xp, steps=time, terms=features + hidden + 1 + batch, gain=gain)
 
 
 def default_rtol(dtype: Any, xp: Any) -> float:
-    """``4 * sqrt(eps)`` of a floating ``dtype`` in namespace ``xp``."""
-    return 4.0 * math.sqrt(float(xp.finfo(dtype).eps))
+    """:func:`rounding_rtol` of one step of one term, ``4 * eps``: a few roundings, for results
+    of a handful of elementwise operations. Anything longer passes its own tolerance."""
+    return rounding_rtol(dtype, xp)
+
+
+def assert_equal(actual: Any, desired: Any, *, err_msg: str = "") -> None:
+    """Assert bitwise-equal values (NaN equal to NaN) after the checks of :func:`assert_close`:
+    for two code paths that must do the same operations on the same backend."""
+    assert_close(actual, desired, rtol=0.0, err_msg=err_msg, _nan_equal=True)
 
 
 def assert_close(
@@ -32,6 +82,7 @@ def assert_close(
     atol: float = 0.0,
     check_device: bool = True,
     err_msg: str = "",
+    _nan_equal: bool = False,
 ) -> None:
     """Assert ``|actual - desired| <= atol + rtol * |desired|`` element by element, after checking
     that both arrays share namespace, shape, dtype and (unless ``check_device=False``) device.
@@ -62,6 +113,8 @@ def assert_close(
     err = abs(a - d)
     bound = atol + rtol * abs(d)
     bad = ~(err <= bound)  # NaN counts as a mismatch
+    if _nan_equal:
+        bad &= ~((a != a) & (d != d))
     if bad.any():
         idx = tuple(int(i) for i in (bad.nonzero()[k][0] for k in range(bad.ndim)))
         rel = err / abs(d).clip(min=1e-300)
