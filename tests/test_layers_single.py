@@ -27,18 +27,15 @@ def test_from_weights_reproduces_the_seed(xp, device, dtype, put):
                                atol=seed_tolerance(dtype, xp))
 
 
-@pytest.mark.parametrize("backend_name", ["numpy", "torch", "array_api_strict"])
-def test_seeded_init_is_bit_identical_across_backends(backend_name):
-    """One seed, one host draw: the same bits on every backend (float32 and float64)."""
-    from rnnx._backend import available_backends
-
-    if not available_backends()[backend_name].available:
-        pytest.skip(f"{backend_name}: {available_backends()[backend_name].reason}")
-    for dtype in ("float32", "float64"):
-        ref = SimpleRNN(3, 5, seed=7, backend="numpy", dtype=dtype)
-        other = SimpleRNN(3, 5, seed=7, backend=backend_name, dtype=dtype)
-        for k in ref.params:
-            assert to_numpy(other.params[k]).tobytes() == to_numpy(ref.params[k]).tobytes(), k
+def test_seeded_init_is_bit_identical_across_backends(backend, dtype):
+    """One seed, one host draw: the same bits on every backend and device, in each dtype."""
+    name, xp, dev = backend
+    dtype_name = "float32" if dtype == xp.float32 else "float64"
+    ref = SimpleRNN(3, 5, seed=7, backend="numpy", dtype=dtype_name)
+    other = SimpleRNN(3, 5, seed=7, backend=name, device=dev, dtype=dtype_name)
+    for k in ref.params:
+        assert device_of(other.params[k]) == dev, k
+        assert to_numpy(other.params[k]).tobytes() == to_numpy(ref.params[k]).tobytes(), k
     a = SimpleRNN(3, 5, seed=7).params["w_x"]
     b = SimpleRNN(3, 5, seed=8).params["w_x"]
     assert not np.array_equal(a, b)
