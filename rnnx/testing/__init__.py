@@ -1,7 +1,8 @@
 """Testing tools that work on every backend: closeness with dtype-derived tolerances, a
 central-difference gradient checker (:mod:`rnnx.testing._checks`), and seeded cases for every
 registered cell with the cross-backend agreement and seed tables that ``rnnx check`` prints
-(:mod:`rnnx.testing.agreement`)."""
+(:mod:`rnnx.testing.agreement`), and a counter of array-API calls, per time step for every cell
+(:mod:`rnnx.testing.counting`)."""
 
 from ._checks import assert_close, default_rtol, finite_difference_grads, grad_check_error
 from .agreement import (
@@ -14,11 +15,17 @@ from .agreement import (
     run_case,
     seed_rows,
 )
+from .counting import CallCounts, StepCalls, calls_per_step, cell_calls_rows, count_calls
 
 __all__ = [
+    "CallCounts",
+    "StepCalls",
     "agreement_rows",
     "assert_close",
+    "calls_per_step",
+    "cell_calls_rows",
     "cell_variants",
+    "count_calls",
     "default_rtol",
     "differentiable",
     "finite_difference_grads",
