@@ -219,6 +219,29 @@ def summarise(raw: dict, cases: list[Case], names: list[str]) -> dict:
     return {"gemm_peak": peak, "rows": rows}
 
 
+def calls_per_step_table(cases: list[Case]) -> dict[str, dict[str, list]]:
+    """Array-API calls per time step of rnnx's forward and backward for each (cell, variant) of
+    ``cases``, ``{cell: {variant: [forward, backward or None]}}``: counted on array-api-strict
+    (:func:`rnnx.testing.calls_per_step`) in this process, outside every timed region. On a GPU
+    each call is a kernel launch or a view; the count does not depend on the shape, except that
+    on the CPU a long backward at large shapes adds its factors' calls once per block."""
+    from rnnx.testing import calls_per_step
+
+    out: dict[str, dict[str, list]] = {}
+    for cell, variant in sorted({(c.cell, c.variant) for c in cases}):
+        got = calls_per_step(cell, per_step_grad=variant == "m2m")
+        out.setdefault(cell, {})[variant] = [
+            got["forward"].per_step, None if variant == "fwd" else got["backward"].per_step]
+    return out
+
+
+def _fmt_calls(row: dict, calls: dict) -> str:
+    got = calls.get(row.get("cell", "rnn"), {}).get(row["variant"])
+    if not row["impl"].startswith("rnnx-") or got is None:
+        return ""
+    return f"{got[0]}" if got[1] is None else f"{got[0]}, {got[1]}"
+
+
 def _fmt_time(s: float) -> str:
     if s < 1e-3:
         return f"{s * 1e6:.1f} µs"
@@ -249,7 +272,9 @@ def to_markdown(result: dict) -> str:
         "Ratio = best time ÷ torch.nn.RNN's best time on the same device (< 1: faster than torch). "
         "GFLOP/s counts the GEMM work only; % peak is of the GEMM peak of the same dtype. "
         "fwd = forward alone (torch under no_grad); m2m = forward + backward, gradient at every "
-        "step; m2o = forward + backward, gradient on the last state only.",
+        "step; m2o = forward + backward, gradient on the last state only. calls/step = "
+        "array-API calls per time step of rnnx's forward, backward (counted on "
+        "array-api-strict; each a kernel launch or a view on a GPU).",
         "",
     ]
     skipped = result.get("skipped", {})
@@ -258,15 +283,16 @@ def to_markdown(result: dict) -> str:
     by_case: dict[str, list[dict]] = {}
     for row in result["rows"]:
         by_case.setdefault(row["case"], []).append(row)
+    calls = result.get("calls_per_step", {})
     lines += ["| case (BxTxFxH/dtype/variant) | implementation | best | median | ratio | GFLOP/s "
-              "| % peak |", "|---|---|---:|---:|---:|---:|---:|"]
+              "| % peak | calls/step (fwd, bwd) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for key, rows in by_case.items():
         for row in rows:
             ratio = "" if row["ratio_to_torch_nn"] is None else f"{row['ratio_to_torch_nn']:.2f}"
             lines.append(
                 f"| {key} | {_display(row)} | {_fmt_time(row['best_s'])} | "
                 f"{_fmt_time(row['median_s'])} | {ratio} | {row['gflops']:.1f} | "
-                f"{100 * row['gemm_fraction']:.0f} % |"
+                f"{100 * row['gemm_fraction']:.0f} % | {_fmt_calls(row, calls)} |"
             )
     lines += ["", "## Ratio to torch.nn.RNN/LSTM/GRU (best-of), per cell and shape", ""]
     lines += _ratio_summary(result["rows"])
@@ -372,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": _machine(), "threads": args.threads or "library default", "rounds": rounds,
         "budget_s": budget, "min_reps": min_reps, "quick": args.quick,
         "skipped": skipped, "info": raw["info"], **summarise(raw, cases, names),
+        "calls_per_step": calls_per_step_table(cases),
     }
     if args.keep_samples:  # every timed call: megabytes at the full suite
         result.update(samples=raw["samples"], gemm_samples=raw["gemm"])

@@ -33,6 +33,7 @@ from ._namespaces import (
     has_one_device,
     known_namespace,
     namespace,
+    on_accelerator,
     writeable,
 )
 
@@ -57,6 +58,7 @@ __all__ = [
     "load_npz",
     "move_to",
     "namespace",
+    "on_accelerator",
     "prefers_exp_tanh",
     "save_npz_atomic",
     "synchronize",

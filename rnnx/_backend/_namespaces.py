@@ -21,6 +21,7 @@ __all__ = [
     "has_one_device",
     "known_namespace",
     "namespace",
+    "on_accelerator",
     "writeable",
 ]
 
@@ -80,6 +81,22 @@ def has_one_device(xp: Any) -> bool:
     """Whether every array of namespace ``xp`` is on the same device (NumPy: the CPU), so a
     same-device check across arguments can be skipped."""
     return array_api_compat.is_numpy_namespace(xp)
+
+
+def on_accelerator(x: Any) -> bool:
+    """Whether array ``x`` lives on an accelerator (a GPU): CuPy arrays, torch tensors off the
+    CPU, JAX arrays on a non-CPU device. NumPy and array-api-strict (whose devices are all the
+    host CPU) are not. Maths code asks this to skip what is tuned for CPU caches: on a GPU each
+    array call is a kernel launch, and fewer, larger calls win."""
+    if array_api_compat.is_numpy_array(x):
+        return False
+    if array_api_compat.is_cupy_array(x):
+        return True
+    if array_api_compat.is_torch_array(x):
+        return x.device.type != "cpu"
+    if array_api_compat.is_jax_array(x):
+        return getattr(array_api_compat.device(x), "platform", "cpu") != "cpu"
+    return False
 
 
 def backend_name(xp: Any) -> str:

@@ -9,8 +9,12 @@ What the driver owns, so that no cell writes it again:
 * **the masked carry** (semantics in :mod:`rnnx.functional._mask`): at a masked-out step every
   state is carried, ``s_t = where(m_t, step(s_{t-1}), s_{t-1})``, and in the backward pass the
   cell sees ``where(m_t, G, 0)`` while ``where(m_t, 0, G)`` passes straight through;
-* **blocking** of the gradient-independent backward factors: they are computed a block of steps
-  at a time, just before the loop needs them (:func:`rnnx.functional._common.step_blocks`);
+* **blocking** of the gradient-independent backward factors: on the CPU they are computed a
+  block of steps at a time, just before the loop needs them, while they fit in cache
+  (:func:`rnnx.functional._common.step_blocks`); on an accelerator
+  (:func:`rnnx._backend.on_accelerator`) in one block, the fewest calls;
+* **gradients kept in the factors**: a cell may multiply its factors in place into the
+  gradients the weight sums need (``in_factors``), so that no step copies them into a buffer;
 * **the per-step observer** (``state_grads``) that :mod:`rnnx.diagnostics` reads: the total
   gradient ``dL/dh_t`` reaching each step's output state.
 
@@ -24,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._backend import device, writeable
+from .._backend import device, on_accelerator, writeable
 from ._common import step_blocks
 
 __all__ = ["scan_backward", "scan_forward"]
@@ -97,6 +101,7 @@ def scan_backward(
     state_grads: list | None,
     buffered: bool,
     xp: Any,
+    in_factors: int = 0,
 ) -> tuple[list[Any], tuple[Any, ...]]:
     """Backpropagate through ``time`` steps, last to first.
 
@@ -112,11 +117,26 @@ def scan_backward(
     ``buffered``: whether the namespace allows item assignment (``writeable`` of an array the
     forward pass allocated).
 
+    ``in_factors``: the first ``in_factors`` stored gradients are the first ``in_factors``
+    arrays of the factors ``(steps, batch, width)``, which the step updates in place, row ``i``
+    (where ``buffered``; otherwise they are stored as the step returns them, like the rest):
+    no per-step copy into a buffer. Blocks of factors are copied into the stored arrays once a
+    block; a single block is kept as it is.
+
     Returns ``(stored, g)``: the stored gradients as time-major ``(time, batch, .)`` arrays and
     the gradients reaching the initial states."""
     g = g0
-    slots = _slots(xp, g0[0], time, g0[0].shape[0], stored_widths, buffered)
-    for s, e in step_blocks(time, row_elements):
+    batch = g0[0].shape[0]
+    n_in = in_factors if buffered else 0
+    # On an accelerator the factors of all steps at once: each block costs its own dozen calls
+    # (kernel launches there), and a GPU's caches are not what the blocks are sized for.
+    blocks = [(0, time)] if on_accelerator(g0[0]) else step_blocks(time, row_elements)
+    kept = _slots(xp, g0[0], time, batch, stored_widths[:n_in], True) if len(blocks) > 1 else []
+    slots = _slots(xp, g0[0], time, batch, stored_widths[n_in:], buffered)
+    # The padded steps' zero, made once: a Python 0.0 in `where` becomes an array every call
+    # behind array-api-compat's torch wrapper (a host -> device copy on a GPU).
+    zero = None if mask is None else xp.zeros((), dtype=g0[0].dtype, device=device(g0[0]))
+    for s, e in blocks:
         fac = factors(s, e)
         for t in range(e - 1, s - 1, -1):
             if state_grads is not None:  # diagnostics: dL/dh_t, the total gradient reaching h_t
@@ -125,11 +145,12 @@ def scan_backward(
                 stored, g = step_back(g, fac, t, t - s)
             else:
                 m_t = mask[:, t, None]  # (B, 1)
-                stored, g_prev = step_back(tuple(xp.where(m_t, a, 0.0) for a in g), fac, t, t - s)
+                stored, g_prev = step_back(tuple(xp.where(m_t, a, zero) for a in g), fac, t,
+                                           t - s)
                 # The carried state passes its gradient straight through a padded step.
-                g = tuple(p + xp.where(m_t, 0.0, a) for p, a in zip(g_prev, g))  # (B, H) each
+                g = tuple(p + xp.where(m_t, zero, a) for p, a in zip(g_prev, g))  # (B, H) each
             if buffered:
-                for slot, v in zip(slots, stored):
+                for slot, v in zip(slots, stored[n_in:]):
                     slot[t, ...] = v
             else:
                 for slot, v in zip(slots, stored):
@@ -140,4 +161,9 @@ def scan_backward(
                 # returns new arrays), so in place (an immutable JAX array rebinds).
                 g_h += seq[:, t - 1, :]  # (B, H)
                 g = (g_h, *g[1:])
-    return _stacked(xp, slots, buffered), g
+        if kept:
+            for buf, f in zip(kept, fac[:n_in]):
+                buf[s:e, ...] = f  # (L, B, w): the block's gradients, one copy a block
+    if n_in and not kept:
+        kept = list(fac[:n_in])  # one block: the factors are the stored gradients
+    return [*kept, *_stacked(xp, slots, buffered)], g

@@ -61,7 +61,7 @@ def _segment_states(x, w_x, w_h, b, h, s, e, *, xp, nonlinearity):
     (``None`` for zeros). The same operations in the forward and in the backward's
     recomputation, so both give the same bits."""
     xw = input_projection(xp, x[:, s:e, :], w_x, b)  # (L, B, H): the segment's, one GEMM
-    f = activation(nonlinearity, xp=xp, dtype=x.dtype)
+    f = activation(nonlinearity, xp=xp, like=x)
     return elman_states(xw, h, w_h, f, xp=xp)  # (L, B, H)
 
 

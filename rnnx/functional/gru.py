@@ -119,35 +119,46 @@ def gru_cell(u_t: Any, h_prev: Any, w_h: Any, b_hh: Any, *, xp: Any) -> tuple[An
     return h, rz, n, vn
 
 
-def gru_backward_factors(rz: Any, n: Any, vn: Any, hs: Any, h_init: Any, *, xp: Any) -> Any:
+def gru_backward_factors(rz: Any, n: Any, vn: Any, hs: Any, h_init: Any, *, xp: Any
+                         ) -> tuple[Any, Any]:
     """The gradient-independent part of the backward steps of a block, time-major: from
     ``rz (steps, batch, 2*hidden)``, ``n``, ``vn``, ``hs`` ``(steps, batch, hidden)`` and the state
     before the block's first step ``h_init (batch, hidden)``, return ``p (steps, batch,
-    4*hidden)`` such that, for the incoming ``G_t``,
+    5*hidden)`` and ``p4``, the same array as ``(steps, batch, 5, hidden)``, such that, for the
+    incoming ``G_t``,
 
-        [da_r, da_z, da_n, G-through-z] = G_t * p_t          (blocks of ``hidden``)
+        [da_n, da_r, da_z, da_n * r, G-through-z] = G_t * p_t          (blocks of ``hidden``)
 
-    i.e. ``p = [(1-z)(1-n^2) v_n r(1-r), (h_{t-1}-n) z(1-z), (1-z)(1-n^2), z]``.
-    :func:`gru_backward` calls it block by block (:func:`rnnx.functional._common.step_blocks`)."""
-    hidden = n.shape[2]
+    i.e. ``p = [(1-z)(1-n^2), (1-z)(1-n^2) v_n r(1-r), (h_{t-1}-n) z(1-z), (1-z)(1-n^2) r, z]``.
+    In this order ``du_t`` (blocks 0-2, ``n, r, z``) and ``dv_t`` (blocks 1-3, ``r, z, n``: the
+    order of ``w_h``) are contiguous, one product of ``G_t`` broadcast over the blocks gives
+    both, and a step needs no concatenation. :func:`gru_backward` calls it block by block
+    (:func:`rnnx.functional._common.step_blocks`)."""
+    steps, batch, hidden = n.shape
     r = rz[:, :, :hidden]  # (T, B, H)
     z = rz[:, :, hidden:]  # (T, B, H)
     h_prev = xp.concat([h_init[None, ...], hs[:-1, ...]], axis=0)  # (T, B, H)
     an = (1.0 - z) * (1.0 - n * n)  # (T, B, H)
     ar = an * vn * r * (1.0 - r)  # (T, B, H)
     az = (h_prev - n) * z * (1.0 - z)  # (T, B, H)
-    return xp.concat([ar, az, an, z], axis=2)  # (T, B, 4H)
+    p4 = xp.stack([an, ar, az, an * r, z], axis=2)  # (T, B, 5, H)
+    return xp.reshape(p4, (steps, batch, 5 * hidden)), p4  # (T, B, 5H), the same memory
 
 
-def gru_cell_backward(g: Any, p_t: Any, r_t: Any, w_hT: Any, *, xp: Any) -> tuple[Any, Any, Any]:
-    """Backward of one step: ``g = dL/dh_t`` ``(batch, hidden)``, ``p_t`` from
-    :func:`gru_backward_factors` ``(batch, 4*hidden)``, ``r_t`` the reset gate. Returns
-    ``(du_t, dv_t, dL/dh_{t-1})``: ``(batch, 3*hidden)`` twice and ``(batch, hidden)``."""
-    hidden = g.shape[1]
-    d = xp.concat([g, g, g, g], axis=1) * p_t  # (B, 4H): [da_r, da_z, da_n, g*z]
-    du = d[:, : 3 * hidden]  # (B, 3H)
-    dv = xp.concat([d[:, : 2 * hidden], d[:, 2 * hidden : 3 * hidden] * r_t], axis=1)  # (B, 3H)
-    return du, dv, dv @ w_hT + d[:, 3 * hidden :]  # (B, 3H), (B, 3H), (B, H)
+def gru_cell_backward(g: Any, p4_t: Any, w_hT: Any, *, xp: Any) -> tuple[Any, Any]:
+    """Backward of one step: ``g = dL/dh_t`` ``(batch, hidden)`` and ``p4_t`` from
+    :func:`gru_backward_factors` ``(batch, 5, hidden)``, an array of the caller's own that takes
+    the step's gradients in place where the namespace allows. Returns ``(d_t, dL/dh_{t-1})``:
+    ``d_t = [da_n, da_r, da_z, da_n * r, g * z]`` ``(batch, 5*hidden)``, of which ``du_t =
+    d_t[:, :3H]`` (blocks ``n, r, z``) and ``dv_t = d_t[:, H:4H]`` (``r, z, n``), and
+    ``dL/dh_{t-1} = dv_t w_h^T + g z`` ``(batch, hidden)``, a new array."""
+    batch, hidden = g.shape
+    d4 = p4_t
+    d4 *= g[:, None, :]  # (B, 5, H): an immutable JAX array rebinds, with the same values
+    d = xp.reshape(d4, (batch, 5 * hidden))  # (B, 5H): a view of the own, contiguous array
+    g_prev = d[:, hidden : 4 * hidden] @ w_hT  # (B, H): dv_t w_h^T
+    g_prev += d[:, 4 * hidden :]  # (B, H): + g z, the state's direct path
+    return d, g_prev
 
 
 def gru_forward(
@@ -234,22 +245,27 @@ def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
     h_init = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
     # Time-major again (views of the forward's buffers): each step reads contiguous rows.
     hs_tm, rz_tm, n_tm, vn_tm = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, rz, n, vn))
-    r = rz_tm[:, :, :hidden]  # (T, B, H)
 
-    def factors(s: int, e: int) -> Any:
+    def factors(s: int, e: int) -> tuple[Any, Any]:
         h_before = h_init if s == 0 else hs_tm[s - 1, ...]  # (B, H): h_{s-1}
         return gru_backward_factors(rz_tm[s:e, ...], n_tm[s:e, ...], vn_tm[s:e, ...],
-                                    hs_tm[s:e, ...], h_before, xp=xp)  # (L, B, 4H)
+                                    hs_tm[s:e, ...], h_before, xp=xp)  # (L, B, 5H), (L, B, 5, H)
 
-    def step_back(g: tuple[Any, ...], p: Any, t: int, i: int
+    def step_back(g: tuple[Any, ...], p: tuple[Any, Any], t: int, i: int
                   ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        du, dv, g_prev = gru_cell_backward(g[0], p[i, ...], r[t, ...], w_hT, xp=xp)
-        return (du, dv), (g_prev,)
+        d, g_prev = gru_cell_backward(g[0], p[1][i, ...], w_hT, xp=xp)
+        return (d,), (g_prev,)
 
-    (dus, dvs), (g,) = scan_backward(
-        step_back, factors, (g,), time=time, row_elements=batch * 4 * hidden,
-        stored_widths=(3 * hidden, 3 * hidden), seq=seq, mask=m, state_grads=state_grads,
-        buffered=writeable(hs_tm), xp=xp)
-    dw_x, dw_h, db_ih, dx = weight_grads(xp, x, hs_tm, h0, dus, dvs, w_x)
+    (ds,), (g,) = scan_backward(
+        step_back, factors, (g,), time=time, row_elements=batch * 5 * hidden,
+        stored_widths=(5 * hidden,), seq=seq, mask=m, state_grads=state_grads,
+        buffered=writeable(hs_tm), xp=xp, in_factors=1)
+    # du in the blocks' order n, r, z: w_x's columns (r, z, n) are taken in that order for dx,
+    # and dw_x, db_ih put back in w_x's order; dv is in w_h's order already.
+    w_x_nrz = xp.concat([w_x[:, 2 * hidden :], w_x[:, : 2 * hidden]], axis=1)  # (F, 3H)
+    dvs = ds[:, :, hidden : 4 * hidden]  # (T, B, 3H)
+    dw_x, dw_h, db_ih, dx = weight_grads(xp, x, hs_tm, h0, ds[:, :, : 3 * hidden], dvs, w_x_nrz)
+    dw_x = xp.concat([dw_x[:, hidden:], dw_x[:, :hidden]], axis=1)  # (F, 3H): r, z, n
+    db_ih = xp.concat([db_ih[hidden:], db_ih[:hidden]])  # (3H,): r, z, n
     db_hh = xp.sum(xp.reshape(dvs, (time * batch, 3 * hidden)), axis=0)  # (3H,)
     return GRUGrads(dx, g, dw_x, dw_h, db_ih, db_hh)

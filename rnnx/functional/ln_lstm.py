@@ -244,10 +244,12 @@ def ln_lstm_cell_backward(g_h: Any, g_c: Any, p_t: Any, q_t: Any, f_t: Any, chat
                           ) -> tuple[Any, Any, Any, Any]:
     """Backward of one step: from ``G = dL/dh_t``, ``K = dL/dc_t`` ``(batch, hidden)`` and the
     step's factors, ``(da_t (batch, 4*hidden), dhw_t (batch, 4*hidden), dL/dh_{t-1},
-    dL/dc_{t-1})``, all new arrays. ``w_hT`` is ``w_h`` transposed once."""
+    dL/dc_{t-1})``. ``p_t``, an array of the caller's own, takes ``da_t`` where the namespace
+    allows; the other three are new arrays. ``w_hT`` is ``w_h`` transposed once."""
     k = layer_norm_backward(g_h * q_t, chat_t, rc_t, xp=xp)  # (B, H): through LN(c_t)
     k += g_c  # (B, H): K~, the total dL/dc_t
-    da = xp.concat([k, k, k, g_h], axis=1) * p_t  # (B, 4H)
+    da = p_t  # the loop's own factors: da_t in place where writeable, no copy a step
+    da *= xp.concat([k, k, k, g_h], axis=1)  # (B, 4H)
     dhw = layer_norm_backward(da * gamma_h, hhat_t, rh_t, xp=xp)  # (B, 4H)
     return da, dhw, dhw @ w_hT, k * f_t  # (B, 4H), (B, 4H), (B, H), (B, H)
 
@@ -303,7 +305,7 @@ def ln_lstm_backward(dhs: Any, cache: LNLSTMCache, dh_n: Any = None, dc_n: Any =
     (da, dhw, gs), (g_h, g_c) = scan_backward(
         step_back, factors, (g_h, g_c), time=time, row_elements=batch * 4 * hidden,
         stored_widths=(4 * hidden, 4 * hidden, hidden), seq=seq, mask=m,
-        state_grads=state_grads, buffered=writeable(hs_tm), xp=xp)
+        state_grads=state_grads, buffered=writeable(hs_tm), xp=xp, in_factors=1)
     rows = time * batch
     da2 = xp.reshape(da, (rows, 4 * hidden))  # (T*B, 4H)
     db = xp.sum(da2, axis=0)  # (4H,): also dbeta_x and dbeta_h, which enter a_t as b does

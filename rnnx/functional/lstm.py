@@ -185,16 +185,27 @@ def lstm_backward_factors(gates: Any, cs: Any, c_init: Any, *, xp: Any, out_tanh
 
 
 def lstm_cell_backward(
-    g_h: Any, g_c: Any, p_t: Any, q_t: Any, f_t: Any, w_hT: Any, *, xp: Any
+    g_h: Any, g_c: Any, p_t: Any, q_t: Any, f_t: Any, w_hT: Any, *, xp: Any,
+    in_place: bool = False,
 ) -> tuple[Any, Any, Any]:
     """Backward of one step. ``g_h``/``g_c`` are ``dL/dh_t``/``dL/dc_t`` ``(batch, hidden)``;
     ``p_t (batch, 4*hidden)`` and ``q_t (batch, hidden)`` come from :func:`lstm_backward_factors`,
     ``f_t`` is the forget gate ``(batch, hidden)``. Returns ``(da_t (batch, 4*hidden),
-    dL/dh_{t-1}, dL/dc_{t-1})`` through this step. ``w_hT`` is ``w_h`` transposed once."""
+    dL/dh_{t-1}, dL/dc_{t-1})`` through this step. ``w_hT`` is ``w_h`` transposed once.
+    ``in_place=True``: ``p_t`` is an array of the caller's own and takes ``da_t`` where the
+    namespace allows (the time loop keeps the gradients in its factors: no copy a step);
+    otherwise every result is a new array."""
     k = g_h * q_t  # (B, H)
     k += g_c  # (B, H): K~, the total dL/dc_t (own array, in place)
-    da = xp.concat([k, k, k, g_h], axis=1) * p_t  # (B, 4H)
-    # New arrays, all three: the caller may update them in place.
+    # One call replicates K~ over three blocks whichever way the standard allows (concat,
+    # take, where); multiplying the blocks through views instead would take four more.
+    kkkg = xp.concat([k, k, k, g_h], axis=1)  # (B, 4H)
+    if in_place:
+        da = p_t
+        da *= kkkg  # (B, 4H): an immutable JAX array rebinds, with the same values
+    else:
+        da = kkkg * p_t  # (B, 4H)
+    # The other two are new arrays: the caller may update them in place.
     return da, da @ w_hT, k * f_t  # (B, 4H), (B, H), (B, H)
 
 
@@ -300,12 +311,12 @@ def lstm_backward(dhs: Any, cache: LSTMCache, dh_n: Any = None, dc_n: Any = None
     def step_back(g: tuple[Any, ...], pq: tuple[Any, Any], t: int, i: int
                   ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         da, gh, gc = lstm_cell_backward(g[0], g[1], pq[0][i, ...], pq[1][i, ...], f[t, ...], w_hT,
-                                        xp=xp)
+                                        xp=xp, in_place=True)
         return (da,), (gh, gc)
 
     (da,), (g_h, g_c) = scan_backward(
         step_back, factors, (g_h, g_c), time=time, row_elements=batch * 4 * hidden,
         stored_widths=(4 * hidden,), seq=seq, mask=m, state_grads=state_grads,
-        buffered=writeable(hs_tm), xp=xp)
+        buffered=writeable(hs_tm), xp=xp, in_factors=1)
     dw_x, dw_h, db, dx = weight_grads(xp, x, hs_tm, h0, da, da, w_x)
     return LSTMGrads(dx, g_h, g_c, dw_x, dw_h, db)

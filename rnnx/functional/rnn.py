@@ -79,15 +79,18 @@ class RNNGrads(NamedTuple):
     db: Any  # (hidden,)
 
 
-def activation(nonlinearity: str, *, xp: Any, dtype: Any) -> Callable[[Any], Any]:
-    """The elementwise ``f`` of an Elman step for arrays of ``dtype`` in ``xp``: ``"relu"`` is
-    ``max(a, 0)``; ``"tanh"`` is the namespace's tanh or, where that is slow, an exp-based one
-    accurate to ~2 ulp of 1.0 (:mod:`rnnx.functional._activations`)."""
+def activation(nonlinearity: str, *, xp: Any, like: Any) -> Callable[[Any], Any]:
+    """The elementwise ``f`` of an Elman step for arrays of ``like``'s dtype and device in
+    ``xp``: ``"relu"`` is ``max(a, 0)``; ``"tanh"`` is the namespace's tanh or, where that is
+    slow, an exp-based one accurate to ~2 ulp of 1.0 (:mod:`rnnx.functional._activations`)."""
     if nonlinearity == "tanh":
-        return tanh_for(xp, dtype)
+        return tanh_for(xp, like.dtype)
     # maximum, not clip: the same values (a -0.0 becomes 0.0 either way, NaN stays NaN), and
-    # array-api-compat's clip wrapper costs ~10 µs a call against ~1 µs, once per step.
-    return lambda a: xp.maximum(a, 0.0)
+    # array-api-compat's clip wrapper costs ~10 µs a call against ~1 µs, once per step. The zero
+    # is an array made once: a Python 0.0 would become a new array every step behind
+    # array-api-compat's torch wrapper (a host -> device copy on a GPU).
+    zero = xp.zeros((), dtype=like.dtype, device=device(like))
+    return lambda a: xp.maximum(a, zero)
 
 
 def rnn_cell(xw_t: Any, h_prev: Any, w_h: Any, *, xp: Any,
@@ -98,8 +101,7 @@ def rnn_cell(xw_t: Any, h_prev: Any, w_h: Any, *, xp: Any,
     on ``h_prev``'s device. Neither input is written to. ``nonlinearity`` is ``"tanh"``,
     ``"relu"`` or a function from :func:`activation` (the time loops pick it once per call).
     """
-    f = nonlinearity if callable(nonlinearity) else activation(nonlinearity, xp=xp,
-                                                                 dtype=h_prev.dtype)
+    f = nonlinearity if callable(nonlinearity) else activation(nonlinearity, xp=xp, like=h_prev)
     a = h_prev @ w_h  # (B, H)
     # `a` is this function's own array: add in place, one allocation fewer per step (an
     # immutable JAX array rebinds `a` instead, with the same result).
@@ -200,10 +202,12 @@ def elman_adjoint(das: Any, g: Any, w_hT: Any, dhs: Any, *, offset: int, xp: Any
     kept = None if buffered else [None] * steps
     for t in range(steps - 1, -1, -1):
         if buffered:
-            # Python runs this as `das[t] = das[t].__imul__(g)`: portable even where indexing
-            # copies, and on NumPy a single in-place pass (assigning a view to itself is free).
-            das[t, ...] *= g  # (B, H): da_t
+            # In place through the view, not `das[t, ...] *= g`: Python runs that as
+            # `das[t] = das[t].__imul__(g)`, whose assignment of the view to itself is a copy
+            # kernel a step on CuPy and torch. Basic indexing gives a view on every writeable
+            # namespace rnnx runs on (NumPy, CuPy, torch, array-api-strict).
             da = das[t, ...]
+            da *= g  # (B, H): da_t
         else:
             da = kept[t] = g * das[t, ...]  # (B, H)
         g = da @ w_hT  # (B, H)
@@ -253,7 +257,7 @@ def rnn_forward(
     # this costs is (T, B, F), or (T, B, F+1) with the bias column (_common.time_major_rows):
     # smaller than the (T, B, H) state buffer whenever F < H.
     xw = input_projection(xp, x, w_x, b)  # (T, B, H): x_t W_x + b for all steps, one GEMM
-    f = activation(nonlinearity, xp=xp, dtype=x.dtype)
+    f = activation(nonlinearity, xp=xp, like=x)
     if m is None:
         hs_tm = elman_states(xw, h0, w_h, f, xp=xp)  # (T, B, H)
     else:
@@ -313,14 +317,15 @@ def rnn_backward(dhs: Any, cache: RNNCache, dh_n: Any = None, *,
             seq = mask_outputs(seq, m, xp=xp)  # a padded output is a constant zero: no gradient
         g = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)  # (B, H)
 
-        def step_back(g: tuple[Any, ...], fp: Any, t: int, i: int
+        def step_back(g: tuple[Any, ...], fp: tuple[Any], t: int, i: int
                       ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-            da = g[0] * fp[i, ...]  # (B, H)
+            da = fp[0][i, ...]  # (B, H): f'(a_t), a view of the block's own factors
+            da *= g[0]  # (B, H): da_t, in place where writeable (kept there by the driver)
             return (da,), (da @ w_hT,)  # (B, H), (B, H)
 
         (das,), (dh0,) = scan_backward(
-            step_back, lambda s, e: elman_derivative(hs_tm[s:e, ...], nonlinearity, xp=xp), (g,),
-            time=time, row_elements=batch * hidden, stored_widths=(hidden,), seq=seq, mask=m,
-            state_grads=state_grads, buffered=writeable(hs_tm), xp=xp)
+            step_back, lambda s, e: (elman_derivative(hs_tm[s:e, ...], nonlinearity, xp=xp),),
+            (g,), time=time, row_elements=batch * hidden, stored_widths=(hidden,), seq=seq,
+            mask=m, state_grads=state_grads, buffered=writeable(hs_tm), xp=xp, in_factors=1)
     dw_x, dw_h, db, dx = weight_grads(xp, x, hs_tm, h0, das, das, w_x)
     return RNNGrads(dx, dh0, dw_x, dw_h, db)

@@ -1,7 +1,8 @@
-"""Testing tools that work on every backend: closeness with tolerances from a rounding-error analysis, a
-central-difference gradient checker (:mod:`rnnx.testing._checks`), and seeded cases for every
+"""Testing tools that work on every backend: closeness with tolerances from a rounding-error
+analysis, a central-difference gradient checker (:mod:`rnnx.testing._checks`), and seeded cases for every
 registered cell with the cross-backend agreement and seed tables that ``rnnx check`` prints
-(:mod:`rnnx.testing.agreement`)."""
+(:mod:`rnnx.testing.agreement`), and a counter of array-API calls, per time step for every cell
+(:mod:`rnnx.testing.counting`)."""
 
 from ._checks import (
     SAFETY,
@@ -24,13 +25,19 @@ from .agreement import (
     seed_rows,
     seed_tolerance,
 )
+from .counting import CallCounts, StepCalls, calls_per_step, cell_calls_rows, count_calls
 
 __all__ = [
     "SAFETY",
+    "CallCounts",
+    "StepCalls",
     "agreement_rows",
     "assert_close",
     "assert_equal",
+    "calls_per_step",
+    "cell_calls_rows",
     "cell_variants",
+    "count_calls",
     "default_rtol",
     "differentiable",
     "finite_difference_grads",

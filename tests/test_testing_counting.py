@@ -1,0 +1,153 @@
+"""rnnx.testing.counting: the counter counts what it says, leaves the backend as it found it,
+and the calls per time step of every cell stay where the cuts of issue 13 left them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnnx._backend import from_host, get_namespace, on_accelerator, to_numpy
+from rnnx.functional import _common, _loop
+from rnnx.functional.registry import CELLS
+from rnnx.testing import calls_per_step, cell_calls_rows, count_calls
+
+xp = get_namespace("array_api_strict")
+Array = type(xp.asarray(0.0))
+
+
+def test_counts_namespace_calls_and_operators_exactly():
+    """Three namespace functions and two operators: five calls, five launches, nothing else;
+    the real computation runs (the numbers are the unwrapped backend's)."""
+    a = xp.asarray([[0.5, -1.0, 2.0]])
+    with count_calls(xp) as c:
+        b = xp.tanh(a)
+        s = xp.sum(b)
+        z = xp.zeros((1, 3))
+        d = a * b
+        e = d - z
+    assert dict(c.by_name) == {"tanh": 1, "sum": 1, "zeros": 1, "__mul__": 1, "__sub__": 1}
+    assert (c.calls, c.launches, c.views, c.scalars) == (5, 5, 0, 0)
+    want = np.tanh([[0.5, -1.0, 2.0]])
+    np.testing.assert_array_equal(to_numpy(e), [[0.5, -1.0, 2.0]] * want)
+    assert float(s) == pytest.approx(want.sum(), rel=1e-15)
+
+
+def test_views_scalars_assignment_and_host_reads():
+    """Basic indexing is a call and a view, not a launch; a Python scalar handed to a
+    namespace function is counted as a scalar (an operator's scalar is not: it is a kernel
+    argument); item assignment and host reads are calls; attribute reads are not."""
+    a = xp.ones((2, 3))
+    with count_calls(xp) as c:
+        v = a[0, :]  # view
+        m = xp.maximum(v, 0.0)  # one scalar operand
+        w = xp.where(v > 0, v, 1.0)  # __gt__ and where, one scalar operand
+        a[1, ...] = m  # __setitem__
+        _ = a.shape, a.dtype, a.device, a.ndim, a.T  # not counted
+        big = bool(xp.all(w > 0.5))  # __gt__, all, __bool__
+        r = 2.0 * m  # __rmul__, no scalar counted
+    assert big and float(r[0]) == 2.0
+    assert dict(c.by_name) == {"__getitem__": 1, "maximum": 1, "where": 1, "__gt__": 2,
+                               "__setitem__": 1, "all": 1, "__bool__": 1, "__rmul__": 1}
+    assert (c.calls, c.views, c.launches, c.scalars) == (9, 1, 8, 2)
+
+
+def test_restores_the_namespace_and_the_array_type_also_after_an_error():
+    tanh, mul, getitem = xp.tanh, Array.__mul__, Array.__getitem__
+    with pytest.raises(RuntimeError, match="boom"):
+        with count_calls(xp):
+            assert xp.tanh is not tanh and Array.__mul__ is not mul
+            raise RuntimeError("boom")
+    assert xp.tanh is tanh and Array.__mul__ is mul and Array.__getitem__ is getitem
+    with count_calls(xp) as c:
+        pass
+    assert c.calls == 0 and xp.tanh is tanh
+
+
+def test_refuses_a_namespace_whose_arrays_it_cannot_wrap():
+    with pytest.raises(TypeError, match="not a Python class"):
+        with count_calls(get_namespace("numpy")):
+            pass
+
+
+def test_elman_calls_per_step_derived_by_hand():
+    """The unmasked Elman loops, counted by hand. Forward, each step after the first:
+    ``xw[t]`` (a view), ``h @ w_h``, ``a += xw_t``, ``tanh(a)`` (or ``maximum(a, zero)``),
+    ``xw[t] = h``: 5 calls, 4 launches. Backward with a gradient at every step: ``das[t]`` (a
+    view), ``da *= g``, ``da @ w_h^T``, ``dhs[:, t-1]`` (a view), ``g += ...``: 5 calls, 3
+    launches (before the cuts 7: ``das[t, ...] *= g`` also assigned the view to itself).
+    The fixed forward part: the time-major copy of ``x`` (``permute_dims``, ``reshape``), the
+    projection GEMM and its bias add, the buffer's views back (``permute_dims``, ``reshape``)
+    = 6, less the first step's GEMM and add (a zero state needs neither) = 4; relu adds its
+    zero array, made once."""
+    for nonlinearity, fixed in (("tanh", 4), ("relu", 5)):
+        got = calls_per_step("rnn", options={"nonlinearity": nonlinearity})
+        f, b = got["forward"], got["backward"]
+        assert (f.per_step, f.launches, f.scalars, f.fixed) == (5, 4, 0, fixed)
+        assert (b.per_step, b.launches, b.scalars) == (5, 3, 0)
+        name = "tanh" if nonlinearity == "tanh" else "maximum"
+        assert f.by_name == {"__getitem__": 1, "__matmul__": 1, "__iadd__": 1, name: 1,
+                             "__setitem__": 1}
+        assert b.by_name == {"__getitem__": 2, "__imul__": 1, "__matmul__": 1, "__iadd__": 1}
+
+
+# Calls per step (calls, launches) of the forward and the backward, gradient at every step,
+# measured after the cuts of issue 13 (docs/performance.md, "Calls per time step", has them
+# before and after). A regression guard: a change that adds a call to a step fails here.
+EXPECTED = {
+    ("rnn-tanh", False): ((5, 4), (5, 3)),
+    ("rnn-tanh", True): ((7, 5), (9, 6)),
+    ("rnn-relu", False): ((5, 4), (5, 3)),
+    ("rnn-relu", True): ((7, 5), (9, 6)),
+    ("lstm", False): ((19, 14), (11, 7)),
+    ("lstm", True): ((22, 16), (18, 13)),
+    ("gru", False): ((24, 17), (10, 5)),
+    ("gru", True): ((26, 18), (14, 8)),
+    ("ln_lstm", False): ((43, 38), (32, 24)),
+    ("ln_lstm", True): ((46, 40), (39, 30)),
+}
+
+
+def test_calls_per_step_of_every_cell():
+    """Every registered cell, plain and with a lengths mask: no Python scalar reaches a
+    namespace function in a step, and the per-step counts are the measured ones."""
+    rows = cell_calls_rows()
+    assert {(r["cell"], r["masked"]) for r in rows} == set(EXPECTED)
+    for r in rows:
+        f, b = r["forward"], r["backward"]
+        assert ((f.per_step, f.launches), (b.per_step, b.launches)) == EXPECTED[
+            (r["cell"], r["masked"])], r["cell"]
+        assert f.scalars == b.scalars == 0, r["cell"]
+        assert "concat" not in b.by_name or r["cell"].endswith("lstm"), r["cell"]
+        assert "__setitem__" not in b.by_name or r["cell"] == "ln_lstm", r["cell"]
+
+
+def test_nonlinear_counts_are_refused(monkeypatch):
+    """Lengths on both sides of a block boundary give no per-step count: the caller learns
+    that a threshold lies between them."""
+    monkeypatch.setattr(_common, "_BLOCK_ELEMENTS", 6 * 2 * 4 * 16)  # blocks of 6 steps
+    with pytest.raises(ValueError, match="not linear"):
+        calls_per_step("lstm", lengths=(4, 8, 12))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "ln_lstm"])
+def test_one_block_on_accelerators(cell, monkeypatch):
+    """On the CPU small blocks cost calls per block; where the arrays are on an accelerator the
+    driver takes one block, and the calls are those of one block whatever the block size."""
+    one_block = calls_per_step(cell, masked=True)["backward"]
+    monkeypatch.setattr(_common, "_BLOCK_ELEMENTS", 1)  # one step a block on the CPU
+    blocked = calls_per_step(cell, masked=True)["backward"]
+    assert blocked.per_step > one_block.per_step
+    monkeypatch.setattr(_loop, "on_accelerator", lambda a: True)
+    assert calls_per_step(cell, masked=True)["backward"] == one_block
+
+
+def test_on_accelerator_is_false_on_the_cpu_backends():
+    assert not on_accelerator(np.zeros(2))
+    assert not on_accelerator(from_host(np.zeros(2), xp=xp))
+    torch = pytest.importorskip("torch")
+    assert not on_accelerator(torch.zeros(2))
+
+
+def test_registry_cells_are_all_counted():
+    labels = {r[0] for r in EXPECTED}
+    assert {label.split("-")[0] for label in labels} == set(CELLS)
