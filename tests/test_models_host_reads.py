@@ -1,9 +1,10 @@
 """Training does not cross between host and device once per batch: every device->host read of
 an array-api-strict array (``__bool__``, ``__float__``, ``__int__``, ``__index__``,
-``__array__``, ``__dlpack__``) and every host->device ``asarray`` of host data is counted during
-a fit on ``device1``, the GPU stand-in, and the count must not grow with the number of batches
-(on a GPU each is a synchronisation). Where torch sees a CUDA device the same fits run under
-``torch.cuda.set_sync_debug_mode("error")``, which raises on any synchronising call."""
+``__array__``, ``__dlpack__``) and every host->device ``asarray`` of host data
+(``rnnx.testing.count_calls(...).host_crossings``) is counted during a fit on ``device1``, the
+GPU stand-in, and the count must not grow with the number of batches (on a GPU each is a
+synchronisation). Where torch sees a CUDA device the same fits count the warnings of
+``torch.cuda.set_sync_debug_mode("warn")``, one per synchronising call."""
 
 from __future__ import annotations
 
@@ -18,31 +19,13 @@ from rnnx.functional.registry import CELLS  # noqa: E402
 from rnnx.layers import Recurrent  # noqa: E402
 from rnnx.models import RNNClassifier  # noqa: E402
 from rnnx.tbptt import TruncatedBPTT  # noqa: E402
+from rnnx.testing import count_calls  # noqa: E402
 
-READS = ("__bool__", "__float__", "__int__", "__index__", "__array__", "__dlpack__")
 
-
-def _count_crossings(monkeypatch, fit):
-    cls = type(array_api_strict.asarray(0.0))
-    count = {"n": 0}
-    for name in READS:
-        original = getattr(cls, name)
-
-        def counted(self, *a, _original=original, **k):
-            count["n"] += 1
-            return _original(self, *a, **k)
-
-        monkeypatch.setattr(cls, name, counted)
-    asarray = array_api_strict.asarray
-
-    def counted_asarray(obj, *a, **k):
-        count["n"] += not isinstance(obj, cls)  # host data (a NumPy array, a list) moved over
-        return asarray(obj, *a, **k)
-
-    monkeypatch.setattr(array_api_strict, "asarray", counted_asarray)
-    fit()
-    monkeypatch.undo()
-    return count["n"]
+def _count_crossings(fit):
+    with count_calls() as counts:
+        fit()
+    return counts.host_crossings
 
 
 VARIANTS = {"plain": {}, "lengths": {}, "dropout": {"num_layers": 2, "dropout": 0.3}}
@@ -50,7 +33,7 @@ VARIANTS = {"plain": {}, "lengths": {}, "dropout": {"num_layers": 2, "dropout": 
 
 @pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_host_crossings_do_not_grow_with_batches(monkeypatch, cell, variant):
+def test_host_crossings_do_not_grow_with_batches(cell, variant):
     X, y, lengths = _data(variant)
     dev = array_api_strict.Device("device1")
     Xd = array_api_strict.asarray(X, device=dev)
@@ -62,7 +45,7 @@ def test_host_crossings_do_not_grow_with_batches(monkeypatch, cell, variant):
                                                                                lengths=lengths)
 
     # 2 and 8 batches an epoch
-    few, many = (_count_crossings(monkeypatch, fit(b)) for b in (32, 8))
+    few, many = (_count_crossings(fit(b)) for b in (32, 8))
     assert many == few, f"{few} crossings with 2 batches an epoch, {many} with 8"
 
 
@@ -109,7 +92,7 @@ def test_cuda_synchronisations_do_not_grow_with_batches(cell, variant):
 
 @pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize("with_mask", [False, True], ids=["plain", "lengths"])
-def test_tbptt_crossings_do_not_grow_with_chunks(monkeypatch, cell, with_mask):
+def test_tbptt_crossings_do_not_grow_with_chunks(cell, with_mask):
     """Truncated BPTT over 24 steps on ``device1`` (two layers, dropout): forward and backward
     per chunk, in 2 and in 8 chunks, cross between host and device equally often."""
     rng = np.random.default_rng(1)
@@ -126,5 +109,5 @@ def test_tbptt_crossings_do_not_grow_with_chunks(monkeypatch, cell, with_mask):
                 layer.backward(chunk.out)
         return go
 
-    few, many = (_count_crossings(monkeypatch, run(k)) for k in (12, 3))
+    few, many = (_count_crossings(run(k)) for k in (12, 3))
     assert many == few, f"{few} crossings in 2 chunks, {many} in 8"

@@ -79,6 +79,14 @@ class CallCounts:
     by_name: Counter = field(default_factory=Counter)
     views: int = 0
     scalars: int = 0
+    uploads: int = 0
+
+    @property
+    def host_crossings(self) -> int:
+        """Host reads and device moves (``__bool__``, ``__float__``, ``__array__``, ...,
+        ``to_device``) plus ``uploads``, the ``asarray`` calls on host data (NumPy arrays,
+        lists, scalars): each a synchronisation on a GPU."""
+        return sum(self.by_name[name] for name in _TRANSFERS) + self.uploads
 
     @property
     def calls(self) -> int:
@@ -98,7 +106,7 @@ class _Recorder:
         self.depth = 0  # calls the backend makes to itself are part of the outer call
 
     def wrap(self, name: str, fn: Callable[..., Any], *, operands: Any = None,
-             getitem: bool = False) -> Callable[..., Any]:
+             getitem: bool = False, device_type: type | None = None) -> Callable[..., Any]:
         @functools.wraps(fn)
         def counted(*args: Any, **kwargs: Any) -> Any:
             if self.depth == 0:
@@ -106,6 +114,8 @@ class _Recorder:
                 c.by_name[name] += 1
                 if getitem and _basic_index(args[1]):
                     c.views += 1
+                if device_type is not None and args and not isinstance(args[0], device_type):
+                    c.uploads += 1
                 if operands is not None:
                     pos, kw = operands
                     c.scalars += sum(1 for i in pos if i < len(args)
@@ -137,7 +147,8 @@ def count_calls(xp: Any = None) -> Iterator[CallCounts]:
     operators including the in-place and reflected ones (``a @ b``, ``a += b``, ``2.0 - a``),
     comparisons, indexing (``__getitem__``; basic indexing is also counted as a view) and item
     assignment (``__setitem__``), host reads and device moves (``__bool__``, ``__float__``,
-    ``__array__``, ``__dlpack__``, ``to_device``...). A call the backend makes to itself
+    ``__array__``, ``__dlpack__``, ``to_device``...; with the ``asarray`` calls on host data,
+    :attr:`CallCounts.host_crossings`). A call the backend makes to itself
     inside a counted call is part of that call. Not counted: attribute reads (``.shape``,
     ``.dtype``, ``.device``, ``.ndim``, ``.T``, ``.mT``), ``__array_namespace__``, dtype and
     shape inquiries (``finfo``, ``iinfo``, ``isdtype``, ``result_type``, ``can_cast``,
@@ -160,7 +171,8 @@ def count_calls(xp: Any = None) -> Iterator[CallCounts]:
                     or not isinstance(obj, (types.FunctionType, types.BuiltinFunctionType))):
                 continue
             saved_functions[name] = obj
-            setattr(xp, name, rec.wrap(name, obj, operands=_OPERANDS.get(name)))
+            setattr(xp, name, rec.wrap(name, obj, operands=_OPERANDS.get(name),
+                                       device_type=array_type if name == "asarray" else None))
         for name in (*_OPERATORS, *_TRANSFERS):
             fn = array_type.__dict__.get(name)
             if fn is None:
