@@ -8,6 +8,8 @@ things that cannot be written against the standard, one job a module:
   the devices of a backend, whether arrays can be written in place;
 * ``_availability``: whether a backend can run here, and why not (CuPy without a CUDA device is
   detected lazily, once, on first use);
+* ``_devices``: the one device a call's arrays share and the scope that makes it current for
+  the call (CuPy allocates on its current device whatever ``device=`` says);
 * ``_host``: host transfer at the edges (:func:`to_numpy`, :func:`from_host`), the host random
   generator that makes a seed mean the same weights on every backend, and a device
   synchronisation for timers;
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from ._availability import BACKENDS, BackendStatus, available_backends, torch_module
 from ._cpu import float_errors_checked_by_caller, limit_threads, prefers_exp_tanh
+from ._devices import common_device, device_scope, on_device, on_input_device
 from ._files import atomic_path, load_npz, save_npz_atomic
 from ._host import from_host, host_namespace, host_rng, move_to, synchronize, to_device, to_numpy
 from ._namespaces import (
@@ -42,8 +45,10 @@ __all__ = [
     "atomic_path",
     "available_backends",
     "backend_name",
+    "common_device",
     "device",
     "device_label",
+    "device_scope",
     "devices",
     "float64_unavailable",
     "float_errors_checked_by_caller",
@@ -57,6 +62,8 @@ __all__ = [
     "load_npz",
     "move_to",
     "namespace",
+    "on_device",
+    "on_input_device",
     "prefers_exp_tanh",
     "save_npz_atomic",
     "synchronize",
