@@ -128,8 +128,8 @@ def _first_array_kind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
             k = _kind(a)
         if k != _OTHER:
             return k
-        if isinstance(a, tuple):  # a forward's cache (a NamedTuple) holds the arrays
-            for b in a:
+        if isinstance(a, (tuple, dict)):  # a forward's cache (a NamedTuple), parameters by name
+            for b in (a.values() if isinstance(a, dict) else a):
                 k = _kind(b)
                 if k != _OTHER:
                     return k
@@ -142,7 +142,7 @@ def _first_array_kind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
 
 def _cupy_arguments(func: Callable[..., Any], args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> tuple[list[Any], tuple[str, ...]]:
-    """Every CuPy array among the arguments (one level into tuples, for caches) with the
+    """Every CuPy array among the arguments (one level into tuples and dicts) with the
     argument's name, for the scope and its error message."""
     try:
         bound = inspect.signature(func).bind_partial(*args, **kwargs).arguments
@@ -153,17 +153,18 @@ def _cupy_arguments(func: Callable[..., Any], args: tuple[Any, ...],
         if _kind(a) == _CUPY:
             found.append(a)
             names.append(name)
-        elif isinstance(a, tuple):
-            for j, b in enumerate(a):
+        elif isinstance(a, (tuple, dict)):
+            for j, b in (a.items() if isinstance(a, dict) else enumerate(a)):
                 if _kind(b) == _CUPY:
                     found.append(b)
-                    names.append(f"{name}[{j}]")
+                    names.append(f"{name}[{j!r}]")
     return found, tuple(names)
 
 
 def on_input_device(func: F) -> F:
     """Decorator: run ``func`` under :func:`on_device` of its array arguments (positional,
-    keyword, and the fields of a tuple argument such as a forward's cache).
+    keyword, and one level into tuple and dict arguments: a forward's cache, parameters or
+    final-state gradients by name).
 
     The library is taken from the first array argument; only CuPy arrays pay for more than one
     dictionary lookup per argument (their devices are compared and the device entered), so on
