@@ -165,3 +165,24 @@ def test_cupy_refuses_arrays_on_two_gpus_naming_both(cupy_devices):
     with pytest.raises(ValueError, match=re.escape(want)):
         rnnx.rnn_forward(a["x"], a["w_x"], w_h, a["b"])
 
+
+
+def test_the_decorators_decision_names_the_arguments_on_strict_device1():
+    """The decision the decorator makes for CuPy arrays, run on array-api-strict's arrays (the
+    same code, another array kind): positional, keyword and cache-field arguments are named."""
+    from rnnx._backend._devices import _PLAIN, call_device
+
+    xp, dev1 = _strict()
+    host = seed_example()
+    a = {k: from_host(v, xp=xp, device=dev1) for k, v in host.items()}
+    w_h0 = from_host(host["w_h"], xp=xp)
+    f = rnnx.rnn_forward.__wrapped__
+    assert call_device(f, (a["x"], a["w_x"], a["w_h"], a["b"]), {}, _PLAIN) == dev1
+    assert call_device(f, (), {}, _PLAIN) is None
+    with pytest.raises(ValueError, match="x is on device1 but w_h is on CPU_DEVICE"):
+        call_device(f, (a["x"], a["w_x"], w_h0, a["b"]), {}, _PLAIN)
+    with pytest.raises(ValueError, match="x is on device1 but h0 is on CPU_DEVICE"):
+        call_device(f, (a["x"], a["w_x"], a["w_h"], a["b"]), {"h0": xp.zeros((1, 4))}, _PLAIN)
+    _, cache = rnnx.rnn_forward(a["x"], a["w_x"], a["w_h"], a["b"])
+    with pytest.raises(ValueError, match=r"dhs is on CPU_DEVICE but cache\[0\] is on device1"):
+        call_device(rnnx.rnn_backward.__wrapped__, (xp.zeros((1, 3, 4)), cache), {}, _PLAIN)

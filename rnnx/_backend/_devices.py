@@ -140,25 +140,48 @@ def _first_array_kind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
     return _OTHER
 
 
-def _cupy_arguments(func: Callable[..., Any], args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> tuple[list[Any], tuple[str, ...]]:
-    """Every CuPy array among the arguments (one level into tuples and dicts) with the
-    argument's name, for the scope and its error message."""
+def _arrays(args: tuple[Any, ...], kwargs: dict[str, Any], kind: int) -> list[Any]:
+    """Every array of ``kind`` among the arguments, one level into tuples and dicts."""
+    found = []
+    for a in (*args, *kwargs.values()):
+        if _kind(a) == kind:
+            found.append(a)
+        elif isinstance(a, (tuple, dict)):
+            found.extend(b for b in (a.values() if isinstance(a, dict) else a) if _kind(b) == kind)
+    return found
+
+
+def _named_arrays(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                  kind: int) -> tuple[list[Any], tuple[str, ...]]:
+    """As :func:`_arrays`, with each array's argument name (``cache[0]`` inside a tuple)."""
     try:
         bound = inspect.signature(func).bind_partial(*args, **kwargs).arguments
     except (TypeError, ValueError):  # a call the function itself will refuse, with its message
         bound = {f"argument {i}": a for i, a in enumerate(args)} | kwargs
     found, names = [], []
     for name, a in bound.items():
-        if _kind(a) == _CUPY:
+        if _kind(a) == kind:
             found.append(a)
             names.append(name)
         elif isinstance(a, (tuple, dict)):
             for j, b in (a.items() if isinstance(a, dict) else enumerate(a)):
-                if _kind(b) == _CUPY:
+                if _kind(b) == kind:
                     found.append(b)
                     names.append(f"{name}[{j!r}]")
     return found, tuple(names)
+
+
+def call_device(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                kind: int = _CUPY) -> Any:
+    """The one device of the ``kind`` arrays among a call's arguments (``None`` if none); on
+    devices spread, the :func:`common_device` refusal naming the arguments (binding the
+    signature for the names costs ~10 µs, so only a refusal pays it)."""
+    try:
+        return common_device(*_arrays(args, kwargs, kind))
+    except ValueError:
+        arrays, names = _named_arrays(func, args, kwargs, kind)
+        common_device(*arrays, names=names)  # the same refusal, naming the arguments
+        raise
 
 
 def on_input_device(func: F) -> F:
@@ -175,8 +198,7 @@ def on_input_device(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if _first_array_kind(args, kwargs) != _CUPY:
             return func(*args, **kwargs)
-        arrays, names = _cupy_arguments(func, args, kwargs)
-        with _cupy_scope(common_device(*arrays, names=names)):
+        with _cupy_scope(call_device(func, args, kwargs)):
             return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
