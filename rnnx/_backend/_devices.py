@@ -83,7 +83,9 @@ def common_device(*arrays: Any, names: tuple[str, ...] | None = None) -> Any:
 def _cupy_scope(dev: Any) -> Any:
     import cupy
 
-    dev_id = dev if isinstance(dev, int) else dev.id
+    dev_id = dev if isinstance(dev, int) else getattr(dev, "id", None)
+    if dev_id is None:  # not a CUDA device: the code inside refuses it with its own message
+        return _NOOP
     if cupy.cuda.runtime.getDevice() == dev_id:
         return _NOOP  # already current: the usual single-GPU case
     return cupy.cuda.Device(dev_id)  # a fresh object: a Device's enter/exit stack is per object
