@@ -45,3 +45,15 @@ def test_a_fitted_model_runs_on_its_own_device_and_fit_chooses_again(strict):
     assert common_device(clf.predict_proba(X1)) == dev1
     clf.partial_fit(X1, y)
     assert clf.score(X1, y) >= 0.0
+
+
+def test_an_unavailable_cupy_target_is_refused_by_fit_with_the_reason():
+    """The scope never pre-empts the estimator's own error for a backend that cannot run."""
+    from rnnx._backend import available_backends
+
+    status = available_backends()["cupy"]
+    if status.available:
+        pytest.skip("cupy runs here")
+    X, y = np.zeros((4, 3, 2)), [0, 1, 0, 1]
+    with pytest.raises(RuntimeError, match=f"backend 'cupy' is unavailable: {status.reason}"):
+        RNNClassifier(backend="cupy", device=1, epochs=1).fit(X, y)

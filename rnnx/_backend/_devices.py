@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import array_api_compat
 
+from ._availability import status
 from ._namespaces import device, device_label
 
 __all__ = ["common_device", "device_scope", "on_device", "on_input_device"]
@@ -118,7 +119,9 @@ def device_scope(dev: Any, *, backend: str | None = None) -> Any:
     it holds an array there (an estimator about to move host data to ``device=``)."""
     if dev is None:
         return _NOOP
-    if backend == "cupy" or type(dev).__module__.startswith("cupy"):
+    if type(dev).__module__.startswith("cupy"):
+        return _cupy_scope(dev)
+    if backend == "cupy" and status("cupy").available:  # else the caller refuses, with the reason
         return _cupy_scope(dev)
     return _NOOP
 
