@@ -201,6 +201,9 @@ def on_input_device(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # The functional call's first argument is its input array: one lookup settles NumPy.
+        if args and _KIND.get(type(args[0])) == _PLAIN:
+            return func(*args, **kwargs)
         if _first_array_kind(args, kwargs) != _CUPY:
             return func(*args, **kwargs)
         with _cupy_scope(call_device(func, args, kwargs)):
