@@ -43,7 +43,10 @@ def _availability():
 
 _AVAIL = _availability()
 REQUIRE_ENV = _AVAIL.REQUIRE_ENV
-REQUIRED = _AVAIL.required_backends()  # an unknown name stops nox here, naming the known ones
+try:
+    REQUIRED = _AVAIL.required_backends()
+except ValueError as exc:  # an unknown name: stop here, in one line naming the known ones
+    sys.exit(f"noxfile: {exc}")
 
 _PROBE = (
     "from rnnx._backend import requirement_status as r; s = r({name!r}); "
