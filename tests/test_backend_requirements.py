@@ -130,3 +130,23 @@ def test_rnnx_check_with_an_unknown_requirement_exits_2_naming_the_known_ones():
     res = _run("-m", "rnnx", "check", "--backend", "numpy", require="gpu")
     assert res.returncode == 2
     assert "known: numpy" in res.stderr and "torch-cuda" in res.stderr
+
+
+def test_nox_gpu_fails_in_seconds_naming_the_missing_device(tmp_path):
+    """`nox -s gpu` asks the CUDA driver before installing anything: without a device it stops
+    with the probe's reason long before an install could have started."""
+    import time
+
+    pytest.importorskip("nox")
+    reason = cuda_driver_unavailable_reason()
+    if not reason:
+        pytest.skip("the CUDA driver sees a device here: nox -s gpu would run for real")
+    t0 = time.perf_counter()
+    res = _run("-m", "nox", "-f", str(ROOT / "noxfile.py"), "-s", "gpu", "--envdir",
+               str(tmp_path / "nox"), require=None, timeout=120)
+    seconds = time.perf_counter() - t0
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out
+    assert f"no usable CUDA device here: {reason}" in out
+    assert "pip install" not in out
+    assert seconds < 60, f"took {seconds:.0f} s"
