@@ -1,13 +1,19 @@
-"""The test matrix: one session per backend, an agreement table across backends, lint.
+"""The test matrix: one session per backend, an agreement table across backends, lint; and
+``nox -s gpu``, the one command for a GPU machine.
 
 ``nox`` runs the default sessions; ``nox -s torch`` one of them. The torch oracle is installed as
 ``$RNNX_TORCH_SPEC`` (default ``torch==2.13.0``, the CPU wheel CI has locally); the package's own
-``torch`` extra is unpinned.
+``torch`` extra is unpinned. ``RNNX_REQUIRE_BACKENDS`` (comma-separated backend names, and
+``torch-cuda``) turns a session's "skipped: unavailable" into a failure for those names.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
+import sys
+from pathlib import Path
 
 import nox
 
@@ -15,10 +21,35 @@ nox.options.sessions = ["lint", "numpy", "array_api_strict", "torch", "cupy", "a
 nox.options.error_on_missing_interpreters = False
 
 TORCH = os.environ.get("RNNX_TORCH_SPEC", "torch==2.13.0")
+# A CUDA build of torch for `nox -s gpu`: the spec, and the wheel index to take it from (none:
+# pip's configured index; the Linux x86-64 `torch` wheels of the main index are CUDA builds).
+TORCH_CUDA = os.environ.get("RNNX_TORCH_CUDA_SPEC", "torch")
+TORCH_CUDA_INDEX = os.environ.get("RNNX_TORCH_CUDA_INDEX", "")
+CUPY = os.environ.get("RNNX_CUPY_SPEC", "cupy-cuda12x")
 PYTEST = ("pytest", "-q", "-p", "no:cacheprovider")
 
+
+def _availability():
+    """rnnx/_backend/_availability.py, loaded by path: it needs only the standard library, so
+    this noxfile can read RNNX_REQUIRE_BACKENDS and probe the CUDA driver before anything is
+    installed (importing rnnx would need numpy here)."""
+    path = Path(__file__).resolve().parent / "rnnx" / "_backend" / "_availability.py"
+    spec = importlib.util.spec_from_file_location("_rnnx_availability", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+_AVAIL = _availability()
+REQUIRE_ENV = _AVAIL.REQUIRE_ENV
+try:
+    REQUIRED = _AVAIL.required_backends()
+except ValueError as exc:  # an unknown name: stop here, in one line naming the known ones
+    sys.exit(f"noxfile: {exc}")
+
 _PROBE = (
-    "from rnnx._backend import available_backends as a; s = a()[{name!r}]; "
+    "from rnnx._backend import requirement_status as r; s = r({name!r}); "
     "print('' if s.available else s.reason)"
 )
 
@@ -28,15 +59,27 @@ def _install(session: nox.Session, *extra: str) -> None:
 
 
 def _unavailable_reason(session: nox.Session, name: str) -> str:
+    """Why ``name`` (a backend or ``torch-cuda``) cannot run in the session's environment."""
     out = session.run("python", "-c", _PROBE.format(name=name), silent=True)
     return (out or "").strip().splitlines()[-1] if (out or "").strip() else ""
+
+
+def _unavailable(session: nox.Session, name: str, reason: str, why_skip: str) -> None:
+    """Fail the session for a required ``name``; skip it otherwise."""
+    if name in REQUIRED:
+        session.error(f"{name} is required ({REQUIRE_ENV}) but unavailable: {reason}")
+    session.skip(f"{name}: {reason}; {why_skip}")
 
 
 def _backend_tests(session: nox.Session, name: str, *extra: str) -> None:
     _install(session, *extra)
     reason = _unavailable_reason(session, name)
     if reason:
-        session.skip(f"{name}: {reason}; its tests need it and would all skip")
+        _unavailable(session, name, reason, "its tests need it and would all skip")
+    if name == "torch" and "torch-cuda" in REQUIRED:
+        reason = _unavailable_reason(session, "torch-cuda")
+        if reason:
+            _unavailable(session, "torch-cuda", reason, "")
     session.run(*PYTEST, *session.posargs, env={"RNNX_BACKENDS": name, **session.env})
 
 
@@ -60,8 +103,9 @@ def torch(session: nox.Session) -> None:
 
 @nox.session
 def cupy(session: nox.Session) -> None:
-    """Every test on CuPy; skipped with the reason on a machine without a CUDA device."""
-    _backend_tests(session, "cupy", "cupy-cuda12x")
+    """Every test on CuPy; skipped with the reason on a machine without a CUDA device (a failure
+    instead where RNNX_REQUIRE_BACKENDS names cupy)."""
+    _backend_tests(session, "cupy", CUPY)
 
 
 @nox.session
@@ -75,9 +119,9 @@ def jax(session: nox.Session) -> None:
 def agreement(session: nox.Session) -> None:
     """The same seeded cases on every backend available here; prints deviation from NumPy
     float64 per backend, device and dtype, and fails if any is outside its tolerance."""
-    extra = ["cupy-cuda12x"] if os.environ.get("RNNX_WITH_CUPY") else []
+    extra = [CUPY] if os.environ.get("RNNX_WITH_CUPY") or "cupy" in REQUIRED else []
     _install(session, *extra)
-    session.run("rnnx", "check")
+    session.run("rnnx", "check")  # fails, with the reason, for a required backend it cannot run
 
 
 @nox.session
@@ -102,3 +146,33 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks.train_throughput",
                 *(["--rounds", "1", "--epochs", "1", "--out", "benchmarks/results/quick-train"]
                   if quick else []))
+
+
+@nox.session
+def gpu(session: nox.Session) -> None:
+    """The one command for a GPU machine (not in the default run). Fails in seconds, naming the
+    reason, where the CUDA driver sees no device — before installing anything. Then installs
+    CuPy and a CUDA build of torch ($RNNX_TORCH_CUDA_SPEC, default ``torch``, from
+    $RNNX_TORCH_CUDA_INDEX if set), and with RNNX_REQUIRE_BACKENDS=cupy,torch-cuda runs the
+    suite on cupy and torch's CUDA device, the agreement table (``rnnx check``, both included)
+    and the GPU benchmark (``benchmarks/gpu.py``: benchmarks/results/gpu-<date>.md/.json).
+    Arguments go to pytest."""
+    reason = _AVAIL.cuda_driver_unavailable_reason()
+    if reason:
+        session.error(f"no usable CUDA device here: {reason}")
+    if shutil.which("nvidia-smi"):
+        session.run("nvidia-smi", "-L", external=True)
+    index = ["--index-url", TORCH_CUDA_INDEX] if TORCH_CUDA_INDEX else []
+    session.install(TORCH_CUDA, *index)  # first, so that nothing later pulls another torch
+    session.install("-e", ".[test]", CUPY, "threadpoolctl")
+    required = "cupy,torch-cuda"
+    for name in required.split(","):
+        why = _unavailable_reason(session, name)
+        if why:
+            hint = (" (set RNNX_TORCH_CUDA_INDEX to the CUDA wheel index PyTorch's install page "
+                    "gives for this machine's CUDA)" if name == "torch-cuda" else "")
+            session.error(f"{name} cannot run here: {why}{hint}")
+    env = {REQUIRE_ENV: required}
+    session.run(*PYTEST, *session.posargs, env={**env, "RNNX_BACKENDS": required})
+    session.run("rnnx", "check", env=env)
+    session.run("python", "-m", "benchmarks.gpu", env=env)

@@ -139,11 +139,13 @@ def thread_env(threads: int | None) -> dict[str, str]:
 
 
 def _spawn(name: str, cases: list[Case], budget: float, min_reps: int,
-           threads: int | None = None) -> dict:
+           threads: int | None = None, module: str = "benchmarks.run") -> dict:
+    """Run worker ``name`` of ``module`` (``python -m module --worker name``) in a fresh process
+    on ``cases``; its JSON answer."""
     spec = json.dumps({"cases": [c.to_dict() for c in cases], "budget": budget,
                        "min_reps": min_reps})
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--worker", name],
+        [sys.executable, "-m", module, "--worker", name],
         input=spec, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
         check=False, env=thread_env(threads),
     )

@@ -14,12 +14,15 @@ import numpy as np
 
 from . import __version__
 from ._backend import (
+    REQUIRE_ENV,
     atomic_path,
     available_backends,
     device_label,
     devices,
     get_namespace,
     limit_threads,
+    required_backends,
+    requirement_status,
 )
 from .datasets import DATASETS
 from .functional.registry import CELLS
@@ -77,7 +80,11 @@ def main() -> None:
 @click.option("--strict/--no-strict", default=True, show_default=True,
               help="Exit with status 1 if any value is outside its tolerance.")
 def check(backends: tuple[str, ...], strict: bool) -> None:
-    """Seed value, gradient check and agreement with NumPy float64 on every backend."""
+    """Seed value, gradient check and agreement with NumPy float64 on every backend.
+
+    Backends named in RNNX_REQUIRE_BACKENDS (and torch-cuda: torch on a CUDA device) must run:
+    one that cannot is a failing row and exit status 1, whatever --strict says."""
+    required = required_backends()  # ValueError for an unknown name: one line, exit 2
     status = available_backends()
     if backends:
         for b in backends:
@@ -90,8 +97,14 @@ def check(backends: tuple[str, ...], strict: bool) -> None:
     else:
         backends = tuple(n for n, s in status.items() if s.available)
     for s in status.values():
-        if not s.available:
+        if not s.available and s.name not in required:
             click.echo(f"skipped {s.name}: {s.reason}")
+    rrows = [requirement_status(name) for name in required]
+    if rrows:
+        click.echo("")
+        click.echo(f"Required backends ({REQUIRE_ENV}={','.join(required)})")
+        _print_table(["requirement", "runs here", "why not"],
+                     [[r.name, "yes" if r.available else "NO", r.reason] for r in rrows])
     for line in float64_skips(backends):
         click.echo(f"skipped {line}")
     click.echo("")
@@ -118,12 +131,17 @@ def check(backends: tuple[str, ...], strict: bool) -> None:
          for r in arows],
     )
     bad = [r for r in srows + arows if not r["ok"]]
+    unmet = [r for r in rrows if not r.available]
     if bad:
         click.echo(f"\n{len(bad)} check(s) outside tolerance", err=True)
-        if strict:
-            sys.exit(1)
     else:
         click.echo("\nall checks within tolerance")
+    if unmet:
+        click.echo(f"{len(unmet)} required backend(s) cannot run here: "
+                   + "; ".join(f"{r.name}: {r.reason}" for r in unmet), err=True)
+        sys.exit(1)
+    if bad and strict:
+        sys.exit(1)
 
 
 # --------------------------------------------------------------------------------------------

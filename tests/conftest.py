@@ -1,7 +1,9 @@
 """Backend x device x dtype fixtures.
 
-``RNNX_BACKENDS`` (comma-separated names) restricts the matrix; nox sets it per session. A
-backend or device that cannot run here is skipped inside the fixture, with the reason.
+``RNNX_BACKENDS`` (comma-separated names; ``torch-cuda`` selects torch on its CUDA device alone)
+restricts the matrix; nox sets it per session. A backend or device that cannot run here is
+skipped inside the fixture, with the reason — unless ``RNNX_REQUIRE_BACKENDS`` names it (a
+backend, or ``torch-cuda``): then the session refuses to start, and the fixture fails.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import pytest
 
 from rnnx._backend import (
     BACKENDS,
+    REQUIRE_ENV,
     available_backends,
     devices,
     float64_unavailable,
     from_host,
     get_namespace,
+    required_backends,
+    requirement_status,
 )
 
 
@@ -42,24 +47,54 @@ _DEVICE_LABELS = {
 }
 
 
-def _selected() -> list[str]:
+# Selection names beyond the backends': one backend on one device.
+_ONE_DEVICE = {"torch-cuda": ("torch", "cuda")}
+
+
+def _selected() -> list[tuple[str, str]]:
     raw = os.environ.get("RNNX_BACKENDS", "").strip()
-    if not raw:
-        return list(BACKENDS)
-    names = [n.strip() for n in raw.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(BACKENDS))
+    names = [n.strip() for n in raw.split(",") if n.strip()] or list(BACKENDS)
+    unknown = sorted(set(names) - set(BACKENDS) - set(_ONE_DEVICE))
     if unknown:
-        raise pytest.UsageError(f"RNNX_BACKENDS names unknown backends {unknown}; know {BACKENDS}")
-    return names
+        raise pytest.UsageError(f"RNNX_BACKENDS names unknown backends {unknown}; know "
+                                f"{(*BACKENDS, *_ONE_DEVICE)}")
+    combos = [c for n in names
+              for c in ([_ONE_DEVICE[n]] if n in _ONE_DEVICE else
+                        [(n, d) for d in _DEVICE_LABELS[n]])]
+    return list(dict.fromkeys(combos))
 
 
-_COMBOS = [(b, d) for b in _selected() for d in _DEVICE_LABELS[b]]
+def _required() -> tuple[str, ...]:
+    try:
+        return required_backends()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_configure(config):
+    """Fail fast: a required backend that cannot run here stops the session before collection,
+    naming the reason, instead of a run of skips that looks green."""
+    unmet = [s for s in map(requirement_status, _required()) if not s.available]
+    if unmet:
+        raise pytest.UsageError(f"{REQUIRE_ENV} requires what cannot run here: "
+                                + "; ".join(f"{s.name}: {s.reason}" for s in unmet))
+
+
+_COMBOS = _selected()
+
+
+def _unavailable(requirement: str, reason: str):
+    """Skip with ``reason``, or fail with it where ``requirement`` is required."""
+    if requirement in _required():
+        pytest.fail(f"{requirement} is required ({REQUIRE_ENV}) but unavailable: {reason}",
+                    pytrace=False)
+    pytest.skip(f"{requirement}: unavailable: {reason}")
 
 
 def _resolve(name: str, label: str):
     status = available_backends()[name]
     if not status.available:
-        pytest.skip(f"{name}: unavailable: {status.reason}")
+        _unavailable(name, status.reason)
     xp = get_namespace(name)
     devs = devices(name)
     if label in ("cpu", "default"):
@@ -67,7 +102,8 @@ def _resolve(name: str, label: str):
     if name == "torch" and label == "cuda":
         cuda = [d for d in devs if getattr(d, "type", "") == "cuda"]
         if not cuda:
-            pytest.skip("torch: no CUDA device visible to torch")
+            _unavailable("torch-cuda", requirement_status("torch-cuda").reason
+                         or "no CUDA device visible to torch")
         return xp, cuda[0]
     if name == "array_api_strict" and label == "device1":
         return xp, devs[1]

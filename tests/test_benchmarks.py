@@ -113,3 +113,47 @@ def test_table_reports_calls_per_step_for_rnnx_rows():
     assert "calls/step (fwd, bwd) |" in md
     assert "| rnnx-numpy | 1.00 ms | 1.00 ms | 0.50 | 1.0 | 10 % | 5, 5 |" in md
     assert "| torch.nn.RNN | 1.00 ms | 1.00 ms | 1.00 | 1.0 | 10 % |  |" in md
+
+
+def _bench(*args, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(root), os.environ.get("PYTHONPATH")) if p)}
+    return subprocess.run([sys.executable, "-m", "benchmarks.gpu", *args], capture_output=True,
+                          text=True, cwd=root, env=env, timeout=120, check=False)
+
+
+def test_gpu_benchmark_smoke_run_on_the_cpu_writes_both_tables(tmp_path):
+    """The GPU benchmark's machinery (worker processes, synchronised timing, the summary and the
+    atomic .md/.json writer) run for real against torch.nn.RNN on the CPU, in ~10 s."""
+    import json
+
+    if IMPLS["torch.nn.RNN"].unavailable():
+        pytest.skip(IMPLS["torch.nn.RNN"].unavailable())
+    out = tmp_path / "gpu-smoke"
+    res = _bench("--device", "cpu", "--quick", "--impl", "torch.nn.RNN", "--impl", "rnnx-numpy",
+                 "--out", str(out), tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    result = json.loads(out.with_suffix(".json").read_text())
+    rows = {(r["impl"], r["variant"]): r for r in result["rows"]}
+    assert set(rows) == {(i, v) for i in ("torch.nn.RNN", "rnnx-numpy") for v in ("fwd", "m2m")}
+    assert all(rows[("torch.nn.RNN", v)]["ratio"] == 1.0 for v in ("fwd", "m2m"))
+    assert all(r["best_s"] > 0 and r["n"] >= 1 and r["peak_fraction"] > 0 for r in rows.values())
+    md = out.with_suffix(".md").read_text()
+    assert "| 8x10x4x16/float32/m2m | rnnx-numpy |" in md
+    assert "| rnnx-numpy (rnn) | (8, 10, 4, 16) |" in md
+    assert not list(tmp_path.glob("*.tmp"))  # written through temporary files, renamed
+
+
+def test_gpu_benchmark_without_a_gpu_fails_naming_why(tmp_path):
+    if not all(IMPLS[n].unavailable() for n in ("torch.nn.RNN-cuda", "rnnx-cupy")):
+        pytest.skip("a GPU implementation runs here")
+    res = _bench("--quick", "--out", str(tmp_path / "none"), tmp_path=tmp_path)
+    assert res.returncode == 1
+    assert "no GPU implementation can run here" in res.stderr
+    assert not (tmp_path / "none.md").exists()

@@ -7,7 +7,10 @@ things that cannot be written against the standard, one job a module:
 * ``_namespaces``: namespace lookup from arrays and by backend name, the device of an array and
   the devices of a backend, whether arrays can be written in place;
 * ``_availability``: whether a backend can run here, and why not (CuPy without a CUDA device is
-  detected lazily, once, on first use);
+  detected lazily, once, on first use); which must (``RNNX_REQUIRE_BACKENDS``); the CUDA driver
+  probe;
+* ``_devices``: the one device a call's arrays share and the scope that makes it current for
+  the call (CuPy allocates on its current device whatever ``device=`` says);
 * ``_host``: host transfer at the edges (:func:`to_numpy`, :func:`from_host`), the host random
   generator that makes a seed mean the same weights on every backend, and a device
   synchronisation for timers;
@@ -19,8 +22,19 @@ Import from the package (``from rnnx._backend import ...``), not from its module
 
 from __future__ import annotations
 
-from ._availability import BACKENDS, BackendStatus, available_backends, torch_module
+from ._availability import (
+    BACKENDS,
+    REQUIRE_ENV,
+    REQUIREMENTS,
+    BackendStatus,
+    available_backends,
+    cuda_driver_unavailable_reason,
+    required_backends,
+    requirement_status,
+    torch_module,
+)
 from ._cpu import float_errors_checked_by_caller, limit_threads, prefers_exp_tanh
+from ._devices import common_device, device_scope, on_device, on_input_device
 from ._files import atomic_path, load_npz, save_npz_atomic
 from ._host import from_host, host_namespace, host_rng, move_to, synchronize, to_device, to_numpy
 from ._namespaces import (
@@ -39,12 +53,17 @@ from ._namespaces import (
 
 __all__ = [
     "BACKENDS",
+    "REQUIREMENTS",
+    "REQUIRE_ENV",
     "BackendStatus",
     "atomic_path",
     "available_backends",
     "backend_name",
+    "common_device",
+    "cuda_driver_unavailable_reason",
     "device",
     "device_label",
+    "device_scope",
     "devices",
     "float64_unavailable",
     "float_errors_checked_by_caller",
@@ -59,7 +78,11 @@ __all__ = [
     "move_to",
     "namespace",
     "on_accelerator",
+    "on_device",
+    "on_input_device",
     "prefers_exp_tanh",
+    "required_backends",
+    "requirement_status",
     "save_npz_atomic",
     "synchronize",
     "to_device",

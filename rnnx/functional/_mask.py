@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._backend import device as device_of
-from .._backend import move_to, namespace
+from .._backend import move_to, namespace, on_input_device
 from ._validate import dtype_name
 
 __all__ = ["as_step_mask", "lengths_to_mask", "mask_outputs"]
@@ -28,6 +28,7 @@ __all__ = ["as_step_mask", "lengths_to_mask", "mask_outputs"]
 _INT_NAMES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
 
+@on_input_device
 def lengths_to_mask(lengths: Any, time: int, *, padding: str = "right") -> Any:
     """Boolean step mask ``(batch, time)`` from integer ``lengths`` ``(batch,)``.
 

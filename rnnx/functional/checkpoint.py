@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from .._backend import device, writeable
+from .._backend import device, on_input_device, writeable
 from ._common import input_grads, input_projection, per_step_transpose
 from ._validate import check_shape, dtype_name, resolve
 from .rnn import (
@@ -65,6 +65,7 @@ def _segment_states(x, w_x, w_h, b, h, s, e, *, xp, nonlinearity):
     return elman_states(xw, h, w_h, f, xp=xp)  # (L, B, H)
 
 
+@on_input_device
 def rnn_forward_checkpointed(
     x: Any, w_x: Any, w_h: Any, b: Any, h0: Any = None, *, nonlinearity: str = "tanh",
     every: int | None = None,
@@ -94,6 +95,7 @@ def rnn_forward_checkpointed(
     return h, RNNCheckpointCache(x, w_x, w_h, b, h0, checkpoints, every, nonlinearity)
 
 
+@on_input_device
 def rnn_backward_checkpointed(dhs: Any, cache: RNNCheckpointCache):
     """BPTT for :func:`rnn_forward_checkpointed`, recomputing each segment's states.
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .._backend import device, writeable
+from .._backend import device, on_input_device, writeable
 from ._common import (
     check_grads,
     check_inputs,
@@ -161,6 +161,7 @@ def gru_cell_backward(g: Any, p4_t: Any, w_hT: Any, *, xp: Any) -> tuple[Any, An
     return d, g_prev
 
 
+@on_input_device
 def gru_forward(
     x: Any, w_x: Any, w_h: Any, b_ih: Any, b_hh: Any, h0: Any = None, *, mask: Any = None
 ) -> tuple[Any, GRUCache]:
@@ -211,6 +212,7 @@ def gru_forward(
     return out, cache
 
 
+@on_input_device
 def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
                  state_grads: list | None = None) -> GRUGrads:
     """Backpropagation through time for :func:`gru_forward`.

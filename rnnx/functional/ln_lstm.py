@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .._backend import device, writeable
+from .._backend import device, on_input_device, writeable
 from ._common import (
     check_grads,
     check_inputs,
@@ -161,6 +161,7 @@ def ln_lstm_cell(ux_t: Any, h_prev: Any, c_prev: Any, w_h: Any, gamma_h: Any, ga
     return h, c, (gates, hhat, rh, chat, rc, s)
 
 
+@on_input_device
 def ln_lstm_forward(x: Any, w_x: Any, w_h: Any, b: Any, gamma_x: Any, beta_x: Any,
                     gamma_h: Any, beta_h: Any, gamma_c: Any, beta_c: Any, h0: Any = None,
                     c0: Any = None, *, mask: Any = None) -> tuple[Any, LNLSTMCache]:
@@ -254,6 +255,7 @@ def ln_lstm_cell_backward(g_h: Any, g_c: Any, p_t: Any, q_t: Any, f_t: Any, chat
     return da, dhw, dhw @ w_hT, k * f_t  # (B, 4H), (B, 4H), (B, H), (B, H)
 
 
+@on_input_device
 def ln_lstm_backward(dhs: Any, cache: LNLSTMCache, dh_n: Any = None, dc_n: Any = None, *,
                      state_grads: list | None = None) -> LNLSTMGrads:
     """Backpropagation through time for :func:`ln_lstm_forward`.

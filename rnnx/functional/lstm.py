@@ -41,7 +41,7 @@ from __future__ import annotations
 import functools
 from typing import Any, NamedTuple
 
-from .._backend import device, writeable
+from .._backend import device, on_input_device, writeable
 from ._common import (
     check_grads,
     check_inputs,
@@ -209,6 +209,7 @@ def lstm_cell_backward(
     return da, da @ w_hT, k * f_t  # (B, 4H), (B, H), (B, H)
 
 
+@on_input_device
 def lstm_forward(
     x: Any, w_x: Any, w_h: Any, b: Any, h0: Any = None, c0: Any = None, *, mask: Any = None
 ) -> tuple[Any, LSTMCache]:
@@ -266,6 +267,7 @@ def lstm_forward(
     return out, cache
 
 
+@on_input_device
 def lstm_backward(dhs: Any, cache: LSTMCache, dh_n: Any = None, dc_n: Any = None, *,
                   state_grads: list | None = None) -> LSTMGrads:
     """Backpropagation through time for :func:`lstm_forward`.

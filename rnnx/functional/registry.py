@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._backend import host_namespace
+from .._backend import host_namespace, on_input_device
 from ..init import INITIALIZERS
 from . import gru, ln_lstm, lstm, rnn
 
@@ -163,6 +163,7 @@ class Cell:
         return out
 
     # -- running ----------------------------------------------------------------------------
+    @on_input_device
     def run(self, params: Mapping[str, Any], x: Any, state0: Mapping[str, Any] | None = None,
             *, mask: Any = None, options: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
         """``forward`` with parameters and initial states by name (``{"h0": ...}``)."""
@@ -171,6 +172,7 @@ class Cell:
                             *(state0.get(s + "0") for s in self.states), mask=mask,
                             **(options or {}))
 
+    @on_input_device
     def run_backward(self, cache: Any, dhs: Any, finals: Mapping[str, Any] | None = None, *,
                      state_grads: list | None = None) -> tuple[Any, dict, dict]:
         """``backward`` by name: ``finals`` maps ``"h"``/``"c"`` to the final states' gradients.

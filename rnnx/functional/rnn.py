@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .._backend import device, writeable
+from .._backend import device, on_input_device, writeable
 from ._activations import tanh_for
 from ._common import check_grads, final_grad, input_projection, per_step_transpose, weight_grads
 from ._loop import scan_backward, scan_forward
@@ -216,6 +216,7 @@ def elman_adjoint(das: Any, g: Any, w_hT: Any, dhs: Any, *, offset: int, xp: Any
     return (das if buffered else xp.stack(kept, axis=0)), g
 
 
+@on_input_device
 def rnn_forward(
     x: Any, w_x: Any, w_h: Any, b: Any, h0: Any = None, *, nonlinearity: str = "tanh",
     mask: Any = None,
@@ -272,6 +273,7 @@ def rnn_forward(
     return (hs if m is None else mask_outputs(hs, m, xp=xp)), cache
 
 
+@on_input_device
 def rnn_backward(dhs: Any, cache: RNNCache, dh_n: Any = None, *,
                  state_grads: list | None = None) -> RNNGrads:
     """Backpropagation through time for :func:`rnn_forward`.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._backend import device as device_of
-from .._backend import get_namespace, host_rng
+from .._backend import get_namespace, host_rng, on_input_device
 from ..functional._validate import check_float, check_shape, resolve
 from ..init import INITIALIZERS, place, resolve_dtype
 
@@ -93,6 +93,7 @@ class Dense:
         """Device the parameters live on."""
         return device_of(self.params["w"])
 
+    @on_input_device
     def forward(self, h: Any) -> Any:
         """``h (batch, input)`` or ``(batch, time, input)`` to ``(batch[, time], output)``, in
         ``h``'s namespace on its device. Keeps ``h`` (a reference) for :meth:`backward`."""
@@ -113,6 +114,7 @@ class Dense:
 
     __call__ = forward
 
+    @on_input_device
     def backward(self, dout: Any) -> Any:
         """From ``dL/dy`` (the shape :meth:`forward` returned) fill :attr:`grads` and return
         ``dL/dh`` with the input's shape."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._backend import device as device_of
-from .._backend import get_namespace, host_rng, namespace
+from .._backend import get_namespace, host_rng, namespace, on_input_device
 from ..functional._mask import as_step_mask
 from ..functional.dropout import DROPOUT_KEY_WORDS, dropout_scale
 from ..functional.registry import Cell, get_cell
@@ -263,6 +263,7 @@ class Recurrent:
 
     __call__ = forward
 
+    @on_input_device
     def _forward(self, x: Any, init: dict[str, Any], mask: Any) -> Any:
         for s, v in init.items():
             if v is not None and s not in self.spec.states:
@@ -332,6 +333,7 @@ class Recurrent:
         """
         return self._backward(dout, {"h": dh_n, "c": dc_n}, state_grads)
 
+    @on_input_device
     def _backward(self, dout: Any, finals: dict[str, Any], state_grads: dict | None) -> Any:
         if self._caches is None:
             raise RuntimeError("backward() called before forward(): there is no cache to use")

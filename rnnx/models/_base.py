@@ -28,6 +28,7 @@ from .._backend import (
 from ..functional._validate import dtype_name
 from ..optim import make_optimizer
 from ._constraints import PARAMETER_CONSTRAINTS, check_cell_options, validate
+from ._device import on_model_device
 from ._errors import not_fitted_error_class
 from ._training import Trainer, eval_forward
 from ._validation import (
@@ -302,6 +303,7 @@ class BaseRNN(Params):
                             valid=self._host_step_mask(lengths, Xm))
         return Xm, ym, steps, is_array
 
+    @on_model_device
     def fit(self, X: Any, y: Any, *, lengths: Any = None,
             callback: Callable[[int, dict], Any] | None = None) -> Any:
         """Train from freshly initialised weights for ``epochs`` passes (fewer with early

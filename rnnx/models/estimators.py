@@ -51,6 +51,7 @@ from typing import Any
 from .._backend import device, from_host, host_namespace, namespace, to_numpy
 from ..losses import softmax
 from ._base import BaseRNN
+from ._device import on_model_device
 from ._errors import DataConversionWarning, NotFittedError, TrainingDivergedError
 from ._validation import host_lengths, score_y
 
@@ -144,6 +145,7 @@ class RNNClassifier(BaseRNN):
         xp = namespace(Xm)
         return from_host(hnp.astype(idx_c, hnp.int64), xp=xp, device=device(Xm))
 
+    @on_model_device
     def partial_fit(self, X: Any, y: Any, classes: Any = None, *,
                     lengths: Any = None) -> RNNClassifier:
         """One epoch over ``(X, y)`` from the current weights (initialising on the first call,
@@ -151,12 +153,14 @@ class RNNClassifier(BaseRNN):
         :meth:`fit`. Returns ``self``."""
         return self._partial_fit(X, y, classes, lengths)
 
+    @on_model_device
     def predict_proba(self, X: Any, *, lengths: Any = None) -> Any:
         """Class probabilities ``(n_samples, n_classes)``, columns ordered as ``classes_``, in the
         namespace and on the device of ``X``. ``lengths``: as in :meth:`fit`."""
         logits, is_array, X = self._forward(X, lengths)
         return self._to_caller(softmax(logits), X, is_array)
 
+    @on_model_device
     def predict(self, X: Any, *, lengths: Any = None) -> Any:
         """Labels ``(n_samples,)`` from ``classes_``: in ``X``'s namespace and on its device when
         the labels are numbers, a NumPy array otherwise (strings cannot live on a device).
@@ -169,6 +173,7 @@ class RNNClassifier(BaseRNN):
             return labels
         return from_host(labels, xp=namespace(X), device=device(X))
 
+    @on_model_device
     def score(self, X: Any, y: Any, *, lengths: Any = None) -> float:
         """Accuracy of :meth:`predict` on ``(X, y)`` (a Python float). Labels outside
         ``classes_`` are refused (``ValueError``): the model could never predict them.
@@ -357,11 +362,13 @@ class RNNRegressor(BaseRNN):
         xp = namespace(Xm)
         return from_host(z, xp=xp, device=device(Xm), dtype=Xm.dtype)
 
+    @on_model_device
     def partial_fit(self, X: Any, y: Any, *, lengths: Any = None) -> RNNRegressor:
         """One epoch over ``(X, y)`` from the current weights (initialising on the first call);
         ``lengths`` as in :meth:`fit`. Returns ``self``."""
         return self._partial_fit(X, y, None, lengths)
 
+    @on_model_device
     def predict(self, X: Any, *, lengths: Any = None) -> Any:
         """Predictions shaped like the training ``y`` (``(n_samples,)``, ``(n_samples, outputs)``
         or with a time axis for ``sequence_output``), in ``X``'s namespace, on its device.
@@ -377,6 +384,7 @@ class RNNRegressor(BaseRNN):
             pred = pred[..., 0]
         return self._to_caller(pred, X, is_array)
 
+    @on_model_device
     def score(self, X: Any, y: Any, *, lengths: Any = None) -> float:
         """Coefficient of determination R² of :meth:`predict` (averaged over outputs).
         ``lengths``: as in :meth:`fit`; with ``sequence_output`` only valid steps count."""

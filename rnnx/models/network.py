@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._backend import host_rng, namespace
+from .._backend import host_rng, namespace, on_input_device
 from ..functional._mask import as_step_mask
 from ..functional.registry import register_cell
 from ..layers import Dense, Recurrent
@@ -113,6 +113,7 @@ class SequenceNetwork:
 
     # -- maths ------------------------------------------------------------------------------
 
+    @on_input_device
     def forward(self, x: Any, *, steps: Any = None) -> Any:
         """Outputs (logits or predictions) for ``x (batch, time, features)``:
         ``(batch, outputs)``, or ``(batch, time, outputs)`` if ``sequence_output``; in ``x``'s
@@ -128,6 +129,7 @@ class SequenceNetwork:
 
     __call__ = forward
 
+    @on_input_device
     def loss_and_grad(self, x: Any, target: Any, *, mask: Any = None,
                       steps: Any = None) -> tuple[Any, Any]:
         """Forward, loss and backward through both layers (BPTT through the recurrent one).
@@ -150,6 +152,7 @@ class SequenceNetwork:
         self.recurrent.backward(self.dense.backward(dout))
         return loss, out
 
+    @on_input_device
     def train_step(self, x: Any, target: Any, optimizer: Optimizer, *, clip_norm: float | None = None,
                    mask: Any = None, steps: Any = None) -> tuple[Any, Any]:
         """One optimisation step on a mini-batch; returns ``(loss, outputs)`` before the update
