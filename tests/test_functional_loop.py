@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnx._backend import to_numpy
+from rnnx._backend import to_numpy, writeable
 from rnnx.functional import _common, _loop
 
 from . import _cells
@@ -41,7 +41,8 @@ def test_backward_passes_gradients_through_padded_steps_and_observes(xp, put):
     kept = [None] * 3
     (stored,), (g0,) = _loop.scan_backward(
         step_back, lambda s, e: None, (put(np.ones((1, 1))),), time=3, row_elements=1,
-        stored_widths=(1,), seq=None, mask=mask, state_grads=kept, buffered=True, xp=xp)
+        stored_widths=(1,), seq=None, mask=mask, state_grads=kept,
+        buffered=writeable(put(np.ones(1))), xp=xp)
     # step 3 (valid): stores 1, passes 0.5; step 2 (padded): stores 0, passes 0.5 through;
     # step 1 (valid): stores 0.5, passes 0.25 to h0.
     np.testing.assert_array_equal(to_numpy(stored)[:, 0, 0], [0.5, 0.0, 1.0])

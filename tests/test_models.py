@@ -78,7 +78,8 @@ def test_dense_rejects_wrong_input(xp, device, put):
 
 def _torch_network(net, x, labels):
     """torch.nn.RNN + Linear + cross-entropy with the network's weights; host gradients."""
-    p = {k: to_numpy(v) for k, v in net.parameters().items()}
+    # Copies: torch.from_numpy wants writeable arrays (a JAX array's host view is read-only).
+    p = {k: np.array(to_numpy(v)) for k, v in net.parameters().items()}
     f, h = p["recurrent.l0.w_x"].shape
     rnn = torch.nn.RNN(f, h, batch_first=True, dtype=torch.float64)
     lin = torch.nn.Linear(h, p["dense.w"].shape[1], dtype=torch.float64)
