@@ -28,7 +28,8 @@ def _torch_loss_and_grads(net, x, labels, lengths):
     """The same network in torch: packed sequence -> h_n of the last layer (both directions)
     -> Linear -> cross-entropy. Returns the loss and host gradients keyed like rnnx's."""
     module = to_torch(net.recurrent)
-    dense_w, dense_b = (to_numpy(net.dense.params[k]) for k in ("w", "b"))
+    # Copies: torch.from_numpy wants writeable arrays (a JAX array's host view is read-only).
+    dense_w, dense_b = (np.array(to_numpy(net.dense.params[k])) for k in ("w", "b"))
     lin = torch.nn.Linear(*dense_w.shape, dtype=torch.float64)
     with torch.no_grad():
         lin.weight.copy_(torch.from_numpy(dense_w.T.copy()))
