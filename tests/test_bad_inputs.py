@@ -577,3 +577,13 @@ def test_catalogue_ids_are_unique():
     ids = [c[0] for c in CATALOGUE]
     assert len(ids) == len(set(ids))
     assert len(CATALOGUE) >= 40
+
+
+def test_docs_quote_the_catalogue_size():
+    """README.md and docs/hardening.md say how many bad inputs the catalogue holds: this one."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    n = len(CATALOGUE)
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+        assert f"catalogue of {n} bad inputs" in f.read()
+    with open(os.path.join(root, "docs", "hardening.md"), encoding="utf-8") as f:
+        assert f"**{n} bad inputs**" in f.read()
