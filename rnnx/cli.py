@@ -26,6 +26,7 @@ from ._backend import (
 )
 from .datasets import DATASETS
 from .functional.registry import CELLS
+from .models._errors import TrainingDivergedError
 from .testing import agreement_rows, float64_skips, seed_rows
 
 
@@ -60,12 +61,37 @@ class _OneLineErrors(click.Group):
         except click.ClickException as exc:
             click.echo(f"rnnx: error: {' '.join(exc.format_message().split())}", err=True)
             sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            _quiet_closed_pipe()
         except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError, EOFError) as exc:
             click.echo(f"rnnx: error: {' '.join(str(exc).split())}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("rnnx: interrupted", err=True)
             sys.exit(130)
+
+
+def _quiet_closed_pipe() -> None:
+    """The reader of stdout went away (``rnnx check | head -3``): end quietly with the status
+    of a process killed by SIGPIPE (141 = 128 + 13), as ``cat`` and ``grep`` do. stdout is
+    pointed at /dev/null first, so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (click's runner)
+        pass
+    sys.exit(141)
+
+
+class _Int(click.IntRange):
+    """click's IntRange, whose conversion error says "'ten' is not a valid integer", not
+    "... a valid integer range"."""
+
+    name = "integer"
+
+
+class _Float(click.FloatRange):
+    name = "float"
 
 
 @click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -186,11 +212,11 @@ def _finite(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 def _split(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     perm = np.random.default_rng(seed).permutation(n)
-    n_test = max(1, round(test_size * n))
+    n_test = min(max(1, round(test_size * n)), n - 1)  # one sequence on each side at least
     return perm[n_test:], perm[:n_test]
 
 
-def _plot(history: dict, path: str, title: str) -> None:
+def _plot(history: dict, path: str, title: str, *, loss_label: str = "loss") -> None:
     try:
         import matplotlib
 
@@ -199,7 +225,7 @@ def _plot(history: dict, path: str, title: str) -> None:
     except ImportError as exc:
         raise click.UsageError(f"--plot needs matplotlib ({exc}); install rnnx[plot]") from None
     epochs = range(1, len(history["loss"]) + 1)
-    panels = [("loss", "loss")] + ([("accuracy", "accuracy")] if "accuracy" in history else [])
+    panels = [("loss", loss_label)] + ([("accuracy", "accuracy")] if "accuracy" in history else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for ax, (key, label) in zip(axes[0], panels):
         ax.plot(epochs, history[key], label="train (mini-batches)")
@@ -239,22 +265,22 @@ def _grad_plot(model: Any, X: np.ndarray, y: np.ndarray, path: str, title: str) 
 @click.option("--cell", default="rnn", show_default=True,
               help="Recurrent cell: " + "; ".join(f"{n} ({c.summary})" for n, c in CELLS.items())
                    + " (or one registered with rnnx.functional.registry.register_cell).")
-@click.option("--hidden-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--num-layers", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--hidden-size", type=_Int(min=1), default=64, show_default=True)
+@click.option("--num-layers", type=_Int(min=1), default=1, show_default=True,
               help="Stacked recurrent layers.")
 @click.option("--bidirectional/--no-bidirectional", default=False, show_default=True,
               help="Run every layer forward and backward in time.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+@click.option("--dropout", type=_Float(0, 1, max_open=True), default=0.0,
               show_default=True, callback=_finite,
               help="Dropout between stacked layers while training (off when predicting).")
-@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--epochs", type=_Int(min=1), default=40, show_default=True)
+@click.option("--batch-size", type=_Int(min=1), default=32, show_default=True)
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adagrad", "rmsprop", "adam"]),
               default="adam", show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.005, show_default=True,
+@click.option("--lr", type=_Float(min=0, min_open=True), default=0.005, show_default=True,
               callback=_finite,
               help="Learning rate.")
-@click.option("--clip", type=click.FloatRange(min=0), default=5.0, show_default=True,
+@click.option("--clip", type=_Float(min=0), default=5.0, show_default=True,
               callback=_finite,
               help="Global gradient-norm bound; 0 turns clipping off.")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -265,7 +291,7 @@ def _grad_plot(model: Any, X: np.ndarray, y: np.ndarray, path: str, title: str) 
               help="Device of the backend (e.g. cuda, device1); default: its default device.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
               show_default=True)
-@click.option("--test-size", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--test-size", type=_Float(0, 1, min_open=True, max_open=True),
               callback=_finite,
               default=0.2, show_default=True, help="Held-out share of the data.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True), default=None,
@@ -278,7 +304,7 @@ def _grad_plot(model: Any, X: np.ndarray, y: np.ndarray, path: str, title: str) 
               help="Write the trained model (.npz + JSON metadata, no pickle).")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar (tqdm, on stderr).")
-@click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
+@click.option("--threads", type=_Int(min=0), default=1, show_default=True,
               help="CPU threads for BLAS and torch (0: the libraries' default). Small recurrent "
                    "matrices gain nothing from more; on a busy machine they slow down.")
 def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectional: bool,
@@ -291,18 +317,30 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
     With no options: the Elman classifier (ScratchSimpleRNNClassifier) on the handwritten digits
     read row by row (8 steps x 8 features), 20 % held out.
     """
-    from tqdm import tqdm
-
     from .models import RNNClassifier, RNNRegressor, ScratchSimpleRNNClassifier, save_model
+    from .models._progress import EpochBar, compact
 
+    # Everything that could fail after training is checked here, before it.
     if cell not in CELLS:
         raise click.BadParameter(f"{cell!r} is not a cell; know {', '.join(sorted(CELLS))}",
                                  param_hint="--cell")
+    if dropout and num_layers == 1:
+        raise click.BadParameter(
+            f"--dropout {dropout:g} acts between stacked layers (after all but the last), so it "
+            "needs --num-layers 2 or more; with one layer it would change nothing",
+            param_hint="--dropout")
     _check_backend(backend)
     dev = _resolve_device(backend, device_label)
+    for option, path in (("--plot", plot_path), ("--grad-plot", grad_plot_path)):
+        if path:
+            _check_figure_path(path, option)
+    if save_path:
+        _check_output(save_path, "--save")
     X, y = DATASETS[dataset](seed=seed)
     tr, te = _split(X.shape[0], test_size, seed)
     regression = dataset in _REGRESSION_DATASETS
+    if not regression:
+        _check_split(y, tr, te, test_size)
     common = dict(hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
                   dropout=dropout, epochs=epochs, batch_size=batch_size,
                   optimizer=optimizer, learning_rate=lr, clip_norm=clip or None,
@@ -325,54 +363,120 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
                f"{optimizer} lr={lr:g}, batch {batch_size}, clip {clip or 'off'}; "
                f"{backend} ({dev_name}) {dtype}")
     X_te, y_te = X[te], y[te]
+    # One unit per curve: a regressor trains on standardised targets, so its training loss is
+    # mapped back to the targets' units (x scale**2): MSE, like the held-out figure.
     history_test: dict[str, list[float]] = {"test_loss": [], "test_accuracy": []}
-    bar = tqdm(total=epochs, unit="epoch", disable=not progress, leave=False, file=sys.stderr,
-               dynamic_ncols=True)
 
-    def on_epoch(epoch: int, history: dict) -> None:
-        post = {"loss": f"{history['loss'][-1]:.4f}"}
+    def held_out(history: dict) -> dict[str, str]:
         if regression:
             pred = np.asarray(model.predict(X_te), dtype=np.float64)
             history_test["test_loss"].append(float(np.mean((pred - y_te) ** 2)))
-        else:
-            proba = np.asarray(model.predict_proba(X_te), dtype=np.float64)
-            idx = np.searchsorted(model.classes_, y_te)
-            history_test["test_loss"].append(
-                float(-np.mean(np.log(np.clip(proba[np.arange(idx.size), idx], 1e-300, None)))))
-            history_test["test_accuracy"].append(float(np.mean(proba.argmax(1) == idx)))
-            post["acc"] = f"{history['accuracy'][-1]:.3f}"
-            post["held-out acc"] = f"{history_test['test_accuracy'][-1]:.3f}"
-        bar.set_postfix(post, refresh=False)
-        bar.update(1)
+            return {"loss": compact(_raw_loss(model, history["loss"][-1:])[0]),
+                    "held-out MSE": compact(history_test["test_loss"][-1])}
+        proba = np.asarray(model.predict_proba(X_te), dtype=np.float64)
+        idx = np.searchsorted(model.classes_, y_te)
+        history_test["test_loss"].append(
+            float(-np.mean(np.log(np.clip(proba[np.arange(idx.size), idx], 1e-300, None)))))
+        history_test["test_accuracy"].append(float(np.mean(proba.argmax(1) == idx)))
+        return {"held-out acc": f"{history_test['test_accuracy'][-1]:.3f}"}
+
+    bar = EpochBar(epochs, enabled=progress, extra=held_out if (progress or plot_path) else None)
+    on_epoch = bar if (progress or plot_path) else None
 
     start = time.perf_counter()
     with limit_threads(threads or None):
         try:
-            model.fit(X[tr], y[tr], callback=on_epoch if (progress or plot_path) else None)
+            model.fit(X[tr], y[tr], callback=on_epoch, progress=False)
+        except TrainingDivergedError as exc:
+            raise FloatingPointError(_diverged_message(exc, model, lr, clip)) from None
         finally:
             bar.close()
     seconds = time.perf_counter() - start
-    click.echo(f"trained {model.n_epochs_} epochs in {seconds:.1f} s; final training loss "
-               f"{model.history_['loss'][-1]:.4f}")
+    train_loss = _raw_loss(model, model.history_["loss"])
+    loss_name = "MSE" if regression else "loss (cross-entropy)"
+    click.echo(f"trained {model.n_epochs_} epochs in {seconds:.1f} s; final training "
+               f"{loss_name} {compact(train_loss[-1])}")
     if regression:
         pred = np.asarray(model.predict(X_te), dtype=np.float64)
-        click.echo(f"held-out MSE: {float(np.mean((pred - y_te) ** 2)):.4f}  "
+        click.echo(f"held-out MSE: {compact(float(np.mean((pred - y_te) ** 2)))}  "
                    f"(R^2 {model.score(X_te, y_te):.4f}; predicting the mean: MSE "
-                   f"{float(np.var(y_te)):.4f})")
+                   f"{compact(float(np.var(y_te)))})")
     else:
         click.echo(f"held-out accuracy: {model.score(X_te, y_te):.4f} ({te.size} sequences)")
     if save_path:
         save_model(model, save_path)
         click.echo(f"saved model to {save_path}")
     if plot_path:
-        history = {**model.history_, **{k: v for k, v in history_test.items() if v}}
-        _plot(history, plot_path, f"rnnx train --dataset {dataset} (cell={cell}, {backend} {dtype})")
+        history = {**model.history_, "loss": train_loss,
+                   **{k: v for k, v in history_test.items() if v}}
+        _plot(history, plot_path, f"rnnx train --dataset {dataset} (cell={cell}, {backend} {dtype})",
+              loss_label="MSE (target units)" if regression else "cross-entropy loss")
         click.echo(f"wrote curves to {plot_path}")
     if grad_plot_path:
         _grad_plot(model, X_te[:batch_size], y_te[:batch_size], grad_plot_path,
                    f"rnnx train --dataset {dataset} (cell={cell}): {min(batch_size, te.size)} "
                    "held-out sequences")
         click.echo(f"wrote gradient norms to {grad_plot_path}")
+
+
+def _raw_loss(model: Any, losses: list[float]) -> list[float]:
+    """A regressor's per-epoch training losses in the targets' units: it trains on standardised
+    targets, so its MSE is the raw one divided by scale**2 (averaged over outputs)."""
+    if not hasattr(model, "_y_scale"):
+        return list(losses)
+    factor = float(np.mean(np.asarray(model._y_scale, dtype=np.float64) ** 2))
+    return [v * factor for v in losses]
+
+
+def _diverged_message(exc: Any, model: Any, lr: float, clip: float) -> str:
+    """The divergence error in the command line's terms (--lr, --clip), not the estimator's."""
+    from .models._progress import compact
+
+    kept = ("its initial weights" if model.n_epochs_ == 0 else
+            f"the weights after epoch {model.n_epochs_}, the last finite one")
+    how = ("turn on gradient clipping (--clip 0 turns it off now; try --clip 1)" if not clip
+           else f"clip harder (--clip {clip:g} now; try --clip {clip / 5:g})")
+    return (f"training diverged in epoch {exc.epoch}: the mean training loss is "
+            f"{compact(exc.loss)}. Lower --lr ({lr:g} now; try --lr {lr / 10:g}) or {how}. "
+            f"Nothing was saved or plotted (the model had kept {kept})")
+
+
+def _check_output(path: str, option: str) -> None:
+    from ._backend import check_writable
+
+    try:
+        check_writable(path)
+    except OSError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+def _check_figure_path(path: str, option: str) -> None:
+    """matplotlib importable, the file's format one it writes, the folder writable."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise click.UsageError(f"{option} needs matplotlib ({exc}): pip install 'rnnx[plot]'; "
+                               "nothing was trained") from None
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    formats = Figure().canvas.get_supported_filetypes()
+    if ext and ext not in formats:
+        raise click.BadParameter(f"cannot write a figure as {ext!r} ({path}); formats: "
+                                 f"{', '.join(sorted(formats))}", param_hint=option)
+    _check_output(path, option)
+
+
+def _check_split(y: np.ndarray, tr: np.ndarray, te: np.ndarray, test_size: float) -> None:
+    """Every class must be in the training part (a held-out label the model never saw cannot be
+    scored) and in the held-out part (else its accuracy is not measured)."""
+    classes = np.unique(y)
+    for part, idx in (("training", tr), ("held-out", te)):
+        missing = np.setdiff1d(classes, np.unique(y[idx]))
+        if missing.size:
+            raise click.BadParameter(
+                f"{test_size:g} holds out {te.size} of {y.size} sequences, leaving the "
+                f"{part} part ({idx.size}) without class(es) {missing.tolist()[:5]} of "
+                f"{classes.size}: choose a share that keeps every class on both sides",
+                param_hint="--test-size")
 
 
 def _read_input(path: str) -> np.ndarray:
@@ -387,6 +491,13 @@ def _read_input(path: str) -> np.ndarray:
             return next(iter(data.values()))
         raise click.BadParameter(f"{path} holds {sorted(data)}: name the input array 'X'",
                                  param_hint="INPUT")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head.startswith((b"\x93NUMPY", b"PK")):
+        what = "the file is empty" if not head else (
+            f"it does not start like one (it starts {head!r}; a text file? read it with "
+            "numpy.loadtxt and write it with numpy.save, or use an .npz with an array named X)")
+        raise ValueError(f"cannot read INPUT {path!r} as a .npy array: {what}")
     try:
         a = np.load(path, allow_pickle=False)
     except (ValueError, EOFError, OSError) as exc:
@@ -414,6 +525,8 @@ def predict(model_path: str, input_path: str, proba: bool, output: str | None, b
     from .models import load_model
 
     _check_backend(backend)
+    if output:
+        _check_output(output, "--output")
     model = load_model(model_path, backend=backend, device=_resolve_device(backend, device_label))
     X = _read_input(input_path)
     if proba:

@@ -17,10 +17,9 @@ matplotlib inside its body.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
-from ._backend import namespace, to_numpy
+from ._backend import atomic_path, namespace, to_numpy
 from .layers import Recurrent
 
 __all__ = ["estimator_grad_norms", "network_grad_norms", "plot_grad_norms", "state_grad_norms"]
@@ -140,14 +139,6 @@ def plot_grad_norms(norms: dict[str, Any], path: str | os.PathLike, *, title: st
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1] or ".png"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".rnnx-plot-", suffix=suffix)
-    os.close(fd)
-    try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    with atomic_path(path) as tmp:  # 0o666 less the umask, like every other rnnx output
+        fig.savefig(tmp, format=fmt)

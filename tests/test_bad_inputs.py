@@ -272,6 +272,10 @@ ESTIMATOR = [
      ["bidirectional must be True or False", "got 'yes'"]),
     ("est-dropout-1", fit(dropout=1.0, num_layers=2), ValueError,
      ["dropout must be a probability in [0, 1)", "got 1.0"]),
+    ("est-misspelt-keyword", lambda: RNNClassifier(hiden_size=4), TypeError,
+     ["RNNClassifier.__init__() got an unexpected keyword argument 'hiden_size'"]),
+    ("est-fit-progress", lambda: RNNClassifier(**TINY).fit(EX, EY, progress="yes"), ValueError,
+     ["progress must be True, False or None", "got 'yes'"]),
     ("est-dropout-negative", fit(dropout=-0.1), ValueError,
      ["dropout must be a probability in [0, 1)", "got -0.1"]),
     ("est-forget_bias-nan", fit(forget_bias=float("nan"), cell="lstm"), ValueError,
@@ -465,7 +469,7 @@ CLI = [
     ("cli-predict-truncated-model", cli_process("predict", "--model", "cli-trunc.npz", "x.npy"),
      CLIFailed, ["[exit 2] rnnx: error:", "cli-trunc.npz", "truncated or corrupted .npz archive"]),
     ("cli-predict-empty-input", cli_process("predict", "--model", "good.npz", "empty.npy"), CLIFailed,
-     ["[exit 2]", "cannot read INPUT 'empty.npy' as a .npy array without pickle"]),
+     ["[exit 2]", "cannot read INPUT 'empty.npy' as a .npy array: the file is empty"]),
     ("cli-unknown-command", cli("fit"), CLIFailed, ["[exit 2]", "No such command 'fit'"]),
     ("cli-unknown-option", cli("train", "--epoch", "3"), CLIFailed,
      ["[exit 2]", "No such option '--epoch'", "Did you mean one of: '--epochs'"]),
@@ -481,8 +485,36 @@ CLI = [
      ["[exit 2]", "'quantum' is not a device of numpy here; devices: cpu"]),
     ("cli-diverges", cli("train", "--dataset", "adding", *QUICK, "--optimizer", "sgd", "--lr", "1000",
                          "--clip", "0"), CLIFailed,
-     ["[exit 2]", "training diverged in epoch 1", "keeps its initial weights",
-      "Lower learning_rate (1000.0 now)", "clip_norm"]),
+     ["[exit 2]", "training diverged in epoch 1", "had kept its initial weights",
+      "Lower --lr (1000 now; try --lr 100)", "--clip 0 turns it off now; try --clip 1",
+      "Nothing was saved or plotted"]),
+    # Options that can fail after training are refused before it (nothing is trained).
+    ("cli-plot-format", cli("train", *QUICK, "--plot", tmp("curves.xyz")), CLIFailed,
+     ["[exit 2]", "Invalid value for --plot", "cannot write a figure as 'xyz'", "formats:", "png"]),
+    ("cli-grad-plot-format", cli("train", *QUICK, "--grad-plot", tmp("g.bmpx")), CLIFailed,
+     ["[exit 2]", "Invalid value for --grad-plot", "cannot write a figure as 'bmpx'"]),
+    ("cli-plot-no-folder", cli("train", *QUICK, "--plot", tmp("nodir/c.png")), CLIFailed,
+     ["[exit 2]", "Invalid value for --plot", "nodir/c.png", "does not exist"]),
+    ("cli-save-no-folder", cli("train", *QUICK, "--save", tmp("nodir/m.npz")), CLIFailed,
+     ["[exit 2]", "Invalid value for --save", "cannot write", "nodir/m.npz", "its folder", "does not exist"]),
+    ("cli-save-folder-is-file", cli("train", *QUICK, "--save", lambda: os.path.join(tmp("x.npy"), "m.npz")),
+     CLIFailed, ["[exit 2]", "Invalid value for --save", "x.npy", "is not a folder"]),
+    ("cli-predict-output-no-folder", cli("predict", "--model", model_path, lambda: tmp("x.npy"),
+                                         "--output", tmp("nodir/p.npy")), CLIFailed,
+     ["[exit 2]", "Invalid value for --output", "nodir/p.npy", "does not exist"]),
+    ("cli-test-size-starves-training", cli("train", *QUICK, "--test-size", "0.999"), CLIFailed,
+     ["[exit 2]", "Invalid value for --test-size", "0.999 holds out 1795 of 1797",
+      "training part (2) without class(es)", "keeps every class on both sides"]),
+    ("cli-test-size-starves-held-out", cli("train", *QUICK, "--test-size", "0.001"), CLIFailed,
+     ["[exit 2]", "Invalid value for --test-size", "held-out part (2) without class(es)"]),
+    ("cli-dropout-one-layer", cli("train", *QUICK, "--dropout", "0.5"), CLIFailed,
+     ["[exit 2]", "Invalid value for --dropout", "needs --num-layers 2 or more",
+      "with one layer it would change nothing"]),
+    ("cli-epochs-text", cli("train", "--epochs", "ten"), CLIFailed,
+     ["[exit 2]", "Invalid value for '--epochs'", "'ten' is not a valid integer."]),
+    ("cli-predict-one-2d-sequence", cli("predict", "--model", model_path, npy("one.npy", EX[0])),
+     CLIFailed, ["[exit 2]", "is expecting 2 features", "one sequence of 4 steps x 2 features is "
+                 "X.reshape(1, 4, 2)"]),
     ("cli-predict-model-missing", cli("predict", "--model", tmp("nope.npz"), model_path), CLIFailed,
      ["[exit 2]", "Invalid value for '--model'", "does not exist"]),
     ("cli-predict-input-missing", cli("predict", "--model", model_path, tmp("nope.npy")), CLIFailed,
@@ -493,7 +525,7 @@ CLI = [
                                       npy("obj.npy", np.array([{}], object), allow_pickle=True)),
      CLIFailed, ["[exit 2]", "cannot read INPUT", "obj.npy", "Object arrays cannot be loaded"]),
     ("cli-predict-input-text", cli("predict", "--model", model_path, raw_file("t.npy", b"1,2,3\n")),
-     CLIFailed, ["[exit 2]", "cannot read INPUT", "t.npy", "without pickle"]),
+     CLIFailed, ["[exit 2]", "cannot read INPUT", "t.npy", "a text file? read it with numpy.loadtxt"]),
     ("cli-predict-input-features", cli("predict", "--model", model_path, npy("f.npy", EX[:, :, :1])),
      CLIFailed, ["[exit 2]", "X has 1 features, but RNNClassifier is expecting 2"]),
     ("cli-predict-input-nan", cli("predict", "--model", model_path, npy("n.npy", with_nan(EX))),
@@ -545,3 +577,13 @@ def test_catalogue_ids_are_unique():
     ids = [c[0] for c in CATALOGUE]
     assert len(ids) == len(set(ids))
     assert len(CATALOGUE) >= 40
+
+
+def test_docs_quote_the_catalogue_size():
+    """README.md and docs/hardening.md say how many bad inputs the catalogue holds: this one."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    n = len(CATALOGUE)
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+        assert f"catalogue of {n} bad inputs" in f.read()
+    with open(os.path.join(root, "docs", "hardening.md"), encoding="utf-8") as f:
+        assert f"**{n} bad inputs**" in f.read()

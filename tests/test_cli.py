@@ -139,8 +139,14 @@ def test_info_lists_backends_and_reasons():
     ["train", "--dropout", "nan"],
     ["train", "--backend", "numpy", "--device", "quantum"],
     ["train", "--dataset", "mnist"],
+    ["train", "--dropout", "0.5"],
+    ["train", "--test-size", "0.999"],
+    ["train", "--save", "nodir/m.npz"],
+    ["train", "--plot", "curves.xyz"],
+    ["train", "--epochs", "ten"],
 ], ids=["epochs", "backend", "lr", "cell", "num-layers", "dropout-1", "dropout-nan", "device",
-         "dataset"])
+         "dataset", "dropout-one-layer", "test-size-split", "save-folder", "plot-format",
+         "epochs-text"])
 def test_bad_arguments_fail_without_traceback(args):
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 2
@@ -163,3 +169,84 @@ def test_help_exits_zero(command):
     """click's --help exits through Exit(0), a RuntimeError: it must not become an error line."""
     res = CliRunner().invoke(main, [command, "--help"])
     assert res.exit_code == 0 and "rnnx: error" not in res.output and "Usage:" in res.output
+
+
+def _subprocess_env():
+    import os
+
+    import rnnx
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(rnnx.__file__)))
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+
+
+def test_closed_pipe_ends_quietly(tmp_path):
+    """``rnnx check | head -3``: no error line, the SIGPIPE status (141), never exit 2."""
+    import subprocess
+    import sys
+
+    res = subprocess.run(f"'{sys.executable}' -m rnnx check --backend numpy | head -3; "
+                         "echo \"status=${PIPESTATUS[0]}\"", shell=True, executable="/bin/bash",
+                         capture_output=True, text=True, env=_subprocess_env(), timeout=300,
+                         cwd=tmp_path)
+    assert "error" not in res.stderr and "Broken pipe" not in res.stderr, res.stderr
+    assert res.stdout.strip().splitlines()[-1] in ("status=141", "status=0"), res.stdout
+
+
+def test_plot_without_matplotlib_fails_before_training(tmp_path, monkeypatch):
+    import sys
+
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.pyplot"):
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
+    for option in ("--plot", "--grad-plot"):
+        res = CliRunner().invoke(main, ["train", *TINY, option, str(tmp_path / "c.png")])
+        assert res.exit_code == 2, res.output
+        assert f"{option} needs matplotlib" in res.output and "nothing was trained" in res.output
+        assert "trained" not in res.stdout  # no 'trained N epochs' line: it stopped first
+
+
+def test_regression_summary_and_curves_share_one_unit(tmp_path, monkeypatch):
+    """--dataset adding: the training figure is MSE in the targets' units, like the held-out
+    MSE (not the standardised loss the regressor trains on)."""
+    pytest.importorskip("matplotlib")
+    import rnnx.cli as cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "_plot", lambda history, path, title, loss_label: seen.update(
+        history=history, label=loss_label))
+    res = run("train", "--dataset", "adding", *TINY, "--epochs", "3", "--plot",
+              str(tmp_path / "c.png"))
+    assert res.exit_code == 0, res.output
+    train = float(re.search(r"final training MSE ([0-9.]+)", res.stdout).group(1))
+    held = float(re.search(r"held-out MSE: ([0-9.]+)", res.stdout).group(1))
+    mean = float(re.search(r"predicting the mean: MSE ([0-9.]+)", res.stdout).group(1))
+    # Both near the variance of the target (~1/6) for an untrained-ish model: one unit.
+    assert 0.5 < train / mean < 2 and 0.5 < held / mean < 2
+    assert seen["label"] == "MSE (target units)"
+    assert seen["history"]["loss"][-1] == pytest.approx(train, abs=1e-4)
+    assert len(seen["history"]["test_loss"]) == 3
+
+
+def test_figures_get_the_usual_file_mode(tmp_path):
+    """--plot and --grad-plot files get 0o666 less the umask, like --save (not mkstemp's 0600)."""
+    pytest.importorskip("matplotlib")
+    import os
+    import stat
+
+    files = [tmp_path / n for n in ("c.png", "g.png", "m.npz")]
+    res = run("train", "--dataset", "sine", *TINY, "--plot", str(files[0]), "--grad-plot",
+              str(files[1]), "--save", str(files[2]))
+    assert res.exit_code == 0, res.output
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o666 & ~umask}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "g.png", "m.npz"]  # no temp
+
+
+def test_compact_numbers():
+    from rnnx.models._progress import compact
+
+    assert compact(0.0005) == "0.0005" and compact(1.0143) == "1.0143"
+    assert compact(1.2345e30) == "1.235e+30" and compact(float("nan")) == "nan"
+    assert compact(3e-7) == "3.000e-07"

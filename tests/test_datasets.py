@@ -52,6 +52,19 @@ def test_parity_definition():
     np.testing.assert_array_equal(y, X[:, :, 0].sum(axis=1).astype(int) % 2)
 
 
+@pytest.mark.parametrize(("n", "time"), [(1000, 12), (256, 8), (50, 80)])
+def test_parity_strings_are_distinct(n, time):
+    """No string occurs twice, so no held-out string of any split also occurs in training."""
+    X, _ = make_parity(n, time, seed=3)
+    assert X.shape == (n, time, 1)
+    assert np.unique(X[:, :, 0], axis=0).shape[0] == n
+
+
+def test_parity_refuses_more_samples_than_strings():
+    with pytest.raises(ValueError, match=r"n_samples must be at most 2\*\*time = 256 .* got 257"):
+        make_parity(257, 8)
+
+
 def test_sine_waves_frequency_is_the_class():
     """Without noise, the dominant FFT bin of each sequence is its class + 1 periods."""
     X, y = make_sine_waves(90, 64, n_classes=3, noise=0.0, seed=4)

@@ -421,3 +421,53 @@ def test_limit_threads_restores_torch_setting():
     with limit_threads(before + 1):
         assert torch.get_num_threads() == before + 1
     assert torch.get_num_threads() == before
+
+
+def test_partial_fit_after_load_model(tmp_path):
+    """A loaded model continues training (it had no shuffling generator: io._build set none)."""
+    from rnnx.models import load_model, save_model
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(24, 5, 2))
+    y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
+    clf = RNNClassifier(hidden_size=4, epochs=2, random_state=0).fit(X, y)
+    save_model(clf, tmp_path / "m.npz")
+    back = load_model(tmp_path / "m.npz")
+    back.partial_fit(X, y)
+    assert back.n_epochs_ == 3 and len(back.history_["loss"]) == 3
+    reg = RNNRegressor(hidden_size=4, epochs=1, random_state=None).fit(X, X[:, -1, 0])
+    save_model(reg, tmp_path / "r.npz")
+    assert load_model(tmp_path / "r.npz").partial_fit(X, X[:, -1, 0]).n_epochs_ == 2
+
+
+def test_fit_progress_bar(capsys):
+    """fit(progress=True) draws the CLI's tqdm bar on stderr; the default (None) stays silent
+    when stderr is not a terminal, as under pytest; progress=False never draws."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(16, 4, 2))
+    y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
+    seen = []
+    RNNClassifier(hidden_size=4, epochs=3, random_state=0).fit(
+        X, y, progress=True, callback=lambda e, h: seen.append(e))
+    err = capsys.readouterr().err
+    assert "/3 [" in err and "epoch" in err  # tqdm redraws at most every 0.1 s: short here
+    assert seen == [1, 2, 3]  # the user's callback still runs
+    for progress in (None, False):
+        RNNClassifier(hidden_size=4, epochs=2, random_state=0).fit(X, y, progress=progress)
+        assert capsys.readouterr().err == ""
+
+
+def test_dropout_with_one_layer_warns_as_torch_does():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(16, 4, 2))
+    y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
+    with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
+        RNNClassifier(hidden_size=4, epochs=1, dropout=0.5).fit(X, y)
+
+
+def test_one_2d_sequence_gets_a_reshape_hint():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(16, 8, 8))
+    clf = RNNClassifier(hidden_size=4, epochs=1, random_state=0).fit(X, np.arange(16) % 2)
+    with pytest.raises(ValueError, match=r"is X\.reshape\(1, 8, 8\)"):
+        clf.predict(X[0])

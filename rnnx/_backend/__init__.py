@@ -35,7 +35,7 @@ from ._availability import (
 )
 from ._cpu import float_errors_checked_by_caller, limit_threads, prefers_exp_tanh
 from ._devices import common_device, device_scope, on_device, on_input_device
-from ._files import atomic_path, load_npz, save_npz_atomic
+from ._files import atomic_path, check_writable, load_npz, save_npz_atomic
 from ._host import from_host, host_namespace, host_rng, move_to, synchronize, to_device, to_numpy
 from ._namespaces import (
     backend_name,
@@ -59,6 +59,7 @@ __all__ = [
     "atomic_path",
     "available_backends",
     "backend_name",
+    "check_writable",
     "common_device",
     "cuda_driver_unavailable_reason",
     "device",

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_path", "load_npz", "save_npz_atomic"]
+__all__ = ["atomic_path", "check_writable", "load_npz", "save_npz_atomic"]
 
 
 @contextlib.contextmanager
@@ -25,9 +25,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     renamed over ``path`` with ``os.replace``, so readers see the old file or the new one, never
     a partial write. On error the temporary file is removed and ``path`` is untouched."""
     path = os.fspath(path)
+    check_writable(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
+                                   suffix=".tmp")
+    except OSError as exc:  # its message would name the temporary file, not the user's path
+        raise _named(exc, path) from None
     os.close(fd)
     try:
         yield tmp
@@ -36,11 +40,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _named(exc, path) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _named(exc: OSError, path: str) -> OSError:
+    """``exc`` again, its message naming ``path`` (never a temporary file)."""
+    return type(exc)(f"cannot write {path!r}: {exc.strerror or exc}")
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise ``OSError`` naming ``path`` unless a file can be created or replaced there: its
+    folder exists, is a folder and is writable, and ``path`` itself is not a folder. Cheap (no
+    file is created), so callers check output paths before long work."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot write {path!r}: it is a directory")
+    if not os.path.exists(folder):
+        raise FileNotFoundError(f"cannot write {path!r}: its folder "
+                                f"{os.path.dirname(path) or '.'!r} does not exist")
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(f"cannot write {path!r}: "
+                                 f"{os.path.dirname(path)!r} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {path!r}: its folder "
+                              f"{os.path.dirname(path) or '.'!r} is not writable")
 
 
 def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any]) -> None:

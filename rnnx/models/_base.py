@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ from ..optim import make_optimizer
 from ._constraints import PARAMETER_CONSTRAINTS, check_cell_options, validate
 from ._device import on_model_device
 from ._errors import not_fitted_error_class
+from ._progress import EpochBar
 from ._training import Trainer, eval_forward
 from ._validation import (
     check_finite,
@@ -147,6 +149,14 @@ class BaseRNN(Params):
         check_cell_options(self._cell_fixed or self.cell, {"forget_bias": self.forget_bias,
                                                            "nonlinearity": self.nonlinearity})
 
+    def _warn_inert_dropout(self) -> None:
+        """Warn, as torch does, when ``dropout`` cannot act: it drops between stacked layers, so
+        with one layer it changes nothing."""
+        if self.dropout and self.num_layers == 1:
+            warnings.warn(f"dropout={self.dropout!r} adds dropout after all but the last "
+                          "recurrent layer, so non-zero dropout expects num_layers greater than "
+                          "1; with num_layers=1 it changes nothing", UserWarning, stacklevel=5)
+
     def _network_options(self) -> dict[str, Any]:
         """The recurrent layer's options, as :class:`SequenceNetwork` takes them (``fit`` and
         :func:`rnnx.models.load_model` build the network from these alone)."""
@@ -219,8 +229,18 @@ class BaseRNN(Params):
             ok = X3.shape[2] == self.n_features_in_
             got = X3.shape[2]
         if not ok:
+            want = self.n_features_in_
+            hint = ""
+            if self._fit_ndim == 3 and X.ndim == 2 and X.shape[1] == want:
+                # One (time, features) sequence given as a 2-D array reads as X.shape[0]
+                # univariate sequences: say how to mean one sequence.
+                hint = (f". A 2-D X {tuple(X.shape)} is {X.shape[0]} univariate sequence(s) of "
+                        f"{X.shape[1]} steps; one sequence of {X.shape[0]} steps x {want} features "
+                        f"is X.reshape(1, {X.shape[0]}, {want})")
+            # scikit-learn's wording, which its check_n_features_in_after_fitting matches
+            # literally ("X has 1 features" included).
             raise ValueError(f"X has {got} features, but {type(self).__name__} is expecting "
-                             f"{self.n_features_in_} features as input")
+                             f"{want} features as input{hint}")
         return X3
 
     def _n_step_features(self) -> int:
@@ -283,6 +303,7 @@ class BaseRNN(Params):
         if is_array and y_is_array:
             same_library({"X": X, "y": y})
         if first:
+            self._warn_inert_dropout()
             sequences(X)  # shape errors before any transfer
             Xm = sequences(self._place_fit_X(X))
             self._fit_ndim = X.ndim
@@ -305,7 +326,8 @@ class BaseRNN(Params):
 
     @on_model_device
     def fit(self, X: Any, y: Any, *, lengths: Any = None,
-            callback: Callable[[int, dict], Any] | None = None) -> Any:
+            callback: Callable[[int, dict], Any] | None = None,
+            progress: bool | None = None) -> Any:
         """Train from freshly initialised weights for ``epochs`` passes (fewer with early
         stopping).
 
@@ -323,6 +345,11 @@ class BaseRNN(Params):
         callback : callable ``(epoch, history) -> None``, optional
             Called after every epoch (the command line's progress bar uses it); ``epoch``
             counts from 1 and ``history`` is :attr:`history_`.
+        progress : bool or None, default None
+            A tqdm progress bar on stderr, one tick an epoch, showing the loss (and accuracy,
+            and the validation figures with a split) -- the bar ``rnnx train`` shows, through
+            the same callback (:class:`rnnx.models._progress.EpochBar`). ``None``: on only
+            when stderr is a terminal (off in logs, CI and tests).
 
         Returns ``self``. Sets ``network_`` (parameters on the training device), ``history_``
         (per epoch ``loss``, ``accuracy`` for classifiers, and ``val_*`` with a validation
@@ -343,6 +370,9 @@ class BaseRNN(Params):
             script or a grid search stops as the user asked; catch it to keep working with
             the model. An interrupt inside ``callback`` leaves the just-completed epoch in.
         """
+        if not any(progress is v for v in (True, False, None)):
+            raise ValueError(f"progress must be True, False or None (a bar only on a terminal); "
+                             f"got {progress!r}")
         for attr in ("network_", "history_"):
             if hasattr(self, attr):
                 delattr(self, attr)
@@ -352,16 +382,23 @@ class BaseRNN(Params):
         self._new_network(Xm.shape[2], self._n_outputs, rng)
         self._rng = rng  # partial_fit after fit continues the same stream
         trainer = self._trainer()
+        bar = None if progress is False else EpochBar(self.epochs, enabled=progress)
 
         def on_epoch(epoch: int, history: dict) -> None:
             self.n_epochs_ = trainer.n_epochs  # before the callback: it may look
+            if bar is not None:
+                bar(epoch, history)
             if callback is not None:
                 callback(epoch, history)
 
-        trainer.fit(Xm, ym, steps, epochs=self.epochs,
-                    validation_fraction=self.validation_fraction,
-                    early_stopping=self.early_stopping, n_iter_no_change=self.n_iter_no_change,
-                    tol=self.tol, on_epoch=on_epoch)
+        try:
+            trainer.fit(Xm, ym, steps, epochs=self.epochs,
+                        validation_fraction=self.validation_fraction,
+                        early_stopping=self.early_stopping, n_iter_no_change=self.n_iter_no_change,
+                        tol=self.tol, on_epoch=on_epoch)
+        finally:
+            if bar is not None:
+                bar.close()
         return self
 
     def _trainer(self) -> Trainer:

@@ -112,6 +112,44 @@ class RNNClassifier(BaseRNN):
 
     _loss = "cross_entropy"
 
+    # Spelled out (not inherited) so that a misspelt keyword names this class, not the
+    # private base: "RNNClassifier.__init__() got an unexpected keyword argument ...".
+    def __init__(
+        self,
+        *,
+        cell: str = "rnn",
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        forget_bias: float = 0.0,
+        nonlinearity: str = "tanh",
+        init: str = "xavier",
+        recurrent_init: str = "orthogonal",
+        optimizer: str = "adam",
+        learning_rate: float = 0.005,
+        epochs: int = 40,
+        batch_size: int = 32,
+        clip_norm: float | None = 5.0,
+        early_stopping: bool = False,
+        validation_fraction: float | None = None,
+        n_iter_no_change: int = 5,
+        tol: float = 1e-4,
+        random_state: int | None = None,
+        backend: str | None = None,
+        device: Any = None,
+        dtype: str | None = None,
+    ) -> None:
+        super().__init__(
+            cell=cell, hidden_size=hidden_size, num_layers=num_layers,
+            bidirectional=bidirectional, dropout=dropout, forget_bias=forget_bias,
+            nonlinearity=nonlinearity, init=init, recurrent_init=recurrent_init,
+            optimizer=optimizer, learning_rate=learning_rate, epochs=epochs,
+            batch_size=batch_size, clip_norm=clip_norm, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change, tol=tol,
+            random_state=random_state, backend=backend, device=device, dtype=dtype,
+        )
+
     def _encode_y(self, y_host: Any, *, first: bool, classes: Any, Xm: Any,
                   valid: Any = None) -> Any:
         hnp = host_namespace()

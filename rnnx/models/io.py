@@ -31,7 +31,15 @@ import json
 import os
 from typing import Any
 
-from .._backend import from_host, get_namespace, host_namespace, load_npz, save_npz_atomic, to_numpy
+from .._backend import (
+    from_host,
+    get_namespace,
+    host_namespace,
+    host_rng,
+    load_npz,
+    save_npz_atomic,
+    to_numpy,
+)
 from ..optim import make_optimizer
 from .estimators import RNNClassifier, RNNRegressor, ScratchSimpleRNNClassifier
 from .network import SequenceNetwork
@@ -188,6 +196,9 @@ def _build(meta: dict[str, Any], data: dict[str, Any], cls: type, backend: str, 
                          for k, v in host.items()})
     model.network_ = net
     model._optim = make_optimizer(model.optimizer, model.learning_rate)
+    # partial_fit continues from here: a fresh shuffling stream seeded like fit's (the saved
+    # model's generator state is not stored).
+    model._rng = host_rng(model.random_state)
     model.history_ = meta["history"]
     model.n_epochs_ = len(meta["history"]["loss"])
     return model
