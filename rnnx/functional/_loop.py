@@ -132,7 +132,7 @@ def scan_backward(
     arrays of the factors ``(steps, batch, width)``, which the step updates in place, row ``i``
     (where ``buffered``; otherwise they are stored as the step returns them, like the rest):
     no per-step copy into a buffer. Blocks of factors are copied into the stored arrays once a
-    block; a single block is kept as it is.
+    block (the first ``stored_widths[k]`` columns of each); a single block is kept as it is.
 
     Returns ``(stored, g)``: the stored gradients as time-major ``(time, batch, .)`` arrays and
     the gradients reaching the initial states. With a ``workspace`` their buffers are its
@@ -177,7 +177,9 @@ def scan_backward(
                 g = (g_h, *g[1:])
         if kept:
             for buf, f in zip(kept, fac[:n_in]):
-                buf[s:e, ...] = f  # (L, B, w): the block's gradients, one copy a block
+                # (L, B, w): the block's gradients, one copy a block; a factor wider than its
+                # stored width keeps only its first w columns (the rest fed the recurrence).
+                buf[s:e, ...] = f if f.shape[2] == buf.shape[2] else f[:, :, : buf.shape[2]]
     if n_in and not kept:
         kept = list(fac[:n_in])  # one block: the factors are the stored gradients
     return [*kept, *_stacked(xp, slots, buffered)], g

@@ -269,9 +269,11 @@ def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
         d, g_prev = gru_cell_backward(g[0], p[1][i, ...], w_hT, xp=xp)
         return (d,), (g_prev,)
 
+    # The weight sums read blocks 0-3 of each step's gradients (du, dv): a kept buffer stores
+    # those four, not the fifth (g z, which only fed the recurrence).
     (ds,), (g,) = scan_backward(
         step_back, factors, (g,), time=time, row_elements=batch * 5 * hidden,
-        stored_widths=(5 * hidden,), seq=seq, mask=m, state_grads=state_grads,
+        stored_widths=(4 * hidden,), seq=seq, mask=m, state_grads=state_grads,
         buffered=writeable(hs_tm), xp=xp, in_factors=1, workspace=workspace)
     # du in the blocks' order n, r, z: w_x's columns (r, z, n) are taken in that order for dx,
     # and dw_x, db_ih put back in w_x's order; dv is in w_h's order already.

@@ -290,6 +290,9 @@ class Recurrent:
                     f"{self.hidden_size}); got shape {tuple(getattr(v, 'shape', ()))}")
         m = as_step_mask(mask, x=x, xp=xp) if getattr(x, "ndim", 0) == 3 else mask
         m_rev = None if m is None else xp.flip(m, axis=1)  # (B, T)
+        # The last forward's caches go first: their buffers would otherwise be alive next to
+        # the new ones (the workspaces hold the backward's buffers between calls instead).
+        self._caches = None
         caches, self._drops = [], []
         inp = x
         for k in range(self.num_layers):
