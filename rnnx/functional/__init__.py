@@ -5,6 +5,7 @@ the inputs' device.
 """
 
 from ._mask import lengths_to_mask
+from ._workspace import Workspace
 from .checkpoint import RNNCheckpointCache, rnn_backward_checkpointed, rnn_forward_checkpointed
 from .gru import GRUCache, GRUGrads, gru_backward, gru_cell, gru_cell_backward, gru_forward
 from .ln_lstm import LNLSTMCache, LNLSTMGrads, ln_lstm_backward, ln_lstm_cell, ln_lstm_forward
@@ -30,6 +31,7 @@ __all__ = [
     "RNNCache",
     "RNNCheckpointCache",
     "RNNGrads",
+    "Workspace",
     "gru_backward",
     "gru_cell",
     "gru_cell_backward",

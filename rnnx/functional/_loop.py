@@ -15,6 +15,9 @@ What the driver owns, so that no cell writes it again:
   (:func:`rnnx._backend.on_accelerator`) in one block, the fewest calls;
 * **gradients kept in the factors**: a cell may multiply its factors in place into the
   gradients the weight sums need (``in_factors``), so that no step copies them into a buffer;
+* **buffers kept across calls**: given a :class:`rnnx.functional._workspace.Workspace`, the
+  buffers it fills by item assignment come from there (all but the first ``fresh`` of the
+  forward's, which the cell returns to its caller);
 * **the per-step observer** (``state_grads``) that :mod:`rnnx.diagnostics` reads: the total
   gradient ``dL/dh_t`` reaching each step's output state.
 
@@ -30,18 +33,20 @@ from typing import Any
 
 from .._backend import device, on_accelerator, writeable
 from ._common import step_blocks
+from ._workspace import Workspace, empty
 
 __all__ = ["scan_backward", "scan_forward"]
 
 
-def _slots(xp: Any, like: Any, time: int, batch: int, widths: Sequence[int], buffered: bool
-           ) -> list[Any]:
+def _slots(xp: Any, like: Any, time: int, batch: int, widths: Sequence[int], buffered: bool,
+           workspace: Workspace | None = None, name: str = "", fresh: int = 0) -> list[Any]:
     """Storage for per-step arrays of ``(batch, width)``: time-major buffers ``(time, batch,
     width)`` where the namespace allows item assignment, lists (stacked by :func:`_stacked`)
-    otherwise."""
+    otherwise. With a ``workspace``, all buffers but the first ``fresh`` are its buffers
+    ``name0``, ``name1``, ...; the first ``fresh`` are new."""
     if buffered:
-        dev = device(like)
-        return [xp.empty((time, batch, w), dtype=like.dtype, device=dev) for w in widths]
+        return [empty(xp, None if k < fresh else workspace, f"{name}{k}", (time, batch, w), like)
+                for k, w in enumerate(widths)]
     return [[None] * time for _ in widths]
 
 
@@ -57,6 +62,8 @@ def scan_forward(
     saved_widths: Sequence[int],
     mask: Any,
     xp: Any,
+    workspace: Workspace | None = None,
+    fresh: int = 1,
 ) -> tuple[list[Any], list[Any]]:
     """Run ``step`` over the time-major input projection ``xw (time, batch, width)``.
 
@@ -64,11 +71,14 @@ def scan_forward(
     arrays (``(h,)``, or ``(h, c)``), ``saved`` a tuple of per-step arrays the backward pass
     needs, of widths ``saved_widths``. ``mask`` is a boolean ``(batch, time)`` step mask or
     ``None``. Returns ``(states, saved)``: lists of time-major ``(time, batch, .)`` arrays, the
-    states being the carried ones (equal to the step's outputs without a mask)."""
+    states being the carried ones (equal to the step's outputs without a mask). With a
+    ``workspace``, every buffer but the first ``fresh`` states' is the workspace's (its
+    ``"fwd0"``, ``"fwd1"``, ...): overwritten by the next call given that workspace."""
     time, batch, _ = xw.shape
     buffered = writeable(xw)
     n_states = len(state0)
-    slots = _slots(xp, xw, time, batch, [*(s.shape[1] for s in state0), *saved_widths], buffered)
+    slots = _slots(xp, xw, time, batch, [*(s.shape[1] for s in state0), *saved_widths], buffered,
+                   workspace, "fwd", fresh)
     state = state0
     # The loop is written out for the two storage kinds: it runs once per step, and a method
     # call per stored array would cost more than the copies it makes at small sizes.
@@ -102,6 +112,7 @@ def scan_backward(
     buffered: bool,
     xp: Any,
     in_factors: int = 0,
+    workspace: Workspace | None = None,
 ) -> tuple[list[Any], tuple[Any, ...]]:
     """Backpropagate through ``time`` steps, last to first.
 
@@ -121,18 +132,21 @@ def scan_backward(
     arrays of the factors ``(steps, batch, width)``, which the step updates in place, row ``i``
     (where ``buffered``; otherwise they are stored as the step returns them, like the rest):
     no per-step copy into a buffer. Blocks of factors are copied into the stored arrays once a
-    block; a single block is kept as it is.
+    block (the first ``stored_widths[k]`` columns of each); a single block is kept as it is.
 
     Returns ``(stored, g)``: the stored gradients as time-major ``(time, batch, .)`` arrays and
-    the gradients reaching the initial states."""
+    the gradients reaching the initial states. With a ``workspace`` their buffers are its
+    (``"bwd0"``, ...; a single block's factors stay the cell's own): the caller consumes them
+    before the next call given that workspace."""
     g = g0
     batch = g0[0].shape[0]
     n_in = in_factors if buffered else 0
     # On an accelerator the factors of all steps at once: each block costs its own dozen calls
     # (kernel launches there), and a GPU's caches are not what the blocks are sized for.
     blocks = [(0, time)] if on_accelerator(g0[0]) else step_blocks(time, row_elements)
-    kept = _slots(xp, g0[0], time, batch, stored_widths[:n_in], True) if len(blocks) > 1 else []
-    slots = _slots(xp, g0[0], time, batch, stored_widths[n_in:], buffered)
+    kept = (_slots(xp, g0[0], time, batch, stored_widths[:n_in], True, workspace, "bwd")
+            if len(blocks) > 1 else [])
+    slots = _slots(xp, g0[0], time, batch, stored_widths[n_in:], buffered, workspace, "bwd_")
     # The padded steps' zero, made once: a Python 0.0 in `where` becomes an array every call
     # behind array-api-compat's torch wrapper (a host -> device copy on a GPU).
     zero = None if mask is None else xp.zeros((), dtype=g0[0].dtype, device=device(g0[0]))
@@ -163,7 +177,9 @@ def scan_backward(
                 g = (g_h, *g[1:])
         if kept:
             for buf, f in zip(kept, fac[:n_in]):
-                buf[s:e, ...] = f  # (L, B, w): the block's gradients, one copy a block
+                # (L, B, w): the block's gradients, one copy a block; a factor wider than its
+                # stored width keeps only its first w columns (the rest fed the recurrence).
+                buf[s:e, ...] = f if f.shape[2] == buf.shape[2] else f[:, :, : buf.shape[2]]
     if n_in and not kept:
         kept = list(fac[:n_in])  # one block: the factors are the stored gradients
     return [*kept, *_stacked(xp, slots, buffered)], g

@@ -50,6 +50,7 @@ from ._common import (
 from ._loop import scan_backward, scan_forward
 from ._mask import as_step_mask, mask_outputs
 from ._validate import resolve
+from ._workspace import Workspace
 
 __all__ = ["GRUCache", "GRUGrads", "gru_backward", "gru_backward_factors", "gru_cell",
            "gru_cell_backward", "gru_forward"]
@@ -163,7 +164,8 @@ def gru_cell_backward(g: Any, p4_t: Any, w_hT: Any, *, xp: Any) -> tuple[Any, An
 
 @on_input_device
 def gru_forward(
-    x: Any, w_x: Any, w_h: Any, b_ih: Any, b_hh: Any, h0: Any = None, *, mask: Any = None
+    x: Any, w_x: Any, w_h: Any, b_ih: Any, b_hh: Any, h0: Any = None, *, mask: Any = None,
+    workspace: Workspace | None = None,
 ) -> tuple[Any, GRUCache]:
     """Run a GRU over a whole sequence.
 
@@ -181,6 +183,11 @@ def gru_forward(
     mask : optional
         Boolean ``(batch, time)`` step mask (padding on either side) or integer ``(batch,)``
         lengths, in ``x``'s namespace on any device, or host data; see :mod:`rnnx.functional._mask`.
+    workspace : Workspace, optional
+        Buffers kept across calls (:class:`rnnx.functional.Workspace`): the cache's saved
+        arrays (``rz``, ``n``, ``vn``) are written into it, overwritten by the next forward given the same
+        workspace, so a cache made with one is valid until then. ``hs`` is always a new array.
+        Without one every array is new, as before. Ignored for JAX.
 
     Returns
     -------
@@ -204,7 +211,7 @@ def gru_forward(
         return (h_t,), (rz, n, vn)
 
     (hs,), (rzs, ns, vns) = scan_forward(step, u, (h,), saved_widths=(2 * hidden, hidden, hidden),
-                                         mask=m, xp=xp)
+                                         mask=m, xp=xp, workspace=workspace)
     # (B, T, .) views of the time-major buffers: the layout every caller and the backward use.
     states, rzs, ns, vns = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, rzs, ns, vns))
     cache = GRUCache(x, w_x, w_h, h0, states, rzs, ns, vns, m)
@@ -214,7 +221,8 @@ def gru_forward(
 
 @on_input_device
 def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
-                 state_grads: list | None = None) -> GRUGrads:
+                 state_grads: list | None = None, workspace: Workspace | None = None
+                 ) -> GRUGrads:
     """Backpropagation through time for :func:`gru_forward`.
 
     Parameters
@@ -227,6 +235,9 @@ def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
         Gradient of the final state ``cache.h_n``.
     state_grads : list, optional
         ``time`` slots that receive ``dL/dh_t`` ``(batch, hidden)`` (:mod:`rnnx.diagnostics`).
+    workspace : Workspace, optional
+        Buffers kept across calls for the backward's internal scratch (the stored per-step
+        gradients); the returned gradients are new arrays either way. Ignored for JAX.
 
     Returns
     -------
@@ -258,10 +269,12 @@ def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
         d, g_prev = gru_cell_backward(g[0], p[1][i, ...], w_hT, xp=xp)
         return (d,), (g_prev,)
 
+    # The weight sums read blocks 0-3 of each step's gradients (du, dv): a kept buffer stores
+    # those four, not the fifth (g z, which only fed the recurrence).
     (ds,), (g,) = scan_backward(
         step_back, factors, (g,), time=time, row_elements=batch * 5 * hidden,
-        stored_widths=(5 * hidden,), seq=seq, mask=m, state_grads=state_grads,
-        buffered=writeable(hs_tm), xp=xp, in_factors=1)
+        stored_widths=(4 * hidden,), seq=seq, mask=m, state_grads=state_grads,
+        buffered=writeable(hs_tm), xp=xp, in_factors=1, workspace=workspace)
     # du in the blocks' order n, r, z: w_x's columns (r, z, n) are taken in that order for dx,
     # and dw_x, db_ih put back in w_x's order; dv is in w_h's order already.
     w_x_nrz = xp.concat([w_x[:, 2 * hidden :], w_x[:, : 2 * hidden]], axis=1)  # (F, 3H)

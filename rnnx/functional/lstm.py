@@ -53,6 +53,7 @@ from ._common import (
 from ._loop import scan_backward, scan_forward
 from ._mask import as_step_mask, mask_outputs
 from ._validate import resolve
+from ._workspace import Workspace
 
 __all__ = ["LSTMCache", "LSTMGrads", "gate_affine", "lstm_backward", "lstm_backward_factors",
            "lstm_cell", "lstm_cell_backward", "lstm_forward", "lstm_gates"]
@@ -211,7 +212,8 @@ def lstm_cell_backward(
 
 @on_input_device
 def lstm_forward(
-    x: Any, w_x: Any, w_h: Any, b: Any, h0: Any = None, c0: Any = None, *, mask: Any = None
+    x: Any, w_x: Any, w_h: Any, b: Any, h0: Any = None, c0: Any = None, *, mask: Any = None,
+    workspace: Workspace | None = None,
 ) -> tuple[Any, LSTMCache]:
     """Run an LSTM over a whole sequence.
 
@@ -230,6 +232,11 @@ def lstm_forward(
         Boolean ``(batch, time)`` step mask (padding on either side) or integer ``(batch,)``
         lengths, in ``x``'s namespace on any device, or host data; see :mod:`rnnx.functional._mask`.
         Masked-out steps carry the state and output zeros.
+    workspace : Workspace, optional
+        Buffers kept across calls (:class:`rnnx.functional.Workspace`): the cache's saved
+        arrays (``cs``, ``gates``) are written into it, overwritten by the next forward given the same
+        workspace, so a cache made with one is valid until then. ``hs`` is always a new array.
+        Without one every array is new, as before. Ignored for JAX.
 
     Returns
     -------
@@ -259,7 +266,8 @@ def lstm_forward(
         h_t, c_t, gates = lstm_cell(xw_t, state[0], state[1], w_h, affine, xp=xp)
         return (h_t, c_t), (gates,)
 
-    (hs, cs), (gs,) = scan_forward(step, xw, (h, c), saved_widths=(4 * hidden,), mask=m, xp=xp)
+    (hs, cs), (gs,) = scan_forward(step, xw, (h, c), saved_widths=(4 * hidden,), mask=m, xp=xp,
+                                   workspace=workspace)
     # (B, T, .) views of the time-major buffers: the layout every caller and the backward use.
     states, cs, gs = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, cs, gs))
     cache = LSTMCache(x, w_x, w_h, h0, c0, states, cs, gs, m)
@@ -269,7 +277,8 @@ def lstm_forward(
 
 @on_input_device
 def lstm_backward(dhs: Any, cache: LSTMCache, dh_n: Any = None, dc_n: Any = None, *,
-                  state_grads: list | None = None) -> LSTMGrads:
+                  state_grads: list | None = None, workspace: Workspace | None = None
+                  ) -> LSTMGrads:
     """Backpropagation through time for :func:`lstm_forward`.
 
     Parameters
@@ -283,6 +292,9 @@ def lstm_backward(dhs: Any, cache: LSTMCache, dh_n: Any = None, dc_n: Any = None
         Gradients of the final states ``cache.h_n``/``cache.c_n`` (stacked layers, seq2seq).
     state_grads : list, optional
         ``time`` slots that receive ``dL/dh_t`` ``(batch, hidden)`` (:mod:`rnnx.diagnostics`).
+    workspace : Workspace, optional
+        Buffers kept across calls for the backward's internal scratch (the stored per-step
+        gradients); the returned gradients are new arrays either way. Ignored for JAX.
 
     Returns
     -------
@@ -319,6 +331,6 @@ def lstm_backward(dhs: Any, cache: LSTMCache, dh_n: Any = None, dc_n: Any = None
     (da,), (g_h, g_c) = scan_backward(
         step_back, factors, (g_h, g_c), time=time, row_elements=batch * 4 * hidden,
         stored_widths=(4 * hidden,), seq=seq, mask=m, state_grads=state_grads,
-        buffered=writeable(hs_tm), xp=xp, in_factors=1)
+        buffered=writeable(hs_tm), xp=xp, in_factors=1, workspace=workspace)
     dw_x, dw_h, db, dx = weight_grads(xp, x, hs_tm, h0, da, da, w_x)
     return LSTMGrads(dx, g_h, g_c, dw_x, dw_h, db)

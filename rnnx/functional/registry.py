@@ -74,6 +74,10 @@ class Cell:
         How much more the cell amplifies rounding errors than a plain affine-tanh step (1 for
         rnn, lstm and gru); the tolerances of :mod:`rnnx.testing` and ``rnnx check`` scale by
         it. Layer normalisation divides each rounding error by a row's standard deviation.
+    workspace : bool
+        Whether ``forward`` and ``backward`` take ``workspace=`` (a
+        :class:`rnnx.functional.Workspace` kept across calls); :meth:`run` and
+        :meth:`run_backward` pass one only to such a cell.
     """
 
     name: str
@@ -88,6 +92,7 @@ class Cell:
     forget_gate: int | None = None
     torch: TorchLayout | None = None
     rounding_gain: float = 1.0
+    workspace: bool = False
 
     # -- parameters -------------------------------------------------------------------------
     @property
@@ -165,21 +170,26 @@ class Cell:
     # -- running ----------------------------------------------------------------------------
     @on_input_device
     def run(self, params: Mapping[str, Any], x: Any, state0: Mapping[str, Any] | None = None,
-            *, mask: Any = None, options: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
-        """``forward`` with parameters and initial states by name (``{"h0": ...}``)."""
+            *, mask: Any = None, options: Mapping[str, Any] | None = None,
+            workspace: Any = None) -> tuple[Any, Any]:
+        """``forward`` with parameters and initial states by name (``{"h0": ...}``);
+        ``workspace`` is passed on where the cell takes one (:attr:`workspace`)."""
         state0 = state0 or {}
+        extra = {"workspace": workspace} if workspace is not None and self.workspace else {}
         return self.forward(x, *(params[n] for n in self.params),
                             *(state0.get(s + "0") for s in self.states), mask=mask,
-                            **(options or {}))
+                            **(options or {}), **extra)
 
     @on_input_device
     def run_backward(self, cache: Any, dhs: Any, finals: Mapping[str, Any] | None = None, *,
-                     state_grads: list | None = None) -> tuple[Any, dict, dict]:
+                     state_grads: list | None = None, workspace: Any = None
+                     ) -> tuple[Any, dict, dict]:
         """``backward`` by name: ``finals`` maps ``"h"``/``"c"`` to the final states' gradients.
         Returns ``(dx, {"h0": dh0, ...}, {param name: gradient})``."""
         finals = finals or {}
+        extra = {"workspace": workspace} if workspace is not None and self.workspace else {}
         g = self.backward(dhs, cache, *(finals.get(s) for s in self.states),
-                          state_grads=state_grads)
+                          state_grads=state_grads, **extra)
         return (g.dx, {s + "0": getattr(g, f"d{s}0") for s in self.states},
                 {n: getattr(g, "d" + n) for n in self.params})
 
@@ -198,12 +208,12 @@ CELLS: dict[str, Cell] = {
     "lstm": Cell(
         name="lstm", summary="LSTM (torch's layout)", gates=4, gate_order=("i", "f", "g", "o"),
         vectors={"b": (4, None)}, states=("h", "c"), forward=lstm.lstm_forward,
-        backward=lstm.lstm_backward, forget_gate=1, torch=TorchLayout("LSTM")),
+        backward=lstm.lstm_backward, forget_gate=1, torch=TorchLayout("LSTM"), workspace=True),
     "gru": Cell(
         name="gru", summary="GRU, reset after the recurrent matmul (torch's layout)", gates=3,
         gate_order=("r", "z", "n"), vectors={"b_ih": (3, None), "b_hh": (3, None)},
         states=("h",), forward=gru.gru_forward, backward=gru.gru_backward,
-        torch=TorchLayout("GRU", split_bias=True)),
+        torch=TorchLayout("GRU", split_bias=True), workspace=True),
     "ln_lstm": Cell(
         name="ln_lstm", summary="layer-normalised LSTM (Ba, Kiros & Hinton 2016)", gates=4,
         gate_order=("i", "f", "g", "o"),

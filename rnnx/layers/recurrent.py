@@ -11,6 +11,7 @@ from typing import Any
 from .._backend import device as device_of
 from .._backend import get_namespace, host_rng, namespace, on_input_device
 from ..functional._mask import as_step_mask
+from ..functional._workspace import Workspace
 from ..functional.dropout import DROPOUT_KEY_WORDS, dropout_scale
 from ..functional.registry import Cell, get_cell
 from ..init import INITIALIZERS, place, resolve_dtype
@@ -190,6 +191,8 @@ class Recurrent:
         self._rng = rng
         self._caches: list | None = None
         self._drops: list = []
+        # One per layer and direction: their caches are alive together (:meth:`forward`).
+        self._workspaces = [Workspace() for _ in range(num_layers * self.dirs)]
 
     def _key(self, sfx: str, name: str) -> str:
         return name if self._flat else f"{sfx}.{name}"
@@ -258,6 +261,12 @@ class Recurrent:
         zeros if omitted. ``mask``: boolean ``(batch, time)`` (padding on either side) or
         integer lengths ``(batch,)``, any device. Output: see ``return_sequences`` and
         ``return_state``; in ``x``'s namespace, on its device.
+
+        The output is a new array that no later call overwrites. The caches kept for
+        :meth:`backward` live in buffers the layer keeps across calls (one
+        :class:`rnnx.functional.Workspace` per layer and direction, reused while the shapes stay
+        the same), so the next forward overwrites them: :meth:`backward` and
+        :attr:`final_state` always refer to the last forward.
         """
         return self._forward(x, {"h": h0, "c": c0}, mask)
 
@@ -281,6 +290,9 @@ class Recurrent:
                     f"{self.hidden_size}); got shape {tuple(getattr(v, 'shape', ()))}")
         m = as_step_mask(mask, x=x, xp=xp) if getattr(x, "ndim", 0) == 3 else mask
         m_rev = None if m is None else xp.flip(m, axis=1)  # (B, T)
+        # The last forward's caches go first: their buffers would otherwise be alive next to
+        # the new ones (the workspaces hold the backward's buffers between calls instead).
+        self._caches = None
         caches, self._drops = [], []
         inp = x
         for k in range(self.num_layers):
@@ -290,11 +302,13 @@ class Recurrent:
                 state0 = {s + "0": init[s][j, ...] for s in self.spec.states
                           if init.get(s) is not None}
                 p = self.layer_params(k, bool(d))
+                ws = self._workspaces[j]
                 if d == 0:
-                    out, cache = self.spec.run(p, inp, state0, mask=m, options=self.options)
+                    out, cache = self.spec.run(p, inp, state0, mask=m, options=self.options,
+                                               workspace=ws)
                 else:
                     out, cache = self.spec.run(p, xp.flip(inp, axis=1), state0, mask=m_rev,
-                                               options=self.options)
+                                               options=self.options, workspace=ws)
                     out = xp.flip(out, axis=1)  # (B, T, H): back to forward time
                 outs.append(out)
                 caches.append(cache)
@@ -367,7 +381,8 @@ class Recurrent:
                 if state_grads is not None:  # diagnostics, in the cell's own time order
                     keep = state_grads[sfx] = [None] * self._caches[j].hs.shape[1]
                 gx, d0s[j], g = self.spec.run_backward(self._caches[j], ds, fin[j],
-                                                       state_grads=keep)
+                                                       state_grads=keep,
+                                                       workspace=self._workspaces[j])
                 if d == 1:
                     gx = xp.flip(gx, axis=1)  # (B, T, F_in)
                 dx = gx if dx is None else dx + gx
