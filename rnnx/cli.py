@@ -279,8 +279,9 @@ def _grad_plot(model: Any, X: np.ndarray, y: np.ndarray, path: str, title: str) 
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar (tqdm, on stderr).")
 @click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
-              help="CPU threads for BLAS and torch (0: the libraries' default). Small recurrent "
-                   "matrices gain nothing from more; on a busy machine they slow down.")
+              help="CPU threads for BLAS, OpenMP and torch (0: the libraries' default, no cap), "
+                   "set through threadpoolctl and printed on the `threads` line. Small "
+                   "recurrent matrices gain nothing from more; on a busy machine they slow down.")
 def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectional: bool,
           dropout: float, epochs: int, batch_size: int, optimizer: str, lr: float, clip: float,
           seed: int, backend: str, device_label: str | None, dtype: str, test_size: float,
@@ -326,8 +327,6 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
                f"{backend} ({dev_name}) {dtype}")
     X_te, y_te = X[te], y[te]
     history_test: dict[str, list[float]] = {"test_loss": [], "test_accuracy": []}
-    bar = tqdm(total=epochs, unit="epoch", disable=not progress, leave=False, file=sys.stderr,
-               dynamic_ncols=True)
 
     def on_epoch(epoch: int, history: dict) -> None:
         post = {"loss": f"{history['loss'][-1]:.4f}"}
@@ -345,8 +344,15 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
         bar.set_postfix(post, refresh=False)
         bar.update(1)
 
-    start = time.perf_counter()
-    with limit_threads(threads or None):
+    with limit_threads(threads or None) as cap:
+        click.echo(f"threads {cap.describe()}")
+        if threads and not cap.applied:
+            click.echo(f"warning: --threads {threads} did not cap the BLAS threads: {cap.reason}. "
+                       "Small recurrent matrices may train several times slower on a busy "
+                       "machine.", err=True)
+        bar = tqdm(total=epochs, unit="epoch", disable=not progress, leave=False,
+                   file=sys.stderr, dynamic_ncols=True)
+        start = time.perf_counter()
         try:
             model.fit(X[tr], y[tr], callback=on_epoch if (progress or plot_path) else None)
         finally:
