@@ -230,3 +230,39 @@ def test_gpu_benchmark_without_a_gpu_fails_naming_why(tmp_path):
     assert res.returncode == 1
     assert "no GPU implementation can run here" in res.stderr
     assert not (tmp_path / "none.md").exists()
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_train_throughput_sides_train_the_same_model(cell):
+    """benchmarks.train_throughput: both sides build the cell's model and train an epoch on
+    64 digits (no timing); rnnx's is the estimator `rnnx train --cell` builds, torch's the
+    torch.nn module of that cell with the same hidden size."""
+    if IMPLS["torch.nn.RNN"].unavailable():
+        pytest.skip(IMPLS["torch.nn.RNN"].unavailable())
+    from benchmarks.train_throughput import CONFIG, _digits, make_rnnx_trainer, make_torch_trainer
+
+    x, y = _digits()
+    x, y = x[:64], y[:64]
+    rng = np.random.default_rng(0)
+    for make in (make_rnnx_trainer, make_torch_trainer):
+        epoch = make(CONFIG, cell)
+        epoch(x, y, rng)
+        model = epoch.model
+        if make is make_rnnx_trainer:
+            assert model.cell == cell and model.n_epochs_ == 1
+            assert type(model).__name__ == ("ScratchSimpleRNNClassifier" if cell == "rnn"
+                                            else "RNNClassifier")
+        else:
+            assert type(model).__name__ == cell.upper() and model.hidden_size == CONFIG["hidden"]
+
+
+def test_train_throughput_table_has_a_row_per_cell():
+    from benchmarks.train_throughput import CONFIG, to_markdown
+
+    per = {c: {"best": {"rnnx train": 3000.0, "torch.nn": 1500.0},
+               "median": {"rnnx train": 2000.0, "torch.nn": 1000.0}, "ratio_best": 2.0}
+           for c in ("rnn", "lstm", "gru")}
+    md = to_markdown({"config": CONFIG, "threads": 1, "rounds": 1, "epochs": 1,
+                      "machine": {"cpu": "c", "cores": 2}, "cells": per})
+    for c in per:
+        assert f"| {c} | 3000 | 2000 | 1500 | 1000 | 2.00x |" in md
