@@ -6,7 +6,8 @@ process slow each other down on a small machine).
 
 Every implementation computes the same outputs: the states ``hs`` for ``fwd``; ``hs`` and the
 gradients of ``x``, ``w_x``, ``w_h`` and ``b`` for the backward variants, starting from a zero
-initial state.
+initial state. The exception is ``numpy-gemm-floor``: the matrix products alone, a floor to
+divide rnnx's time by, not a cell.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .cases import CELLS, Case, host_data
+from .cases import CELLS, GATES, Case, host_data
 
 Run = Callable[[], Any]
+
+#: The name of the GEMM floor (:func:`_numpy_gemm_floor`), which computes no cell.
+FLOOR = "numpy-gemm-floor"
 
 
 @dataclass(frozen=True)
@@ -310,6 +314,101 @@ def _numpy_textbook(case: Case) -> Run:
     return run
 
 
+# ----------------------------------------------------------------------------------------------
+# the GEMMs a cell's BPTT cannot avoid, alone, in NumPy: the floor rnnx's time is divided by
+
+
+def _numpy_gemm_floor(case: Case, *, matmul: Callable[..., Any] | None = None) -> Run:
+    """Only the matrix products of ``case.cell``'s forward (``fwd``) or forward and BPTT
+    (``m2m``/``m2o``), in NumPy, with the dtype and the operand layouts rnnx's functional code
+    gives them, every operand and result buffer allocated here, outside the timed ``run()``.
+    No nonlinearity, no elementwise gate maths, no bias sums: the time of this is what the BLAS
+    alone needs, and ``rnnx ÷ floor`` is what rnnx spends on top of it. ``matmul`` (default
+    ``np.matmul``) is called as ``matmul(a, b, out=c)`` for every product (the tests count them).
+
+    With ``G`` gate blocks (1 Elman, 4 LSTM, 3 GRU), ``R = B*T`` rows, states ``h_1..h_T``:
+
+    * input projection ``[x, 1] @ [w_x; b]``: ``(R, F+1) @ (F+1, G*H)``, one GEMM over all
+      steps, time-major rows (a C-contiguous copy with the column of ones: rnnx folds the bias
+      into the product; for a GRU that is ``b_ih``).
+      rnnx folds only from ``2**14`` projection elements up; below, its ``(R, F)`` product plus
+      an add replaces this, a difference of one row of ``F + 1``.
+    * forward recurrence ``h_{t-1} @ w_h``: ``(B, H) @ (H, G*H)``, T-1 times: from the zero
+      initial state step 1 has no recurrent term (a GRU's ``b_hh`` is then the whole of it: an
+      add, not a product). Left operand a C-contiguous ``(B, H)`` slot of the time-major states.
+    * backward recurrence ``dA_t @ w_h^T``: ``(B, G*H) @ (G*H, H)``, T times (step 1's gives
+      ``dL/dh_0``, which rnnx returns). ``w_h^T`` a C-contiguous copy, made once per call, as
+      ``rnnx.functional._common.per_step_transpose`` does above its small-case threshold (the
+      floor's copy is made here, outside the clock). For the GRU ``dA_t = dv_t``, the
+      ``(B, 3H)`` blocks ``r, z, n`` of the step's ``(B, 5H)`` factor row (row stride 5H).
+    * ``[dw_x; db] = [x, 1]^T @ dA``: ``(F+1, R) @ (R, G*H)``, the transposed view of the
+      projection's rows (for a GRU ``dA = du``, the blocks ``n, r, z`` of the factor rows, and
+      ``db`` is ``db_ih``).
+    * ``dw_h = H_prev^T @ dA_{2..T}``: ``(H, B(T-1)) @ (B(T-1), G*H)``, the transposed view of
+      states 1..T-1 (``h_0 = 0`` adds nothing). The GRU's ``db_hh = sum_t dv_t`` is a column
+      sum, not a product: not in the floor.
+    * ``dx = dA @ w_x^T``: ``(R, G*H) @ (G*H, F)``, ``w_x^T`` a transposed view (rnnx's
+      ``dxw @ w_x.T``; the GRU's ``w_x`` in block order ``n, r, z``, a concatenated copy).
+
+    Forward: ``T`` GEMMs; forward + backward: ``2T + 3``. The per-step products write into one
+    scratch buffer (the floor does not allocate a step's result); their left operands are the
+    preallocated states and gradients (seeded, in ``tanh``'s range: no denormals from a
+    repeated product decaying to zero).
+    """
+    import numpy as np
+
+    mm = np.matmul if matmul is None else matmul
+    d = host_data(case)
+    bsz, T, F, H = case.shape
+    G = GATES[case.cell]
+    dt = d["x"].dtype
+    rng = np.random.default_rng(1)
+    x_rows = np.concatenate([d["x"].transpose(1, 0, 2).reshape(T * bsz, F),
+                             np.ones((T * bsz, 1), dtype=dt)], axis=1)  # (R, F+1), time-major
+    w_b = np.concatenate([d["w_x"], d["b"][None, :]], axis=0)  # (F+1, GH)
+    w_h = d["w_h"]  # (H, GH)
+    xw = np.empty((T * bsz, G * H), dtype=dt)  # (R, GH): the projection
+    hs = rng.uniform(-1, 1, size=(T, bsz, H)).astype(dt)  # (T, B, H): the states
+    step = np.empty((bsz, G * H), dtype=dt)  # (B, GH): a forward step's product
+    forward = [(hs[t - 1], w_h, step) for t in range(1, T)]  # (B, H) @ (H, GH), T-1 times
+    hoisted_fwd = [(x_rows, w_b, xw)]  # (R, F+1) @ (F+1, GH)
+    if case.variant == "fwd":
+        products = hoisted_fwd + forward
+    else:
+        w_hT = np.ascontiguousarray(w_h.T)  # (GH, H), per_step_transpose's copy
+        if case.cell == "gru":
+            # the step factor rows [da_n, da_r, da_z, da_n*r, g*z]: du = blocks 0-2, dv = 1-3
+            rows = rng.normal(size=(T, bsz, 5 * H)).astype(dt)  # (T, B, 5H)
+            du = rows[:, :, : 3 * H].reshape(T * bsz, 3 * H)  # (R, 3H), row stride 5H: a view
+            dv_tm = rows[:, :, H: 4 * H]  # (T, B, 3H), row stride 5H
+            w_x = np.concatenate([d["w_x"][:, 2 * H:], d["w_x"][:, : 2 * H]], axis=1)  # (F, 3H)
+        else:
+            rows = rng.normal(size=(T, bsz, G * H)).astype(dt)  # (T, B, GH): dA
+            du = rows.reshape(T * bsz, G * H)  # (R, GH)
+            dv_tm = rows  # (T, B, GH)
+            w_x = d["w_x"]  # (F, GH)
+        dv_next = dv_tm[1:].reshape((T - 1) * bsz, G * H)  # (B(T-1), GH): a view
+        assert np.shares_memory(dv_next, rows) and np.shares_memory(du, rows)
+        g = np.empty((bsz, H), dtype=dt)  # (B, H): a backward step's product
+        backward = [(dv_tm[t], w_hT, g) for t in range(T - 1, -1, -1)]  # (B, GH) @ (GH, H)
+        dwb = np.empty((F + 1, G * H), dtype=dt)  # (F+1, GH): [dw_x; db]
+        dw_h = np.empty((H, G * H), dtype=dt)  # (H, GH)
+        dx = np.empty((T * bsz, F), dtype=dt)  # (R, F), time-major rows
+        h_prev = hs[: T - 1].reshape((T - 1) * bsz, H)  # (B(T-1), H): a view
+        products = hoisted_fwd + forward + backward + [
+            (x_rows.T, du, dwb),  # (F+1, R) @ (R, GH)
+            (h_prev.T, dv_next, dw_h),  # (H, B(T-1)) @ (B(T-1), GH)
+            (du, w_x.T, dx),  # (R, GH) @ (GH, F)
+        ]
+
+    def run():
+        for a, b, out in products:
+            mm(a, b, out=out)
+        return out
+
+    return run
+
+
 IMPLS: dict[str, Impl] = {
     i.name: i
     for i in (
@@ -319,6 +418,7 @@ IMPLS: dict[str, Impl] = {
         Impl("torch-hoisted", "cpu", _torch_hoisted, _always, "torch"),
         Impl("jax-scan", "cpu", _jax_scan, _no_jax, "jax"),
         Impl("numpy-textbook", "cpu", _numpy_textbook, _always, "numpy"),
+        Impl(FLOOR, "cpu", _numpy_gemm_floor, _always, "numpy", CELLS),
         Impl("torch.nn.RNN-cuda", "cuda", _torch_nn("cuda"), _no_torch_cuda, "torch", CELLS),
         Impl("rnnx-torch-cuda", "cuda", _rnnx(_torch_put("cuda"), _rnnx_sync), _no_torch_cuda,
              "torch", CELLS),

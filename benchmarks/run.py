@@ -9,7 +9,9 @@ time budget is spent and at least ``--min-reps`` calls (default 5) are timed. Al
 of all rounds are pooled; the table reports the best and the median, the ratio of the best to
 ``torch.nn.RNN``'s best on the same device, GFLOP/s of the GEMM work (see
 :attr:`benchmarks.cases.Case.flops`) and its fraction of the GEMM peak of that dtype, measured
-here by a large matmul in both NumPy and torch (the higher counts).
+here by a large matmul in both NumPy and torch (the higher counts), and for rnnx's CPU rows the
+ratio of the best to ``numpy-gemm-floor``'s best (``÷ floor``: the GEMMs the cell cannot avoid,
+alone; see :func:`benchmarks.impls._numpy_gemm_floor`).
 
 Results go to ``benchmarks/results/latest.md`` and ``latest.json`` (``--out`` to change), written
 atomically; the markdown is also printed.
@@ -30,7 +32,7 @@ import time
 from pathlib import Path
 
 from .cases import CELLS, DTYPES, SHAPES, VARIANTS, Case, all_cases
-from .impls import IMPLS, REFERENCE
+from .impls import FLOOR, IMPLS, REFERENCE
 
 GEMM_N = 2048  # (N, N) @ (N, N): large enough to reach the BLAS peak, ~0.1 s in float32 here
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -210,15 +212,23 @@ def summarise(raw: dict, cases: list[Case], names: list[str]) -> dict:
             if not ts:
                 continue
             ref = raw["samples"].get(REFERENCE[IMPLS[name].device], {}).get(case.key)
+            floor = raw["samples"].get(FLOOR, {}).get(case.key)
             best = min(ts)
             gflops = case.flops / best / 1e9
             rows.append({
                 **case.to_dict(), "case": case.key, "impl": name, "n": len(ts),
                 "best_s": best, "median_s": statistics.median(ts),
                 "ratio_to_torch_nn": best / min(ref) if ref else None,
+                "ratio_to_floor": best / min(floor) if floor and _divides_by_floor(name) else None,
                 "gflops": gflops, "gemm_fraction": gflops / peak[case.dtype]["gflops"],
             })
     return {"gemm_peak": peak, "rows": rows}
+
+
+def _divides_by_floor(name: str) -> bool:
+    """rnnx's CPU rows are divided by the GEMM floor of the same case (the floor is NumPy on the
+    CPU: a GPU row against it would compare devices)."""
+    return name.startswith("rnnx-") and IMPLS[name].device == "cpu"
 
 
 def calls_per_step_table(cases: list[Case]) -> dict[str, dict[str, list]]:
@@ -276,7 +286,11 @@ def to_markdown(result: dict) -> str:
         "fwd = forward alone (torch under no_grad); m2m = forward + backward, gradient at every "
         "step; m2o = forward + backward, gradient on the last state only. calls/step = "
         "array-API calls per time step of rnnx's forward, backward (counted on "
-        "array-api-strict; each a kernel launch or a view on a GPU).",
+        "array-api-strict; each a kernel launch or a view on a GPU). ÷ floor = rnnx's best time ÷ "
+        f"the best time of {FLOOR} on the same case: only the GEMMs that cell's forward (fwd) or "
+        "forward + BPTT cannot avoid, in NumPy with rnnx's dtype and operand layouts, buffers "
+        "allocated outside the clock (benchmarks/impls.py, _numpy_gemm_floor); 1.00 would be "
+        "the BLAS work alone.",
         "",
     ]
     skipped = result.get("skipped", {})
@@ -287,14 +301,16 @@ def to_markdown(result: dict) -> str:
         by_case.setdefault(row["case"], []).append(row)
     calls = result.get("calls_per_step", {})
     lines += ["| case (BxTxFxH/dtype/variant) | implementation | best | median | ratio | GFLOP/s "
-              "| % peak | calls/step (fwd, bwd) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+              "| % peak | ÷ floor | calls/step (fwd, bwd) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for key, rows in by_case.items():
         for row in rows:
             ratio = "" if row["ratio_to_torch_nn"] is None else f"{row['ratio_to_torch_nn']:.2f}"
+            floor = row.get("ratio_to_floor")
+            floor = "" if floor is None else f"{floor:.2f}"
             lines.append(
                 f"| {key} | {_display(row)} | {_fmt_time(row['best_s'])} | "
                 f"{_fmt_time(row['median_s'])} | {ratio} | {row['gflops']:.1f} | "
-                f"{100 * row['gemm_fraction']:.0f} % | {_fmt_calls(row, calls)} |"
+                f"{100 * row['gemm_fraction']:.0f} % | {floor} | {_fmt_calls(row, calls)} |"
             )
     lines += ["", "## Ratio to torch.nn.RNN/LSTM/GRU (best-of), per cell and shape", ""]
     lines += _ratio_summary(result["rows"])
@@ -316,7 +332,8 @@ def _ratio_summary(rows: list[dict]) -> list[str]:
     cols = [(dt, v) for dt in DTYPES for v in VARIANTS]
     out = ["| implementation (cell) | shape | " + " | ".join(f"{dt} {v}" for dt, v in cols) + " |",
            "|---|---|" + "---:|" * len(cols)]
-    impls = [n for n in ("rnnx-numpy", "rnnx-torch", "torch-hoisted", "jax-scan", "numpy-textbook")
+    impls = [n for n in ("rnnx-numpy", "rnnx-torch", "torch-hoisted", "jax-scan", "numpy-textbook",
+                                FLOOR)
              if any(r["impl"] == n for r in rows)]
     for cell in CELLS:
         for impl in impls:
@@ -353,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", action="append", choices=VARIANTS)
     p.add_argument("--cell", action="append", choices=CELLS,
                    help="cell kinds (repeatable; default all three, quick: rnn). Gated cells are "
-                        "timed for rnnx and torch.nn.LSTM/GRU only")
+                        "timed for rnnx, torch.nn.LSTM/GRU and the GEMM floor only")
     p.add_argument("--keep-samples", action="store_true",
                    help="also write every timed call to the JSON (large)")
     p.add_argument("--threads", type=int, default=None,

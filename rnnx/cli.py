@@ -305,8 +305,9 @@ def _grad_plot(model: Any, X: np.ndarray, y: np.ndarray, path: str, title: str) 
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar (tqdm, on stderr).")
 @click.option("--threads", type=_Int(min=0), default=1, show_default=True,
-              help="CPU threads for BLAS and torch (0: the libraries' default). Small recurrent "
-                   "matrices gain nothing from more; on a busy machine they slow down.")
+              help="CPU threads for BLAS, OpenMP and torch (0: the libraries' default, no cap), "
+                   "set through threadpoolctl and printed on the `threads` line. Small "
+                   "recurrent matrices gain nothing from more; on a busy machine they slow down.")
 def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectional: bool,
           dropout: float, epochs: int, batch_size: int, optimizer: str, lr: float, clip: float,
           seed: int, backend: str, device_label: str | None, dtype: str, test_size: float,
@@ -383,8 +384,13 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
     bar = EpochBar(epochs, enabled=progress, extra=held_out if (progress or plot_path) else None)
     on_epoch = bar if (progress or plot_path) else None
 
-    start = time.perf_counter()
-    with limit_threads(threads or None):
+    with limit_threads(threads or None) as cap:
+        click.echo(f"threads {cap.describe()}")
+        if threads and not cap.applied:
+            click.echo(f"warning: --threads {threads} did not cap the BLAS threads: {cap.reason}. "
+                       "Small recurrent matrices may train several times slower on a busy "
+                       "machine.", err=True)
+        start = time.perf_counter()
         try:
             model.fit(X[tr], y[tr], callback=on_epoch, progress=False)
         except TrainingDivergedError as exc:

@@ -107,3 +107,45 @@ def test_package_re_exports_every_public_name_of_its_modules():
             assert name in backend.__all__, (module, name)
             assert getattr(backend, name) is getattr(mod, name)
     assert all(hasattr(backend, name) for name in backend.__all__)
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+
+def test_limit_threads_caps_the_blas_and_says_so():
+    """Inside the block every BLAS pool of the process runs one thread (threadpoolctl's own
+    view), the report names them; on exit the previous setting (2 here, set first so that the
+    cap is visible on any machine) comes back."""
+    from threadpoolctl import threadpool_limits
+
+    from rnnx._backend import limit_threads
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert set(_blas_threads()) == {2}
+        with limit_threads(1) as cap:
+            assert _blas_threads() and set(_blas_threads()) == {1}
+            assert cap and cap.applied and cap.reason == "" and cap.requested == 1
+            blas = [p for p in cap.pools if p[1] == "blas"]
+            assert blas and all(p[2] == 1 for p in blas)
+            names = ", ".join(sorted({p[0] for p in blas}))
+            assert cap.describe().startswith(f"BLAS capped at 1 thread ({names} via threadpoolctl)")
+        assert set(_blas_threads()) == {2}
+        with limit_threads(None) as none:  # no cap: reports the libraries' own counts
+            assert set(_blas_threads()) == {2}
+            assert not none and none.describe().startswith("not capped (library defaults: ")
+            assert "at 2 threads" in none.describe()
+
+
+def test_limit_threads_without_threadpoolctl_says_why(monkeypatch):
+    import sys
+
+    from rnnx._backend import limit_threads
+
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails as if not installed
+    with limit_threads(1) as cap:
+        assert not cap and not cap.applied
+        assert "threadpoolctl is not installed" in cap.reason
+        assert cap.describe().startswith("BLAS NOT capped: threadpoolctl is not installed")

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from benchmarks.cases import Case, all_cases
-from benchmarks.impls import IMPLS
+from benchmarks.impls import FLOOR, IMPLS, _numpy_gemm_floor
 
-NAMES = [n for n in IMPLS if n != "rnnx-numpy"]
+# The GEMM floor computes no cell (its products alone): it has its own test below.
+NAMES = [n for n in IMPLS if n not in ("rnnx-numpy", FLOOR)]
 
 
 def _host(a):
@@ -103,16 +104,88 @@ def test_table_reports_calls_per_step_for_rnnx_rows():
     assert calls == {"rnn": {"fwd": [5, None], "m2m": [5, 5]},
                      "gru": {"fwd": [24, None], "m2m": [24, 10]}}
     row = {"case": cases[1].key, "impl": "rnnx-numpy", "best_s": 1e-3, "median_s": 1e-3,
-           "ratio_to_torch_nn": 0.5, "gflops": 1.0, "gemm_fraction": 0.1, **cases[1].to_dict()}
-    ref = {**row, "impl": "torch.nn.RNN", "ratio_to_torch_nn": 1.0}
+           "ratio_to_torch_nn": 0.5, "ratio_to_floor": 2.5, "gflops": 1.0, "gemm_fraction": 0.1,
+           **cases[1].to_dict()}
+    ref = {**row, "impl": "torch.nn.RNN", "ratio_to_torch_nn": 1.0, "ratio_to_floor": None}
     result = {"machine": {"cpu": "c", "cores": 2, "python": "3", "platform": "p",
                           "thread_env": {}}, "when": "now", "threads": 1, "rounds": 1,
               "budget_s": 0.1, "min_reps": 1, "quick": True, "gemm_peak": {}, "info": {},
               "rows": [row, ref], "calls_per_step": calls}
     md = to_markdown(result)
-    assert "calls/step (fwd, bwd) |" in md
-    assert "| rnnx-numpy | 1.00 ms | 1.00 ms | 0.50 | 1.0 | 10 % | 5, 5 |" in md
-    assert "| torch.nn.RNN | 1.00 ms | 1.00 ms | 1.00 | 1.0 | 10 % |  |" in md
+    assert "| % peak | ÷ floor | calls/step (fwd, bwd) |" in md
+    assert "| rnnx-numpy | 1.00 ms | 1.00 ms | 0.50 | 1.0 | 10 % | 2.50 | 5, 5 |" in md
+    assert "| torch.nn.RNN | 1.00 ms | 1.00 ms | 1.00 | 1.0 | 10 % |  |  |" in md
+
+
+def test_summary_divides_rnnx_cpu_rows_by_the_floor_of_the_same_case():
+    """``ratio_to_floor`` = rnnx's best ÷ the floor's best on the same case, for rnnx's CPU
+    rows only; a case the floor did not time gets none."""
+    from benchmarks.run import summarise
+
+    a, b = all_cases(((2, 3, 4, 5),), ("float32",), ("fwd", "m2m"))
+    raw = {"gemm": {"gemm-numpy": {"float32": [1.0], "float64": [2.0]}},
+           "samples": {"rnnx-numpy": {a.key: [3.0, 2.0], b.key: [6.0]},
+                       "torch.nn.RNN": {a.key: [4.0], b.key: [4.0]},
+                       FLOOR: {a.key: [1.0, 0.5]}}}
+    rows = {(r["impl"], r["variant"]): r for r in summarise(raw, [a, b], list(raw["samples"]))["rows"]}
+    assert rows[("rnnx-numpy", "fwd")]["ratio_to_floor"] == 4.0  # 2.0 / 0.5
+    assert rows[("rnnx-numpy", "m2m")]["ratio_to_floor"] is None  # no floor for that case
+    assert rows[("torch.nn.RNN", "fwd")]["ratio_to_floor"] is None
+    assert rows[(FLOOR, "fwd")]["ratio_to_floor"] is None
+    assert rows[(FLOOR, "fwd")]["ratio_to_torch_nn"] == 0.5 / 4.0
+
+
+def _floor_products(case):
+    """The (left shape, right shape, left layout, right layout) of every product the floor's
+    run() makes, in order: 'C' C-contiguous, 'T' a transposed view of a C-contiguous array,
+    'S' rows of unit stride but a longer row stride (a column block of wider rows)."""
+    calls = []
+
+    def layout(a):
+        if a.flags.c_contiguous:
+            return "C"
+        if a.flags.f_contiguous:
+            return "T"
+        assert a.strides[1] == a.itemsize and a.strides[0] > a.shape[1] * a.itemsize
+        return "S"
+
+    def matmul(a, b, *, out):
+        assert a.dtype == b.dtype == out.dtype == np.dtype(case.dtype)
+        assert out.flags.c_contiguous and out.shape == (a.shape[0], b.shape[1])
+        calls.append((a.shape, b.shape, layout(a), layout(b)))
+        return np.matmul(a, b, out=out)
+
+    run = _numpy_gemm_floor(case, matmul=matmul)
+    run()
+    first = list(calls)
+    run()  # every call makes the same products again, into the same buffers
+    assert calls == first + first
+    return first
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_gemm_floor_runs_the_gemms_bptt_cannot_avoid(cell, dtype):
+    """Per cell of G gate blocks, B=3, T=6, F=4, H=5, R=B*T: the input projection
+    (R, F+1)@(F+1, GH); T-1 forward (B, H)@(H, GH) (none from the zero state); for the backward
+    variants T backward (B, GH)@(GH, H), dw_x (F+1, R)@(R, GH), dw_h (H, B(T-1))@(B(T-1), GH)
+    and dx (R, GH)@(GH, F), in rnnx's layouts (w_h^T a copy, the weight gradients' left sides
+    transposed views, the GRU's dA blocks of its (B, 5H) factor rows, dx against w_x^T's view)."""
+    B, T, F, H = 3, 6, 4, 5
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    gh, R = G * H, B * T
+    fwd = [((R, F + 1), (F + 1, gh), "C", "C")] + [((B, H), (H, gh), "C", "C")] * (T - 1)
+    assert _floor_products(Case(B, T, F, H, dtype, "fwd", cell)) == fwd
+    strided = "S" if cell == "gru" else "C"
+    bwd = [((B, gh), (gh, H), strided, "C")] * T + [
+        ((F + 1, R), (R, gh), "T", strided),
+        ((H, B * (T - 1)), (B * (T - 1), gh), "T", strided),
+        ((R, gh), (gh, F), strided, "T"),
+    ]
+    for variant in ("m2m", "m2o"):
+        got = _floor_products(Case(B, T, F, H, dtype, variant, cell))
+        assert got == fwd + bwd
+        assert len(got) == 2 * T + 3
 
 
 def _bench(*args, tmp_path):
@@ -157,3 +230,39 @@ def test_gpu_benchmark_without_a_gpu_fails_naming_why(tmp_path):
     assert res.returncode == 1
     assert "no GPU implementation can run here" in res.stderr
     assert not (tmp_path / "none.md").exists()
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_train_throughput_sides_train_the_same_model(cell):
+    """benchmarks.train_throughput: both sides build the cell's model and train an epoch on
+    64 digits (no timing); rnnx's is the estimator `rnnx train --cell` builds, torch's the
+    torch.nn module of that cell with the same hidden size."""
+    if IMPLS["torch.nn.RNN"].unavailable():
+        pytest.skip(IMPLS["torch.nn.RNN"].unavailable())
+    from benchmarks.train_throughput import CONFIG, _digits, make_rnnx_trainer, make_torch_trainer
+
+    x, y = _digits()
+    x, y = x[:64], y[:64]
+    rng = np.random.default_rng(0)
+    for make in (make_rnnx_trainer, make_torch_trainer):
+        epoch = make(CONFIG, cell)
+        epoch(x, y, rng)
+        model = epoch.model
+        if make is make_rnnx_trainer:
+            assert model.cell == cell and model.n_epochs_ == 1
+            assert type(model).__name__ == ("ScratchSimpleRNNClassifier" if cell == "rnn"
+                                            else "RNNClassifier")
+        else:
+            assert type(model).__name__ == cell.upper() and model.hidden_size == CONFIG["hidden"]
+
+
+def test_train_throughput_table_has_a_row_per_cell():
+    from benchmarks.train_throughput import CONFIG, to_markdown
+
+    per = {c: {"best": {"rnnx train": 3000.0, "torch.nn": 1500.0},
+               "median": {"rnnx train": 2000.0, "torch.nn": 1000.0}, "ratio_best": 2.0}
+           for c in ("rnn", "lstm", "gru")}
+    md = to_markdown({"config": CONFIG, "threads": 1, "rounds": 1, "epochs": 1,
+                      "machine": {"cpu": "c", "cores": 2}, "cells": per})
+    for c in per:
+        assert f"| {c} | 3000 | 2000 | 1500 | 1000 | 2.00x |" in md

@@ -250,3 +250,45 @@ def test_compact_numbers():
     assert compact(0.0005) == "0.0005" and compact(1.0143) == "1.0143"
     assert compact(1.2345e30) == "1.235e+30" and compact(float("nan")) == "nan"
     assert compact(3e-7) == "3.000e-07"
+
+
+def _train_subprocess(*args, code=None, tmp_path):
+    """``python -m rnnx train`` (or ``python -c code``) on this checkout's rnnx."""
+    import subprocess
+    import sys
+
+    env = _subprocess_env()
+    cmd = ["-c", code] if code else ["-m", "rnnx", "train", *TINY, *args]
+    return subprocess.run([sys.executable, *cmd], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=tmp_path)
+
+
+def test_train_prints_what_it_set_the_threads_to(tmp_path):
+    """The header's ``threads`` line, between the model line and the training line: the default
+    caps the BLAS at one thread through threadpoolctl; ``--threads 0`` caps nothing and says
+    at how many threads the BLAS runs."""
+    res = _train_subprocess(tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert [ln.split(" ", 1)[0] for ln in lines[:4]] == ["data", "model", "threads", "trained"]
+    assert re.fullmatch(r"threads BLAS capped at 1 thread \(\w+(, \w+)* via threadpoolctl\)",
+                        lines[2]), lines[2]
+    assert "warning" not in res.stderr
+    res = _train_subprocess("--threads", "0", tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"^threads not capped \(library defaults: \w+ at \d+ threads?\)$",
+                     res.stdout, re.MULTILINE), res.stdout
+
+
+def test_train_warns_when_it_cannot_cap_the_threads(tmp_path):
+    """Without threadpoolctl (an install that skipped rnnx's dependencies) training still runs,
+    the threads line says the BLAS is not capped and why, and a warning goes to stderr."""
+    code = ("import sys; sys.modules['threadpoolctl'] = None\n"
+            "from rnnx.cli import main\n"
+            f"main(['train', *{TINY!r}], standalone_mode=False)")
+    res = _train_subprocess(code=code, tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "threads BLAS NOT capped: threadpoolctl is not installed" in res.stdout
+    assert "held-out accuracy" in res.stdout
+    assert "warning: --threads 1 did not cap the BLAS threads: threadpoolctl is not installed" \
+        in res.stderr

@@ -33,7 +33,7 @@ from ._availability import (
     requirement_status,
     torch_module,
 )
-from ._cpu import float_errors_checked_by_caller, limit_threads, prefers_exp_tanh
+from ._cpu import ThreadLimit, float_errors_checked_by_caller, limit_threads, prefers_exp_tanh
 from ._devices import common_device, device_scope, on_device, on_input_device
 from ._files import atomic_path, check_writable, load_npz, save_npz_atomic
 from ._host import from_host, host_namespace, host_rng, move_to, synchronize, to_device, to_numpy
@@ -56,6 +56,7 @@ __all__ = [
     "REQUIREMENTS",
     "REQUIRE_ENV",
     "BackendStatus",
+    "ThreadLimit",
     "atomic_path",
     "available_backends",
     "backend_name",

@@ -10,13 +10,14 @@ import contextlib
 import functools
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ._namespaces import backend_name
 
-__all__ = ["float_errors_checked_by_caller", "limit_threads", "prefers_exp_tanh"]
+__all__ = ["ThreadLimit", "float_errors_checked_by_caller", "limit_threads", "prefers_exp_tanh"]
 
 
 @functools.cache
@@ -61,30 +62,86 @@ def float_errors_checked_by_caller() -> Iterator[None]:
         yield
 
 
+@dataclass(frozen=True)
+class ThreadLimit:
+    """What :func:`limit_threads` did: the cap asked for (``None``: none), the thread pools it
+    capped (``(internal_api, user_api, num_threads)`` as threadpoolctl names them, e.g.
+    ``("openblas", "blas", 1)``), torch's threads if it set them, and, when the BLAS could not be
+    capped, why not. True (``applied``) when a cap was asked for and every BLAS pool of the
+    process is at or below it."""
+
+    requested: int | None
+    pools: tuple[tuple[str, str, int], ...] = ()
+    torch_threads: int | None = None
+    reason: str = ""
+
+    @property
+    def applied(self) -> bool:
+        return self.requested is not None and not self.reason
+
+    def __bool__(self) -> bool:
+        return self.applied
+
+    def describe(self) -> str:
+        """One line: ``BLAS capped at 1 thread (openblas via threadpoolctl)``, or why not."""
+        torch = "" if self.torch_threads is None else f"; torch at {_threads(self.torch_threads)}"
+        blas = [p for p in self.pools if p[1] == "blas"]
+        other = [p for p in self.pools if p[1] != "blas"]
+        names = ", ".join(sorted({p[0] for p in blas}))
+        extra = "".join(f"; {p[0] if p[0] == p[1] else f'{p[0]} ({p[1]})'} at {_threads(p[2])}"
+                        for p in other)
+        if self.requested is None:
+            now = ", ".join(f"{p[0]} at {_threads(p[2])}" for p in blas) or self.reason
+            return f"not capped (library defaults: {now or 'BLAS pools unknown'}){torch}"
+        if self.reason:
+            return f"BLAS NOT capped: {self.reason}{torch}"
+        return f"BLAS capped at {_threads(self.requested)} ({names} via threadpoolctl){extra}{torch}"
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
+def _pools(controller: Any) -> tuple[tuple[str, str, int], ...]:
+    return tuple((p["internal_api"], p["user_api"], int(p["num_threads"]))
+                 for p in controller.info())
+
+
 @contextlib.contextmanager
-def limit_threads(n: int | None) -> Iterator[bool]:
-    """Run the block with at most ``n`` CPU threads in BLAS/OpenMP (through ``threadpoolctl``,
-    when it is installed) and in torch (if already imported); ``None`` changes nothing.
+def limit_threads(n: int | None) -> Iterator[ThreadLimit]:
+    """Run the block with at most ``n`` CPU threads in the BLAS and OpenMP pools loaded in this
+    process (through ``threadpoolctl``, a dependency of rnnx) and in torch (if already
+    imported); ``None`` changes nothing.
 
     Recurrent training multiplies small matrices step by step; extra BLAS threads do not speed
-    those up, and on a busy machine their spin-waiting slows them down several times. Yields
-    whether the BLAS limit could be applied. Previous settings are restored on exit.
+    those up, and on a busy machine their spin-waiting slows them down several times. Yields a
+    :class:`ThreadLimit` saying what was capped (true when the BLAS cap holds; with ``None`` it
+    reports the libraries' own thread counts and is false). Previous settings are restored on
+    exit.
     """
-    if n is None:
-        yield True
-        return
     with contextlib.ExitStack() as stack:
-        applied = False
+        pools: tuple[tuple[str, str, int], ...] = ()
+        reason = ""
         try:
-            from threadpoolctl import threadpool_limits
-
-            stack.enter_context(threadpool_limits(limits=n))
-            applied = True
-        except ImportError:
-            pass
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # an install that skipped rnnx's dependencies
+            reason = "threadpoolctl is not installed (a dependency of rnnx: pip install threadpoolctl)"
+        else:
+            controller = ThreadpoolController()  # the pools loaded now: import numpy first
+            if n is not None:
+                stack.enter_context(controller.limit(limits=n))
+            pools = _pools(controller)
+            blas = [p for p in pools if p[1] == "blas"]
+            if not blas:
+                reason = "threadpoolctl found no BLAS library loaded in this process"
+            elif n is not None and any(p[2] > n for p in blas):
+                reason = "the BLAS kept " + ", ".join(
+                    f"{p[0]} at {_threads(p[2])}" for p in blas if p[2] > n)
         torch = sys.modules.get("torch")
-        if torch is not None:
+        torch_threads = None
+        if torch is not None and n is not None:
             before = torch.get_num_threads()
             torch.set_num_threads(n)
             stack.callback(torch.set_num_threads, before)
-        yield applied
+            torch_threads = torch.get_num_threads()
+        yield ThreadLimit(n, pools, torch_threads, reason)
