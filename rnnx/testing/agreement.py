@@ -146,12 +146,16 @@ def _limit(spec: Cell, dtype: Any, xp: Any) -> float:
                            gain=spec.rounding_gain)
 
 
-def agreement_rows(backends: tuple[str, ...], seed: int = 0) -> list[dict]:
-    """For every cell variant, backend, device and dtype: the deviation of the forward states
-    and every gradient from NumPy float64."""
+def agreement_rows(backends: tuple[str, ...], seed: int = 0, *,
+                   cells: tuple[str, ...] | None = None) -> list[dict]:
+    """For every cell variant (of the registry names in ``cells``; default all), backend,
+    device and dtype: the deviation of the forward states and every gradient from NumPy
+    float64."""
     rows = []
     hnp = get_namespace("numpy")
     for label, spec, options in cell_variants():
+        if cells is not None and spec.name not in cells:
+            continue
         host = make_case(spec, host_rng(seed), *_AGREEMENT_SHAPE)
         ref = {k: to_numpy(v) for k, v in
                run_case(spec, _put(host, hnp, "cpu", hnp.float64), options=options).items()}
