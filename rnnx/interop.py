@@ -30,7 +30,7 @@ from .functional.registry import CELLS, Cell, TorchLayout, get_cell
 from .layers.recurrent import Recurrent, layer_suffixes
 from .layers.single import single_layer_class
 
-__all__ = ["from_state_dict", "from_torch", "to_state_dict", "to_torch"]
+__all__ = ["from_onnx", "from_state_dict", "from_torch", "to_onnx", "to_state_dict", "to_torch"]
 
 
 def _layout(spec: Cell) -> TorchLayout:
@@ -173,3 +173,13 @@ def from_torch(module: Any, *, backend: str = "numpy", device: Any = None, dtype
     return from_state_dict(module.state_dict(), cell=spec.name, num_layers=module.num_layers,
                            bidirectional=module.bidirectional, backend=backend, device=device,
                            dtype=dtype, stacked=is_stacked, **extra, **layer_options)
+
+
+def __getattr__(name: str) -> Any:
+    # The ONNX half lives in its own module (imported on first use; onnx itself is imported
+    # only inside its functions).
+    if name in ("to_onnx", "from_onnx"):
+        from . import _interop_onnx
+
+        return getattr(_interop_onnx, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
