@@ -334,7 +334,7 @@ def from_onnx(path_or_model: Any, *, backend: str = "numpy", device: Any = None,
         w, r = consts[ins[1]], consts[ins[2]]
         gates = len(_OPS[op].gate_order)
         hidden = int(r.shape[-1])
-        if int(w.shape[1]) != gates * hidden or "hidden_size" in attrs and attrs["hidden_size"] != hidden:
+        if int(w.shape[1]) != gates * hidden or ("hidden_size" in attrs and attrs["hidden_size"] != hidden):
             raise ValueError(f"{where} has hidden_size={attrs.get('hidden_size')} but W of shape "
                              f"{tuple(w.shape)} and R of shape {tuple(r.shape)}")
         if int(w.shape[0]) != dirs:

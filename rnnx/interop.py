@@ -26,6 +26,9 @@ from __future__ import annotations
 from typing import Any
 
 from ._backend import from_host, get_namespace, to_numpy, torch_module
+
+# The ONNX half (its own module; onnx is imported only inside its functions).
+from ._interop_onnx import from_onnx, to_onnx
 from .functional.registry import CELLS, Cell, TorchLayout, get_cell
 from .layers.recurrent import Recurrent, layer_suffixes
 from .layers.single import single_layer_class
@@ -174,12 +177,3 @@ def from_torch(module: Any, *, backend: str = "numpy", device: Any = None, dtype
                            bidirectional=module.bidirectional, backend=backend, device=device,
                            dtype=dtype, stacked=is_stacked, **extra, **layer_options)
 
-
-def __getattr__(name: str) -> Any:
-    # The ONNX half lives in its own module (imported on first use; onnx itself is imported
-    # only inside its functions).
-    if name in ("to_onnx", "from_onnx"):
-        from . import _interop_onnx
-
-        return getattr(_interop_onnx, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
