@@ -162,7 +162,7 @@ def test_regressor_predictions_are_unscaled(digits, sequence_output):
 
 
 def test_cells_without_an_operator_are_refused():
-    with pytest.raises(ValueError, match="'ln_lstm'.*no ONNX operator.*rnn, lstm, gru"):
+    with pytest.raises(ValueError, match=r"'ln_lstm'.*no ONNX operator.*rnn, lstm, gru"):
         to_onnx(SequenceNetwork(3, 4, 2, cell="ln_lstm", seed=0))
     with pytest.raises(TypeError, match="fitted RNNClassifier"):
         to_onnx(object())
