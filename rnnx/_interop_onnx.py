@@ -103,7 +103,8 @@ def _parts(model: Any) -> tuple[Any, str, dict]:
                     f"ScratchSimpleRNNClassifier or a SequenceNetwork; got {type(model).__name__}")
 
 
-def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool = False) -> Any:
+def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool = False,
+            dtype: str | None = None) -> Any:
     """The ONNX model (``onnx.ModelProto``, opset :data:`OPSET`) of a fitted
     :class:`~rnnx.models.RNNClassifier`, :class:`~rnnx.models.RNNRegressor`,
     :class:`~rnnx.models.ScratchSimpleRNNClassifier` or a :class:`~rnnx.models.SequenceNetwork`,
@@ -124,10 +125,14 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool 
     length-1`` are valid, as rnnx's ``lengths``), fed to the operators' ``sequence_lens``;
     padded steps then carry the state and output zeros, as in rnnx.
 
+    ``dtype`` (``"float32"``/``"float64"``; default: the model's) is the graph's float type;
+    weights of another dtype are cast. ONNX Runtime's CPU kernels of these operators are float32
+    only: a float64 graph is a valid ONNX model (``onnx.reference.ReferenceEvaluator`` runs it)
+    that ONNX Runtime refuses to load, so export a float64 model with ``dtype="float32"`` to run
+    it there (its outputs then differ from the float64 model's by the weights' float32 rounding).
+
     Initial states are zeros; dropout is not exported (inference). Cells without an ONNX
-    operator (``ln_lstm``) are refused. ONNX Runtime's CPU kernels of these operators are
-    float32 only: a float64 model is a valid ONNX model (``onnx.reference.ReferenceEvaluator``
-    runs it) that ONNX Runtime refuses to load.
+    operator (``ln_lstm``) are refused.
     """
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
@@ -137,8 +142,11 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool 
     rec, dense = net.recurrent, net.dense
     spec = rec.spec
     op = _op_of(spec)
-    dt = to_numpy(dense.params["w"]).dtype
-    elem = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}[str(dt)]
+    elems = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}
+    if dtype is not None and dtype not in elems:
+        raise ValueError(f"dtype must be 'float32', 'float64' or None (the model's); got {dtype!r}")
+    dt = hnp.dtype(dtype) if dtype is not None else to_numpy(dense.params["w"]).dtype
+    elem = elems[str(dt)]
     hidden, dirs, order = rec.hidden_size, rec.dirs, _perm(spec, op)
     acts = list(_OPS[op].activations)
     if "nonlinearity" in rec.options:  # Elman: its one activation
@@ -148,7 +156,9 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool 
 
     def const(name: str, value: Any) -> str:
         if name not in {t.name for t in inits}:
-            inits.append(numpy_helper.from_array(hnp.asarray(value), name))
+            value = hnp.asarray(value)
+            value = value.astype(dt) if value.dtype.kind == "f" else value  # weights in dtype
+            inits.append(numpy_helper.from_array(value, name))
         return name
 
     features = "features" if not head.get("univariate") else None

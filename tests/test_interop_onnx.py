@@ -161,6 +161,57 @@ def test_regressor_predictions_are_unscaled(digits, sequence_output):
     np.testing.assert_allclose(got, want, rtol=0, atol=TOL32 * float(np.abs(want).max()))
 
 
+def test_a_float64_model_exports_to_float32_for_onnxruntime(digits):
+    """``dtype="float32"`` casts a float64 model's weights: ONNX Runtime then runs it, within
+    1e-5 of the float64 model (measured 2e-7 .. 4e-7: the weights' and inputs' rounding)."""
+    X, y, lengths = digits
+    X64 = X.astype(np.float64)
+    clf = RNNClassifier(cell="lstm", hidden_size=12, epochs=2, random_state=0).fit(X64, y)
+    assert clf.network_.dense.params["w"].dtype == np.float64
+    proto = to_onnx(clf, lengths=True, dtype="float32")
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    got = _ort(proto, X=X, lengths=lengths)
+    np.testing.assert_allclose(got, clf.predict_proba(X64, lengths=lengths), rtol=0, atol=TOL32)
+    with pytest.raises(ValueError, match="dtype must be 'float32', 'float64' or None"):
+        to_onnx(clf, dtype="float16")
+
+
+def test_models_on_another_backend_export_and_import():
+    """Weights travel through the host: a model on array-api-strict's non-default device exports
+    the same graph as on NumPy, and imports onto that device."""
+    strict = pytest.importorskip("array_api_strict")
+    dev = strict.Device("device1")
+    net = SequenceNetwork(3, 4, 2, cell="gru", bidirectional=True, seed=5, dtype="float32",
+                          backend="array_api_strict", device=dev)
+    ref = SequenceNetwork(3, 4, 2, cell="gru", bidirectional=True, seed=5, dtype="float32")
+    assert to_onnx(net) == to_onnx(ref)
+    layer = from_onnx(to_onnx(ref), backend="array_api_strict", device=dev)
+    assert all(v.device == dev for v in layer.params.values())
+
+
+@pytest.mark.filterwarnings("ignore")  # the TorchScript exporter's deprecation notices
+@pytest.mark.parametrize("module", ["RNN", "LSTM", "GRU"])
+def test_import_of_torch_exported_models(rng, module):
+    """An outside exporter: ``torch.onnx.export`` of a stacked bidirectional torch module
+    (``Constant`` weights, an ``Expand``-ed zero initial state) imports into an rnnx layer that
+    gives torch's outputs (float32, 1e-5)."""
+    torch = pytest.importorskip("torch")
+    import io
+
+    torch.manual_seed(0)
+    m = getattr(torch.nn, module)(3, 4, num_layers=2, bidirectional=True, batch_first=True).eval()
+    x = torch.from_numpy(rng.standard_normal((2, 5, 3)).astype(np.float32))
+    buf = io.BytesIO()
+    try:
+        torch.onnx.export(m, (x,), buf, dynamo=False, opset_version=17)
+    except Exception as exc:  # the TorchScript exporter is on its way out of torch
+        pytest.skip(f"torch.onnx.export(dynamo=False) unavailable: {exc}")
+    layer = from_onnx(onnx.load_from_string(buf.getvalue()), return_sequences=True)
+    with torch.no_grad():
+        want = m(x)[0].numpy()
+    np.testing.assert_allclose(layer.forward(x.numpy()), want, rtol=0, atol=TOL32)
+
+
 def test_cells_without_an_operator_are_refused():
     with pytest.raises(ValueError, match=r"'ln_lstm'.*no ONNX operator.*rnn, lstm, gru"):
         to_onnx(SequenceNetwork(3, 4, 2, cell="ln_lstm", seed=0))
