@@ -289,7 +289,8 @@ def from_onnx(path_or_model: Any, *, backend: str = "numpy", device: Any = None,
     attribute: ``direction="reverse"``, a GRU with ``linear_before_reset=0`` (the reset-before
     GRU is not implemented), non-zero peepholes ``P``, ``clip``, ``input_forget``, activations
     other than the operator's defaults (an Elman node may use ``Relu``), ``hidden_size``
-    not matching ``W``. Initial states and ``sequence_lens`` are run-time inputs, not weights:
+    not matching ``W``. ``layout`` (batch-first inputs and outputs) leaves the weights as they
+    are and is accepted. Initial states and ``sequence_lens`` are run-time inputs, not weights:
     pass ``h0``/``mask`` to the layer. ``backend``/``device``/``dtype``/``layer_options`` as in
     :func:`rnnx.interop.from_state_dict`.
     """

@@ -19,6 +19,10 @@ bit; torch -> rnnx -> torch gives the same module up to how an Elman/LSTM bias i
 ``bias_ih`` and ``bias_hh`` (the sum, which is all the maths sees, is kept; the split is
 recovered exactly when ``bias_hh`` was zero). Weights travel through the host
 (:func:`rnnx._backend.to_numpy` / ``from_host``) so any backend and device works on either side.
+
+ONNX: :func:`to_onnx` (a fitted estimator or network as an ONNX model of the standard
+``RNN``/``LSTM``/``GRU`` operators) and :func:`from_onnx` (such operators' weights into a
+:class:`~rnnx.layers.Recurrent`) live in :mod:`rnnx._interop_onnx`; see ``docs/onnx.md``.
 """
 
 from __future__ import annotations
