@@ -137,6 +137,8 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool 
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
+    from . import __version__
+
     hnp = host_namespace()
     net, kind, head = _parts(model)
     rec, dense = net.recurrent, net.dense
@@ -211,21 +213,20 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool 
         nodes.append(helper.make_node("Transpose", [y_h], ["h_bdh"], perm=[1, 0, 2]))
         nodes.append(helper.make_node("Reshape", ["h_bdh", const("shape_b_", [0, -1])],
                                       ["states"]))
-    nodes.append(helper.make_node("MatMul", ["states", const("dense_w", to_numpy(dense.params["w"]))],
-                                  ["dense_xw"]))
+    w_d, b_d = to_numpy(dense.params["w"]), to_numpy(dense.params["b"])  # (D*H, O), (O,)
+    nodes.append(helper.make_node("MatMul", ["states", const("dense_w", w_d)], ["dense_xw"]))
     out = {"proba": "logits", "regression": "scaled", "network": "outputs"}[kind]
-    nodes.append(helper.make_node("Add", ["dense_xw", const("dense_b", to_numpy(dense.params["b"]))],
-                                  [out]))
+    nodes.append(helper.make_node("Add", ["dense_xw", const("dense_b", b_d)], [out]))
     lead = ["batch", "time"] if net.sequence_output else ["batch"]
     width = [int(dense.params["b"].shape[0])]
     if kind == "proba":
         nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1))
         out = "probabilities"
     elif kind == "regression":
-        nodes.append(helper.make_node("Mul", ["scaled", const("y_scale", head["scale"].astype(dt))],
+        nodes.append(helper.make_node("Mul", ["scaled", const("y_scale", head["scale"])],
                                       ["unshifted"]))
         final = "predictions_o" if head["squeeze"] else "predictions"
-        nodes.append(helper.make_node("Add", ["unshifted", const("y_mean", head["mean"].astype(dt))],
+        nodes.append(helper.make_node("Add", ["unshifted", const("y_mean", head["mean"])],
                                       [final]))
         if head["squeeze"]:
             nodes.append(helper.make_node("Squeeze", [final, const("axis_last", [-1])],
@@ -235,7 +236,8 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool 
     outputs = [helper.make_tensor_value_info(out, elem, lead + width)]
     graph = helper.make_graph(nodes, "rnnx", inputs, outputs, initializer=inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="rnnx", ir_version=_IR_VERSION,
+                              producer_name="rnnx", producer_version=__version__,
+                              ir_version=_IR_VERSION,
                               doc_string=f"rnnx {type(model).__name__} ({spec.name}, "
                                          f"{rec.num_layers} layer(s), {dirs} direction(s))")
     if "classes" in head:
@@ -270,6 +272,21 @@ def _weights(graph: Any) -> dict[str, Any]:
     return out
 
 
+def _feeds(graph: Any, name: str, source: str) -> bool:
+    """Whether tensor ``name`` of ``graph`` is computed from tensor ``source``."""
+    producer = {out: n for n in graph.node for out in n.output if out}
+    seen, todo = set(), [name]
+    while todo:
+        t = todo.pop()
+        if t == source:
+            return True
+        if t in seen or t not in producer:
+            continue
+        seen.add(t)
+        todo.extend(i for i in producer[t].input if i)
+    return False
+
+
 def _cell_for(op: str) -> Cell:
     for spec in CELLS.values():
         if spec.torch is not None and spec.torch.module == op:
@@ -283,8 +300,9 @@ def from_onnx(path_or_model: Any, *, backend: str = "numpy", device: Any = None,
     nodes of an ONNX model (a path or an ``onnx.ModelProto``).
 
     The nodes, in graph order, are the layers of one stack (as :func:`to_onnx` writes them:
-    one node per layer, each fed by the last one's output); they must share operator, direction
-    and hidden size. ``W``/``R``/``B`` must be constants (initializers or ``Constant`` nodes);
+    one node per layer, each computed from the last one's output ``Y``, checked); they must
+    share operator, direction and hidden size. ``W``/``R``/``B`` must be constants (initializers
+    or ``Constant`` nodes);
     Elman/LSTM biases become rnnx's one bias ``Wb + Rb``, a GRU keeps both. Refused, naming the
     attribute: ``direction="reverse"``, a GRU with ``linear_before_reset=0`` (the reset-before
     GRU is not implemented), non-zero peepholes ``P``, ``clip``, ``input_forget``, activations
@@ -316,6 +334,10 @@ def from_onnx(path_or_model: Any, *, backend: str = "numpy", device: Any = None,
     nonlinearity = "tanh"
     for k, node in enumerate(nodes):
         where = f"ONNX {op} node {node.name or k!r}"
+        if k and not (len(nodes[k - 1].output) and _feeds(proto.graph, node.input[0],
+                                                          nodes[k - 1].output[0])):
+            raise ValueError(f"{where} does not read the output Y of the recurrent node before "
+                             f"it: the graph's recurrent nodes are not one stack")
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         for name, why in _REFUSED.items():
             if name in attrs and (name != "input_forget" or attrs[name]):
@@ -326,10 +348,10 @@ def from_onnx(path_or_model: Any, *, backend: str = "numpy", device: Any = None,
             raise ValueError(f"{where} has direction={direction!r}: rnnx layers run forward or "
                              f"bidirectional")
         dirs = 2 if direction == "bidirectional" else 1
-        if op == "GRU" and attrs.get("linear_before_reset", 0) != 1:
-            raise ValueError(f"{where} has linear_before_reset={attrs.get('linear_before_reset', 0)}"
-                             f": the reset-before GRU is not implemented (rnnx's GRU is torch's, "
-                             f"linear_before_reset=1)")
+        lbr = attrs.get("linear_before_reset", 0)
+        if op == "GRU" and lbr != 1:
+            raise ValueError(f"{where} has linear_before_reset={lbr}: the reset-before GRU is "
+                             f"not implemented (rnnx's GRU is torch's, linear_before_reset=1)")
         acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
         defaults = list(_OPS[op].activations)
         allowed = [defaults * dirs] + ([["Relu"] * dirs] if op == "RNN" else [])
@@ -345,7 +367,7 @@ def from_onnx(path_or_model: Any, *, backend: str = "numpy", device: Any = None,
         w, r = consts[ins[1]], consts[ins[2]]
         gates = len(_OPS[op].gate_order)
         hidden = int(r.shape[-1])
-        if int(w.shape[1]) != gates * hidden or ("hidden_size" in attrs and attrs["hidden_size"] != hidden):
+        if int(w.shape[1]) != gates * hidden or attrs.get("hidden_size", hidden) != hidden:
             raise ValueError(f"{where} has hidden_size={attrs.get('hidden_size')} but W of shape "
                              f"{tuple(w.shape)} and R of shape {tuple(r.shape)}")
         if int(w.shape[0]) != dirs:
@@ -369,6 +391,7 @@ def from_onnx(path_or_model: Any, *, backend: str = "numpy", device: Any = None,
             state[f"weight_hh_{sfx}"] = _blocks(r[d], inv, hidden, hnp)
             state[f"bias_ih_{sfx}"] = _blocks(b[d][:gates * hidden], inv, hidden, hnp)
             state[f"bias_hh_{sfx}"] = _blocks(b[d][gates * hidden:], inv, hidden, hnp)
-    return from_state_dict(state, cell=spec.name, num_layers=len(nodes), bidirectional=shape[0] == 2,
-                           nonlinearity=nonlinearity, backend=backend, device=device, dtype=dtype,
-                           stacked=True, **layer_options)
+    return from_state_dict(state, cell=spec.name, num_layers=len(nodes),
+                           bidirectional=shape[0] == 2, nonlinearity=nonlinearity,
+                           backend=backend, device=device, dtype=dtype, stacked=True,
+                           **layer_options)

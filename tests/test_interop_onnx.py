@@ -288,6 +288,25 @@ def test_peepholes_are_refused_unless_zero():
         from_onnx(proto)
 
 
+def test_recurrent_nodes_that_are_not_one_stack_are_refused():
+    """Two LSTMs side by side on the same input (not a stack) are refused, not read as one."""
+    proto = to_onnx(_net("lstm", "tanh", 2, False))
+    second = [n for n in proto.graph.node if n.op_type == "LSTM"][1]
+    second.input[0] = "X_tbf"
+    with pytest.raises(ValueError, match="does not read the output Y"):
+        from_onnx(proto)
+
+
+def test_the_input_has_dynamic_batch_and_time():
+    proto = to_onnx(_net("gru", "tanh", 1, False), lengths=True)
+    x, lengths = proto.graph.input
+    assert [d.dim_param or d.dim_value for d in x.type.tensor_type.shape.dim] == [
+        "batch", "time", 3]
+    assert [d.dim_param for d in lengths.type.tensor_type.shape.dim] == ["batch"]
+    assert lengths.type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert {o.version for o in proto.opset_import if o.domain == ""} == {17}
+
+
 def test_a_model_without_a_recurrent_node_is_refused():
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
