@@ -123,7 +123,8 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool 
 
     ``lengths=True`` adds an input ``lengths`` (int64 ``(batch,)``, right padding: steps ``0 ..
     length-1`` are valid, as rnnx's ``lengths``), fed to the operators' ``sequence_lens``;
-    padded steps then carry the state and output zeros, as in rnnx.
+    padded steps then carry the state and output zeros, as in rnnx. (rnnx's boolean step masks,
+    padding on the left or anywhere, have no ONNX equivalent.)
 
     ``dtype`` (``"float32"``/``"float64"``; default: the model's) is the graph's float type;
     weights of another dtype are cast. ONNX Runtime's CPU kernels of these operators are float32
