@@ -129,7 +129,8 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool 
     ``dtype`` (``"float32"``/``"float64"``; default: the model's) is the graph's float type;
     weights of another dtype are cast. ONNX Runtime's CPU kernels of these operators are float32
     only: a float64 graph is a valid ONNX model (``onnx.reference.ReferenceEvaluator`` runs it)
-    that ONNX Runtime refuses to load, so export a float64 model with ``dtype="float32"`` to run
+    that ONNX Runtime does not run (it refuses to load ``RNN``; ``LSTM``/``GRU`` load and then
+    fail, "does not support double yet"), so export a float64 model with ``dtype="float32"`` to run
     it there (its outputs then differ from the float64 model's by the weights' float32 rounding).
 
     Initial states are zeros; dropout is not exported (inference). Cells without an ONNX
