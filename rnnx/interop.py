@@ -19,6 +19,10 @@ bit; torch -> rnnx -> torch gives the same module up to how an Elman/LSTM bias i
 ``bias_ih`` and ``bias_hh`` (the sum, which is all the maths sees, is kept; the split is
 recovered exactly when ``bias_hh`` was zero). Weights travel through the host
 (:func:`rnnx._backend.to_numpy` / ``from_host``) so any backend and device works on either side.
+
+ONNX: :func:`to_onnx` (a fitted estimator or network as an ONNX model of the standard
+``RNN``/``LSTM``/``GRU`` operators) and :func:`from_onnx` (such operators' weights into a
+:class:`~rnnx.layers.Recurrent`) live in :mod:`rnnx._interop_onnx`; see ``docs/onnx.md``.
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ from __future__ import annotations
 from typing import Any
 
 from ._backend import from_host, get_namespace, to_numpy, torch_module
+
+# The ONNX half (its own module; onnx is imported only inside its functions).
+from ._interop_onnx import from_onnx, to_onnx
 from .functional.registry import CELLS, Cell, TorchLayout, get_cell
 from .layers.recurrent import Recurrent, layer_suffixes
 from .layers.single import single_layer_class
 
-__all__ = ["from_state_dict", "from_torch", "to_state_dict", "to_torch"]
+__all__ = ["from_onnx", "from_state_dict", "from_torch", "to_onnx", "to_state_dict", "to_torch"]
 
 
 def _layout(spec: Cell) -> TorchLayout:
@@ -173,3 +180,4 @@ def from_torch(module: Any, *, backend: str = "numpy", device: Any = None, dtype
     return from_state_dict(module.state_dict(), cell=spec.name, num_layers=module.num_layers,
                            bidirectional=module.bidirectional, backend=backend, device=device,
                            dtype=dtype, stacked=is_stacked, **extra, **layer_options)
+
