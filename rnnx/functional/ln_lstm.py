@@ -143,15 +143,17 @@ def layer_norm_backward(u: Any, zhat: Any, r: Any, *, xp: Any) -> Any:
 
 
 def ln_lstm_cell(ux_t: Any, h_prev: Any, c_prev: Any, w_h: Any, gamma_h: Any, gamma_c: Any,
-                 beta_c: Any, affine: tuple[Any, Any, Any], *, xp: Any
+                 beta_c: Any, affine: tuple[Any, Any, Any], *, xp: Any, prescaled: bool = False
                  ) -> tuple[Any, Any, tuple[Any, ...]]:
     """One step from the hoisted input side ``ux_t = LN(x_t w_x) + beta_x + beta_h + b``
     ``(batch, 4*hidden)``; ``affine`` from :func:`rnnx.functional.lstm.gate_affine`. Returns
-    ``(h_t, c_t, (gates, hhat, rh, chat, rc, s))`` on ``h_prev``'s device."""
+    ``(h_t, c_t, (gates, hhat, rh, chat, rc, s))`` on ``h_prev``'s device. ``prescaled=True``:
+    ``ux_t`` and ``gamma_h`` are already multiplied by the affine's ``scale`` (one call fewer a
+    step; ``hhat`` is saved as it is either way)."""
     hhat, rh = layer_norm(h_prev @ w_h, xp=xp)  # (B, 4H), (B, 1)
     a = hhat * gamma_h  # (B, 4H)
     a += ux_t
-    gates, c = lstm_gates(a, c_prev, affine, xp=xp)  # (B, 4H), (B, H): the LSTM's own
+    gates, c = lstm_gates(a, c_prev, affine, xp=xp, prescaled=prescaled)  # (B, 4H), (B, H)
     o = gates[:, 3 * h_prev.shape[1] :]  # (B, H)
     chat, rc = layer_norm(c, xp=xp)  # (B, H), (B, 1)
     lc = chat * gamma_c  # (B, H)
@@ -203,10 +205,14 @@ def ln_lstm_forward(x: Any, w_x: Any, w_h: Any, b: Any, gamma_x: Any, beta_x: An
     dev = device(x)
     # The input side for all steps at once: one GEMM and one layer norm over all T*B rows.
     xhat, rx = layer_norm(time_major_rows(xp, x) @ w_x, xp=xp)  # (T*B, 4H), (T*B, 1)
-    ux = xhat * gamma_x  # (T*B, 4H)
-    ux += beta_x + beta_h + b  # (4H,) once: the three shifts enter a_t only as their sum
-    ux = xp.reshape(ux, (time, batch, 4 * hidden))  # (T, B, 4H)
     affine = gate_affine(hidden, xp=xp, dtype=x.dtype, dev=dev)
+    # The sigmoids' halving folded into the gains and shifts once per call (exact: powers of
+    # two), not applied to a_t every step.
+    scale = affine[0]  # (4H,)
+    ux = xhat * (gamma_x * scale)  # (T*B, 4H)
+    ux += (beta_x + beta_h + b) * scale  # (4H,) once: the three shifts enter a_t only as their sum
+    ux = xp.reshape(ux, (time, batch, 4 * hidden))  # (T, B, 4H)
+    gamma_hs = gamma_h * scale  # (4H,)
     zeros = None
     if h0 is None or c0 is None:
         zeros = xp.zeros((batch, hidden), dtype=x.dtype, device=dev)  # (B, H)
@@ -214,8 +220,8 @@ def ln_lstm_forward(x: Any, w_x: Any, w_h: Any, b: Any, gamma_x: Any, beta_x: An
     c = c0 if c0 is not None else zeros
 
     def step(ux_t: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        h_t, c_t, saved = ln_lstm_cell(ux_t, state[0], state[1], w_h, gamma_h, gamma_c, beta_c,
-                                       affine, xp=xp)
+        h_t, c_t, saved = ln_lstm_cell(ux_t, state[0], state[1], w_h, gamma_hs, gamma_c, beta_c,
+                                       affine, xp=xp, prescaled=True)
         return (h_t, c_t), saved
 
     widths = (4 * hidden, 4 * hidden, 1, hidden, 1, hidden)  # gates, hhat, rh, chat, rc, s
