@@ -29,6 +29,7 @@ from .._backend import (
 from ..functional._validate import dtype_name
 from ..optim import make_optimizer
 from ._constraints import PARAMETER_CONSTRAINTS, check_cell_options, validate
+from ._dask import is_dask_array
 from ._device import on_model_device
 from ._errors import not_fitted_error_class
 from ._progress import EpochBar
@@ -373,6 +374,10 @@ class BaseRNN(Params):
         if not any(progress is v for v in (True, False, None)):
             raise ValueError(f"progress must be True, False or None (a bar only on a terminal); "
                              f"got {progress!r}")
+        if is_dask_array(X) or is_dask_array(y):  # data-parallel on the dask.distributed client
+            from . import _dask
+
+            return _dask.fit(self, X, y, lengths=lengths, callback=callback, progress=progress)
         for attr in ("network_", "history_"):
             if hasattr(self, attr):
                 delattr(self, attr)

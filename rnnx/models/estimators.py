@@ -51,6 +51,7 @@ from typing import Any
 from .._backend import device, from_host, host_namespace, namespace, to_numpy
 from ..losses import softmax
 from ._base import BaseRNN
+from ._dask import is_dask_array, predict_lazy
 from ._device import on_model_device
 from ._errors import DataConversionWarning, NotFittedError, TrainingDivergedError
 from ._validation import host_lengths, score_y
@@ -195,6 +196,8 @@ class RNNClassifier(BaseRNN):
     def predict_proba(self, X: Any, *, lengths: Any = None) -> Any:
         """Class probabilities ``(n_samples, n_classes)``, columns ordered as ``classes_``, in the
         namespace and on the device of ``X``. ``lengths``: as in :meth:`fit`."""
+        if is_dask_array(X):  # a lazy dask array, chunked as X along samples
+            return predict_lazy(self, X, "predict_proba", lengths)
         logits, is_array, X = self._forward(X, lengths)
         return self._to_caller(softmax(logits), X, is_array)
 
@@ -203,6 +206,8 @@ class RNNClassifier(BaseRNN):
         """Labels ``(n_samples,)`` from ``classes_``: in ``X``'s namespace and on its device when
         the labels are numbers, a NumPy array otherwise (strings cannot live on a device).
         ``lengths``: as in :meth:`fit`."""
+        if is_dask_array(X):  # a lazy dask array, chunked as X along samples
+            return predict_lazy(self, X, "predict", lengths)
         logits, is_array, X = self._forward(X, lengths)
         xp = namespace(logits)
         idx = to_numpy(xp.argmax(logits, axis=-1))
@@ -412,6 +417,8 @@ class RNNRegressor(BaseRNN):
         or with a time axis for ``sequence_output``), in ``X``'s namespace, on its device.
         ``lengths``: as in :meth:`fit` (with ``sequence_output``, padded steps predict the
         targets' mean and mean nothing)."""
+        if is_dask_array(X):  # a lazy dask array, chunked as X along samples
+            return predict_lazy(self, X, "predict", lengths)
         out, is_array, X = self._forward(X, lengths)
         xp = namespace(out)
         mean = from_host(self._y_mean, xp=xp, device=device(out), dtype=out.dtype)
