@@ -213,22 +213,14 @@ class DaskTrainer(Trainer):
                 on_epoch(epoch, self.history)
 
 
-def fit(est: Any, X: Any, y: Any, *, lengths: Any = None,
-        callback: Callable[[int, dict], Any] | None = None, progress: bool | None = None) -> Any:
-    """:meth:`BaseRNN.fit` on dask arrays (see the module docstring)."""
+def _setup(est: Any, client: Any, X: Any, y: Any) -> tuple[list[Any], list[int]]:
+    """Place the model (dtype, shapes), encode ``y`` and persist the checked shards; returns
+    ``(shard futures, first global row of each shard and the total)``."""
     from dask import delayed
     from distributed import wait
 
-    from .._backend import host_rng
-
-    if lengths is not None:
-        raise _not_yet("lengths")
-    est._check_hyper()
-    _check_inputs(est, X, y)
-    client = _client()
     for attr in ("network_", "history_"):
-        if hasattr(est, attr):
-            delattr(est, attr)
+        est.__dict__.pop(attr, None)
     meta = X._meta
     mxp = namespace(meta)
     dt_name = est.dtype or float_dtype_name(mxp, meta, "X")
@@ -251,12 +243,34 @@ def fit(est: Any, X: Any, y: Any, *, lengths: Any = None,
     shards = client.compute([delayed(_make_shard)(xb, ym[starts[i]:starts[i + 1]], dt_name)
                              for i, xb in enumerate(blocks)])
     wait(shards)
-    for f in shards:
-        if f.status == "error":  # bad data: refused before any step
-            raise f.exception()
+    bad = [f for f in shards if f.status == "error"]
+    if bad:  # bad data: refused before any step
+        exc = bad[0].exception()
+        client.cancel(shards)
+        raise exc
+    return shards, starts
+
+
+def fit(est: Any, X: Any, y: Any, *, lengths: Any = None,
+        callback: Callable[[int, dict], Any] | None = None, progress: bool | None = None) -> Any:
+    """:meth:`BaseRNN.fit` on dask arrays (see the module docstring)."""
+    from .._backend import host_rng
+
+    if lengths is not None:
+        raise _not_yet("lengths")
+    est._check_hyper()
+    _check_inputs(est, X, y)
+    client = _client()
+    saved = dict(est.__dict__)
+    try:
+        shards, starts = _setup(est, client, X, y)
+    except BaseException:  # bad data or labels: the estimator is as it was, nothing trained
+        est.__dict__.clear()
+        est.__dict__.update(saved)
+        raise
     rng = est.random_state if hasattr(est.random_state, "permutation") \
         else host_rng(est.random_state)
-    est._new_network(F, est._n_outputs, rng)
+    est._new_network(est._n_step_features(), est._n_outputs, rng)
     est._rng = rng
     spec = _spec(est)
     trainer = DaskTrainer(est.network_, est._optim, rng, est.history_, batch_size=est.batch_size,
