@@ -194,3 +194,17 @@ def test_nan_refused_on_the_workers_before_any_step(client, fitted, data):
     Xn = X.copy()
     Xn[70, 2, 1] = np.nan  # in the second chunk
     _bad_fit(fitted, *_dask(Xn, y), ValueError, "Input X contains NaN or inf")
+
+
+def test_partial_fit_not_supported_yet(data):
+    X, y = data
+    est = RNNClassifier(hidden_size=4, random_state=0)
+    with pytest.raises(NotImplementedError, match="partial_fit is not supported yet with dask"):
+        est.partial_fit(*_dask(X, y), classes=[0, 1])
+    assert not hasattr(est, "network_")
+
+
+def test_score_on_dask_arrays(client, data):
+    X, y = data
+    est = RNNClassifier(**SMALL).fit(X, y)
+    assert est.score(*_dask(X, y)) == est.score(X, y)

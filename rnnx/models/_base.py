@@ -415,6 +415,10 @@ class BaseRNN(Params):
                        name=type(self).__name__)
 
     def _partial_fit(self, X: Any, y: Any, classes: Any, lengths: Any = None) -> Any:
+        if is_dask_array(X) or is_dask_array(y):
+            from ._dask import not_yet
+
+            raise not_yet("partial_fit")
         first = not hasattr(self, "network_")
         Xm, ym, steps, _ = self._prepare(X, y, first=first, classes=classes, lengths=lengths)
         if first:

@@ -30,7 +30,7 @@ from ._training import Trainer
 from ._validation import check_finite, check_int_exact, float_dtype_name
 from .network import SequenceNetwork
 
-__all__ = ["fit", "is_dask_array", "predict_lazy"]
+__all__ = ["fit", "is_dask_array", "not_yet", "predict_lazy"]
 
 
 def is_dask_array(a: Any) -> bool:
@@ -38,7 +38,7 @@ def is_dask_array(a: Any) -> bool:
     return type(a).__module__.startswith("dask.")
 
 
-def _not_yet(what: str) -> NotImplementedError:
+def not_yet(what: str) -> NotImplementedError:
     return NotImplementedError(f"{what} is not supported yet with dask arrays: compute the data "
                                "into memory (X.compute()) to use it, or leave it at its default")
 
@@ -82,11 +82,11 @@ def _check_inputs(est: Any, X: Any, y: Any) -> None:
         if not hasattr(a, "chunks"):
             raise TypeError(f"{name} must be a dask array; got {type(a).__qualname__}")
     if est.validation_fraction is not None or est.early_stopping:
-        raise _not_yet("validation_fraction / early_stopping")
+        raise not_yet("validation_fraction / early_stopping")
     if est.dropout:
-        raise _not_yet("dropout")  # the workers' masks would differ from one machine's
+        raise not_yet("dropout")  # the workers' masks would differ from one machine's
     if est.backend is not None or est.device is not None:
-        raise _not_yet("backend= / device= (the chunks' own namespace trains)")
+        raise not_yet("backend= / device= (the chunks' own namespace trains)")
     if X.ndim not in (2, 3):
         raise ValueError(f"Expected 2D (n_samples, time) or 3D (n_samples, time, features) X, got "
                          f"{X.ndim}D array of shape {tuple(X.shape)} instead")
@@ -257,7 +257,7 @@ def fit(est: Any, X: Any, y: Any, *, lengths: Any = None,
     from .._backend import host_rng
 
     if lengths is not None:
-        raise _not_yet("lengths")
+        raise not_yet("lengths")
     est._check_hyper()
     _check_inputs(est, X, y)
     client = _client()
@@ -321,7 +321,7 @@ def predict_lazy(est: Any, X: Any, method: str, lengths: Any = None) -> Any:
 
     est._check_fitted()
     if lengths is not None:
-        raise _not_yet("lengths")
+        raise not_yet("lengths")
     if not hasattr(X, "chunks"):
         raise TypeError(f"X must be a dask array; got {type(X).__qualname__}")
     est._check_predict_X(X)
