@@ -9,6 +9,7 @@ whatever backend the session tests, and CI runs the suite once per backend.
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import numpy as np
@@ -38,6 +39,10 @@ def cluster_client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
         client = distributed.Client(cluster, set_as_default=False)  # current only in `client`
+        # Warm-up, so the first test's duration is its own: the workers' imports, and the
+        # first graph a client submits (seconds).
+        client.run(importlib.import_module, "rnnx.models")
+        client.compute(da.ones(4, chunks=2).sum()).result()
         try:
             yield client
         finally:
@@ -208,3 +213,25 @@ def test_score_on_dask_arrays(client, data):
     X, y = data
     est = RNNClassifier(**SMALL).fit(X, y)
     assert est.score(*_dask(X, y)) == est.score(X, y)
+
+
+def test_univariate_2d_X(client, data):
+    """A 2-D dask X (n_samples, time) trains and scores as the in-memory 2-D X does."""
+    X, y = data
+    X2 = X[:, :, 0]
+    kw = {**SMALL, "epochs": 2}
+    ref = RNNClassifier(**kw).fit(X2, y)
+    est = RNNClassifier(**kw).fit(da.from_array(X2, chunks=(CHUNK, T)), da.from_array(y, chunks=(CHUNK,)))
+    assert est.n_features_in_ == ref.n_features_in_ == T
+    proba = est.predict_proba(da.from_array(X2, chunks=(CHUNK, T)))
+    assert proba.shape == (N, 2)
+    np.testing.assert_allclose(proba.compute(), ref.predict_proba(X2), rtol=0, atol=1e-9)
+
+
+def test_importing_rnnx_does_not_import_dask():
+    """Dask is imported only when a dask array is passed (rnnx works without the extra)."""
+    import subprocess
+    import sys
+
+    code = "import sys, rnnx.models; sys.exit('dask' in sys.modules or 'distributed' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
