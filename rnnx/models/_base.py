@@ -335,7 +335,9 @@ class BaseRNN(Params):
         Parameters
         ----------
         X : array (n_samples, time, features) or (n_samples, time)
-            Any Array API namespace; training runs there (or on ``backend``/``device``).
+            Any Array API namespace; training runs there (or on ``backend``/``device``). A
+            dask array (with a dask ``y``) trains on the current dask.distributed client
+            (:mod:`rnnx.models._dask`).
         y : array (n_samples,)
             Class labels (classifier) or targets (regressor; see its docstring for shapes).
         lengths : array, optional

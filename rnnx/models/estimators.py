@@ -34,6 +34,14 @@ either side), from any library or device (checked on the host, then moved to the
 Padded steps never reach the state or the loss; mini-batches and the validation split take the
 same rows of ``lengths`` as of ``X``.
 
+Dask arrays
+-----------
+With the ``rnnx[dask]`` extra, ``fit`` takes dask ``X`` and ``y`` chunked alike along samples
+only and trains data-parallel on the current ``dask.distributed`` client, equal to the
+in-memory fit up to the order of floating-point sums; ``predict``/``predict_proba`` on a dask
+``X`` return lazy dask arrays (:mod:`rnnx.models._dask`, docs/dask.md). ``lengths``, a
+validation split, early stopping, dropout and ``partial_fit`` are refused there for now.
+
 Shapes
 ------
 ``X`` is ``(n_samples, time, features)``; a 2-D ``X`` is a batch of univariate sequences
