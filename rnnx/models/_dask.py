@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._backend import backend_name, device, from_host, namespace, to_numpy
+from ..optim import clip_grad_norm
 from ._progress import EpochBar
 from ._training import Trainer
 from ._validation import check_finite, check_int_exact, float_dtype_name
@@ -120,6 +121,8 @@ def _network(spec: tuple[Any, ...]) -> SequenceNetwork:
     key = (spec, threading.get_ident())
     net = _NETWORKS.get(key)
     if net is None:
+        if len(_NETWORKS) >= 16:  # a long-lived worker serving many fits: keep few networks
+            _NETWORKS.clear()
         features, hidden, outputs, loss, seq_out, backend, dtype, opts = spec
         net = SequenceNetwork(features, hidden, outputs, loss=loss, sequence_output=seq_out,
                               seed=0, backend=backend, dtype=dtype, **dict(opts))
@@ -153,8 +156,9 @@ def _shard_grad(shard: tuple[Any, Any], weights: dict[str, Any], spec: tuple[Any
     xb, yb = xp.take(Xs, idx, axis=0), xp.take(ys, idx, axis=0)  # (r, T, F), (r, ...)
     loss, out = net.loss_and_grad(xb, yb)
     r = rows.shape[0]
-    # loss_and_grad's loss is a mean over the r rows (and outputs/steps, r times as many as
-    # one row's): times r it is the sum the driver divides by the whole batch.
+    # loss_and_grad's loss is a mean over the r rows (for MSE over their r x outputs [x steps]
+    # entries: r times one row's count), so its gradient times r is the sum over the rows;
+    # the driver's division of the summed sums by the batch size is one machine's mean.
     sums = {k: to_numpy(g * r) for k, g in net.gradients().items()}
     correct = 0.0
     if classifies:
@@ -195,8 +199,6 @@ class DaskTrainer(Trainer):
                 correct += c
             grads = {k: v / (b - a) for k, v in total.items()}
             if self.clip_norm is not None:
-                from ..optim import clip_grad_norm
-
                 grads, _ = clip_grad_norm(grads, self.clip_norm)
             self.optimizer.step(params, grads)
             net.load_parameters(params)
