@@ -235,3 +235,23 @@ def test_importing_rnnx_does_not_import_dask():
 
     code = "import sys, rnnx.models; sys.exit('dask' in sys.modules or 'distributed' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_divergence_keeps_the_initial_weights(client, data):
+    """A diverging fit raises as in memory, with the model put back to its initial weights
+    (the driver keeps the model, so the Trainer's guard works unchanged)."""
+    from rnnx.models import TrainingDivergedError
+
+    X, _ = data
+    y = X.sum(axis=(1, 2))
+    params = dict(hidden_size=8, batch_size=16, random_state=0, optimizer="sgd", clip_norm=None,
+                  dtype="float32", epochs=3, learning_rate=1e6)
+    ref, est = RNNRegressor(**params), RNNRegressor(**params)
+    with pytest.raises(TrainingDivergedError, match=r"in epoch 1: .* keeps its initial weights"):
+        ref.fit(X, y)
+    with pytest.raises(TrainingDivergedError, match=r"in epoch 1: .* keeps its initial weights"):
+        est.fit(*_dask(X, y))
+    assert est.n_epochs_ == 0 and est.history_["loss"] == []
+    for k, w in ref.network_.parameters().items():
+        assert est.network_.parameters()[k].dtype == np.float32
+        np.testing.assert_array_equal(est.network_.parameters()[k], w, err_msg=k)
