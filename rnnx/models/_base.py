@@ -29,6 +29,7 @@ from .._backend import (
 from ..functional._validate import dtype_name
 from ..optim import make_optimizer
 from ._constraints import PARAMETER_CONSTRAINTS, check_cell_options, validate
+from ._dask import is_dask_array
 from ._device import on_model_device
 from ._errors import not_fitted_error_class
 from ._progress import EpochBar
@@ -334,7 +335,9 @@ class BaseRNN(Params):
         Parameters
         ----------
         X : array (n_samples, time, features) or (n_samples, time)
-            Any Array API namespace; training runs there (or on ``backend``/``device``).
+            Any Array API namespace; training runs there (or on ``backend``/``device``). A
+            dask array (with a dask ``y``) trains on the current dask.distributed client
+            (:mod:`rnnx.models._dask`).
         y : array (n_samples,)
             Class labels (classifier) or targets (regressor; see its docstring for shapes).
         lengths : array, optional
@@ -373,6 +376,10 @@ class BaseRNN(Params):
         if not any(progress is v for v in (True, False, None)):
             raise ValueError(f"progress must be True, False or None (a bar only on a terminal); "
                              f"got {progress!r}")
+        if is_dask_array(X) or is_dask_array(y):  # data-parallel on the dask.distributed client
+            from . import _dask
+
+            return _dask.fit(self, X, y, lengths=lengths, callback=callback, progress=progress)
         for attr in ("network_", "history_"):
             if hasattr(self, attr):
                 delattr(self, attr)
@@ -410,6 +417,10 @@ class BaseRNN(Params):
                        name=type(self).__name__)
 
     def _partial_fit(self, X: Any, y: Any, classes: Any, lengths: Any = None) -> Any:
+        if is_dask_array(X) or is_dask_array(y):
+            from ._dask import not_yet
+
+            raise not_yet("partial_fit")
         first = not hasattr(self, "network_")
         Xm, ym, steps, _ = self._prepare(X, y, first=first, classes=classes, lengths=lengths)
         if first:

@@ -34,6 +34,14 @@ either side), from any library or device (checked on the host, then moved to the
 Padded steps never reach the state or the loss; mini-batches and the validation split take the
 same rows of ``lengths`` as of ``X``.
 
+Dask arrays
+-----------
+With the ``rnnx[dask]`` extra, ``fit`` takes dask ``X`` and ``y`` chunked alike along samples
+only and trains data-parallel on the current ``dask.distributed`` client, equal to the
+in-memory fit up to the order of floating-point sums; ``predict``/``predict_proba`` on a dask
+``X`` return lazy dask arrays (:mod:`rnnx.models._dask`, docs/dask.md). ``lengths``, a
+validation split, early stopping, dropout and ``partial_fit`` are refused there for now.
+
 Shapes
 ------
 ``X`` is ``(n_samples, time, features)``; a 2-D ``X`` is a batch of univariate sequences
@@ -51,6 +59,7 @@ from typing import Any
 from .._backend import device, from_host, host_namespace, namespace, to_numpy
 from ..losses import softmax
 from ._base import BaseRNN
+from ._dask import is_dask_array, predict_lazy
 from ._device import on_model_device
 from ._errors import DataConversionWarning, NotFittedError, TrainingDivergedError
 from ._validation import host_lengths, score_y
@@ -195,6 +204,8 @@ class RNNClassifier(BaseRNN):
     def predict_proba(self, X: Any, *, lengths: Any = None) -> Any:
         """Class probabilities ``(n_samples, n_classes)``, columns ordered as ``classes_``, in the
         namespace and on the device of ``X``. ``lengths``: as in :meth:`fit`."""
+        if is_dask_array(X):  # a lazy dask array, chunked as X along samples
+            return predict_lazy(self, X, "predict_proba", lengths)
         logits, is_array, X = self._forward(X, lengths)
         return self._to_caller(softmax(logits), X, is_array)
 
@@ -203,6 +214,8 @@ class RNNClassifier(BaseRNN):
         """Labels ``(n_samples,)`` from ``classes_``: in ``X``'s namespace and on its device when
         the labels are numbers, a NumPy array otherwise (strings cannot live on a device).
         ``lengths``: as in :meth:`fit`."""
+        if is_dask_array(X):  # a lazy dask array, chunked as X along samples
+            return predict_lazy(self, X, "predict", lengths)
         logits, is_array, X = self._forward(X, lengths)
         xp = namespace(logits)
         idx = to_numpy(xp.argmax(logits, axis=-1))
@@ -412,6 +425,8 @@ class RNNRegressor(BaseRNN):
         or with a time axis for ``sequence_output``), in ``X``'s namespace, on its device.
         ``lengths``: as in :meth:`fit` (with ``sequence_output``, padded steps predict the
         targets' mean and mean nothing)."""
+        if is_dask_array(X):  # a lazy dask array, chunked as X along samples
+            return predict_lazy(self, X, "predict", lengths)
         out, is_array, X = self._forward(X, lengths)
         xp = namespace(out)
         mean = from_host(self._y_mean, xp=xp, device=device(out), dtype=out.dtype)
