@@ -104,7 +104,11 @@ def torch(session: nox.Session) -> None:
 @nox.session
 def cupy(session: nox.Session) -> None:
     """Every test on CuPy; skipped with the reason on a machine without a CUDA device (a failure
-    instead where RNNX_REQUIRE_BACKENDS names cupy)."""
+    instead where RNNX_REQUIRE_BACKENDS names cupy). The CUDA driver is asked first, so a
+    machine without one skips in a second instead of after installing everything."""
+    reason = _AVAIL.cuda_driver_unavailable_reason()
+    if reason:
+        _unavailable(session, "cupy", reason, "its tests need it and would all skip")
     _backend_tests(session, "cupy", CUPY)
 
 
