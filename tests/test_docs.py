@@ -9,12 +9,12 @@ backend under test, and CI runs the suite once per backend.
 
 from __future__ import annotations
 
-import os
 import unittest
 from pathlib import Path
 
 import pytest
 
+from ._selection import numpy_selected
 from ._threads import one_thread  # noqa: F401  (autouse fixture)
 
 sybil = pytest.importorskip("sybil", reason="the doc blocks run through Sybil (the test extra)")
@@ -23,11 +23,6 @@ from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser  # noqa: E4
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-
-
-def _numpy_selected() -> bool:
-    raw = os.environ.get("RNNX_BACKENDS", "").strip()
-    return not raw or "numpy" in {n.strip() for n in raw.split(",")}
 
 
 def _have_gpu() -> bool:
@@ -39,7 +34,7 @@ def _have_gpu() -> bool:
 PARSER = sybil.Sybil(parsers=[PythonCodeBlockParser(), SkipParser()])
 
 
-@pytest.mark.skipif(not _numpy_selected(), reason="doc blocks run in the numpy session only")
+@pytest.mark.skipif(not numpy_selected(), reason="doc blocks run in the numpy session only")
 @pytest.mark.parametrize("path", DOCS, ids=[p.relative_to(ROOT).as_posix() for p in DOCS])
 def test_doc_blocks_run_as_written(path, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # a block that writes a file writes it here

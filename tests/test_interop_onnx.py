@@ -12,20 +12,13 @@ evaluator 1e-10.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
+from ._selection import numpy_selected
 from ._threads import one_thread  # noqa: F401  (autouse fixture)
 
-
-def _numpy_selected() -> bool:
-    raw = os.environ.get("RNNX_BACKENDS", "").strip()
-    return not raw or "numpy" in {n.strip() for n in raw.split(",")}
-
-
-if not _numpy_selected():
+if not numpy_selected():
     pytest.skip("the ONNX export is checked in the numpy session only", allow_module_level=True)
 
 onnx = pytest.importorskip("onnx")

@@ -10,18 +10,13 @@ whatever backend the session tests, and CI runs the suite once per backend.
 from __future__ import annotations
 
 import importlib
-import os
 
 import numpy as np
 import pytest
 
+from ._selection import numpy_selected
 
-def _numpy_selected() -> bool:
-    raw = os.environ.get("RNNX_BACKENDS", "").strip()
-    return not raw or "numpy" in {n.strip() for n in raw.split(",")}
-
-
-if not _numpy_selected():
+if not numpy_selected():
     pytest.skip("the dask tests run in the numpy session only", allow_module_level=True)
 
 distributed = pytest.importorskip("distributed")
