@@ -58,9 +58,28 @@ def _install(session: nox.Session, *extra: str) -> None:
     session.install("-e", ".[test]", TORCH, *extra)
 
 
-def _unavailable_reason(session: nox.Session, name: str) -> str:
+# The CPU sessions (numpy, array_api_strict, torch, agreement) need the same packages, so they
+# share one environment, built once per nox run: installing torch and the test extra took ~2 min
+# a session, more than most sessions' tests. jax, cupy and gpu keep their own environments
+# (what is installed decides which backends `rnnx check` and the fixtures see).
+_CPU_ENV = Path(".nox") / "cpu-backends"
+_CPU_PYTHON: list[str] = []
+
+
+def _cpu_python(session: nox.Session) -> str:
+    """The shared environment's python, created and installed on first use in this nox run."""
+    if not _CPU_PYTHON:
+        session.run(sys.executable, "-m", "venv", "--clear", str(_CPU_ENV), external=True)
+        python = str(_CPU_ENV / ("Scripts" if os.name == "nt" else "bin") / "python")
+        session.run(python, "-m", "pip", "install", "-q", "-e", ".[test]", TORCH, external=True)
+        _CPU_PYTHON.append(python)
+    return _CPU_PYTHON[0]
+
+
+def _unavailable_reason(session: nox.Session, name: str, python: str = "python") -> str:
     """Why ``name`` (a backend or ``torch-cuda``) cannot run in the session's environment."""
-    out = session.run("python", "-c", _PROBE.format(name=name), silent=True)
+    out = session.run(python, "-c", _PROBE.format(name=name), silent=True,
+                      external=python != "python")
     return (out or "").strip().splitlines()[-1] if (out or "").strip() else ""
 
 
@@ -71,34 +90,41 @@ def _unavailable(session: nox.Session, name: str, reason: str, why_skip: str) ->
     session.skip(f"{name}: {reason}; {why_skip}")
 
 
-def _backend_tests(session: nox.Session, name: str, *extra: str) -> None:
-    _install(session, *extra)
-    reason = _unavailable_reason(session, name)
+def _backend_tests(session: nox.Session, name: str, *extra: str, shared: bool = False) -> None:
+    """pytest with RNNX_BACKENDS=name: in the shared CPU environment (``shared``), or in the
+    session's own with ``extra`` installed."""
+    if shared:
+        python = _cpu_python(session)
+    else:
+        _install(session, *extra)
+        python = "python"
+    reason = _unavailable_reason(session, name, python)
     if reason:
         _unavailable(session, name, reason, "its tests need it and would all skip")
     if name == "torch" and "torch-cuda" in REQUIRED:
-        reason = _unavailable_reason(session, "torch-cuda")
+        reason = _unavailable_reason(session, "torch-cuda", python)
         if reason:
             _unavailable(session, "torch-cuda", reason, "")
-    session.run(*PYTEST, *session.posargs, env={"RNNX_BACKENDS": name, **session.env})
+    session.run(python, "-m", *PYTEST, *session.posargs, external=shared,
+                env={"RNNX_BACKENDS": name, **session.env})
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def numpy(session: nox.Session) -> None:
     """Every test on NumPy (torch installed as the autograd oracle)."""
-    _backend_tests(session, "numpy")
+    _backend_tests(session, "numpy", shared=True)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def array_api_strict(session: nox.Session) -> None:
     """Every test on array-api-strict, default device and ``device1`` (the GPU stand-in)."""
-    _backend_tests(session, "array_api_strict")
+    _backend_tests(session, "array_api_strict", shared=True)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def torch(session: nox.Session) -> None:
     """Every test on torch tensors through the Array API (CPU; CUDA too where visible)."""
-    _backend_tests(session, "torch")
+    _backend_tests(session, "torch", shared=True)
 
 
 @nox.session
@@ -119,13 +145,15 @@ def jax(session: nox.Session) -> None:
     _backend_tests(session, "jax", "jax")
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def agreement(session: nox.Session) -> None:
     """The same seeded cases on every backend available here; prints deviation from NumPy
     float64 per backend, device and dtype, and fails if any is outside its tolerance."""
-    extra = [CUPY] if os.environ.get("RNNX_WITH_CUPY") or "cupy" in REQUIRED else []
-    _install(session, *extra)
-    session.run("rnnx", "check")  # fails, with the reason, for a required backend it cannot run
+    python = _cpu_python(session)  # the CPU backends' shared environment, CuPy added on request
+    if os.environ.get("RNNX_WITH_CUPY") or "cupy" in REQUIRED:
+        session.run(python, "-m", "pip", "install", "-q", CUPY, external=True)
+    # fails, with the reason, for a required backend it cannot run
+    session.run(python, "-m", "rnnx", "check", external=True)
 
 
 @nox.session
