@@ -19,12 +19,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ._backend import atomic_path, namespace, to_numpy
+from ._backend import atomic_path, namespace, on_input_device, to_numpy
 from .layers import Recurrent
 
 __all__ = ["estimator_grad_norms", "network_grad_norms", "plot_grad_norms", "state_grad_norms"]
 
 
+@on_input_device
 def state_grad_norms(layer: Any, x: Any, dout: Any, *, h0: Any = None, c0: Any = None,
                      mask: Any = None, per_sample: bool = False) -> dict[str, Any]:
     """``||dL/dh_t||`` at every step, for a loss whose gradient with respect to the layer's
@@ -68,6 +69,7 @@ def state_grad_norms(layer: Any, x: Any, dout: Any, *, h0: Any = None, c0: Any =
     return out
 
 
+@on_input_device
 def network_grad_norms(network: Any, x: Any, target: Any, *, steps: Any = None,
                        per_sample: bool = False) -> dict[str, Any]:
     """:func:`state_grad_norms` of a :class:`rnnx.models.SequenceNetwork`'s recurrent layer for

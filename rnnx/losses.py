@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import device
+from ._backend import device, on_input_device
 from .functional._validate import check_float, resolve
 
 __all__ = ["log_softmax", "mse", "softmax", "softmax_cross_entropy"]
 
 
+@on_input_device
 def log_softmax(logits: Any, *, axis: int = -1) -> Any:
     """Numerically stable ``log(softmax(logits))`` along ``axis``; same namespace and device."""
     xp = resolve({"logits": logits})
@@ -31,6 +32,7 @@ def log_softmax(logits: Any, *, axis: int = -1) -> Any:
     return z - xp.log(xp.sum(xp.exp(z), axis=axis, keepdims=True))  # (..., C)
 
 
+@on_input_device
 def softmax(logits: Any, *, axis: int = -1) -> Any:
     """Numerically stable softmax along ``axis``; same namespace and device as ``logits``."""
     xp = resolve({"logits": logits})
@@ -58,6 +60,7 @@ def _mask_weights(mask: Any, lead: tuple[int, ...], like: Any, *, xp: Any) -> tu
     return w, count
 
 
+@on_input_device
 def softmax_cross_entropy(logits: Any, labels: Any, *, mask: Any = None) -> tuple[Any, Any]:
     """Mean softmax cross-entropy of integer ``labels`` given unnormalised ``logits``.
 
@@ -104,6 +107,7 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, mask: Any = None) -> tupl
     return xp.sum(nll) / count, grad / count
 
 
+@on_input_device
 def mse(pred: Any, target: Any, *, mask: Any = None) -> tuple[Any, Any]:
     """Mean squared error ``mean((pred - target)^2)`` and its gradient ``2 (pred - target) / n``.
 

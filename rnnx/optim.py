@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._backend import device, namespace
+from ._backend import device, namespace, on_input_device
 
 __all__ = [
     "OPTIMIZERS",
@@ -62,6 +62,7 @@ class Optimizer:
         self.state: dict[str, dict[str, Any]] = {}
         self.t = 0
 
+    @on_input_device
     def step(self, params: dict[str, Any], grads: dict[str, Any]) -> None:
         """Replace ``params[k]`` by its updated value for every ``k`` in ``grads``.
 
@@ -190,6 +191,7 @@ def make_optimizer(name: str, lr: float | None = None, **kwargs: Any) -> Optimiz
     return OPTIMIZERS[name](**kwargs)
 
 
+@on_input_device
 def global_norm(grads: dict[str, Any]) -> Any:
     """``sqrt(sum_k ||grads[k]||^2)`` as a 0-d array in the gradients' namespace and device."""
     if not grads:
@@ -202,6 +204,7 @@ def global_norm(grads: dict[str, Any]) -> Any:
     return xp.sqrt(total)
 
 
+@on_input_device
 def clip_grad_norm(grads: dict[str, Any], max_norm: float) -> tuple[dict[str, Any], Any]:
     """Rescale all gradients together so their global norm is at most ``max_norm``.
 

@@ -16,6 +16,9 @@ import numpy as np
 import pytest
 
 import rnnx
+import rnnx.diagnostics
+import rnnx.losses
+import rnnx.optim
 from rnnx._backend import (
     common_device,
     device_label,
@@ -107,6 +110,31 @@ def test_results_stay_on_the_inputs_device_through_every_entry_point(backend):
     assert common_device(layer.forward(a["x"]), a["x"]) == dev
 
 
+def test_losses_optimizers_and_diagnostics_run_on_the_inputs_device(backend):
+    """The entry points outside the cell maths that create arrays (a loss's class range, an
+    optimizer's moments, a clipping bound, the diagnostics' norms) put them on the inputs'
+    device, and run under the same scope as the cells (CuPy enters the inputs' device)."""
+    for f in (rnnx.losses.softmax_cross_entropy, rnnx.losses.mse, rnnx.losses.softmax,
+              rnnx.losses.log_softmax, rnnx.optim.global_norm, rnnx.optim.clip_grad_norm,
+              rnnx.optim.Optimizer.step, rnnx.diagnostics.state_grad_norms,
+              rnnx.diagnostics.network_grad_norms):
+        assert f.__wrapped__.__name__ == f.__name__
+    _, xp, dev = backend
+    rng = np.random.default_rng(0)
+    logits = from_host(rng.normal(size=(4, 3)), xp=xp, device=dev, dtype=xp.float32)
+    labels = from_host(np.array([0, 2, 1, 2]), xp=xp, device=dev)
+    loss, dlogits = rnnx.losses.softmax_cross_entropy(logits, labels)
+    err, derr = rnnx.losses.mse(logits, logits * 0.5)
+    params = {"w": logits}
+    clipped, norm = rnnx.optim.clip_grad_norm({"w": dlogits}, 0.1)
+    rnnx.optim.Adam(lr=0.01).step(params, clipped)
+    assert common_device(loss, dlogits, err, derr, norm, clipped["w"], params["w"]) == dev
+    a = {k: from_host(v, xp=xp, device=dev, dtype=xp.float32) for k, v in seed_example().items()}
+    layer = rnnx.SimpleRNN.from_weights(a["w_x"], a["w_h"], a["b"])
+    norms = rnnx.diagnostics.state_grad_norms(layer, a["x"], layer.forward(a["x"]))
+    assert common_device(*norms.values()) == dev
+
+
 # ---------------------------------------------------------------------------------------------
 # CuPy, for real: runs only where a CUDA device exists (fails where RNNX_REQUIRE_BACKENDS=cupy)
 
@@ -134,7 +162,12 @@ def test_cupy_runs_on_the_inputs_device_and_restores_the_current_one(cupy_device
         g = rnnx.rnn_backward(hs, cache)
         mask = rnnx.functional.lengths_to_mask(from_host(np.array([3]), xp=xp, device=target), 3)
         assert cupy.cuda.runtime.getDevice() == 0
-    assert common_device(hs, *g, mask) == target
+        loss, dlogits = rnnx.losses.softmax_cross_entropy(
+            hs[:, -1], from_host(np.array([1]), xp=xp, device=target))
+        params = {"w": hs[:, -1]}
+        rnnx.optim.Adam().step(params, {"w": dlogits})
+        assert cupy.cuda.runtime.getDevice() == 0
+    assert common_device(hs, *g, mask, loss, dlogits, params["w"]) == target
     np.testing.assert_allclose(hs.get()[:, -1], [[0.79494228, 0.81839002, 0.83939649,
                                                   0.85584174]], atol=5e-9)
 
