@@ -83,6 +83,18 @@ def _act_name(keras: Any, fn: Any) -> str:
     return getattr(fn, "__name__", repr(fn))
 
 
+def _host(keras: Any, v: Any) -> Any:
+    """A host copy of a Keras variable's (or tensor's) values, through its backend tensor and
+    rnnx's host helper (``keras.ops.convert_to_numpy`` goes through ``np.array``, which warns
+    on torch tensors under NumPy 2)."""
+    value = getattr(v, "value", v)
+    try:
+        host = to_numpy(value)  # torch, jax
+    except TypeError:  # a backend array_api_compat does not know (tensorflow)
+        host = keras.ops.convert_to_numpy(value)
+    return host_namespace().asarray(host, copy=True)
+
+
 def _perm(layout: _KerasLayout, order: tuple[str, ...]) -> list[int]:
     """Gate block ``k`` of ``layout``'s order is block ``perm[k]`` of ``order``."""
     return [order.index(g) for g in layout.gate_order]
@@ -173,10 +185,10 @@ def _host_weights(keras: Any, rnn: Any, spec: Any, layout: _KerasLayout) -> dict
     cell = rnn.cell
     hidden = int(cell.units)
     inv = [layout.gate_order.index(g) for g in spec.gate_order]  # rnnx block k = Keras inv[k]
-    kernel = hnp.asarray(keras.ops.convert_to_numpy(cell.kernel))  # (F, G*H)
-    recurrent = hnp.asarray(keras.ops.convert_to_numpy(cell.recurrent_kernel))  # (H, G*H)
+    kernel = _host(keras, cell.kernel)  # (F, G*H)
+    recurrent = _host(keras, cell.recurrent_kernel)  # (H, G*H)
     if cell.use_bias:
-        bias = hnp.asarray(keras.ops.convert_to_numpy(cell.bias))  # (G*H,) or (2, G*H)
+        bias = _host(keras, cell.bias)  # (G*H,) or (2, G*H)
     else:  # the same maths with zero biases
         shape = (2, spec.gates * hidden) if layout.split_bias else (spec.gates * hidden,)
         bias = hnp.zeros(shape, dtype=kernel.dtype)
