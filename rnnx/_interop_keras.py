@@ -115,6 +115,10 @@ def _directions(keras: Any, layer: Any) -> tuple[list[Any], str]:
         if layer.merge_mode != "concat":
             raise ValueError(f"{where} has merge_mode={layer.merge_mode!r}: rnnx's bidirectional "
                              f"layers concatenate the two directions (merge_mode='concat' only)")
+        if str(layer.compute_dtype) not in ("float32", "float64"):
+            raise ValueError(f"{where} has the dtype policy {layer.dtype_policy.name!r}: it casts "
+                             f"its output to {layer.compute_dtype}; rnnx computes in float32 or "
+                             f"float64")
         fwd, bwd = layer.forward_layer, layer.backward_layer
         if not (isinstance(fwd, keras.layers.RNN) and isinstance(bwd, keras.layers.RNN)):
             raise TypeError(f"{where} wraps {type(fwd).__name__} and {type(bwd).__name__}; rnnx "
