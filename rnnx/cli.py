@@ -1,4 +1,5 @@
-"""The ``rnnx`` command line. This module (with the tests) is where results move to the host."""
+"""The ``rnnx`` command line. This module (with the tests) is where results move to the host.
+``rnnx export`` lives in :mod:`rnnx._cli_export`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from ._backend import (
     required_backends,
     requirement_status,
 )
+from ._cli_export import export
 from .datasets import DATASETS
 from .functional.registry import CELLS
 from .models._errors import TrainingDivergedError
@@ -583,6 +585,9 @@ def info() -> None:
     _print_table(["package", "version"],
                  [[p, _version_of(p)] for p in ("numpy", "array-api-compat", "click", "tqdm",
                                                 "matplotlib", "scikit-learn")])
+
+
+main.add_command(export)  # rnnx export --model m.npz --onnx m.onnx (rnnx/_cli_export.py)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,9 @@ bit; torch -> rnnx -> torch gives the same module up to how an Elman/LSTM bias i
 recovered exactly when ``bias_hh`` was zero). Weights travel through the host
 (:func:`rnnx._backend.to_numpy` / ``from_host``) so any backend and device works on either side.
 
+Keras 3: :func:`to_keras` and :func:`from_keras` (``SimpleRNN``/``LSTM``/``GRU`` and
+``Bidirectional`` layers) live in :mod:`rnnx._interop_keras`; see ``docs/keras.md``.
+
 ONNX: :func:`to_onnx` (a fitted estimator or network as an ONNX model of the standard
 ``RNN``/``LSTM``/``GRU`` operators) and :func:`from_onnx` (such operators' weights into a
 :class:`~rnnx.layers.Recurrent`) live in :mod:`rnnx._interop_onnx`; see ``docs/onnx.md``.
@@ -31,13 +34,16 @@ from typing import Any
 
 from ._backend import from_host, get_namespace, to_numpy, torch_module
 
-# The ONNX half (its own module; onnx is imported only inside its functions).
+# The Keras and ONNX halves (their own modules; keras and onnx are imported only inside their
+# functions).
+from ._interop_keras import GRU_RESET_BEFORE, from_keras, to_keras
 from ._interop_onnx import from_onnx, to_onnx
 from .functional.registry import CELLS, Cell, TorchLayout, get_cell
 from .layers.recurrent import Recurrent, layer_suffixes
 from .layers.single import single_layer_class
 
-__all__ = ["from_onnx", "from_state_dict", "from_torch", "to_onnx", "to_state_dict", "to_torch"]
+__all__ = ["GRU_RESET_BEFORE", "from_keras", "from_onnx", "from_state_dict", "from_torch",
+           "to_keras", "to_onnx", "to_state_dict", "to_torch"]
 
 
 def _layout(spec: Cell) -> TorchLayout:

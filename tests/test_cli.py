@@ -164,7 +164,7 @@ def test_bad_model_file_is_one_line(tmp_path):
     assert "not an .npz archive" in res.output
 
 
-@pytest.mark.parametrize("command", ["train", "predict", "info", "check"])
+@pytest.mark.parametrize("command", ["train", "predict", "info", "check", "export"])
 def test_help_exits_zero(command):
     """click's --help exits through Exit(0), a RuntimeError: it must not become an error line."""
     res = CliRunner().invoke(main, [command, "--help"])
