@@ -68,7 +68,7 @@ def test_options_are_checked_by_name_and_value():
 
 def test_unknown_cell_names_the_known_ones():
     with pytest.raises(ValueError,
-                       match=r"cell must be one of \['gru', 'ln_lstm', 'lstm', 'rnn'\]; got 'lru'"):
+                       match=r"cell must be one of \['gru', 'gru_reset_before', 'ln_lstm', 'lstm', 'rnn'\]; got 'lru'"):
         get_cell("lru")
 
 
