@@ -22,7 +22,8 @@ from rnnx.datasets import load_digits_sequences
 from rnnx.interop import to_onnx
 from rnnx.models import RNNClassifier, SequenceNetwork
 
-VARIANTS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
+VARIANTS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh"),
+            ("gru_reset_before", "tanh")]
 CONFIGS = [(1, False), (2, False), (1, True), (2, True)]
 
 

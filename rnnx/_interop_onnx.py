@@ -7,15 +7,21 @@ back into an rnnx :class:`~rnnx.layers.Recurrent`. Re-exported by :mod:`rnnx.int
 Layout (ONNX keeps column-vector weights per direction, like torch)::
 
     W[d] = w_x.T   R[d] = w_h.T   (G*hidden rows, gate blocks reordered, below)
-    B[d] = [Wb, Rb]:  one bias (Elman, LSTM): Wb = b, Rb = 0 (import: b = Wb + Rb)
+    B[d] = [Wb, Rb]:  one bias (Elman, LSTM, reset-before GRU): Wb = b, Rb = 0
+                                              (import: b = Wb + Rb)
                       split bias (GRU):       Wb = b_ih, Rb = b_hh
 
-    gate blocks   rnnx / torch       ONNX
-    LSTM          i, f, g, o         i, o, f, c  (c is rnnx's g)
-    GRU           r, z, n            z, r, h     (h is rnnx's n; linear_before_reset=1)
+    gate blocks       rnnx / torch    ONNX
+    LSTM              i, f, g, o      i, o, f, c  (c is rnnx's g)
+    GRU               r, z, n         z, r, h     (h is rnnx's n; linear_before_reset=1)
+    gru_reset_before  r, z, n         z, r, h     (linear_before_reset=0, ONNX's default)
 
 Which operator a cell maps to is the cell's torch layout (:attr:`Cell.torch`): ONNX names its
-operators as torch names its modules. A cell without one (``ln_lstm``) has no ONNX operator.
+operators as torch names its modules. The one ONNX variant torch.nn has no module for, the GRU
+with ``linear_before_reset=0``, is rnnx's ``gru_reset_before`` (:data:`_WITHOUT_TORCH`): there
+the reset gate scales ``h`` before ``R``'s matmul, so ``Rb_h`` sits outside the reset product,
+as ``Wb_h`` does, and every block's ``Wb + Rb`` is the cell's one bias. A cell with neither
+(``ln_lstm``) has no ONNX operator.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ._backend import atomic_path, host_namespace, to_numpy
+from ._backend import atomic_path, from_host, get_namespace, host_namespace, to_numpy
 from .functional.registry import CELLS, Cell
 
 __all__ = ["OPSET", "from_onnx", "to_onnx"]
@@ -53,6 +59,33 @@ _OPS = {
 _ACTIVATION = {"tanh": "Tanh", "relu": "Relu"}  # rnnx's nonlinearity -> ONNX activation
 
 
+@dataclass(frozen=True)
+class _CellOp:
+    """How a cell maps onto an ONNX operator: the operator, the attributes that select the
+    cell's variant of it (``linear_before_reset`` for a GRU; ONNX's default where unset:
+    :data:`_DEFAULTS`), and whether the cell keeps ONNX's two biases ``Wb``, ``Rb`` apart
+    (torch's GRU) or takes their sum."""
+
+    op: str
+    attrs: tuple[tuple[str, int], ...]
+    split_bias: bool
+
+
+_DEFAULTS = {"linear_before_reset": 0}  # the ONNX operators' defaults of the variant attributes
+
+#: Cells that torch.nn has no module for but an ONNX operator computes exactly.
+_WITHOUT_TORCH = {"gru_reset_before": _CellOp("GRU", (("linear_before_reset", 0),), False)}
+
+
+def _cell_op(spec: Cell) -> _CellOp | None:
+    """The ONNX operator of ``spec``: its torch layout's, or :data:`_WITHOUT_TORCH`'s; ``None``
+    if it has none."""
+    if spec.torch is not None and spec.torch.module in _OPS:
+        attrs = (("linear_before_reset", 1),) if spec.torch.module == "GRU" else ()
+        return _CellOp(spec.torch.module, attrs, spec.torch.split_bias)
+    return _WITHOUT_TORCH.get(spec.name)
+
+
 def _onnx() -> Any:
     try:
         return importlib.import_module("onnx")
@@ -61,13 +94,13 @@ def _onnx() -> Any:
                            f"{exc}") from None
 
 
-def _op_of(spec: Cell) -> str:
-    if spec.torch is None or spec.torch.module not in _OPS:
-        known = ", ".join(n for n, c in CELLS.items() if c.torch is not None
-                          and c.torch.module in _OPS)
+def _op_of(spec: Cell) -> _CellOp:
+    cop = _cell_op(spec)
+    if cop is None:
+        known = ", ".join(n for n, c in CELLS.items() if _cell_op(c) is not None)
         raise ValueError(f"cell {spec.name!r} ({spec.summary}) has no ONNX operator; cells that "
                          f"have one: {known}")
-    return spec.torch.module
+    return cop
 
 
 def _perm(spec: Cell, op: str) -> list[int]:
@@ -133,8 +166,9 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool 
     fail, "does not support double yet"), so export a float64 model with ``dtype="float32"`` to run
     it there (its outputs then differ from the float64 model's by the weights' float32 rounding).
 
-    Initial states are zeros; dropout is not exported (inference). Cells without an ONNX
-    operator (``ln_lstm``) are refused.
+    Initial states are zeros; dropout is not exported (inference). ``gru_reset_before`` is
+    a ``GRU`` node with ``linear_before_reset=0``. Cells without an ONNX operator (``ln_lstm``)
+    are refused.
     """
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
@@ -145,7 +179,8 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool 
     net, kind, head = _parts(model)
     rec, dense = net.recurrent, net.dense
     spec = rec.spec
-    op = _op_of(spec)
+    cop = _op_of(spec)
+    op = cop.op
     elems = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}
     if dtype is not None and dtype not in elems:
         raise ValueError(f"dtype must be 'float32', 'float64' or None (the model's); got {dtype!r}")
@@ -187,7 +222,7 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool 
             p = {n: to_numpy(v) for n, v in rec.layer_params(k, bool(d)).items()}
             ws.append(_blocks(p["w_x"].T, order, hidden, hnp))  # (G*H, F)
             rs.append(_blocks(p["w_h"].T, order, hidden, hnp))  # (G*H, H)
-            if spec.torch.split_bias:
+            if cop.split_bias:
                 wb, rb = p["b_ih"], p["b_hh"]
             else:
                 wb, rb = p["b"], p["b"] * 0
@@ -195,8 +230,7 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool 
                                   _blocks(rb, order, hidden, hnp)]))  # (2*G*H,)
         attrs = {"hidden_size": hidden, "activations": acts * dirs,
                  "direction": "bidirectional" if dirs == 2 else "forward"}
-        if op == "GRU":
-            attrs["linear_before_reset"] = 1
+        attrs.update(cop.attrs)  # the operator's variant (a GRU's linear_before_reset)
         y, y_h = f"Y_{k}", f"Y_h_{k}"
         nodes.append(helper.make_node(
             op, [inp, const(f"W_{k}", hnp.stack(ws)), const(f"R_{k}", hnp.stack(rs)),
@@ -289,11 +323,17 @@ def _feeds(graph: Any, name: str, source: str) -> bool:
     return False
 
 
-def _cell_for(op: str) -> Cell:
+def _cell_for(op: str, attrs: dict, where: str) -> tuple[Cell, _CellOp]:
+    """The cell that computes ONNX operator ``op`` with the node's attributes ``attrs``."""
     for spec in CELLS.values():
-        if spec.torch is not None and spec.torch.module == op:
-            return spec
-    raise ValueError(f"no rnnx cell implements the ONNX {op} operator")
+        cop = _cell_op(spec)
+        if cop is not None and cop.op == op and all(
+                attrs.get(k, _DEFAULTS[k]) == v for k, v in cop.attrs):
+            return spec, cop
+    variant = ", ".join(f"{k}={attrs.get(k, d)!r}" for k, d in _DEFAULTS.items()
+                        if op == "GRU")
+    raise ValueError(f"{where}: no rnnx cell implements the ONNX {op} operator"
+                     + (f" with {variant}" if variant else ""))
 
 
 def from_onnx(path_or_model: Any, *, backend: str = "numpy", device: Any = None,
@@ -303,21 +343,23 @@ def from_onnx(path_or_model: Any, *, backend: str = "numpy", device: Any = None,
 
     The nodes, in graph order, are the layers of one stack (as :func:`to_onnx` writes them:
     one node per layer, each computed from the last one's output ``Y``, checked); they must
-    share operator, direction and hidden size. ``W``/``R``/``B`` must be constants (initializers
-    or ``Constant`` nodes);
-    Elman/LSTM biases become rnnx's one bias ``Wb + Rb``, a GRU keeps both. Refused, naming the
-    attribute: ``direction="reverse"``, a GRU with ``linear_before_reset=0`` (the reset-before
-    GRU is not implemented), non-zero peepholes ``P``, ``clip``, ``input_forget``, activations
-    other than the operator's defaults (an Elman node may use ``Relu``), ``hidden_size``
-    not matching ``W``. ``layout`` (batch-first inputs and outputs) leaves the weights as they
+    share operator (and a GRU's ``linear_before_reset``), direction and hidden size.
+    ``W``/``R``/``B`` must be constants (initializers or ``Constant`` nodes). A ``GRU`` with
+    ``linear_before_reset=1`` (torch's) is a ``"gru"`` layer and keeps both biases; one with
+    ``linear_before_reset=0`` (ONNX's default) is a ``"gru_reset_before"`` layer. That GRU's,
+    the Elman and the LSTM biases become the cell's one bias ``Wb + Rb``. Refused, naming the
+    attribute: ``direction="reverse"``, non-zero peepholes ``P``, ``clip``, ``input_forget``,
+    activations other than the operator's defaults (an Elman node may use ``Relu``),
+    ``hidden_size`` not matching ``W``. ``layout`` (batch-first inputs and outputs) leaves the weights as they
     are and is accepted. Initial states and ``sequence_lens`` are run-time inputs, not weights:
     pass ``h0``/``mask`` to the layer. ``backend``/``device``/``dtype``/``layer_options`` as in
-    :func:`rnnx.interop.from_state_dict`.
+    :func:`rnnx.interop.from_state_dict`: the weights are placed on ``backend``/``device`` in
+    ``dtype`` (a name; default the model's).
     """
     onnx = _onnx()
     from onnx import helper
 
-    from .interop import from_state_dict
+    from .layers.recurrent import Recurrent
 
     hnp = host_namespace()
     proto = path_or_model if isinstance(path_or_model, onnx.ModelProto) else onnx.load(
@@ -331,8 +373,8 @@ def from_onnx(path_or_model: Any, *, backend: str = "numpy", device: Any = None,
         raise ValueError(f"the ONNX model mixes recurrent operators {sorted(ops)}; an rnnx stack "
                          f"has one cell")
     op = nodes[0].op_type
-    spec = _cell_for(op)
-    state, shape = {}, None
+    spec = None
+    host, shape = {}, None
     nonlinearity = "tanh"
     for k, node in enumerate(nodes):
         where = f"ONNX {op} node {node.name or k!r}"
@@ -350,10 +392,11 @@ def from_onnx(path_or_model: Any, *, backend: str = "numpy", device: Any = None,
             raise ValueError(f"{where} has direction={direction!r}: rnnx layers run forward or "
                              f"bidirectional")
         dirs = 2 if direction == "bidirectional" else 1
-        lbr = attrs.get("linear_before_reset", 0)
-        if op == "GRU" and lbr != 1:
-            raise ValueError(f"{where} has linear_before_reset={lbr}: the reset-before GRU is "
-                             f"not implemented (rnnx's GRU is torch's, linear_before_reset=1)")
+        node_spec, cop = _cell_for(op, attrs, where)
+        if spec is not None and node_spec is not spec:
+            raise ValueError(f"{where} is a {node_spec.name!r} layer, the nodes before it "
+                             f"{spec.name!r} layers: an rnnx stack has one cell")
+        spec = node_spec
         acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
         defaults = list(_OPS[op].activations)
         allowed = [defaults * dirs] + ([["Relu"] * dirs] if op == "RNN" else [])
@@ -389,11 +432,19 @@ def from_onnx(path_or_model: Any, *, backend: str = "numpy", device: Any = None,
         inv = [_perm(spec, op).index(j) for j in range(gates)]  # rnnx block j = ONNX block inv[j]
         for d in range(dirs):
             sfx = f"l{k}" + ("_reverse" if d else "")
-            state[f"weight_ih_{sfx}"] = _blocks(w[d], inv, hidden, hnp)
-            state[f"weight_hh_{sfx}"] = _blocks(r[d], inv, hidden, hnp)
-            state[f"bias_ih_{sfx}"] = _blocks(b[d][:gates * hidden], inv, hidden, hnp)
-            state[f"bias_hh_{sfx}"] = _blocks(b[d][gates * hidden:], inv, hidden, hnp)
-    return from_state_dict(state, cell=spec.name, num_layers=len(nodes),
-                           bidirectional=shape[0] == 2, nonlinearity=nonlinearity,
-                           backend=backend, device=device, dtype=dtype, stacked=True,
-                           **layer_options)
+            wb = _blocks(b[d][:gates * hidden], inv, hidden, hnp)  # (G*H,)
+            rb = _blocks(b[d][gates * hidden:], inv, hidden, hnp)  # (G*H,)
+            host[f"{sfx}.w_x"] = _blocks(w[d], inv, hidden, hnp).T  # (F, G*H)
+            host[f"{sfx}.w_h"] = _blocks(r[d], inv, hidden, hnp).T  # (H, G*H)
+            if cop.split_bias:
+                host[f"{sfx}.b_ih"], host[f"{sfx}.b_hh"] = wb, rb
+            else:
+                host[f"{sfx}.b"] = wb + rb
+    xp = get_namespace(backend)
+    dt = getattr(xp, dtype) if isinstance(dtype, str) else dtype
+    if dt is None:
+        dt = getattr(xp, str(host["l0.w_x"].dtype))
+    params = {k: from_host(v, xp=xp, device=device, dtype=dt) for k, v in host.items()}
+    return Recurrent.from_weights(params, cell=spec.name, num_layers=len(nodes),
+                                  bidirectional=shape[0] == 2, nonlinearity=nonlinearity,
+                                  **layer_options)

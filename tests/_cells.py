@@ -11,13 +11,13 @@ import numpy as np
 from rnnx.functional.registry import CELLS
 from rnnx.testing import agreement
 
-from ._oracle import torch_ln_lstm, torch_stack
+from ._oracle import torch_gru_reset_before, torch_ln_lstm, torch_stack
 
 #: Every registered cell, by name: the per-cell tests are parametrized over these.
 KINDS = list(CELLS)
 
 #: Reference implementations in torch operations for cells torch.nn does not have.
-OPS_ORACLES = {"ln_lstm": torch_ln_lstm}
+OPS_ORACLES = {"ln_lstm": torch_ln_lstm, "gru_reset_before": torch_gru_reset_before}
 
 
 def spec(kind):

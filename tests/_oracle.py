@@ -159,3 +159,48 @@ def torch_ln_lstm(x, p, *, h0=None, c0=None, dhs=None, dh_n=None, dc_n=None, mas
            "dx": xt.grad.numpy(), "dh0": h0t.grad.numpy(), "dc0": c0t.grad.numpy()}
     res.update({"d" + k: v.grad.numpy() for k, v in t.items()})
     return res
+
+
+def torch_gru_reset_before(x, p, *, h0=None, c0=None, dhs=None, dh_n=None, dc_n=None, mask=None):
+    """The reset-before GRU of Cho et al. (2014) (Keras ``reset_after=False``, ONNX
+    ``linear_before_reset=0``) written in torch operations from its equations, differentiated
+    by torch autograd in float64: the outside reference for rnnx's hand-derived BPTT.
+    ``torch.nn.GRU`` computes only the reset-after variant. ``p`` holds rnnx's host arrays
+    ``w_x (F, 3H)``, ``w_h (H, 3H)``, ``b (3H,)`` (gate blocks ``r, z, n``); ``mask`` a host
+    boolean ``(batch, time)`` step mask with rnnx's semantics (state carried and output zero
+    where off); ``c0``/``dc_n`` are ignored (no cell state). Returns host arrays: ``out``,
+    ``h_n``, ``dx``, ``dh0``, ``dw_x``, ``dw_h``, ``db``."""
+    torch = pytest.importorskip("torch")
+    batch, time, _ = x.shape
+    hidden = p["w_h"].shape[0]
+    t = {k: torch.from_numpy(np.array(v, dtype=np.float64)).requires_grad_(True) for k, v in p.items()}
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    h0t = torch.from_numpy(np.zeros((batch, hidden)) if h0 is None else h0.copy()).requires_grad_(True)
+    w_xr, w_xz, w_xn = t["w_x"].split(hidden, dim=1)
+    w_hr, w_hz, w_hn = t["w_h"].split(hidden, dim=1)
+    b_r, b_z, b_n = t["b"].split(hidden)
+    h, outs = h0t, []
+    for k in range(time):
+        x_k = xt[:, k, :]
+        r = torch.sigmoid(x_k @ w_xr + h @ w_hr + b_r)
+        z = torch.sigmoid(x_k @ w_xz + h @ w_hz + b_z)
+        n = torch.tanh(x_k @ w_xn + b_n + (r * h) @ w_hn)
+        h_new = (1 - z) * n + z * h
+        if mask is None:
+            h = h_new
+            outs.append(h)
+        else:
+            m = torch.from_numpy(np.asarray(mask)[:, k, None])
+            h = torch.where(m, h_new, h)
+            outs.append(torch.where(m, h, torch.zeros_like(h)))
+    out = torch.stack(outs, dim=1)
+    loss = torch.zeros((), dtype=torch.float64)
+    if dhs is not None:
+        loss = loss + (out * torch.from_numpy(dhs)).sum()
+    if dh_n is not None:
+        loss = loss + (h * torch.from_numpy(dh_n)).sum()
+    loss.backward()
+    res = {"out": out.detach().numpy(), "h_n": h.detach().numpy(), "dx": xt.grad.numpy(),
+           "dh0": h0t.grad.numpy()}
+    res.update({"d" + k: v.grad.numpy() for k, v in t.items()})
+    return res

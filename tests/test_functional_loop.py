@@ -60,7 +60,7 @@ def test_list_and_stack_path_equals_the_buffers(kind, rng, monkeypatch):
     monkeypatch.setattr(_loop, "writeable", lambda a: False)
     import rnnx.functional.rnn as rnn_mod
     monkeypatch.setattr(rnn_mod, "writeable", lambda a: False)
-    for cell_module in ("lstm", "gru", "ln_lstm"):
+    for cell_module in ("lstm", "gru", "gru_reset_before", "ln_lstm"):
         monkeypatch.setattr(f"rnnx.functional.{cell_module}.writeable", lambda a: False)
     got = [_cells.run(kind, case), _cells.run(kind, case, mask=mask)]
     for w, g in zip(want, got):

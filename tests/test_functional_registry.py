@@ -67,8 +67,8 @@ def test_options_are_checked_by_name_and_value():
 
 
 def test_unknown_cell_names_the_known_ones():
-    with pytest.raises(ValueError,
-                       match=r"cell must be one of \['gru', 'ln_lstm', 'lstm', 'rnn'\]; got 'lru'"):
+    known = r"\['gru', 'gru_reset_before', 'ln_lstm', 'lstm', 'rnn'\]"
+    with pytest.raises(ValueError, match=rf"cell must be one of {known}; got 'lru'"):
         get_cell("lru")
 
 

@@ -39,8 +39,9 @@ from rnnx.models import (  # noqa: E402
 
 TOL32, TOL64 = 1e-5, 1e-10
 
-VARIANTS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
-VARIANT_IDS = ["rnn-tanh", "rnn-relu", "lstm", "gru"]
+VARIANTS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh"),
+            ("gru_reset_before", "tanh")]
+VARIANT_IDS = ["rnn-tanh", "rnn-relu", "lstm", "gru", "gru-reset-before"]
 CONFIGS = [(1, False), (2, False), (1, True), (2, True)]
 CONFIG_IDS = ["1layer", "2layers", "bidir", "2layers-bidir"]
 
@@ -206,7 +207,8 @@ def test_import_of_torch_exported_models(rng, module):
 
 
 def test_cells_without_an_operator_are_refused():
-    with pytest.raises(ValueError, match=r"'ln_lstm'.*no ONNX operator.*rnn, lstm, gru"):
+    with pytest.raises(ValueError,
+                       match=r"'ln_lstm'.*no ONNX operator.*rnn, lstm, gru, gru_reset_before"):
         to_onnx(SequenceNetwork(3, 4, 2, cell="ln_lstm", seed=0))
     with pytest.raises(TypeError, match="fitted RNNClassifier"):
         to_onnx(object())
@@ -248,8 +250,6 @@ def _edit(proto, **attrs):
 
 
 @pytest.mark.parametrize(("cell", "attrs", "match"), [
-    ("gru", {"linear_before_reset": 0}, "linear_before_reset=0: the reset-before GRU is not "
-                                        "implemented"),
     ("lstm", {"clip": 3.0}, "clip=3.0"),
     ("lstm", {"input_forget": 1}, "input_forget=1"),
     ("lstm", {"activations": ["Sigmoid", "Tanh", "Relu"]}, "activations="),
@@ -257,13 +257,68 @@ def _edit(proto, **attrs):
     ("rnn", {"activation_alpha": [0.5]}, "activation_alpha"),
     ("rnn", {"direction": "reverse"}, "direction='reverse'"),
     ("rnn", {"hidden_size": 7}, "hidden_size=7"),
-], ids=["gru-reset-before", "clip", "input_forget", "lstm-activations", "gru-activations",
+], ids=["clip", "input_forget", "lstm-activations", "gru-activations",
         "activation_alpha", "reverse", "hidden_size"])
 def test_what_rnnx_does_not_implement_is_refused(cell, attrs, match):
     proto = to_onnx(_net(cell, "tanh", 1, False))
     from_onnx(proto)  # the unedited export loads
     with pytest.raises(ValueError, match=match):
         from_onnx(_edit(proto, **attrs))
+
+
+def _set_gru(proto, linear_before_reset, *, nodes=None):
+    """A copy of ``proto`` with the GRU nodes' ``linear_before_reset`` set (``None``: removed,
+    ONNX's default 0), on every GRU node or on those of index ``nodes``."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    for k, node in enumerate(n for n in out.graph.node if n.op_type == "GRU"):
+        if nodes is not None and k not in nodes:
+            continue
+        kept = [a for a in node.attribute if a.name != "linear_before_reset"]
+        del node.attribute[:]
+        node.attribute.extend(kept)
+        if linear_before_reset is not None:
+            node.attribute.append(helper.make_attribute("linear_before_reset",
+                                                        linear_before_reset))
+    return out
+
+
+@pytest.mark.parametrize("unset", [False, True], ids=["set-to-0", "default"])
+@pytest.mark.parametrize(("num_layers", "bidirectional"), CONFIGS, ids=CONFIG_IDS)
+def test_reset_before_gru_nodes_import_as_gru_reset_before(rng, num_layers, bidirectional,
+                                                          unset):
+    """An outside reset-before GRU: a torch-layout GRU's export with every node switched to
+    ``linear_before_reset=0`` (set, or left to ONNX's default 0), so ``Wb`` and ``Rb`` are both
+    non-zero. ONNX Runtime runs that graph; the imported ``gru_reset_before`` layer, given the
+    same lengths, gives its recurrent states (float32, 1e-5): ``Rb``'s candidate block adds into
+    ``b`` outside the reset product, as ONNX computes it."""
+    net = _net("gru", "tanh", num_layers, bidirectional, sequence_output=True)
+    proto = _set_gru(to_onnx(net, lengths=True), None if unset else 0)
+    proto.graph.output.append(helper.make_tensor_value_info("states", onnx.TensorProto.FLOAT,
+                                                            None))
+    layer = from_onnx(proto, return_sequences=True)
+    assert (layer.cell, layer.num_layers, layer.bidirectional) == (
+        "gru_reset_before", num_layers, bidirectional)
+    for k in range(num_layers):  # Wb + Rb: the sum of torch's two biases
+        p = net.recurrent.layer_params(k, False)
+        np.testing.assert_allclose(layer.layer_params(k, False)["b"], p["b_ih"] + p["b_hh"],
+                                   rtol=0, atol=1e-7)
+    x = rng.standard_normal((6, 7, 3)).astype(np.float32)
+    lengths = np.array([7, 0, 3, 1, 5, 6], dtype=np.int64)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(["states"], {"X": x, "lengths": lengths})[0]  # (batch, time, dirs*hidden)
+    want = layer.forward(x, mask=lengths)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL32)
+    # ... and not what the reset-after GRU with the same weights computes (the test can fail).
+    assert np.abs(got - net.recurrent.forward(x, mask=lengths)).max() > 1e-3
+
+
+def test_gru_nodes_of_both_variants_are_not_one_stack():
+    proto = _set_gru(to_onnx(_net("gru", "tanh", 2, False)), 0, nodes={1})
+    with pytest.raises(ValueError, match="is a 'gru_reset_before' layer, the nodes before it "
+                                         "'gru' layers"):
+        from_onnx(proto)
 
 
 def test_peepholes_are_refused_unless_zero():

@@ -8,6 +8,14 @@ from ._mask import lengths_to_mask
 from ._workspace import Workspace
 from .checkpoint import RNNCheckpointCache, rnn_backward_checkpointed, rnn_forward_checkpointed
 from .gru import GRUCache, GRUGrads, gru_backward, gru_cell, gru_cell_backward, gru_forward
+from .gru_reset_before import (
+    GRUResetBeforeCache,
+    GRUResetBeforeGrads,
+    gru_reset_before_backward,
+    gru_reset_before_cell,
+    gru_reset_before_cell_backward,
+    gru_reset_before_forward,
+)
 from .ln_lstm import LNLSTMCache, LNLSTMGrads, ln_lstm_backward, ln_lstm_cell, ln_lstm_forward
 from .lstm import LSTMCache, LSTMGrads, lstm_backward, lstm_cell, lstm_cell_backward, lstm_forward
 from .rnn import (
@@ -23,6 +31,8 @@ from .rnn import (
 __all__ = [
     "GRUCache",
     "GRUGrads",
+    "GRUResetBeforeCache",
+    "GRUResetBeforeGrads",
     "LNLSTMCache",
     "LNLSTMGrads",
     "LSTMCache",
@@ -36,6 +46,10 @@ __all__ = [
     "gru_cell",
     "gru_cell_backward",
     "gru_forward",
+    "gru_reset_before_backward",
+    "gru_reset_before_cell",
+    "gru_reset_before_cell_backward",
+    "gru_reset_before_forward",
     "lengths_to_mask",
     "ln_lstm_backward",
     "ln_lstm_cell",

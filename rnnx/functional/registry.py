@@ -19,7 +19,7 @@ from typing import Any
 
 from .._backend import host_namespace, on_input_device
 from ..init import INITIALIZERS
-from . import gru, ln_lstm, lstm, rnn
+from . import gru, gru_reset_before, ln_lstm, lstm, rnn
 
 __all__ = ["CELLS", "Cell", "TorchLayout", "forget_cells", "get_cell", "register_cell", "unregister_cell"]
 
@@ -214,6 +214,12 @@ CELLS: dict[str, Cell] = {
         gate_order=("r", "z", "n"), vectors={"b_ih": (3, None), "b_hh": (3, None)},
         states=("h",), forward=gru.gru_forward, backward=gru.gru_backward,
         torch=TorchLayout("GRU", split_bias=True), workspace=True),
+    "gru_reset_before": Cell(
+        name="gru_reset_before",
+        summary="GRU, reset before the recurrent matmul (Cho et al. 2014; Keras reset_after=False)",
+        gates=3, gate_order=("r", "z", "n"), vectors={"b": (3, None)}, states=("h",),
+        forward=gru_reset_before.gru_reset_before_forward,
+        backward=gru_reset_before.gru_reset_before_backward, workspace=True),
     "ln_lstm": Cell(
         name="ln_lstm", summary="layer-normalised LSTM (Ba, Kiros & Hinton 2016)", gates=4,
         gate_order=("i", "f", "g", "o"),

@@ -46,7 +46,8 @@ class Recurrent:
     input_size, hidden_size : int
     cell : str
         A key of :data:`rnnx.functional.registry.CELLS`: ``"rnn"`` (Elman), ``"lstm"``,
-        ``"gru"``, ``"ln_lstm"`` (layer-normalised LSTM), or one registered with
+        ``"gru"``, ``"gru_reset_before"`` (Keras's ``reset_after=False`` GRU), ``"ln_lstm"``
+        (layer-normalised LSTM), or one registered with
         :func:`rnnx.functional.registry.register_cell`.
     num_layers : int
     bidirectional : bool

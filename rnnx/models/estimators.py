@@ -75,7 +75,8 @@ class RNNClassifier(BaseRNN):
     ----------
     cell : str
         Recurrent cell (a key of :data:`rnnx.functional.registry.CELLS`: ``"rnn"`` is Elman,
-        ``"lstm"``, ``"gru"``, ``"ln_lstm"`` the layer-normalised LSTM).
+        ``"lstm"``, ``"gru"``, ``"gru_reset_before"`` the reset-before GRU, ``"ln_lstm"`` the
+        layer-normalised LSTM).
     hidden_size : int
         Size of the recurrent state.
     nonlinearity : {"tanh", "relu"}
