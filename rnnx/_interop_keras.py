@@ -29,13 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._backend import from_host, get_namespace, host_namespace, to_numpy
-from .functional.registry import CELLS, get_cell
+from .functional.registry import get_cell
 
 __all__ = ["GRU_RESET_BEFORE", "from_keras", "to_keras"]
 
 #: The registry name of the reset-before GRU (Keras ``GRU(reset_after=False)``): the one place
-#: the name is written. Converting such a layer needs the cell registered in
-#: :data:`rnnx.functional.registry.CELLS`.
+#: the name is written here.
 GRU_RESET_BEFORE = "gru_reset_before"
 
 
@@ -244,9 +243,6 @@ def from_keras(layer: Any, *, backend: str = "numpy", device: Any = None, dtype:
                          f"and a backward layer ({found[1][0]}, {rnns[1].cell.units} units) that "
                          f"differ: an rnnx bidirectional layer runs one cell both ways")
     name, nonlinearity = found[0]
-    if name not in CELLS:
-        raise ValueError(f"{where} with reset_after=False is the reset-before GRU, rnnx cell "
-                         f"{name!r}, which is not registered here (cells: {', '.join(CELLS)})")
     spec = get_cell(name)
     layout = _LAYOUTS[name]
     xp = get_namespace(backend)
@@ -289,7 +285,7 @@ def to_keras(layer: Any) -> Any:
                         f"{type(layer).__name__}")
     spec = layer.spec
     if spec.name not in _LAYOUTS:
-        known = ", ".join(n for n in _LAYOUTS if n in CELLS)
+        known = ", ".join(_LAYOUTS)
         raise ValueError(f"cell {spec.name!r} ({spec.summary}) has no Keras layer; cells that "
                          f"have one: {known}")
     if layer.num_layers > 1:

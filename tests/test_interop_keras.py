@@ -35,13 +35,10 @@ keras = pytest.importorskip("keras", minversion="3",
 pytest.importorskip("torch", reason="Keras runs on its torch backend here (the test extra)")
 
 from rnnx._backend import to_numpy  # noqa: E402
-from rnnx.functional.registry import CELLS, get_cell  # noqa: E402
+from rnnx.functional.registry import get_cell  # noqa: E402
 from rnnx.interop import GRU_RESET_BEFORE, from_keras, to_keras  # noqa: E402
 from rnnx.layers import Recurrent  # noqa: E402
 from rnnx.testing import assert_close, assert_equal, rounding_rtol  # noqa: E402
-
-_ABSENT = pytest.mark.skipif(GRU_RESET_BEFORE not in CELLS,
-                             reason=f"cell {GRU_RESET_BEFORE} is not registered")
 
 # (rnnx cell, nonlinearity, Keras layer class, its options)
 KINDS = [
@@ -49,8 +46,7 @@ KINDS = [
     pytest.param("rnn", "relu", "SimpleRNN", {"activation": "relu"}, id="simple-relu"),
     pytest.param("lstm", "tanh", "LSTM", {}, id="lstm"),
     pytest.param("gru", "tanh", "GRU", {}, id="gru-reset-after"),
-    pytest.param(GRU_RESET_BEFORE, "tanh", "GRU", {"reset_after": False}, id="gru-reset-before",
-                 marks=_ABSENT),
+    pytest.param(GRU_RESET_BEFORE, "tanh", "GRU", {"reset_after": False}, id="gru-reset-before"),
 ]
 BIDIR = pytest.mark.parametrize("bidirectional", [False, True], ids=["1dir", "bidir"])
 SEQ = pytest.mark.parametrize("return_sequences", [False, True], ids=["last", "sequences"])
@@ -290,14 +286,6 @@ def test_stateful_is_refused_once_built():
     layer.build((2, 5, 3))  # a stateful layer builds with a fixed batch
     with pytest.raises(ValueError, match="stateful=True"):
         from_keras(layer)
-
-
-@pytest.mark.skipif(GRU_RESET_BEFORE in CELLS, reason=f"cell {GRU_RESET_BEFORE} is registered: "
-                    "its mapping is tested above")
-def test_reset_before_gru_without_its_cell_is_refused():
-    with pytest.raises(ValueError, match=f"rnnx cell '{GRU_RESET_BEFORE}', which is not "
-                                         "registered"):
-        from_keras(_built(keras.layers.GRU(4, reset_after=False)))
 
 
 @pytest.mark.parametrize(("layer", "exc", "match"), [
