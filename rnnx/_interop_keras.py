@@ -25,11 +25,10 @@ Layout (Keras keeps row-vector weights, like rnnx: no transposes)::
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
 from typing import Any
 
 from ._backend import from_host, get_namespace, host_namespace, to_numpy
-from .functional.registry import get_cell
+from .functional.registry import CELLS, Cell, KerasLayout, get_cell
 
 __all__ = ["GRU_RESET_BEFORE", "from_keras", "to_keras"]
 
@@ -38,29 +37,11 @@ __all__ = ["GRU_RESET_BEFORE", "from_keras", "to_keras"]
 GRU_RESET_BEFORE = "gru_reset_before"
 
 
-@dataclass(frozen=True)
-class _KerasLayout:
-    """How one rnnx cell maps onto a Keras layer: the layer class (and its cell class), the
-    Keras gate blocks in rnnx's names, whether the bias is split ``(2, G*hidden)``, and the
-    constructor options that pick this cell (``reset_after``)."""
-
-    layer: str
-    cell: str
-    gate_order: tuple[str, ...]
-    split_bias: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
 
 
-_LAYOUTS = {
-    "rnn": _KerasLayout("SimpleRNN", "SimpleRNNCell", ("h",)),
-    "lstm": _KerasLayout("LSTM", "LSTMCell", ("i", "f", "g", "o")),
-    "gru": _KerasLayout("GRU", "GRUCell", ("z", "r", "n"), split_bias=True,
-                        options={"reset_after": True}),
-    GRU_RESET_BEFORE: _KerasLayout("GRU", "GRUCell", ("z", "r", "n"),
-                                   options={"reset_after": False}),
-}
-
-_NONLINEARITIES = ("tanh", "relu")  # SimpleRNN activations rnnx's Elman cell has
+def _keras_cells() -> dict[str, Cell]:
+    """The registered cells that have a Keras layer (:attr:`Cell.keras`), by name."""
+    return {n: c for n, c in CELLS.items() if c.keras is not None}
 
 
 def _keras() -> Any:
@@ -94,7 +75,7 @@ def _host(keras: Any, v: Any) -> Any:
     return host_namespace().asarray(host, copy=True)
 
 
-def _perm(layout: _KerasLayout, order: tuple[str, ...]) -> list[int]:
+def _perm(layout: KerasLayout, order: tuple[str, ...]) -> list[int]:
     """Gate block ``k`` of ``layout``'s order is block ``perm[k]`` of ``order``."""
     return [order.index(g) for g in layout.gate_order]
 
@@ -142,7 +123,7 @@ def _check_direction(keras: Any, rnn: Any, where: str) -> tuple[str, str]:
     """``(rnnx cell name, nonlinearity)`` of one Keras RNN layer; ``ValueError``/``TypeError``
     naming what rnnx does not have and what was given."""
     cell = rnn.cell
-    kinds = {name: getattr(keras.layers, lay.cell) for name, lay in _LAYOUTS.items()}
+    kinds = {name: getattr(keras.layers, c.keras.cell) for name, c in _keras_cells().items()}
     if isinstance(cell, keras.layers.StackedRNNCells):
         raise TypeError(f"{where} runs StackedRNNCells ({len(cell.cells)} cells): rnnx converts "
                         f"one cell per Keras layer (stacked rnnx layers are Keras layers one after "
@@ -166,23 +147,25 @@ def _check_direction(keras: Any, rnn: Any, where: str) -> tuple[str, str]:
         raise ValueError(f"{where} has the dtype policy {rnn.dtype_policy.name!r} (variables "
                          f"{policy[0]}, compute {policy[1]}): rnnx computes in its weights' dtype, "
                          f"float32 or float64")
+    name = next(n for n, k in kinds.items() if isinstance(cell, k) and all(
+        getattr(cell, o) == v for o, v in _keras_cells()[n].keras.options.items()))
+    spec = get_cell(name)
     act = _act_name(keras, cell.activation)
-    if isinstance(cell, keras.layers.SimpleRNNCell):
-        if act not in _NONLINEARITIES:
-            raise ValueError(f"{where} has activation={act!r}: rnnx's Elman cell implements "
-                             f"{' and '.join(map(repr, _NONLINEARITIES))}")
-        return "rnn", act
+    if "nonlinearity" in spec.options:  # the Elman cell: its activation is the option
+        allowed = spec.options["nonlinearity"]
+        if act not in allowed:
+            raise ValueError(f"{where} has activation={act!r}: rnnx's {spec.name} cell "
+                             f"implements {' and '.join(map(repr, allowed))}")
+        return name, act
     if act != "tanh":
         raise ValueError(f"{where} has activation={act!r}: rnnx's gated cells use 'tanh'")
     rec = _act_name(keras, cell.recurrent_activation)
     if rec != "sigmoid":
         raise ValueError(f"{where} has recurrent_activation={rec!r}: rnnx's gates use 'sigmoid'")
-    if isinstance(cell, keras.layers.LSTMCell):
-        return "lstm", "tanh"
-    return ("gru" if cell.reset_after else GRU_RESET_BEFORE), "tanh"
+    return name, "tanh"
 
 
-def _host_weights(keras: Any, rnn: Any, spec: Any, layout: _KerasLayout) -> dict[str, Any]:
+def _host_weights(keras: Any, rnn: Any, spec: Any, layout: KerasLayout) -> dict[str, Any]:
     """The rnnx parameters (host arrays, the variables' dtype) of one Keras RNN layer."""
     hnp = host_namespace()
     cell = rnn.cell
@@ -244,7 +227,7 @@ def from_keras(layer: Any, *, backend: str = "numpy", device: Any = None, dtype:
                          f"differ: an rnnx bidirectional layer runs one cell both ways")
     name, nonlinearity = found[0]
     spec = get_cell(name)
-    layout = _LAYOUTS[name]
+    layout = spec.keras
     xp = get_namespace(backend)
     params = {}
     for d, rnn in enumerate(rnns):
@@ -284,8 +267,8 @@ def to_keras(layer: Any) -> Any:
         raise TypeError(f"layer must be an rnnx SimpleRNN, LSTM, GRU or Recurrent; got "
                         f"{type(layer).__name__}")
     spec = layer.spec
-    if spec.name not in _LAYOUTS:
-        known = ", ".join(_LAYOUTS)
+    if spec.keras is None:
+        known = ", ".join(_keras_cells())
         raise ValueError(f"cell {spec.name!r} ({spec.summary}) has no Keras layer; cells that "
                          f"have one: {known}")
     if layer.num_layers > 1:
@@ -294,7 +277,7 @@ def to_keras(layer: Any) -> Any:
                          f"return_sequences=True); to_keras converts a one-layer Recurrent")
     keras = _keras()
     hnp = host_namespace()
-    layout = _LAYOUTS[spec.name]
+    layout = spec.keras
     hidden, features = layer.hidden_size, layer.input_size
     perm = _perm(layout, spec.gate_order)  # Keras block k = rnnx block perm[k]
     per = [{k: to_numpy(v) for k, v in layer.layer_params(0, bool(d)).items()}

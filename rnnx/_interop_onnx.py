@@ -16,12 +16,11 @@ Layout (ONNX keeps column-vector weights per direction, like torch)::
     GRU               r, z, n         z, r, h     (h is rnnx's n; linear_before_reset=1)
     gru_reset_before  r, z, n         z, r, h     (linear_before_reset=0, ONNX's default)
 
-Which operator a cell maps to is the cell's torch layout (:attr:`Cell.torch`): ONNX names its
-operators as torch names its modules. The one ONNX variant torch.nn has no module for, the GRU
-with ``linear_before_reset=0``, is rnnx's ``gru_reset_before`` (:data:`_WITHOUT_TORCH`): there
-the reset gate scales ``h`` before ``R``'s matmul, so ``Rb_h`` sits outside the reset product,
-as ``Wb_h`` does, and every block's ``Wb + Rb`` is the cell's one bias. A cell with neither
-(``ln_lstm``) has no ONNX operator.
+Which operator a cell maps to is the cell's :attr:`Cell.onnx <rnnx.functional.registry.Cell>`
+record in the registry. The GRU with ``linear_before_reset=0`` is rnnx's ``gru_reset_before``:
+there the reset gate scales ``h`` before ``R``'s matmul, so ``Rb_h`` sits outside the reset
+product, as ``Wb_h`` does, and every block's ``Wb + Rb`` is the cell's one bias. A cell without
+a record (``ln_lstm``) has no ONNX operator.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._backend import atomic_path, from_host, get_namespace, host_namespace, to_numpy
-from .functional.registry import CELLS, Cell
+from .functional.registry import CELLS, Cell, OnnxLayout
 
 __all__ = ["OPSET", "from_onnx", "to_onnx"]
 
@@ -59,31 +58,7 @@ _OPS = {
 _ACTIVATION = {"tanh": "Tanh", "relu": "Relu"}  # rnnx's nonlinearity -> ONNX activation
 
 
-@dataclass(frozen=True)
-class _CellOp:
-    """How a cell maps onto an ONNX operator: the operator, the attributes that select the
-    cell's variant of it (``linear_before_reset`` for a GRU; ONNX's default where unset:
-    :data:`_DEFAULTS`), and whether the cell keeps ONNX's two biases ``Wb``, ``Rb`` apart
-    (torch's GRU) or takes their sum."""
-
-    op: str
-    attrs: tuple[tuple[str, int], ...]
-    split_bias: bool
-
-
 _DEFAULTS = {"linear_before_reset": 0}  # the ONNX operators' defaults of the variant attributes
-
-#: Cells that torch.nn has no module for but an ONNX operator computes exactly.
-_WITHOUT_TORCH = {"gru_reset_before": _CellOp("GRU", (("linear_before_reset", 0),), False)}
-
-
-def _cell_op(spec: Cell) -> _CellOp | None:
-    """The ONNX operator of ``spec``: its torch layout's, or :data:`_WITHOUT_TORCH`'s; ``None``
-    if it has none."""
-    if spec.torch is not None and spec.torch.module in _OPS:
-        attrs = (("linear_before_reset", 1),) if spec.torch.module == "GRU" else ()
-        return _CellOp(spec.torch.module, attrs, spec.torch.split_bias)
-    return _WITHOUT_TORCH.get(spec.name)
 
 
 def _onnx() -> Any:
@@ -94,10 +69,10 @@ def _onnx() -> Any:
                            f"{exc}") from None
 
 
-def _op_of(spec: Cell) -> _CellOp:
-    cop = _cell_op(spec)
-    if cop is None:
-        known = ", ".join(n for n, c in CELLS.items() if _cell_op(c) is not None)
+def _op_of(spec: Cell) -> OnnxLayout:
+    cop = spec.onnx
+    if cop is None or cop.op not in _OPS:
+        known = ", ".join(n for n, c in CELLS.items() if c.onnx is not None)
         raise ValueError(f"cell {spec.name!r} ({spec.summary}) has no ONNX operator; cells that "
                          f"have one: {known}")
     return cop
@@ -323,10 +298,10 @@ def _feeds(graph: Any, name: str, source: str) -> bool:
     return False
 
 
-def _cell_for(op: str, attrs: dict, where: str) -> tuple[Cell, _CellOp]:
+def _cell_for(op: str, attrs: dict, where: str) -> tuple[Cell, OnnxLayout]:
     """The cell that computes ONNX operator ``op`` with the node's attributes ``attrs``."""
     for spec in CELLS.values():
-        cop = _cell_op(spec)
+        cop = spec.onnx
         if cop is not None and cop.op == op and all(
                 attrs.get(k, _DEFAULTS[k]) == v for k, v in cop.attrs):
             return spec, cop

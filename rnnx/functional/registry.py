@@ -21,7 +21,8 @@ from .._backend import host_namespace, on_input_device
 from ..init import INITIALIZERS
 from . import gru, gru_reset_before, ln_lstm, lstm, rnn
 
-__all__ = ["CELLS", "Cell", "TorchLayout", "forget_cells", "get_cell", "register_cell", "unregister_cell"]
+__all__ = ["CELLS", "Cell", "KerasLayout", "OnnxLayout", "TorchLayout", "forget_cells", "get_cell",
+           "register_cell", "unregister_cell"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,32 @@ class TorchLayout:
     module: str
     split_bias: bool = False
     options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OnnxLayout:
+    """How a cell maps onto an ONNX operator: ``op`` (``"RNN"``, ``"LSTM"``, ``"GRU"``; each
+    operator's gate order is ONNX's, in :mod:`rnnx.interop`), the attributes that select the
+    cell's variant of it (``(("linear_before_reset", 1),)`` for torch's GRU), and whether the
+    cell keeps ONNX's two biases ``Wb``, ``Rb`` apart (``split_bias``) or takes their sum."""
+
+    op: str
+    attrs: tuple[tuple[str, int], ...] = ()
+    split_bias: bool = False
+
+
+@dataclass(frozen=True)
+class KerasLayout:
+    """How a cell maps onto a Keras 3 layer: the layer and cell classes (``"GRU"``,
+    ``"GRUCell"``), the Keras gate blocks in rnnx's gate names, whether Keras's bias is split
+    ``(2, G*hidden)``, and the constructor options that select this cell
+    (``{"reset_after": True}``)."""
+
+    layer: str
+    cell: str
+    gate_order: tuple[str, ...]
+    split_bias: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,6 +97,9 @@ class Cell:
         The block of ``b`` that ``forget_bias`` adds to, or ``None`` if the cell has no forget gate.
     torch : TorchLayout or None
         The equivalent ``torch.nn`` module, or ``None`` where torch has none.
+    onnx, keras : OnnxLayout, KerasLayout or None
+        The ONNX operator and the Keras layer computing the same cell (``rnnx.interop``'s
+        ``to_onnx``/``from_onnx`` and ``to_keras``/``from_keras``), or ``None`` where there is none.
     rounding_gain : float
         How much more the cell amplifies rounding errors than a plain affine-tanh step (1 for
         rnn, lstm and gru); the tolerances of :mod:`rnnx.testing` and ``rnnx check`` scale by
@@ -91,6 +121,8 @@ class Cell:
     options: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     forget_gate: int | None = None
     torch: TorchLayout | None = None
+    onnx: OnnxLayout | None = None
+    keras: KerasLayout | None = None
     rounding_gain: float = 1.0
     workspace: bool = False
 
@@ -204,22 +236,32 @@ CELLS: dict[str, Cell] = {
         name="rnn", summary="Elman RNN, h = f(x W_x + h W_h + b)", gates=1, gate_order=("h",),
         vectors={"b": (1, None)}, states=("h",), forward=rnn.rnn_forward,
         backward=rnn.rnn_backward, options={"nonlinearity": rnn.NONLINEARITIES},
-        torch=TorchLayout("RNN", options=("nonlinearity",))),
+        torch=TorchLayout("RNN", options=("nonlinearity",)), onnx=OnnxLayout("RNN"),
+        keras=KerasLayout("SimpleRNN", "SimpleRNNCell", ("h",))),
     "lstm": Cell(
         name="lstm", summary="LSTM (torch's layout)", gates=4, gate_order=("i", "f", "g", "o"),
         vectors={"b": (4, None)}, states=("h", "c"), forward=lstm.lstm_forward,
-        backward=lstm.lstm_backward, forget_gate=1, torch=TorchLayout("LSTM"), workspace=True),
+        backward=lstm.lstm_backward, forget_gate=1, torch=TorchLayout("LSTM"),
+        onnx=OnnxLayout("LSTM"), keras=KerasLayout("LSTM", "LSTMCell", ("i", "f", "g", "o")),
+        workspace=True),
     "gru": Cell(
         name="gru", summary="GRU, reset after the recurrent matmul (torch's layout)", gates=3,
         gate_order=("r", "z", "n"), vectors={"b_ih": (3, None), "b_hh": (3, None)},
         states=("h",), forward=gru.gru_forward, backward=gru.gru_backward,
-        torch=TorchLayout("GRU", split_bias=True), workspace=True),
+        torch=TorchLayout("GRU", split_bias=True),
+        onnx=OnnxLayout("GRU", (("linear_before_reset", 1),), split_bias=True),
+        keras=KerasLayout("GRU", "GRUCell", ("z", "r", "n"), split_bias=True,
+                          options={"reset_after": True}),
+        workspace=True),
     "gru_reset_before": Cell(
         name="gru_reset_before",
         summary="GRU, reset before the recurrent matmul (Cho et al. 2014; Keras reset_after=False)",
         gates=3, gate_order=("r", "z", "n"), vectors={"b": (3, None)}, states=("h",),
         forward=gru_reset_before.gru_reset_before_forward,
-        backward=gru_reset_before.gru_reset_before_backward, workspace=True),
+        backward=gru_reset_before.gru_reset_before_backward,
+        onnx=OnnxLayout("GRU", (("linear_before_reset", 0),)),
+        keras=KerasLayout("GRU", "GRUCell", ("z", "r", "n"), options={"reset_after": False}),
+        workspace=True),
     "ln_lstm": Cell(
         name="ln_lstm", summary="layer-normalised LSTM (Ba, Kiros & Hinton 2016)", gates=4,
         gate_order=("i", "f", "g", "o"),
