@@ -61,6 +61,7 @@ __all__ = [
     "gru_backward_factors",
     "gru_cell",
     "gru_cell_backward",
+    "gru_first_step",
     "gru_forward",
 ]
 
@@ -150,6 +151,24 @@ def gru_cell(u_t: Any, h_prev: Any, w_h: Any, b_hh: Any, *, xp: Any, prescaled: 
     return h, rz, n, vn
 
 
+def gru_first_step(u_0: Any, b_hh: Any, *, xp: Any) -> tuple[Any, Any, Any, Any]:
+    """:func:`gru_cell` from the zero state, ``prescaled``: ``v = b_hh`` (no GEMM of zeros) and
+    ``h_1 = n - n * z`` (the general step's ``(0 - n) z + n``, the same bits). ``u_0 (batch,
+    3*hidden)`` is only read; ``vn`` is ``b_hn`` broadcast to ``(batch, hidden)`` (a view)."""
+    batch, width = u_0.shape
+    hidden = width // 3
+    a = u_0[:, : 2 * hidden] + b_hh[: 2 * hidden]  # (B, 2H)
+    rz = xp.tanh(a)  # (B, 2H)
+    rz *= 0.5
+    rz += 0.5  # (B, 2H): sigmoid(r), sigmoid(z)
+    vn = xp.broadcast_to(b_hh[2 * hidden :], (batch, hidden))  # (B, H)
+    an = rz[:, :hidden] * vn  # (B, H)
+    an += u_0[:, 2 * hidden :]
+    n = xp.tanh(an)  # (B, H)
+    h = n * rz[:, hidden:]  # (B, H)
+    return n - h, rz, n, vn
+
+
 def gru_backward_factors(rz: Any, n: Any, vn: Any, hs: Any, h_init: Any, *, xp: Any
                          ) -> tuple[Any, Any]:
     """The gradient-independent part of the backward steps of a block, time-major: from
@@ -237,14 +256,21 @@ def gru_forward(
     scale = gate_scale(hidden, xp=xp, dtype=x.dtype, dev=dev)  # (3H,)
     w_hs, b_hhs = w_h * scale, b_hh * scale  # (H, 3H), (3H,)
     u = input_projection(xp, x, w_x * scale, b_ih * scale)  # (T, B, 3H), pre-scaled
-    h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=dev)
+    state0 = None  # the zero state: step 1 without the GEMM of zeros (gru_first_step)
+    if h0 is not None or m is not None:
+        state0 = (h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=dev),)
 
     def step(u_t: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         h_t, rz, n, vn = gru_cell(u_t, state[0], w_hs, b_hhs, xp=xp, prescaled=True)
         return (h_t,), (rz, n, vn)
 
-    (hs,), (rzs, ns, vns) = scan_forward(step, u, (h,), saved_widths=(2 * hidden, hidden, hidden),
-                                         mask=m, xp=xp, workspace=workspace)
+    def first(u_0: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        h_t, rz, n, vn = gru_first_step(u_0, b_hhs, xp=xp)
+        return (h_t,), (rz, n, vn)
+
+    (hs,), (rzs, ns, vns) = scan_forward(step, u, state0, saved_widths=(2 * hidden, hidden, hidden),
+                                         mask=m, xp=xp, workspace=workspace, first=first,
+                                         state_widths=(hidden,))
     # (B, T, .) views of the time-major buffers: the layout every caller and the backward use.
     states, rzs, ns, vns = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, rzs, ns, vns))
     cache = GRUCache(x, w_x, w_h, h0, states, rzs, ns, vns, m)

@@ -56,7 +56,7 @@ from ._validate import resolve
 from ._workspace import Workspace
 
 __all__ = ["LSTMCache", "LSTMGrads", "gate_affine", "lstm_backward", "lstm_backward_factors",
-           "lstm_cell", "lstm_cell_backward", "lstm_forward", "lstm_gates", "scaled_weights"]
+           "lstm_cell", "lstm_cell_backward", "lstm_first_step", "lstm_forward", "lstm_gates", "scaled_weights"]
 
 
 class LSTMCache(NamedTuple):
@@ -176,6 +176,23 @@ def lstm_cell(
     return h, c, gates
 
 
+def lstm_first_step(xw_0: Any, affine: tuple[Any, Any, Any], *, xp: Any
+                    ) -> tuple[Any, Any, Any]:
+    """:func:`lstm_cell` from the zero state, ``prescaled``: ``a = xw_0`` (no GEMM of zeros)
+    and ``c_1 = i * g`` (no ``f * 0``). The same bits as the general step but for the sign of
+    a zero (``0 + (-0.0)`` is ``+0.0`` there) and a non-finite ``w_h`` (``0 * inf`` is NaN
+    there). ``xw_0 (batch, 4*hidden)`` is only read."""
+    _, mul, add = affine
+    hidden = xw_0.shape[1] // 4
+    gates = xp.tanh(xw_0)  # (B, 4H)
+    gates *= mul
+    gates += add  # (B, 4H): sigmoid(i, f, o), tanh(g)
+    c = gates[:, :hidden] * gates[:, 2 * hidden : 3 * hidden]  # (B, H): i * g
+    h = xp.tanh(c)  # (B, H)
+    h *= gates[:, 3 * hidden :]
+    return h, c, gates
+
+
 def lstm_backward_factors(gates: Any, cs: Any, c_init: Any, *, xp: Any, out_tanh: Any = None
                           ) -> tuple[Any, Any]:
     """Everything of the backward step that does not depend on the incoming gradient, for a
@@ -276,18 +293,22 @@ def lstm_forward(
     # The sigmoids' halving folded into the weights, once per call (exact: powers of two).
     w_xs, b_s, w_hs = scaled_weights(affine[0], w_x, b, w_h)  # (F, 4H), (4H,), (H, 4H)
     xw = input_projection(xp, x, w_xs, b_s)  # (T, B, 4H), pre-scaled
-    zeros = None
-    if h0 is None or c0 is None:
+    state0 = None  # the zero state: step 1 without the GEMM of zeros (lstm_first_step)
+    if h0 is not None or c0 is not None or m is not None:
         zeros = xp.zeros((batch, hidden), dtype=x.dtype, device=dev)  # (B, H)
-    h = h0 if h0 is not None else zeros
-    c = c0 if c0 is not None else zeros
+        state0 = (h0 if h0 is not None else zeros, c0 if c0 is not None else zeros)
 
     def step(xw_t: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         h_t, c_t, gates = lstm_cell(xw_t, state[0], state[1], w_hs, affine, xp=xp, prescaled=True)
         return (h_t, c_t), (gates,)
 
-    (hs, cs), (gs,) = scan_forward(step, xw, (h, c), saved_widths=(4 * hidden,), mask=m, xp=xp,
-                                   workspace=workspace)
+    def first(xw_0: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        h_t, c_t, gates = lstm_first_step(xw_0, affine, xp=xp)
+        return (h_t, c_t), (gates,)
+
+    (hs, cs), (gs,) = scan_forward(step, xw, state0, saved_widths=(4 * hidden,), mask=m, xp=xp,
+                                   workspace=workspace, first=first,
+                                   state_widths=(hidden, hidden))
     # (B, T, .) views of the time-major buffers: the layout every caller and the backward use.
     states, cs, gs = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, cs, gs))
     cache = LSTMCache(x, w_x, w_h, h0, c0, states, cs, gs, m)
