@@ -56,7 +56,8 @@ from ._validate import resolve
 from ._workspace import Workspace
 
 __all__ = ["LSTMCache", "LSTMGrads", "gate_affine", "lstm_backward", "lstm_backward_factors",
-           "lstm_cell", "lstm_cell_backward", "lstm_first_step", "lstm_forward", "lstm_gates", "scaled_weights"]
+           "lstm_cell", "lstm_cell_backward", "lstm_first_step", "lstm_forward", "lstm_gates",
+           "scaled_weights"]
 
 
 class LSTMCache(NamedTuple):
