@@ -1,12 +1,12 @@
 """In-process A/B of two rnnx trees: each tree's package is imported under its own name, then
-each cell's functional forward and forward + backward (gradient at every step, float32, one
-BLAS thread, with a Workspace where the function takes one) are called alternately, old /
-new, call by call, and the best and median process (CPU) time of each are kept, with the
-minor page faults per call. Alternating call by call in one process cancels most of a loaded
-machine's drift, which separate processes minutes apart do not::
+each cell's functional forward and forward + backward (gradient at every step, float32 or
+``--dtype float64``, one BLAS thread, with a Workspace where the function takes one) are
+called alternately, old / new, call by call, and the best and median process (CPU) time of
+each are kept, with the minor page faults per call. Alternating call by call in one process
+cancels most of a loaded machine's drift, which separate processes minutes apart do not::
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/inproc_ab.py <old tree> <new tree> [seconds]
-        [--cells rnn,lstm,gru] [--shapes 32x50x16x64,...] [--variants fwd,m2m]
+        [--cells rnn,lstm,gru] [--shapes 32x50x16x64,...] [--variants fwd,m2m] [--dtype float64]
 
 Prints ``key old_best new_best new/old(best) old_median new_median new/old(median)
 old_faults new_faults`` (ms; faults per call), then the load average.
@@ -53,10 +53,10 @@ def _runner(F, cell, variant, x, w_x, w_h, bs, dhs):
     return run
 
 
-def main(old: str, new: str, budget: float, cells, shapes, variants) -> None:
+def main(old: str, new: str, budget: float, cells, shapes, variants, dtype="float32") -> None:
     trees = [_load(old), _load(new)]
     rng = np.random.default_rng(0)
-    f32 = np.float32
+    f32 = getattr(np, dtype)
     print(f"load average before: {os.getloadavg()}", flush=True)
     with threadpool_limits(1):
         for cell in cells:
@@ -85,7 +85,7 @@ def main(old: str, new: str, budget: float, cells, shapes, variants) -> None:
                     best = [min(t) * 1e3 for t in times]
                     med = [statistics.median(t) * 1e3 for t in times]
                     n = len(times[0])
-                    key = f"{cell}:{batch}x{steps}x{features}x{hidden}/float32/{variant}"
+                    key = f"{cell}:{batch}x{steps}x{features}x{hidden}/{dtype}/{variant}"
                     print(f"{key} {best[0]:.3f} {best[1]:.3f} {best[1] / best[0]:.3f} "
                           f"{med[0]:.3f} {med[1]:.3f} {med[1] / med[0]:.3f} "
                           f"{faults[0] / n:.0f} {faults[1] / n:.0f}", flush=True)
@@ -100,6 +100,7 @@ if __name__ == "__main__":
     p.add_argument("--cells", default="lstm,gru")
     p.add_argument("--shapes", default=",".join("x".join(map(str, s)) for s in SHAPES))
     p.add_argument("--variants", default="fwd,m2m")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     a = p.parse_args()
     main(a.old, a.new, a.seconds, a.cells.split(","),
-         [tuple(int(v) for v in s.split("x")) for s in a.shapes.split(",")], a.variants.split(","))
+         [tuple(int(v) for v in s.split("x")) for s in a.shapes.split(",")], a.variants.split(","), a.dtype)
