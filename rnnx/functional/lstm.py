@@ -288,9 +288,10 @@ def lstm_forward(
         lengths, in ``x``'s namespace on any device, or host data; see :mod:`rnnx.functional._mask`.
         Masked-out steps carry the state and output zeros.
     workspace : Workspace, optional
-        Buffers kept across calls (:class:`rnnx.functional.Workspace`): the cache's saved
-        arrays (``cs``, ``gates``) are written into it, overwritten by the next forward given the same
-        workspace, so a cache made with one is valid until then. ``hs`` is always a new array.
+        Buffers kept across calls (:class:`rnnx.functional.Workspace`): the cache's ``cs``
+        is written into it, overwritten by the next forward given the same workspace, so a
+        cache made with one is valid until then. ``hs`` is always a new array (and so are the
+        ``gates``, which take the input projection's memory).
         Without one every array is new, as before. Ignored for JAX.
 
     Returns
@@ -318,17 +319,29 @@ def lstm_forward(
         zeros = xp.zeros((batch, hidden), dtype=x.dtype, device=dev)  # (B, H)
         state0 = (h0 if h0 is not None else zeros, c0 if c0 is not None else zeros)
 
-    def step(xw_t: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        h_t, c_t, gates = lstm_cell(xw_t, state[0], state[1], w_hs, affine, xp=xp, prescaled=True)
+    # Each step's gates overwrite its own projection row where the namespace allows: the row
+    # was read at that step only, and is still in cache when the gates are stored (no gates
+    # buffer; one (T, B, 4H) array fewer). Immutable arrays (JAX) go to the driver's lists.
+    in_rows = writeable(xw)
+
+    def keep(xw_t: Any, h_t: Any, c_t: Any, gates: Any
+             ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        if in_rows:
+            xw_t[...] = gates  # (B, 4H)
+            return (h_t, c_t), ()
         return (h_t, c_t), (gates,)
+
+    def step(xw_t: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        return keep(xw_t, *lstm_cell(xw_t, state[0], state[1], w_hs, affine, xp=xp,
+                                     prescaled=True))
 
     def first(xw_0: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        h_t, c_t, gates = lstm_first_step(xw_0, affine, xp=xp)
-        return (h_t, c_t), (gates,)
+        return keep(xw_0, *lstm_first_step(xw_0, affine, xp=xp))
 
-    (hs, cs), (gs,) = scan_forward(step, xw, state0, saved_widths=(4 * hidden,), mask=m, xp=xp,
-                                   workspace=workspace, first=first,
+    (hs, cs), saved = scan_forward(step, xw, state0, saved_widths=() if in_rows else (4 * hidden,),
+                                   mask=m, xp=xp, workspace=workspace, first=first,
                                    state_widths=(hidden, hidden))
+    gs = xw if in_rows else saved[0]  # (T, B, 4H)
     # (B, T, .) views of the time-major buffers: the layout every caller and the backward use.
     states, cs, gs = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, cs, gs))
     cache = LSTMCache(x, w_x, w_h, h0, c0, states, cs, gs, m)
