@@ -38,7 +38,7 @@ def _cases(batch: int, hidden: int, rng, torch) -> tuple:
     w4 = rng.normal(size=(hidden, 4 * hidden)).astype(np.float32)
     w4t = np.ascontiguousarray(w4.T)
     a4 = rng.uniform(-1, 1, size=(batch, 4 * hidden)).astype(np.float32)
-    buf = np.empty((10, batch, hidden), np.float32)
+    buf = rng.normal(size=(10, batch, hidden)).astype(np.float32) * 1e-3
     t = {k: torch.from_numpy(v.copy()) for k, v in
          (("h", h), ("w1", w1), ("w4", w4), ("w4t", w4t), ("a4", a4), ("buf", buf))}
     blk, tblk = a4[:, hidden : 2 * hidden], t["a4"][:, hidden : 2 * hidden]  # (B, H) views
