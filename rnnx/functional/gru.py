@@ -233,9 +233,10 @@ def gru_forward(
         Boolean ``(batch, time)`` step mask (padding on either side) or integer ``(batch,)``
         lengths, in ``x``'s namespace on any device, or host data; see :mod:`rnnx.functional._mask`.
     workspace : Workspace, optional
-        Buffers kept across calls (:class:`rnnx.functional.Workspace`): the cache's saved
-        arrays (``rz``, ``n``, ``vn``) are written into it, overwritten by the next forward given the same
-        workspace, so a cache made with one is valid until then. ``hs`` is always a new array.
+        Buffers kept across calls (:class:`rnnx.functional.Workspace`): the cache's ``vn``
+        is written into it, overwritten by the next forward given the same workspace, so a
+        cache made with one is valid until then. ``hs`` is always a new array (and so are
+        ``rz`` and ``n``, which take the input projection's memory).
         Without one every array is new, as before. Ignored for JAX.
 
     Returns
@@ -260,17 +261,29 @@ def gru_forward(
     if h0 is not None or m is not None:
         state0 = (h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=dev),)
 
-    def step(u_t: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        h_t, rz, n, vn = gru_cell(u_t, state[0], w_hs, b_hhs, xp=xp, prescaled=True)
+    # Each step's gates rz and candidate n overwrite its own input-projection row (3H wide,
+    # read only at that step, still in cache) where the namespace allows: no buffers for
+    # them, two (T, B, .) arrays fewer. Immutable arrays (JAX) go to the driver's lists.
+    in_rows = writeable(u)
+
+    def keep(u_t: Any, h_t: Any, rz: Any, n: Any, vn: Any
+             ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        if in_rows:
+            u_t[:, : 2 * hidden] = rz  # (B, 2H)
+            u_t[:, 2 * hidden :] = n  # (B, H)
+            return (h_t,), (vn,)
         return (h_t,), (rz, n, vn)
+
+    def step(u_t: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        return keep(u_t, *gru_cell(u_t, state[0], w_hs, b_hhs, xp=xp, prescaled=True))
 
     def first(u_0: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        h_t, rz, n, vn = gru_first_step(u_0, b_hhs, xp=xp)
-        return (h_t,), (rz, n, vn)
+        return keep(u_0, *gru_first_step(u_0, b_hhs, xp=xp))
 
-    (hs,), (rzs, ns, vns) = scan_forward(step, u, state0, saved_widths=(2 * hidden, hidden, hidden),
-                                         mask=m, xp=xp, workspace=workspace, first=first,
-                                         state_widths=(hidden,))
+    widths = (hidden,) if in_rows else (2 * hidden, hidden, hidden)
+    (hs,), saved = scan_forward(step, u, state0, saved_widths=widths, mask=m, xp=xp,
+                                workspace=workspace, first=first, state_widths=(hidden,))
+    rzs, ns, vns = (u[:, :, : 2 * hidden], u[:, :, 2 * hidden :], saved[0]) if in_rows else saved
     # (B, T, .) views of the time-major buffers: the layout every caller and the backward use.
     states, rzs, ns, vns = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, rzs, ns, vns))
     cache = GRUCache(x, w_x, w_h, h0, states, rzs, ns, vns, m)
