@@ -197,3 +197,22 @@ def check_cache_is_minimal(kind, rng):
     assert cache_m.hs is not out_m
     np.testing.assert_array_equal(out_m[0, 2:], 0.0)
     np.testing.assert_array_equal(cache_m.hs[0, 3], cache_m.hs[0, 1])  # carried, not zeroed
+
+
+def check_zero_state_step(kind, rng):
+    """An omitted initial state is the zero state: the cells' first step from it skips the
+    GEMM of zeros (and ``f * 0``), and every result is the same bits as with explicit zero
+    arrays (``assert_array_equal``: a ``-0.0`` equals ``0.0``), forward and backward, float32
+    and float64, with a per-step gradient and with final-state gradients only."""
+    for dtype in (np.float64, np.float32):
+        case = {k: None if v is None else v.astype(dtype)
+                for k, v in _cells.make_case(kind, rng, 3, 5, 4, 6).items()}
+        zeros = np.zeros_like(case["h0"])
+        explicit = {**case, **{s + "0": zeros for s in _cells.spec(kind).states}}
+        omitted = {**case, **{s + "0": None for s in _cells.spec(kind).states}}
+        for final in (True, False):
+            want, got = _cells.run(kind, explicit, final=final), _cells.run(kind, omitted,
+                                                                            final=final)
+            assert set(want) == set(got)
+            for name in want:
+                np.testing.assert_array_equal(got[name], want[name], err_msg=name)

@@ -57,3 +57,7 @@ def test_bad_inputs_name_the_argument(kind, rng):
 
 def test_cache_is_minimal(kind, rng):
     checks.check_cache_is_minimal(kind, rng)
+
+
+def test_omitted_state_is_the_zero_state_bit_for_bit(kind, rng):
+    checks.check_zero_state_step(kind, rng)

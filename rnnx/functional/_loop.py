@@ -64,6 +64,8 @@ def scan_forward(
     xp: Any,
     workspace: Workspace | None = None,
     fresh: int = 1,
+    first: Callable[[Any], tuple[tuple[Any, ...], tuple[Any, ...]]] | None = None,
+    state_widths: Sequence[int] = (),
 ) -> tuple[list[Any], list[Any]]:
     """Run ``step`` over the time-major input projection ``xw (time, batch, width)``.
 
@@ -73,17 +75,24 @@ def scan_forward(
     ``None``. Returns ``(states, saved)``: lists of time-major ``(time, batch, .)`` arrays, the
     states being the carried ones (equal to the step's outputs without a mask). With a
     ``workspace``, every buffer but the first ``fresh`` states' is the workspace's (its
-    ``"fwd0"``, ``"fwd1"``, ...): overwritten by the next call given that workspace."""
+    ``"fwd0"``, ``"fwd1"``, ...): overwritten by the next call given that workspace.
+
+    ``state0=None`` is the zero state, without a mask only: step 1 is then ``first(xw_0) ->
+    (new_state, saved)``, which need not multiply anything by zeros (one recurrent GEMM of ``T``
+    fewer, as the Elman loop does), and ``state_widths`` gives the states' widths."""
     time, batch, _ = xw.shape
     buffered = writeable(xw)
-    n_states = len(state0)
-    slots = _slots(xp, xw, time, batch, [*(s.shape[1] for s in state0), *saved_widths], buffered,
-                   workspace, "fwd", fresh)
+    widths = state_widths if state0 is None else [s.shape[1] for s in state0]
+    if state0 is None and (first is None or mask is not None):
+        raise ValueError("state0=None needs `first` and no mask")
+    n_states = len(widths)
+    slots = _slots(xp, xw, time, batch, [*widths, *saved_widths], buffered, workspace, "fwd",
+                   fresh)
     state = state0
     # The loop is written out for the two storage kinds: it runs once per step, and a method
     # call per stored array would cost more than the copies it makes at small sizes.
     for t in range(time):
-        new, keep = step(xw[t, ...], state)
+        new, keep = step(xw[t, ...], state) if t or state0 is not None else first(xw[0, ...])
         if mask is not None:
             m_t = mask[:, t, None]  # (B, 1)
             new = tuple(xp.where(m_t, n, s) for n, s in zip(new, state))  # carried if padded

@@ -61,6 +61,7 @@ __all__ = [
     "gru_backward_factors",
     "gru_cell",
     "gru_cell_backward",
+    "gru_first_step",
     "gru_forward",
 ]
 
@@ -150,6 +151,24 @@ def gru_cell(u_t: Any, h_prev: Any, w_h: Any, b_hh: Any, *, xp: Any, prescaled: 
     return h, rz, n, vn
 
 
+def gru_first_step(u_0: Any, b_hh: Any, *, xp: Any) -> tuple[Any, Any, Any, Any]:
+    """:func:`gru_cell` from the zero state, ``prescaled``: ``v = b_hh`` (no GEMM of zeros) and
+    ``h_1 = n - n * z`` (the general step's ``(0 - n) z + n``, the same bits). ``u_0 (batch,
+    3*hidden)`` is only read; ``vn`` is ``b_hn`` broadcast to ``(batch, hidden)`` (a view)."""
+    batch, width = u_0.shape
+    hidden = width // 3
+    a = u_0[:, : 2 * hidden] + b_hh[: 2 * hidden]  # (B, 2H)
+    rz = xp.tanh(a)  # (B, 2H)
+    rz *= 0.5
+    rz += 0.5  # (B, 2H): sigmoid(r), sigmoid(z)
+    vn = xp.broadcast_to(b_hh[2 * hidden :], (batch, hidden))  # (B, H)
+    an = rz[:, :hidden] * vn  # (B, H)
+    an += u_0[:, 2 * hidden :]
+    n = xp.tanh(an)  # (B, H)
+    h = n * rz[:, hidden:]  # (B, H)
+    return n - h, rz, n, vn
+
+
 def gru_backward_factors(rz: Any, n: Any, vn: Any, hs: Any, h_init: Any, *, xp: Any
                          ) -> tuple[Any, Any]:
     """The gradient-independent part of the backward steps of a block, time-major: from
@@ -214,9 +233,10 @@ def gru_forward(
         Boolean ``(batch, time)`` step mask (padding on either side) or integer ``(batch,)``
         lengths, in ``x``'s namespace on any device, or host data; see :mod:`rnnx.functional._mask`.
     workspace : Workspace, optional
-        Buffers kept across calls (:class:`rnnx.functional.Workspace`): the cache's saved
-        arrays (``rz``, ``n``, ``vn``) are written into it, overwritten by the next forward given the same
-        workspace, so a cache made with one is valid until then. ``hs`` is always a new array.
+        Buffers kept across calls (:class:`rnnx.functional.Workspace`): the cache's ``vn``
+        is written into it, overwritten by the next forward given the same workspace, so a
+        cache made with one is valid until then. ``hs`` is always a new array (and so are
+        ``rz`` and ``n``, which take the input projection's memory).
         Without one every array is new, as before. Ignored for JAX.
 
     Returns
@@ -237,14 +257,33 @@ def gru_forward(
     scale = gate_scale(hidden, xp=xp, dtype=x.dtype, dev=dev)  # (3H,)
     w_hs, b_hhs = w_h * scale, b_hh * scale  # (H, 3H), (3H,)
     u = input_projection(xp, x, w_x * scale, b_ih * scale)  # (T, B, 3H), pre-scaled
-    h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=dev)
+    state0 = None  # the zero state: step 1 without the GEMM of zeros (gru_first_step)
+    if h0 is not None or m is not None:
+        state0 = (h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=dev),)
 
-    def step(u_t: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        h_t, rz, n, vn = gru_cell(u_t, state[0], w_hs, b_hhs, xp=xp, prescaled=True)
+    # Each step's gates rz and candidate n overwrite its own input-projection row (3H wide,
+    # read only at that step, still in cache) where the namespace allows: no buffers for
+    # them, two (T, B, .) arrays fewer. Immutable arrays (JAX) go to the driver's lists.
+    in_rows = writeable(u)
+
+    def keep(u_t: Any, h_t: Any, rz: Any, n: Any, vn: Any
+             ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        if in_rows:
+            u_t[:, : 2 * hidden] = rz  # (B, 2H)
+            u_t[:, 2 * hidden :] = n  # (B, H)
+            return (h_t,), (vn,)
         return (h_t,), (rz, n, vn)
 
-    (hs,), (rzs, ns, vns) = scan_forward(step, u, (h,), saved_widths=(2 * hidden, hidden, hidden),
-                                         mask=m, xp=xp, workspace=workspace)
+    def step(u_t: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        return keep(u_t, *gru_cell(u_t, state[0], w_hs, b_hhs, xp=xp, prescaled=True))
+
+    def first(u_0: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        return keep(u_0, *gru_first_step(u_0, b_hhs, xp=xp))
+
+    widths = (hidden,) if in_rows else (2 * hidden, hidden, hidden)
+    (hs,), saved = scan_forward(step, u, state0, saved_widths=widths, mask=m, xp=xp,
+                                workspace=workspace, first=first, state_widths=(hidden,))
+    rzs, ns, vns = (u[:, :, : 2 * hidden], u[:, :, 2 * hidden :], saved[0]) if in_rows else saved
     # (B, T, .) views of the time-major buffers: the layout every caller and the backward use.
     states, rzs, ns, vns = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, rzs, ns, vns))
     cache = GRUCache(x, w_x, w_h, h0, states, rzs, ns, vns, m)
