@@ -59,7 +59,7 @@ from typing import Any
 from .._backend import device, from_host, host_namespace, namespace, to_numpy
 from ..losses import softmax
 from ._base import BaseRNN
-from ._dask import is_dask_array, predict_lazy
+from ._dask import is_dask_array, predict_lazy, score_lazy
 from ._device import on_model_device
 from ._errors import DataConversionWarning, NotFittedError, TrainingDivergedError
 from ._validation import host_lengths, score_y
@@ -228,7 +228,10 @@ class RNNClassifier(BaseRNN):
     def score(self, X: Any, y: Any, *, lengths: Any = None) -> float:
         """Accuracy of :meth:`predict` on ``(X, y)`` (a Python float). Labels outside
         ``classes_`` are refused (``ValueError``): the model could never predict them.
-        ``lengths``: as in :meth:`fit`."""
+        ``lengths``: as in :meth:`fit`. Dask ``X`` and ``y``: scored on the cluster, lazily
+        chunk by chunk (:func:`rnnx.models._dask.score_lazy`)."""
+        if is_dask_array(X) or is_dask_array(y):
+            return score_lazy(self, X, y, lengths)
         pred = to_numpy(self.predict(X, lengths=lengths))
         y_host = score_y(X, y, pred.shape[0])
         if y_host.ndim == 2 and y_host.shape[1] == 1:
@@ -440,7 +443,10 @@ class RNNRegressor(BaseRNN):
     @on_model_device
     def score(self, X: Any, y: Any, *, lengths: Any = None) -> float:
         """Coefficient of determination R² of :meth:`predict` (averaged over outputs).
-        ``lengths``: as in :meth:`fit`; with ``sequence_output`` only valid steps count."""
+        ``lengths``: as in :meth:`fit`; with ``sequence_output`` only valid steps count. Dask
+        ``X`` and ``y``: scored on the cluster (:func:`rnnx.models._dask.score_lazy`)."""
+        if is_dask_array(X) or is_dask_array(y):
+            return score_lazy(self, X, y, lengths)
         pred = to_numpy(self.predict(X, lengths=lengths)).astype("float64")
         y_host = score_y(X, y, pred.shape[0])
         try:
