@@ -8,7 +8,7 @@ same seeded permutation, :meth:`~rnnx.models._training.Trainer.batches`), each s
 rows of it computes the gradient *sum* over those rows with the network's own BPTT
 (:meth:`~rnnx.models.network.SequenceNetwork.loss_and_grad`, whose loss is a mean: its
 gradient times the shard's row count), the driver adds the sums in shard order, divides by the
-batch size, clips and steps. Only the weights (broadcast once a step) and the gradients move.
+batch size, clips and steps. Only the weights (sent once a step) and the gradients move.
 
 Inference maps the fitted estimator, sent once as one graph key, over the sample chunks:
 the results are lazy dask arrays, so data larger than memory can be scored.
@@ -314,10 +314,10 @@ class DaskTrainer(Trainer):
 
     def _run(self, client: Any, params: dict[str, Any],
              tasks: list[tuple[Callable, tuple[Any, ...]]]) -> list[Any]:
-        """Broadcast ``params`` once (host arrays, a fresh key: never one being released) and
+        """Send ``params`` once (host arrays, a fresh key: never one being released) and
         run ``fn(shard, weights, *args)`` for each ``(fn, (shard, *args))``; the results in
         task order. Dask reruns the tasks of a lost worker by itself (and recomputes lost
-        shards from their graph); if the broadcast met a worker that had just died, or the
+        shards from their graph); if the upload met a worker that had just died, or the
         weights were lost with their holders ("lost dependencies"), the step is sent again
         (up to :data:`STEP_TRIES` times, a second apart, while the client runs): nothing has
         been applied before every result is in."""
@@ -325,7 +325,10 @@ class DaskTrainer(Trainer):
         for attempt in range(1, STEP_TRIES + 1):
             w = futs = None
             try:
-                [w] = client.scatter([host], broadcast=True, hash=False)
+                # One upload to one worker; the others fetch it from there (peer to peer).
+                # Not broadcast=True: the scheduler's replication can wait forever on a worker
+                # that died in the middle of it.
+                [w] = client.scatter([host], hash=False)
                 futs = [client.submit(fn, shard, w, *args, pure=False)
                         for fn, (shard, *args) in tasks]
                 return client.gather(futs)
