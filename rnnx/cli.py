@@ -338,9 +338,9 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
             f"--dropout {dropout:g} acts between stacked layers (after all but the last), so it "
             "needs --num-layers 2 or more; with one layer it would change nothing",
             param_hint="--dropout")
+    on_dask = _check_dask_options(workers, scheduler_address, backend, device_label)
     _check_backend(backend)
     dev = _resolve_device(backend, device_label)
-    on_dask = _check_dask_options(workers, scheduler_address, backend, device_label)
     for option, path in (("--plot", plot_path), ("--grad-plot", grad_plot_path)):
         if path:
             _check_figure_path(path, option)
