@@ -259,7 +259,7 @@ def lengths():
 
 
 def _dl(a):
-    return da.from_array(a, chunks=(CHUNK,) + a.shape[1:])
+    return da.from_array(a, chunks=(CHUNK, *a.shape[1:]))
 
 
 def test_lengths_fit_predict_score_equal_in_memory(client, data, lengths):
@@ -451,8 +451,8 @@ def test_unsupported_dtype_in_one_chunk_is_named(client, fitted, data):
 
 def test_score_mixed_dask_and_in_memory_refused(client, fitted, data):
     X, y = data
-    Xd, yd = _dask(X, y)
-    with pytest.raises(TypeError, match="X is a dask array but y is numpy.ndarray"):
+    Xd, _ = _dask(X, y)
+    with pytest.raises(TypeError, match=r"X is a dask array but y is numpy\.ndarray"):
         fitted.score(Xd, y)
     with pytest.raises(ValueError, match="same chunks along samples"):
         fitted.score(Xd, da.from_array(y, chunks=32))

@@ -336,8 +336,9 @@ class BaseRNN(Params):
         ----------
         X : array (n_samples, time, features) or (n_samples, time)
             Any Array API namespace; training runs there (or on ``backend``/``device``). A
-            dask array (with a dask ``y``) trains on the current dask.distributed client
-            (:mod:`rnnx.models._dask`).
+            dask array (with a dask ``y``, and dask ``lengths`` chunked alike) trains
+            data-parallel on the current dask.distributed client, equal to the in-memory fit
+            (:mod:`rnnx.models._dask`); the fitted parameters are NumPy arrays on the driver.
         y : array (n_samples,)
             Class labels (classifier) or targets (regressor; see its docstring for shapes).
         lengths : array, optional

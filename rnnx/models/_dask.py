@@ -10,6 +10,13 @@ rows of it computes the gradient *sum* over those rows with the network's own BP
 gradient times the shard's row count), the driver adds the sums in shard order, divides by the
 batch size, clips and steps. Only the weights (sent once a step) and the gradients move.
 
+Lengths (a step mask), the validation split (the same seeded permutation) with early stopping,
+``partial_fit`` and dropout (:class:`_RowMasks`: each worker draws its rows of the batch's mask
+under the keys the driver draws from the layer's generator) follow the in-memory rules exactly.
+A dead worker is replaced by dask (lost shards are recomputed from their graph, a step hit by it
+is sent again); a lost client or scheduler raises :class:`ClusterLostError` with the model at
+the end of the last completed epoch.
+
 Inference maps the fitted estimator, sent once as one graph key, over the sample chunks:
 the results are lazy dask arrays, so data larger than memory can be scored.
 
@@ -27,8 +34,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .._backend import backend_name, device, from_host, namespace, to_numpy
-from ..optim import clip_grad_norm
 from ..functional.dropout import dropout_scale
+from ..optim import clip_grad_norm
 from ._errors import TrainingDivergedError
 from ._progress import EpochBar
 from ._training import Trainer, train_mode
@@ -467,7 +474,7 @@ def _setup(est: Any, client: Any, X: Any, y: Any, lengths: Any, *, first: bool,
             raise ValueError(f"the model trains on {est._backend_name} but the chunks of X are "
                              f"{backend_name(mxp)} arrays: partial_fit on dask arrays trains in "
                              "the chunks' own namespace, so it continues only a model of theirs")
-        est._check_predict_X(mxp.zeros((1,) + tuple(int(s) for s in X.shape[1:]),
+        est._check_predict_X(mxp.zeros((1, *(int(s) for s in X.shape[1:])),
                                        dtype=getattr(mxp, est._dtype_name)))
     dt_name = est._dtype_name
     dt = getattr(mxp, dt_name)

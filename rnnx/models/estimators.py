@@ -39,8 +39,9 @@ Dask arrays
 With the ``rnnx[dask]`` extra, ``fit`` takes dask ``X`` and ``y`` chunked alike along samples
 only and trains data-parallel on the current ``dask.distributed`` client, equal to the
 in-memory fit up to the order of floating-point sums; ``predict``/``predict_proba`` on a dask
-``X`` return lazy dask arrays (:mod:`rnnx.models._dask`, docs/dask.md). ``lengths``, a
-validation split, early stopping, dropout and ``partial_fit`` are refused there for now.
+``X`` return lazy dask arrays and ``score`` reduces on the cluster (:mod:`rnnx.models._dask`,
+docs/dask.md). ``lengths`` (a dask array chunked like ``X``), a validation split, early
+stopping, dropout and ``partial_fit`` work there as in memory, with equal results.
 
 Shapes
 ------
