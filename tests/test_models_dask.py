@@ -28,8 +28,7 @@ distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 
 from rnnx.functional.registry import CELLS  # noqa: E402
-from rnnx.models import RNNClassifier, RNNRegressor  # noqa: E402
-from rnnx.models._dask import ClusterLostError  # noqa: E402
+from rnnx.models import ClusterLostError, RNNClassifier, RNNRegressor  # noqa: E402
 
 N, T, F = 96, 6, 3
 CHUNK = 40  # chunks (40, 40, 16): mini-batches of 32 straddle chunk boundaries

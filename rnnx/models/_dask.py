@@ -36,7 +36,7 @@ from typing import Any
 from .._backend import backend_name, device, from_host, namespace, to_numpy
 from ..functional.dropout import dropout_scale
 from ..optim import clip_grad_norm
-from ._errors import TrainingDivergedError
+from ._errors import ClusterLostError, TrainingDivergedError
 from ._progress import EpochBar
 from ._training import Trainer, train_mode
 from ._validation import check_finite, check_int_exact, float_dtype_name, host_lengths
@@ -308,11 +308,6 @@ def _cluster_lost(exc: BaseException, client: Any) -> bool:
             or isinstance(exc, (OSError, asyncio.CancelledError, asyncio.TimeoutError))
             or type(exc).__name__ in ("CommClosedError", "FutureCancelledError",
                                       "CancelledError", "KilledWorker"))
-
-
-class ClusterLostError(RuntimeError):
-    """A data-parallel fit lost its dask scheduler, client or workers for good; the model keeps
-    the weights of the last completed epoch (raised by ``fit``/``partial_fit`` on dask arrays)."""
 
 
 class DaskTrainer(Trainer):

@@ -62,10 +62,10 @@ from ..losses import softmax
 from ._base import BaseRNN
 from ._dask import is_dask_array, predict_lazy, score_lazy
 from ._device import on_model_device
-from ._errors import DataConversionWarning, NotFittedError, TrainingDivergedError
+from ._errors import ClusterLostError, DataConversionWarning, NotFittedError, TrainingDivergedError
 from ._validation import host_lengths, score_y
 
-__all__ = ["DataConversionWarning", "NotFittedError", "RNNClassifier", "RNNRegressor",
+__all__ = ["ClusterLostError", "DataConversionWarning", "NotFittedError", "RNNClassifier", "RNNRegressor",
            "ScratchSimpleRNNClassifier", "TrainingDivergedError"]
 
 
