@@ -145,6 +145,16 @@ def jax(session: nox.Session) -> None:
     _backend_tests(session, "jax", "jax")
 
 
+@nox.session
+def distributed(session: nox.Session) -> None:
+    """The dask.distributed tests alone (not in the default run: the numpy session already runs
+    them): data-parallel fit on a local cluster of worker processes, a killed worker, a lost
+    client, lazy inference, bad inputs, and ``rnnx train --workers/--scheduler``."""
+    session.install("-e", ".[dask]", "pytest>=8")  # no torch, onnx or sklearn: a small install
+    session.run(*PYTEST, "tests/test_models_dask.py", "tests/test_cli_dask.py", *session.posargs,
+                env={"RNNX_BACKENDS": "numpy", **session.env})
+
+
 @nox.session(venv_backend="none")
 def agreement(session: nox.Session) -> None:
     """The same seeded cases on every backend available here; prints deviation from NumPy

@@ -310,11 +310,19 @@ def _grad_plot(model: Any, X: np.ndarray, y: np.ndarray, path: str, title: str) 
               help="CPU threads for BLAS, OpenMP and torch (0: the libraries' default, no cap), "
                    "set through threadpoolctl and printed on the `threads` line. Small "
                    "recurrent matrices gain nothing from more; on a busy machine they slow down.")
+@click.option("--workers", type=_Int(min=1), default=None,
+              help="Train data-parallel on a local dask cluster of this many worker processes "
+                   "(started and closed by the command; needs rnnx[dask]). The result equals "
+                   "the one-process fit.")
+@click.option("--scheduler", "scheduler_address", default=None, metavar="ADDRESS",
+              help="Train data-parallel on the existing dask.distributed cluster of this "
+                   "scheduler (e.g. tcp://host:8786; needs rnnx[dask]).")
 def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectional: bool,
           dropout: float, epochs: int, batch_size: int, optimizer: str, lr: float, clip: float,
           seed: int, backend: str, device_label: str | None, dtype: str, test_size: float,
           plot_path: str | None, grad_plot_path: str | None, save_path: str | None,
-          progress: bool, threads: int) -> None:
+          progress: bool, threads: int, workers: int | None,
+          scheduler_address: str | None) -> None:
     """Train a recurrent model and print its held-out score.
 
     With no options: the Elman classifier (ScratchSimpleRNNClassifier) on the handwritten digits
@@ -332,6 +340,7 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
             f"--dropout {dropout:g} acts between stacked layers (after all but the last), so it "
             "needs --num-layers 2 or more; with one layer it would change nothing",
             param_hint="--dropout")
+    on_dask = _check_dask_options(workers, scheduler_address, backend, device_label)
     _check_backend(backend)
     dev = _resolve_device(backend, device_label)
     for option, path in (("--plot", plot_path), ("--grad-plot", grad_plot_path)):
@@ -347,7 +356,8 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
     common = dict(hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
                   dropout=dropout, epochs=epochs, batch_size=batch_size,
                   optimizer=optimizer, learning_rate=lr, clip_norm=clip or None,
-                  random_state=seed, backend=backend, device=dev, dtype=dtype)
+                  random_state=seed, backend=None if on_dask else backend,
+                  device=None if on_dask else dev, dtype=dtype)
     if regression:
         model = RNNRegressor(cell=cell, **common)
     elif cell == ScratchSimpleRNNClassifier().cell:  # the seed's classifier, by its own name
@@ -392,9 +402,14 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
             click.echo(f"warning: --threads {threads} did not cap the BLAS threads: {cap.reason}. "
                        "Small recurrent matrices may train several times slower on a busy "
                        "machine.", err=True)
-        start = time.perf_counter()
         try:
-            model.fit(X[tr], y[tr], callback=on_epoch, progress=False)
+            with _dask_cluster(workers, scheduler_address) as client:
+                start = time.perf_counter()  # the training only, not a cluster's start
+                if client is None:
+                    model.fit(X[tr], y[tr], callback=on_epoch, progress=False)
+                else:  # data-parallel: one chunk of the training rows per worker
+                    Xd, yd = _dask_arrays(X[tr], y[tr], len(client.scheduler_info()["workers"]))
+                    model.fit(Xd, yd, callback=on_epoch, progress=False)
         except TrainingDivergedError as exc:
             raise FloatingPointError(_diverged_message(exc, model, lr, clip)) from None
         finally:
@@ -425,6 +440,73 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
                    f"rnnx train --dataset {dataset} (cell={cell}): {min(batch_size, te.size)} "
                    "held-out sequences")
         click.echo(f"wrote gradient norms to {grad_plot_path}")
+
+
+def _check_dask_options(workers: int | None, address: str | None, backend: str,
+                        device: str | None) -> bool:
+    """Whether ``train`` runs on dask; refuses, before any work, what cannot."""
+    if workers is None and address is None:
+        return False
+    if workers is not None and address is not None:
+        raise click.UsageError("--workers starts a local cluster and --scheduler joins one: "
+                               "pass one of them")
+    option = "--workers" if workers is not None else "--scheduler"
+    try:
+        import dask.array  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise click.UsageError(f"{option} trains on a dask cluster, which needs dask and "
+                               f"distributed ({exc}): pip install 'rnnx[dask]'") from None
+    if backend != "numpy" or device is not None:
+        raise click.UsageError(f"{option} trains in the chunks' NumPy on the workers; "
+                               "--backend/--device choose a single-machine backend: leave them "
+                               "out")
+    return True
+
+
+class _dask_cluster:
+    """``with _dask_cluster(workers, address) as client``: a ``LocalCluster`` of ``workers``
+    processes (closed after), the client of the scheduler at ``address``, or None."""
+
+    def __init__(self, workers: int | None, address: str | None) -> None:
+        self.workers, self.address = workers, address
+        self.cluster = self.client = None
+
+    def __enter__(self) -> Any:
+        if self.workers is None and self.address is None:
+            return None
+        import distributed
+
+        if self.workers is not None:
+            self.cluster = distributed.LocalCluster(n_workers=self.workers, threads_per_worker=1,
+                                                    processes=True, dashboard_address=":0")
+            self.client = distributed.Client(self.cluster)
+            where = f"a local cluster of {self.workers} worker process(es)"
+        else:
+            try:
+                self.client = distributed.Client(self.address, timeout=30)
+            except (OSError, ValueError) as exc:
+                raise click.UsageError(f"--scheduler {self.address}: cannot connect ({exc})") \
+                    from None
+            n = len(self.client.scheduler_info()["workers"])
+            where = f"the cluster at {self.address} ({n} worker(s))"
+        click.echo(f"dask    data-parallel on {where}")
+        return self.client
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _dask_arrays(X: np.ndarray, y: np.ndarray, n_workers: int) -> tuple[Any, Any]:
+    """``X``, ``y`` as dask arrays of one chunk of samples per worker."""
+    import dask.array as da
+
+    rows = -(-X.shape[0] // max(n_workers, 1))
+    return (da.from_array(X, chunks=(rows, *X.shape[1:])),
+            da.from_array(y, chunks=(rows, *y.shape[1:])))
 
 
 def _raw_loss(model: Any, losses: list[float]) -> list[float]:

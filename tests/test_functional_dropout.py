@@ -39,6 +39,18 @@ def test_mask_equals_the_python_hash_on_every_backend(xp, device, dtype, rate):
     np.testing.assert_array_equal(to_numpy(got), want)  # bit for bit
 
 
+def test_rows_are_the_rows_of_the_whole_mask(xp, device, dtype):
+    """``rows=`` gives those rows of the mask of ``shape``, bit for bit, in the rows' order and
+    on the device (how a dask worker draws its part of a mini-batch's mask)."""
+    shape = (9, 4, 6)
+    whole = to_numpy(dropout_scale(shape, 0.3, KEYS, xp=xp, dtype=dtype, device=device))
+    rows = [7, 0, 3, 8]
+    idx = xp.asarray(np.asarray(rows, dtype=np.int64), device=device)
+    got = dropout_scale(shape, 0.3, KEYS, xp=xp, dtype=dtype, device=device, rows=idx)
+    assert device_of(got) == device and got.dtype == dtype and tuple(got.shape) == (4, 4, 6)
+    np.testing.assert_array_equal(to_numpy(got), whole[rows])
+
+
 def test_high_counters_use_every_bit_of_the_hash(xp, device):
     """Counters past 2**16 (the high Feistel half) and near 2**31 - 1 stay exact in int32."""
     got = dropout_scale((1 << 17,), 0.5, KEYS, xp=xp, dtype=xp.float64, device=device)

@@ -27,9 +27,9 @@ DROPOUT_KEY_WORDS = 8
 _C = 0x5BD1
 
 
-def _keyed_words(n: int, keys: tuple[int, ...], *, xp: Any, device: Any) -> Any:
-    """``(n,)`` int32 words in ``[0, 2**31)``: the Feistel hash of ``0 .. n-1`` under ``keys``."""
-    idx = xp.arange(n, dtype=xp.int32, device=device)
+def _keyed_words(idx: Any, keys: tuple[int, ...]) -> Any:
+    """int32 words in ``[0, 2**31)``, shaped like ``idx``: the Feistel hash of the int32 element
+    indices ``idx`` under ``keys``."""
     left, right = idx >> 16, idx & 0xFFFF
     for k in keys:
         left, right = right, left ^ ((((right ^ k) * _C) >> 8) & 0xFFFF)
@@ -37,7 +37,7 @@ def _keyed_words(n: int, keys: tuple[int, ...], *, xp: Any, device: Any) -> Any:
 
 
 def dropout_scale(shape: tuple[int, ...], rate: float, keys: tuple[int, ...], *, xp: Any,
-                  dtype: Any, device: Any) -> Any:
+                  dtype: Any, device: Any, rows: Any = None) -> Any:
     """Inverted-dropout multipliers of ``shape`` (e.g. ``(batch, time, features)``): each element
     is ``0`` with probability ``rate`` and ``1 / (1 - rate)`` otherwise, in ``dtype`` on
     ``device`` of namespace ``xp``.
@@ -45,6 +45,11 @@ def dropout_scale(shape: tuple[int, ...], rate: float, keys: tuple[int, ...], *,
     ``keys`` are :data:`DROPOUT_KEY_WORDS` ints in ``[0, 2**16)`` (draw them from a seeded host
     generator: the same keys give the same mask on every backend and device). ``rate`` is in
     ``[0, 1)``. The mask has at most ``2**31`` elements (int32 counters).
+
+    ``rows`` (integer indices along axis 0, an array of ``xp`` on ``device``, or a host
+    sequence) returns only those rows of the mask of ``shape``, ``(len(rows), *shape[1:])``,
+    bit for bit the rows of the whole mask: a worker holding some rows of a mini-batch draws
+    their part of the mask the whole batch would get (data-parallel training, docs/dask.md).
     """
     if len(keys) != DROPOUT_KEY_WORDS or not all(isinstance(k, int) and 0 <= k < 1 << 16
                                                  for k in keys):
@@ -57,6 +62,14 @@ def dropout_scale(shape: tuple[int, ...], rate: float, keys: tuple[int, ...], *,
     if n > 1 << 31:
         raise ValueError(f"a dropout mask has at most 2**31 elements (int32 counters); shape "
                          f"{tuple(shape)} has {n}")
-    keep = _keyed_words(n, keys, xp=xp, device=device) >= round(rate * (1 << 31))
+    if rows is None:
+        idx = xp.arange(n, dtype=xp.int32, device=device)  # (n,)
+        out_shape = tuple(shape)
+    else:
+        per = n // int(shape[0]) if int(shape[0]) else 0  # elements of one row
+        r = xp.asarray(rows, dtype=xp.int32, device=device)  # (R,)
+        idx = r[:, None] * per + xp.arange(per, dtype=xp.int32, device=device)[None, :]  # (R, per)
+        out_shape = (int(r.shape[0]), *(int(s) for s in shape[1:]))
+    keep = _keyed_words(idx, keys) >= round(rate * (1 << 31))
     scale = xp.astype(keep, dtype) * (1.0 / (1.0 - rate))
-    return xp.reshape(scale, tuple(shape))
+    return xp.reshape(scale, out_shape)

@@ -198,6 +198,19 @@ class Recurrent:
     def _key(self, sfx: str, name: str) -> str:
         return name if self._flat else f"{sfx}.{name}"
 
+    def draw_dropout_keys(self) -> tuple[int, ...]:
+        """The keys of the next dropout mask, from the layer's seeded host generator (one draw
+        per stacked-layer boundary per training forward)."""
+        return tuple(int(k) for k in self._rng.integers(0, 1 << 16, size=DROPOUT_KEY_WORDS))
+
+    def _dropout_scale(self, shape: tuple[int, ...], *, xp: Any, dtype: Any, device: Any) -> Any:
+        """The dropout multipliers of one layer's output ``(B, T, D*H)``: only the keys come
+        from the host generator, the mask is drawn on the device. Data-parallel training
+        (:mod:`rnnx.models._dask`) replaces this, on a worker, by the rows of the global
+        mini-batch's mask that the worker holds."""
+        return dropout_scale(shape, self.dropout, self.draw_dropout_keys(), xp=xp, dtype=dtype,
+                             device=device)
+
     # -- introspection ------------------------------------------------------------------------
     @property
     def cell(self) -> str:
@@ -315,11 +328,8 @@ class Recurrent:
                 caches.append(cache)
             inp = outs[0] if self.dirs == 1 else xp.concat(outs, axis=2)  # (B, T, D*H)
             if k < self.num_layers - 1 and self.training and self.dropout > 0.0:
-                # Only the keys come from the host generator: the mask is drawn on the device.
-                keys = tuple(int(k) for k in self._rng.integers(0, 1 << 16,
-                                                                 size=DROPOUT_KEY_WORDS))
-                scale = dropout_scale(tuple(inp.shape), self.dropout, keys, xp=xp,
-                                      dtype=inp.dtype, device=device_of(inp))  # (B, T, D*H)
+                scale = self._dropout_scale(tuple(inp.shape), xp=xp, dtype=inp.dtype,
+                                            device=device_of(inp))  # (B, T, D*H)
                 self._drops.append(scale)
                 inp = inp * scale  # (B, T, D*H)
             elif k < self.num_layers - 1:

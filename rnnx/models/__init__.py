@@ -1,6 +1,7 @@
 """Networks and scikit-learn style estimators."""
 
 from .estimators import (
+    ClusterLostError,
     DataConversionWarning,
     NotFittedError,
     RNNClassifier,
@@ -12,6 +13,7 @@ from .io import ModelFileError, load_model, save_model
 from .network import SequenceNetwork, make_recurrent, register_cell
 
 __all__ = [
+    "ClusterLostError",
     "DataConversionWarning",
     "ModelFileError",
     "NotFittedError",

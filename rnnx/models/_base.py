@@ -336,8 +336,9 @@ class BaseRNN(Params):
         ----------
         X : array (n_samples, time, features) or (n_samples, time)
             Any Array API namespace; training runs there (or on ``backend``/``device``). A
-            dask array (with a dask ``y``) trains on the current dask.distributed client
-            (:mod:`rnnx.models._dask`).
+            dask array (with a dask ``y``, and dask ``lengths`` chunked alike) trains
+            data-parallel on the current dask.distributed client, equal to the in-memory fit
+            (:mod:`rnnx.models._dask`); the fitted parameters are NumPy arrays on the driver.
         y : array (n_samples,)
             Class labels (classifier) or targets (regressor; see its docstring for shapes).
         lengths : array, optional
@@ -376,7 +377,7 @@ class BaseRNN(Params):
         if not any(progress is v for v in (True, False, None)):
             raise ValueError(f"progress must be True, False or None (a bar only on a terminal); "
                              f"got {progress!r}")
-        if is_dask_array(X) or is_dask_array(y):  # data-parallel on the dask.distributed client
+        if is_dask_array(X) or is_dask_array(y) or is_dask_array(lengths):  # data-parallel
             from . import _dask
 
             return _dask.fit(self, X, y, lengths=lengths, callback=callback, progress=progress)
@@ -417,10 +418,10 @@ class BaseRNN(Params):
                        name=type(self).__name__)
 
     def _partial_fit(self, X: Any, y: Any, classes: Any, lengths: Any = None) -> Any:
-        if is_dask_array(X) or is_dask_array(y):
-            from ._dask import not_yet
+        if is_dask_array(X) or is_dask_array(y) or is_dask_array(lengths):  # data-parallel
+            from . import _dask
 
-            raise not_yet("partial_fit")
+            return _dask.partial_fit(self, X, y, classes, lengths)
         first = not hasattr(self, "network_")
         Xm, ym, steps, _ = self._prepare(X, y, first=first, classes=classes, lengths=lengths)
         if first:

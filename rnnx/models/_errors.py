@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 
-__all__ = ["DataConversionWarning", "NotFittedError", "TrainingDivergedError",
-           "not_fitted_error_class"]
+__all__ = ["ClusterLostError", "DataConversionWarning", "NotFittedError",
+           "TrainingDivergedError", "not_fitted_error_class"]
 
 # The module the classes report: the one users import them from.
 PUBLIC_MODULE = "rnnx.models.estimators"
@@ -46,6 +46,15 @@ class TrainingDivergedError(FloatingPointError):
         super().__init__(message)
         self.epoch = epoch
         self.loss = loss
+
+
+class ClusterLostError(RuntimeError):
+    """A data-parallel ``fit``/``partial_fit`` on dask arrays lost its dask client or scheduler
+    (or its workers for good). Raised after the model has been put back to the weights,
+    optimizer state and history of the last completed epoch (its initial weights if none
+    completed); the original error is the ``__cause__``."""
+
+    __module__ = PUBLIC_MODULE
 
 
 class DataConversionWarning(UserWarning):

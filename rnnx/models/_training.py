@@ -122,7 +122,6 @@ class Trainer:
         loss with a split, else training loss) has not improved by ``tol`` for
         ``n_iter_no_change`` epochs, and with a split restore the best weights. ``on_epoch(epoch,
         history)`` is called after every completed epoch."""
-        xp = namespace(Xm)
         vf = validation_fraction
         if vf is None and early_stopping:
             vf = 0.1
@@ -131,12 +130,7 @@ class Trainer:
         n_val = math.ceil(vf * n) if vf else 0
         if n_val and n - n_val >= 1:
             perm = self.rng.permutation(n)
-            idx_v = from_host(perm[:n_val], xp=xp, device=device(Xm))
-            idx_t = from_host(perm[n_val:], xp=xp, device=device(Xm))
-            Xv, yv = xp.take(Xm, idx_v, axis=0), xp.take(ym, idx_v, axis=0)
-            Xm, ym = xp.take(Xm, idx_t, axis=0), xp.take(ym, idx_t, axis=0)
-            if steps is not None:
-                Sv, steps = xp.take(steps, idx_v, axis=0), xp.take(steps, idx_t, axis=0)
+            (Xm, ym, steps), (Xv, yv, Sv) = self.split(Xm, ym, steps, perm[n_val:], perm[:n_val])
             self.history["val_loss"] = []
             if self._classifies:
                 self.history["val_accuracy"] = []
@@ -168,6 +162,19 @@ class Trainer:
         if early_stopping and best_params is not None:
             # Arrays are never updated in place, so the saved references are the best weights.
             self.network.load_parameters(best_params)
+
+    @staticmethod
+    def split(Xm: Any, ym: Any, steps: Any, train: Any, val: Any) -> tuple[tuple, tuple]:
+        """``((X, y, steps) of the host row indices train, the same of val)``, rows in the
+        order given."""
+        xp = namespace(Xm)
+        idx_t = from_host(train, xp=xp, device=device(Xm))
+        idx_v = from_host(val, xp=xp, device=device(Xm))
+        Sv = St = None
+        if steps is not None:
+            Sv, St = xp.take(steps, idx_v, axis=0), xp.take(steps, idx_t, axis=0)
+        return ((xp.take(Xm, idx_t, axis=0), xp.take(ym, idx_t, axis=0), St),
+                (xp.take(Xm, idx_v, axis=0), xp.take(ym, idx_v, axis=0), Sv))
 
     def partial_fit(self, Xm: Any, ym: Any, steps: Any = None) -> None:
         """One guarded epoch over ``(Xm, ym)`` from the current weights, then recorded."""
