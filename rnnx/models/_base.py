@@ -29,7 +29,7 @@ from .._backend import (
 from ..functional._validate import dtype_name
 from ..optim import make_optimizer
 from ._constraints import PARAMETER_CONSTRAINTS, check_cell_options, validate
-from ._dask import is_dask_array
+from ._dask_inputs import is_dask_array
 from ._device import on_model_device
 from ._errors import not_fitted_error_class
 from ._progress import EpochBar

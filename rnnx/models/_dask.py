@@ -17,17 +17,16 @@ A dead worker is replaced by dask (lost shards are recomputed from their graph, 
 is sent again); a lost client or scheduler raises :class:`ClusterLostError` with the model at
 the end of the last completed epoch.
 
-Inference maps the fitted estimator, sent once as one graph key, over the sample chunks:
-the results are lazy dask arrays, so data larger than memory can be scored.
+Inference (:mod:`rnnx.models._dask_predict`) maps the fitted estimator over the sample chunks;
+the inputs are checked first by :mod:`rnnx.models._dask_inputs`.
 
 Dask is not a backend namespace: the maths of a chunk runs in the chunk's own namespace (its
-``_meta``). Nothing here imports dask unless a dask array was passed (:func:`is_dask_array`).
+``_meta``). Nothing here imports dask unless a dask array was passed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import threading
 import time
 from collections.abc import Callable
@@ -36,115 +35,19 @@ from typing import Any
 from .._backend import backend_name, device, from_host, namespace, to_numpy
 from ..functional.dropout import dropout_scale
 from ..optim import clip_grad_norm
+from ._dask_inputs import check_inputs, current_client, network_spec
 from ._errors import ClusterLostError, TrainingDivergedError
 from ._progress import EpochBar
 from ._training import Trainer, train_mode
 from ._validation import check_finite, check_int_exact, float_dtype_name, host_lengths
 from .network import SequenceNetwork
 
-__all__ = ["ClusterLostError", "fit", "is_dask_array", "not_yet", "partial_fit", "predict_lazy",
-           "score_lazy"]
-
-
-def is_dask_array(a: Any) -> bool:
-    """Whether ``a`` is a dask collection (never imports dask)."""
-    return type(a).__module__.startswith("dask.")
-
-
-def not_yet(what: str) -> NotImplementedError:
-    return NotImplementedError(f"{what} is not supported yet with dask arrays: compute the data "
-                               "into memory (X.compute()) to use it, or leave it at its default")
-
-
-def _client() -> Any:
-    try:
-        import distributed
-    except ImportError:  # pragma: no cover - the extra is missing
-        raise ImportError("training on dask arrays needs dask.distributed: install the "
-                          "'rnnx[dask]' extra") from None
-    try:
-        return distributed.default_client()
-    except ValueError:
-        raise RuntimeError("fit on dask arrays trains on the current dask.distributed client, and "
-                           "there is none: start one first, e.g. client = distributed.Client() "
-                           "(or Client(cluster) for a LocalCluster)") from None
-
-
-def _sample_chunked(a: Any, name: str) -> None:
-    """``a`` is chunked along samples only, with known chunk sizes."""
-    if any(c != c for c in a.chunks[0]):  # NaN: unknown sizes
-        raise ValueError(f"{name} has unknown chunk sizes along samples; call "
-                         f"{name}.compute_chunk_sizes() first")
-    split = [ax for ax in range(1, a.ndim) if len(a.chunks[ax]) > 1]
-    if split:
-        spec = ", ".join(f"{ax}: -1" for ax in range(1, a.ndim))
-        raise ValueError(f"{name} must be chunked along samples (axis 0) only, with the other "
-                         f"axes in one chunk each; {name} has chunks {a.chunks}, split along axis "
-                         f"{split}. Rechunk it: {name}.rechunk({{{spec}}})")
-
-
-def _not_dask(name: str, a: Any, other: str) -> TypeError:
-    return TypeError(f"{other} is a dask array but {name} is "
-                     f"{type(a).__module__}.{type(a).__qualname__}: pass both as dask arrays "
-                     f"chunked alike along samples, e.g. dask.array.from_array({name}, "
-                     f"chunks=({other}.chunks[0],))")
-
-
-def _check_lengths(X: Any, lengths: Any) -> None:
-    """``lengths`` of a dask ``X``: a dask array with X's chunks along samples."""
-    if lengths is None:
-        return
-    if not is_dask_array(lengths):
-        raise _not_dask("lengths", lengths, "X")
-    if lengths.ndim not in (1, 2) or lengths.shape[0] != X.shape[0]:
-        raise ValueError(f"lengths must be integer lengths (n_samples,) = ({X.shape[0]},) or a "
-                         f"boolean mask (n_samples, time) = ({X.shape[0]}, {X.shape[1]}); got "
-                         f"shape {tuple(lengths.shape)}")
-    _sample_chunked(lengths, "lengths")
-    if lengths.chunks[0] != X.chunks[0]:
-        raise ValueError(f"X and lengths must have the same chunks along samples; X has "
-                         f"{X.chunks[0]}, lengths has {lengths.chunks[0]}. Rechunk lengths: "
-                         "lengths.rechunk({0: X.chunks[0]})")
-
-
-def _check_inputs(est: Any, X: Any, y: Any, lengths: Any = None) -> None:
-    """Refuse, before anything runs, what cannot train exactly."""
-    if y is None:
-        raise ValueError(f"{type(est).__name__} requires y to be passed, but the target y is None")
-    for name, a in (("X", X), ("y", y)):
-        if not is_dask_array(a):
-            raise _not_dask(name, a, "y" if name == "X" else "X")
-        if not hasattr(a, "chunks"):
-            raise TypeError(f"{name} must be a dask array; got {type(a).__qualname__}")
-    if est.backend is not None or est.device is not None:
-        raise not_yet("backend= / device= (the chunks' own namespace trains)")
-    if X.ndim not in (2, 3):
-        raise ValueError(f"Expected 2D (n_samples, time) or 3D (n_samples, time, features) X, got "
-                         f"{X.ndim}D array of shape {tuple(X.shape)} instead")
-    if y.ndim == 0 or y.shape[0] != X.shape[0]:
-        raise ValueError(f"X and y have inconsistent numbers of samples: X has {X.shape[0]}, y "
-                         f"has {y.shape[0] if y.ndim else 'a scalar'}")
-    if X.shape[0] == 0 or any(s == 0 for s in X.shape[1:]):
-        raise ValueError(f"X must have at least 1 sample, step and feature; got shape {X.shape}")
-    _sample_chunked(X, "X")
-    _sample_chunked(y, "y")
-    if y.chunks[0] != X.chunks[0]:
-        raise ValueError(f"X and y must have the same chunks along samples; X has "
-                         f"{X.chunks[0]}, y has {y.chunks[0]}. Rechunk y: "
-                         "y.rechunk({0: X.chunks[0]})")
-    _check_lengths(X, lengths)
+__all__ = ["ClusterLostError", "fit", "partial_fit"]
 
 
 # -- on the workers ----------------------------------------------------------------------------
 
 _NETWORKS: dict[tuple[Any, int], SequenceNetwork] = {}
-
-
-def _spec(est: Any) -> tuple[Any, ...]:
-    """What builds a network shaped like ``est.network_`` (its weights are loaded after)."""
-    opts = tuple(sorted(est._network_options().items()))
-    return (int(est._n_step_features()), int(est.hidden_size), int(est._n_outputs),
-            est._loss, bool(est._sequence_output()), est._backend_name, est._dtype_name, opts)
 
 
 def _network(spec: tuple[Any, ...]) -> SequenceNetwork:
@@ -503,8 +406,8 @@ def _setup(est: Any, client: Any, X: Any, y: Any, lengths: Any, *, first: bool,
 
 def _with_client(est: Any, X: Any, y: Any, lengths: Any) -> Any:
     est._check_hyper()
-    _check_inputs(est, X, y, lengths)
-    return _client()
+    check_inputs(est, X, y, lengths)
+    return current_client()
 
 
 def fit(est: Any, X: Any, y: Any, *, lengths: Any = None,
@@ -524,7 +427,7 @@ def fit(est: Any, X: Any, y: Any, *, lengths: Any = None,
         else host_rng(est.random_state)
     est._new_network(est._n_step_features(), est._n_outputs, rng)
     est._rng = rng
-    data.spec = _spec(est)
+    data.spec = network_spec(est)
     trainer = DaskTrainer(est.network_, est._optim, rng, est.history_, batch_size=est.batch_size,
                           clip_norm=est.clip_norm, learning_rate=est.learning_rate,
                           name=type(est).__name__)
@@ -567,7 +470,7 @@ def partial_fit(est: Any, X: Any, y: Any, classes: Any = None, lengths: Any = No
         est._rng = host_rng(est.random_state) if not hasattr(est.random_state, "permutation") \
             else est.random_state
         est._new_network(est._n_step_features(), est._n_outputs, est._rng)
-    data.spec = _spec(est)
+    data.spec = network_spec(est)
     trainer = DaskTrainer(est.network_, est._optim, est._rng, est.history_,
                           batch_size=est.batch_size, clip_norm=est.clip_norm,
                           learning_rate=est.learning_rate, n_epochs=est.n_epochs_,
@@ -585,126 +488,3 @@ def _release(client: Any, futures: list[Any]) -> None:
     if getattr(client, "status", None) == "running":
         with contextlib.suppress(Exception):
             client.cancel(futures)
-
-
-# -- lazy inference ----------------------------------------------------------------------------
-
-def _lean(est: Any) -> Any:
-    """A copy of the fitted ``est`` to send to the workers: its weights in a fresh network (no
-    caches of the last batch), without optimizer state or shuffling generator."""
-    lean = copy.copy(est)
-    for attr in ("_optim", "_rng", "history_"):
-        lean.__dict__.pop(attr, None)
-    net = SequenceNetwork(*_spec(est)[:3], loss=est._loss, sequence_output=est._sequence_output(),
-                          seed=0, backend=est._backend_name, device=est._device,
-                          dtype=est._dtype_name, **est._network_options())
-    net.load_parameters(est.network_.parameters())
-    lean.network_ = net
-    return lean
-
-
-def _predict_block(block: Any, lean: Any, method: str, lengths: Any = None) -> Any:
-    return getattr(lean, method)(block, lengths=lengths)
-
-
-def predict_lazy(est: Any, X: Any, method: str, lengths: Any = None) -> Any:
-    """``est.<method>(X, lengths=lengths)`` for a dask ``X`` ``(n_samples, time, features)``
-    (``lengths``: None or a dask array chunked as ``X`` along samples): a lazy dask array chunked
-    as ``X`` along samples, in the chunks' namespace."""
-    from dask import delayed
-
-    est._check_fitted()
-    if not hasattr(X, "chunks"):
-        raise TypeError(f"X must be a dask array; got {type(X).__qualname__}")
-    est._check_predict_X(X)
-    _sample_chunked(X, "X")
-    _check_lengths(X, lengths)
-    meta_xp = namespace(X._meta)
-    if method == "predict_proba":
-        tail, dtype = (int(est._n_outputs),), getattr(meta_xp, est._dtype_name)
-    elif est._loss == "cross_entropy":
-        tail, dtype = (), est.classes_.dtype
-    else:
-        lead = 2 if est.sequence_output else 1
-        tail = ((int(X.shape[1]),) if est.sequence_output else ()) + \
-            ((int(est._n_outputs),) if est._y_ndim == lead + 1 else ())
-        dtype = getattr(meta_xp, est._dtype_name)
-    k = 1 + len(tail)
-    if method == "predict" and est._loss == "cross_entropy" and est.classes_.dtype.kind not in "biuf":
-        meta = est.classes_[:0]  # labels that cannot live in the chunks' namespace
-    else:
-        meta = meta_xp.zeros((0,) * k, dtype=dtype)
-    lean = delayed(_lean(est), pure=True)  # one key: sent once to each worker that scores
-    if lengths is not None:  # one task per chunk of X with its chunk of lengths
-        import dask.array as da
-
-        parts = [da.from_delayed(delayed(_predict_block)(xb, lean, method, lb),
-                                 shape=(int(c), *tail), dtype=dtype, meta=meta)
-                 for xb, lb, c in zip(X.to_delayed().ravel(), lengths.to_delayed().ravel(),
-                                      X.chunks[0], strict=True)]
-        return da.concatenate(parts, axis=0)
-    kw: dict[str, Any] = {}
-    if k < X.ndim:
-        kw["drop_axis"] = list(range(k, X.ndim))
-    elif k > X.ndim:
-        kw["new_axis"] = list(range(X.ndim, k))
-    return X.map_blocks(_predict_block, lean, method, chunks=(X.chunks[0], *((s,) for s in tail)),
-                        dtype=dtype, meta=meta, **kw)
-
-
-def score_lazy(est: Any, X: Any, y: Any, lengths: Any = None) -> float:
-    """``est.score(X, y, lengths=lengths)`` for dask ``X`` and ``y`` (and ``lengths``) chunked
-    alike along samples: the predictions and the sums the score needs are reduced on the
-    cluster (one ``compute``), only a few numbers reach the driver. A Python float, equal to the
-    in-memory score."""
-    import dask
-    import dask.array as da
-
-    if not is_dask_array(y):
-        raise _not_dask("y", y, "X")
-    if not is_dask_array(X):
-        raise _not_dask("X", X, "y")
-    if y.ndim == 0 or y.shape[0] != X.shape[0]:
-        raise ValueError(f"X and y have inconsistent numbers of samples: X has {X.shape[0]}, y "
-                         f"has {y.shape[0] if y.ndim else 'a scalar'}")
-    _sample_chunked(y, "y")
-    if y.chunks[0] != X.chunks[0]:
-        raise ValueError(f"X and y must have the same chunks along samples; X has "
-                         f"{X.chunks[0]}, y has {y.chunks[0]}. Rechunk y: "
-                         "y.rechunk({0: X.chunks[0]})")
-    pred = est.predict(X, lengths=lengths)  # lazy, checks X and lengths
-    if est._loss == "cross_entropy":
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y.reshape(-1)
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D class labels (n_samples,); got shape {y.shape}")
-        unseen = y[~da.isin(y, est.classes_)]
-        correct, bad = dask.compute((pred == y).sum(), da.unique(unseen))
-        if bad.shape[0]:
-            raise ValueError(f"y holds label(s) {bad.tolist()[:5]} not in classes_ "
-                             f"{est.classes_.tolist()}: the model can never predict them, so "
-                             "the accuracy would be meaningless")
-        return float(correct) / int(X.shape[0])
-    if y.size != pred.size:
-        raise ValueError(f"y must have the shape of the predictions {pred.shape}; got shape "
-                         f"{y.shape}")
-    p = pred.astype("float64").reshape(pred.shape[0], -1)  # (N, K): per sample [, step], output
-    t = y.astype("float64").reshape(p.shape)
-    n_out = int(est._n_outputs)
-    steps = int(X.shape[1]) if est.sequence_output else 1
-    p = p.reshape(p.shape[0], steps, n_out)  # (N, S, O)
-    t = t.reshape(p.shape)
-    if lengths is not None and est.sequence_output:
-        keep = lengths if lengths.dtype == bool else \
-            da.arange(steps, chunks=steps)[None, :] < lengths[:, None]  # (N, S)
-        w = keep.astype("float64")[:, :, None]  # (N, S, 1)
-    else:
-        w = da.ones((p.shape[0], steps, 1), chunks=(p.chunks[0], steps, 1))
-    mean = (w * t).sum(axis=(0, 1)) / w.sum()  # (O,): over the valid entries
-    ss_res, ss_tot, finite = dask.compute(  # one pass over the cluster's chunks
-        (w * (t - p) ** 2).sum(axis=(0, 1)), (w * (t - mean) ** 2).sum(axis=(0, 1)),
-        da.isfinite(y).all())
-    if not finite:
-        raise ValueError("Input y contains NaN or inf; expected finite values")
-    r2 = 1.0 - ss_res / ss_tot.clip(min=1e-300)
-    return float(r2.mean())

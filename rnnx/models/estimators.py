@@ -40,8 +40,9 @@ With the ``rnnx[dask]`` extra, ``fit`` takes dask ``X`` and ``y`` chunked alike 
 only and trains data-parallel on the current ``dask.distributed`` client, equal to the
 in-memory fit up to the order of floating-point sums; ``predict``/``predict_proba`` on a dask
 ``X`` return lazy dask arrays and ``score`` reduces on the cluster (:mod:`rnnx.models._dask`,
-docs/dask.md). ``lengths`` (a dask array chunked like ``X``), a validation split, early
-stopping, dropout and ``partial_fit`` work there as in memory, with equal results.
+:mod:`rnnx.models._dask_predict`, docs/dask.md). ``lengths`` (a dask array chunked like ``X``),
+a validation split, early stopping, dropout and ``partial_fit`` work there as in memory, with
+equal results.
 
 Shapes
 ------
@@ -60,7 +61,8 @@ from typing import Any
 from .._backend import device, from_host, host_namespace, namespace, to_numpy
 from ..losses import softmax
 from ._base import BaseRNN
-from ._dask import is_dask_array, predict_lazy, score_lazy
+from ._dask_inputs import is_dask_array
+from ._dask_predict import predict_lazy, score_lazy
 from ._device import on_model_device
 from ._errors import ClusterLostError, DataConversionWarning, NotFittedError, TrainingDivergedError
 from ._validation import host_lengths, score_y
@@ -231,7 +233,7 @@ class RNNClassifier(BaseRNN):
         """Accuracy of :meth:`predict` on ``(X, y)`` (a Python float). Labels outside
         ``classes_`` are refused (``ValueError``): the model could never predict them.
         ``lengths``: as in :meth:`fit`. Dask ``X`` and ``y``: scored on the cluster, lazily
-        chunk by chunk (:func:`rnnx.models._dask.score_lazy`)."""
+        chunk by chunk (:func:`rnnx.models._dask_predict.score_lazy`)."""
         if is_dask_array(X) or is_dask_array(y):
             return score_lazy(self, X, y, lengths)
         pred = to_numpy(self.predict(X, lengths=lengths))
@@ -446,7 +448,7 @@ class RNNRegressor(BaseRNN):
     def score(self, X: Any, y: Any, *, lengths: Any = None) -> float:
         """Coefficient of determination R² of :meth:`predict` (averaged over outputs).
         ``lengths``: as in :meth:`fit`; with ``sequence_output`` only valid steps count. Dask
-        ``X`` and ``y``: scored on the cluster (:func:`rnnx.models._dask.score_lazy`)."""
+        ``X`` and ``y``: scored on the cluster (:func:`rnnx.models._dask_predict.score_lazy`)."""
         if is_dask_array(X) or is_dask_array(y):
             return score_lazy(self, X, y, lengths)
         pred = to_numpy(self.predict(X, lengths=lengths)).astype("float64")
