@@ -1,5 +1,6 @@
 """The ``rnnx`` command line. This module (with the tests) is where results move to the host.
-``rnnx export`` lives in :mod:`rnnx._cli_export`."""
+``rnnx export`` lives in :mod:`rnnx._cli_export`, the dask cluster of ``rnnx train --workers``
+in :mod:`rnnx._cli_dask`, its figures in :mod:`rnnx._cli_plots`."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from ._backend import (
     required_backends,
     requirement_status,
 )
+from ._cli_dask import check_dask_options, dask_arrays, dask_cluster
 from ._cli_export import export
+from ._cli_plots import plot_history, plot_state_grads
 from .datasets import DATASETS
 from .functional.registry import CELLS
 from .models._errors import TrainingDivergedError
@@ -218,48 +221,6 @@ def _split(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]
     return perm[n_test:], perm[:n_test]
 
 
-def _plot(history: dict, path: str, title: str, *, loss_label: str = "loss") -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise click.UsageError(f"--plot needs matplotlib ({exc}); install rnnx[plot]") from None
-    epochs = range(1, len(history["loss"]) + 1)
-    panels = [("loss", loss_label)] + ([("accuracy", "accuracy")] if "accuracy" in history else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-    for ax, (key, label) in zip(axes[0], panels):
-        ax.plot(epochs, history[key], label="train (mini-batches)")
-        if f"test_{key}" in history:
-            ax.plot(epochs, history[f"test_{key}"], label="held-out")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        if key == "loss":
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1].lstrip(".") or "png")
-    plt.close(fig)
-
-
-def _grad_plot(model: Any, X: np.ndarray, y: np.ndarray, path: str, title: str) -> None:
-    """||dL/dh_t|| of the trained model's loss on ``(X, y)``, one line per layer/direction."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as exc:
-        raise click.UsageError(f"--grad-plot needs matplotlib ({exc}); install rnnx[plot]") from None
-    from .diagnostics import estimator_grad_norms, plot_grad_norms
-
-    norms = estimator_grad_norms(model, X, y)
-    if list(norms) == ["l0"]:
-        norms = {f"{model.cell} (trained)": norms["l0"]}
-    plot_grad_norms(norms, path, title=title)
-
-
 @main.command()
 @click.option("--dataset", type=click.Choice(sorted(DATASETS)), default="digits", show_default=True,
               help="Data set: digits (8x8 images row by row), parity, sine (classification) "
@@ -340,7 +301,7 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
             f"--dropout {dropout:g} acts between stacked layers (after all but the last), so it "
             "needs --num-layers 2 or more; with one layer it would change nothing",
             param_hint="--dropout")
-    on_dask = _check_dask_options(workers, scheduler_address, backend, device_label)
+    on_dask = check_dask_options(workers, scheduler_address, backend, device_label)
     _check_backend(backend)
     dev = _resolve_device(backend, device_label)
     for option, path in (("--plot", plot_path), ("--grad-plot", grad_plot_path)):
@@ -403,12 +364,12 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
                        "Small recurrent matrices may train several times slower on a busy "
                        "machine.", err=True)
         try:
-            with _dask_cluster(workers, scheduler_address) as client:
+            with dask_cluster(workers, scheduler_address) as client:
                 start = time.perf_counter()  # the training only, not a cluster's start
                 if client is None:
                     model.fit(X[tr], y[tr], callback=on_epoch, progress=False)
                 else:  # data-parallel: one chunk of the training rows per worker
-                    Xd, yd = _dask_arrays(X[tr], y[tr], len(client.scheduler_info()["workers"]))
+                    Xd, yd = dask_arrays(X[tr], y[tr], len(client.scheduler_info()["workers"]))
                     model.fit(Xd, yd, callback=on_epoch, progress=False)
         except TrainingDivergedError as exc:
             raise FloatingPointError(_diverged_message(exc, model, lr, clip)) from None
@@ -432,81 +393,14 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
     if plot_path:
         history = {**model.history_, "loss": train_loss,
                    **{k: v for k, v in history_test.items() if v}}
-        _plot(history, plot_path, f"rnnx train --dataset {dataset} (cell={cell}, {backend} {dtype})",
+        plot_history(history, plot_path, f"rnnx train --dataset {dataset} (cell={cell}, {backend} {dtype})",
               loss_label="MSE (target units)" if regression else "cross-entropy loss")
         click.echo(f"wrote curves to {plot_path}")
     if grad_plot_path:
-        _grad_plot(model, X_te[:batch_size], y_te[:batch_size], grad_plot_path,
+        plot_state_grads(model, X_te[:batch_size], y_te[:batch_size], grad_plot_path,
                    f"rnnx train --dataset {dataset} (cell={cell}): {min(batch_size, te.size)} "
                    "held-out sequences")
         click.echo(f"wrote gradient norms to {grad_plot_path}")
-
-
-def _check_dask_options(workers: int | None, address: str | None, backend: str,
-                        device: str | None) -> bool:
-    """Whether ``train`` runs on dask; refuses, before any work, what cannot."""
-    if workers is None and address is None:
-        return False
-    if workers is not None and address is not None:
-        raise click.UsageError("--workers starts a local cluster and --scheduler joins one: "
-                               "pass one of them")
-    option = "--workers" if workers is not None else "--scheduler"
-    try:
-        import dask.array  # noqa: F401
-        import distributed  # noqa: F401
-    except ImportError as exc:
-        raise click.UsageError(f"{option} trains on a dask cluster, which needs dask and "
-                               f"distributed ({exc}): pip install 'rnnx[dask]'") from None
-    if backend != "numpy" or device is not None:
-        raise click.UsageError(f"{option} trains in the chunks' NumPy on the workers; "
-                               "--backend/--device choose a single-machine backend: leave them "
-                               "out")
-    return True
-
-
-class _dask_cluster:
-    """``with _dask_cluster(workers, address) as client``: a ``LocalCluster`` of ``workers``
-    processes (closed after), the client of the scheduler at ``address``, or None."""
-
-    def __init__(self, workers: int | None, address: str | None) -> None:
-        self.workers, self.address = workers, address
-        self.cluster = self.client = None
-
-    def __enter__(self) -> Any:
-        if self.workers is None and self.address is None:
-            return None
-        import distributed
-
-        if self.workers is not None:
-            self.cluster = distributed.LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                                    processes=True, dashboard_address=":0")
-            self.client = distributed.Client(self.cluster)
-            where = f"a local cluster of {self.workers} worker process(es)"
-        else:
-            try:
-                self.client = distributed.Client(self.address, timeout=30)
-            except (OSError, ValueError) as exc:
-                raise click.UsageError(f"--scheduler {self.address}: cannot connect ({exc})") \
-                    from None
-            n = len(self.client.scheduler_info()["workers"])
-            where = f"the cluster at {self.address} ({n} worker(s))"
-        click.echo(f"dask    data-parallel on {where}")
-        return self.client
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
-
-
-def _dask_arrays(X: np.ndarray, y: np.ndarray, n_workers: int) -> tuple[Any, Any]:
-    """``X``, ``y`` as dask arrays of one chunk of samples per worker."""
-    import dask.array as da
-
-    rows = -(-X.shape[0] // max(n_workers, 1))
-    return (da.from_array(X, chunks=(rows, *X.shape[1:])),
-            da.from_array(y, chunks=(rows, *y.shape[1:])))
 
 
 def _raw_loss(model: Any, losses: list[float]) -> list[float]:

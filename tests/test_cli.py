@@ -213,7 +213,7 @@ def test_regression_summary_and_curves_share_one_unit(tmp_path, monkeypatch):
     import rnnx.cli as cli
 
     seen = {}
-    monkeypatch.setattr(cli, "_plot", lambda history, path, title, loss_label: seen.update(
+    monkeypatch.setattr(cli, "plot_history", lambda history, path, title, loss_label: seen.update(
         history=history, label=loss_label))
     res = run("train", "--dataset", "adding", *TINY, "--epochs", "3", "--plot",
               str(tmp_path / "c.png"))

@@ -1,0 +1,57 @@
+"""The figures of ``rnnx train``: ``--plot`` (loss and accuracy per epoch) and ``--grad-plot``
+(``||dL/dh_t||`` per step of the trained model). matplotlib is imported inside, so a missing
+one is reported by the option that needs it. Its own module to keep :mod:`rnnx.cli` readable."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+import numpy as np
+
+from ._backend import atomic_path
+
+__all__ = ["plot_history", "plot_state_grads"]
+
+
+def plot_history(history: dict, path: str, title: str, *, loss_label: str = "loss") -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise click.UsageError(f"--plot needs matplotlib ({exc}); install rnnx[plot]") from None
+    epochs = range(1, len(history["loss"]) + 1)
+    panels = [("loss", loss_label)] + ([("accuracy", "accuracy")] if "accuracy" in history else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        ax.plot(epochs, history[key], label="train (mini-batches)")
+        if f"test_{key}" in history:
+            ax.plot(epochs, history[f"test_{key}"], label="held-out")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        if key == "loss":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1].lstrip(".") or "png")
+    plt.close(fig)
+
+
+def plot_state_grads(model: Any, X: np.ndarray, y: np.ndarray, path: str, title: str) -> None:
+    """||dL/dh_t|| of the trained model's loss on ``(X, y)``, one line per layer/direction."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise click.UsageError(f"--grad-plot needs matplotlib ({exc}); install rnnx[plot]") from None
+    from .diagnostics import estimator_grad_norms, plot_grad_norms
+
+    norms = estimator_grad_norms(model, X, y)
+    if list(norms) == ["l0"]:
+        norms = {f"{model.cell} (trained)": norms["l0"]}
+    plot_grad_norms(norms, path, title=title)
