@@ -26,6 +26,7 @@ if not numpy_selected():
 
 distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
 
 from rnnx.functional.registry import CELLS  # noqa: E402
 from rnnx.models import ClusterLostError, RNNClassifier, RNNRegressor  # noqa: E402
@@ -409,6 +410,32 @@ def test_lost_client_keeps_the_last_completed_epoch(cluster, data):
     np.testing.assert_allclose(est.history_["loss"], ref.history_["loss"], rtol=0, atol=1e-12)
     _assert_same_weights(est, ref)
     assert est.predict(X).shape == (N,)  # still a usable model
+
+
+def test_lost_scheduler_keeps_the_last_completed_epoch(data):
+    """A scheduler that goes away after epoch 2 (its own cluster's, closed from the progress
+    callback) ends the fit with ClusterLostError once the client gives up reconnecting (5 s
+    here); the model keeps exactly the weights and history of epoch 2."""
+    X, y = data
+    ref = RNNClassifier(**dict(SMALL, epochs=2)).fit(X, y)
+    est = RNNClassifier(**dict(SMALL, epochs=4))
+    with dask.config.set({"distributed.comm.timeouts.connect": "5s"}), \
+            distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                     dashboard_address=":0") as own_cluster, \
+            distributed.Client(own_cluster, set_as_default=False, timeout=5) as own, \
+            own.as_current():
+        Xd, yd = _dask(X, y)
+
+        def lose_scheduler(epoch, history):
+            if epoch == 2:
+                own_cluster.sync(own_cluster.scheduler.close)
+
+        with pytest.raises(ClusterLostError, match=r"lost its dask cluster in epoch 3.*the 2 "
+                                                   r"completed epoch\(s\)"):
+            est.fit(Xd, yd, callback=lose_scheduler)
+    assert est.n_epochs_ == 2 and len(est.history_["loss"]) == 2
+    np.testing.assert_allclose(est.history_["loss"], ref.history_["loss"], rtol=0, atol=1e-12)
+    _assert_same_weights(est, ref)
 
 
 # -- bad inputs: lengths, chunks, dtypes -------------------------------------------------------
