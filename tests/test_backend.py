@@ -149,3 +149,20 @@ def test_limit_threads_without_threadpoolctl_says_why(monkeypatch):
         assert not cap and not cap.applied
         assert "threadpoolctl is not installed" in cap.reason
         assert cap.describe().startswith("BLAS NOT capped: threadpoolctl is not installed")
+
+
+def test_torch_cpu_kernels_are_settled_where_rnnx_first_meets_torch():
+    """pytorch/pytorch#188792: the first concurrent call of a oneMKL VML kernel can run a
+    low-accuracy one. rnnx settles them (one single-threaded call each) when it first resolves
+    torch, by name or from a tensor; measured: 0 of 35 processes with a bad first tanh/exp after
+    it, 3 of 15 without (rnnx._backend._namespaces.settle_torch_cpu_kernels)."""
+    torch = pytest.importorskip("torch")
+    from rnnx._backend import _namespaces
+
+    _namespaces.settle_torch_cpu_kernels.cache_clear()
+    get_namespace("torch")
+    assert _namespaces.settle_torch_cpu_kernels.cache_info().currsize == 1
+    _namespaces.settle_torch_cpu_kernels.cache_clear()
+    _namespaces._NAMESPACE_BY_TYPE.pop(torch.Tensor, None)
+    namespace(torch.ones(2))
+    assert _namespaces.settle_torch_cpu_kernels.cache_info().currsize == 1

@@ -6,6 +6,7 @@ place.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = [
     "known_namespace",
     "namespace",
     "on_accelerator",
+    "settle_torch_cpu_kernels",
     "writeable",
 ]
 
@@ -30,6 +32,29 @@ __all__ = [
 # every call (~4.4 µs for four NumPy arrays), a cost the seed-sized case pays twice per
 # forward + backward. Any other type always takes the full lookup.
 _NAMESPACE_BY_TYPE: dict[type, Any] = {}
+
+
+@functools.cache
+def settle_torch_cpu_kernels() -> bool:
+    """Call torch's CPU unary kernels rnnx uses once each, single-threaded, on one element of
+    each float dtype, before any real call; returns True (cached: it runs once a process).
+
+    Why: torch's CPU builds resolve each oneMKL VML function lazily on its first call, and
+    concurrent first calls from the intra-op worker threads can run a low-accuracy kernel for
+    one thread's chunk (pytorch/pytorch#188792, open). Measured here with torch 2.13 on 2
+    threads: in about one process in five the first ``tanh`` or ``exp`` of a few thousand
+    float32 values returned ~20 % of them with relative errors up to 1.5e-4, ~1000 ulp; after a
+    one-element call first, none did. rnnx runs this where it first meets torch (a torch
+    namespace by name or from a tensor), so its first forward is as accurate as every later one.
+    """
+    import torch
+
+    for dtype in (torch.float32, torch.float64):
+        one = torch.ones(1, dtype=dtype)
+        for op in (torch.exp, torch.expm1, torch.log, torch.log1p, torch.sqrt, torch.tanh,
+                   torch.sigmoid):
+            op(one)
+    return True
 
 
 def _known_array_type(a: Any) -> bool:
@@ -73,6 +98,8 @@ def namespace(*arrays: Any) -> Any:
             f"arrays must all come from one array library (one namespace); got {', '.join(kinds)}"
         ) from exc
     if one_type and _known_array_type(present[0]):
+        if array_api_compat.is_torch_array(present[0]):
+            settle_torch_cpu_kernels()  # once, the first time rnnx meets a torch tensor type
         _NAMESPACE_BY_TYPE[kind] = xp
     return xp
 
@@ -129,7 +156,10 @@ def get_namespace(name: str) -> Any:
         return importlib.import_module("array_api_strict")
     if name == "jax":
         return importlib.import_module("jax.numpy")
-    return importlib.import_module(f"array_api_compat.{name}")
+    xp = importlib.import_module(f"array_api_compat.{name}")
+    if name == "torch":
+        settle_torch_cpu_kernels()
+    return xp
 
 
 def device(x: Any) -> Any:
