@@ -9,6 +9,7 @@ backend, or ``torch-cuda``): then the session refuses to start, and the fixture 
 from __future__ import annotations
 
 import enum
+import importlib.util
 import os
 
 import numpy as np
@@ -24,6 +25,7 @@ from rnnx._backend import (
     get_namespace,
     required_backends,
     requirement_status,
+    settle_torch_cpu_kernels,
 )
 
 
@@ -74,6 +76,10 @@ def _required() -> tuple[str, ...]:
 def pytest_configure(config):
     """Fail fast: a required backend that cannot run here stops the session before collection,
     naming the reason, instead of a run of skips that looks green."""
+    if importlib.util.find_spec("torch") is not None:
+        # torch is the oracle in every session: its first concurrent VML calls can be
+        # low-accuracy (pytorch/pytorch#188792), so settle them before any test calls torch.
+        settle_torch_cpu_kernels()
     unmet = [s for s in map(requirement_status, _required()) if not s.available]
     if unmet:
         raise pytest.UsageError(f"{REQUIRE_ENV} requires what cannot run here: "

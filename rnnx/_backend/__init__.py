@@ -48,6 +48,7 @@ from ._namespaces import (
     known_namespace,
     namespace,
     on_accelerator,
+    settle_torch_cpu_kernels,
     writeable,
 )
 
@@ -86,6 +87,7 @@ __all__ = [
     "required_backends",
     "requirement_status",
     "save_npz_atomic",
+    "settle_torch_cpu_kernels",
     "synchronize",
     "to_device",
     "to_numpy",
