@@ -50,7 +50,11 @@ class dask_cluster:
         if self.workers is not None:
             self.cluster = distributed.LocalCluster(n_workers=self.workers, threads_per_worker=1,
                                                     processes=True, dashboard_address=":0")
-            self.client = distributed.Client(self.cluster)
+            try:
+                self.client = distributed.Client(self.cluster)
+            except BaseException:  # the worker processes must not outlive a failed start
+                self.cluster.close()
+                raise
             where = f"a local cluster of {self.workers} worker process(es)"
         else:
             try:

@@ -90,3 +90,10 @@ def test_bad_arguments(kwargs, message):
         dropout_scale(args["shape"], args["rate"], args["keys"], xp=NP, dtype=NP.float64,
                       device="cpu")
     assert message in str(info.value)
+
+
+def test_host_rows_outside_the_mask_are_refused():
+    xp = get_namespace("numpy")
+    keys = tuple(range(DROPOUT_KEY_WORDS))
+    with pytest.raises(ValueError, match=r"rows must be indices in \[0, 2\).*got \[5, -1\]"):
+        dropout_scale((2, 3), 0.5, keys, xp=xp, dtype=xp.float32, device="cpu", rows=[5, -1])

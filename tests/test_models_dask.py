@@ -482,3 +482,10 @@ def test_score_mixed_dask_and_in_memory_refused(client, fitted, data):
         fitted.score(Xd, y)
     with pytest.raises(ValueError, match="same chunks along samples"):
         fitted.score(Xd, da.from_array(y, chunks=32))
+
+
+def test_only_lengths_on_dask_is_refused_naming_x(client, data):
+    X, y = data
+    lengths = da.from_array(np.full(N, T), chunks=(CHUNK,))
+    with pytest.raises(TypeError, match=r"lengths is a dask array but X is numpy\.ndarray"):
+        RNNClassifier(**SMALL).fit(X, y, lengths=lengths)

@@ -50,6 +50,8 @@ def dropout_scale(shape: tuple[int, ...], rate: float, keys: tuple[int, ...], *,
     sequence) returns only those rows of the mask of ``shape``, ``(len(rows), *shape[1:])``,
     bit for bit the rows of the whole mask: a worker holding some rows of a mini-batch draws
     their part of the mask the whole batch would get (data-parallel training, docs/dask.md).
+    Host indices outside ``[0, shape[0])`` are refused; device arrays are taken as given (a
+    check would read them back to the host).
     """
     if len(keys) != DROPOUT_KEY_WORDS or not all(isinstance(k, int) and 0 <= k < 1 << 16
                                                  for k in keys):
@@ -67,6 +69,11 @@ def dropout_scale(shape: tuple[int, ...], rate: float, keys: tuple[int, ...], *,
         out_shape = tuple(shape)
     else:
         per = n // int(shape[0]) if int(shape[0]) else 0  # elements of one row
+        if not hasattr(rows, "__array_namespace__"):  # host indices: checked here, for free
+            bad = [int(i) for i in rows if not 0 <= int(i) < int(shape[0])]
+            if bad:
+                raise ValueError(f"rows must be indices in [0, {int(shape[0])}) of shape "
+                                 f"{tuple(shape)}'s first axis; got {bad[:5]}")
         r = xp.asarray(rows, dtype=xp.int32, device=device)  # (R,)
         idx = r[:, None] * per + xp.arange(per, dtype=xp.int32, device=device)[None, :]  # (R, per)
         out_shape = (int(r.shape[0]), *(int(s) for s in shape[1:]))

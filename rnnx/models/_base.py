@@ -338,7 +338,8 @@ class BaseRNN(Params):
             Any Array API namespace; training runs there (or on ``backend``/``device``). A
             dask array (with a dask ``y``, and dask ``lengths`` chunked alike) trains
             data-parallel on the current dask.distributed client, equal to the in-memory fit
-            (:mod:`rnnx.models._dask`); the fitted parameters are NumPy arrays on the driver.
+            (:mod:`rnnx.models._dask`); the fitted parameters are on the driver, in the
+            namespace of the chunks (NumPy for NumPy chunks).
         y : array (n_samples,)
             Class labels (classifier) or targets (regressor; see its docstring for shapes).
         lengths : array, optional

@@ -26,6 +26,7 @@ Dask is not a backend namespace: the maths of a chunk runs in the chunk's own na
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -205,12 +206,13 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _cluster_lost(exc: BaseException, client: Any) -> bool:
-    import asyncio
-
+    """Whether ``exc`` means the client or scheduler is gone (connecting again helps). Not
+    ``KilledWorker``: a task that took its workers down three times (a chunk too large for a
+    worker's memory, say) fails the same way on any cluster."""
     return (getattr(client, "status", "running") != "running"
             or isinstance(exc, (OSError, asyncio.CancelledError, asyncio.TimeoutError))
             or type(exc).__name__ in ("CommClosedError", "FutureCancelledError",
-                                      "CancelledError", "KilledWorker"))
+                                      "CancelledError"))
 
 
 class DaskTrainer(Trainer):
@@ -309,7 +311,7 @@ class DaskTrainer(Trainer):
                 yield
         except (TrainingDivergedError, KeyboardInterrupt):
             raise
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:  # CancelledError: a BaseException
             self.restore(snap)
             kept = (f"the weights, optimizer state and history of the {self.n_epochs} completed "
                     "epoch(s)" if self.n_epochs else "its initial weights")

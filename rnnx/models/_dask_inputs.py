@@ -76,9 +76,11 @@ def check_inputs(est: Any, X: Any, y: Any, lengths: Any = None) -> None:
     """Refuse, before anything runs, what cannot train exactly."""
     if y is None:
         raise ValueError(f"{type(est).__name__} requires y to be passed, but the target y is None")
+    given = {"X": X, "y": y, "lengths": lengths}
+    lazy = next(n for n, a in given.items() if is_dask_array(a))  # the one that sent us here
     for name, a in (("X", X), ("y", y)):
         if not is_dask_array(a):
-            raise not_dask(name, a, "y" if name == "X" else "X")
+            raise not_dask(name, a, lazy)
         if not hasattr(a, "chunks"):
             raise TypeError(f"{name} must be a dask array; got {type(a).__qualname__}")
     if est.backend is not None or est.device is not None:
