@@ -171,7 +171,7 @@ def weight_grads(xp: Any, x: Any, hs_tm: Any, h0: Any, dxw_tm: Any, dhw_tm: Any,
     dxw2 = xp.reshape(dxw_tm, (time * batch, width))  # (T*B, GH)
     dw_x, db = input_grads(xp, x, dxw2)  # (F, GH), (GH,)
     h_prev = xp.reshape(hs_tm[: time - 1, ...], ((time - 1) * batch, hidden))  # ((T-1)*B, H)
-    dw_h = h_prev.T @ xp.reshape(dhw_tm[1:, ...], ((time - 1) * batch, width))  # (H, GH)
+    dw_h = h_prev.T @ xp.reshape(dhw_tm[1:, ...], ((time - 1) * batch, dhw_tm.shape[2]))  # (H, GH)
     if h0 is not None:
         dw_h = dw_h + h0.T @ dhw_tm[0, ...]  # (H, GH): step 1 sees h0 (zero when omitted)
     dx = xp.permute_dims(xp.reshape(dxw2 @ w_x.T, (time, batch, features)), (1, 0, 2))  # (B, T, F)

@@ -53,9 +53,9 @@ from ._common import (
     check_grads,
     check_inputs,
     final_grad,
-    input_grads,
     input_projection,
     per_step_transpose,
+    weight_grads,
 )
 from ._loop import scan_backward, scan_forward
 from ._mask import as_step_mask, mask_outputs
@@ -312,21 +312,14 @@ def gru_reset_before_backward(dhs: Any, cache: GRUResetBeforeCache, dh_n: Any = 
         stored_widths=(4 * hidden,), seq=seq, mask=m, state_grads=state_grads,
         buffered=buffered, xp=xp, in_factors=1, workspace=workspace)
     du = ds[:, :, hidden : 4 * hidden]  # (T, B, 3H): [da_r, da_z, da_n], w_x's order
-    rows = time * batch
-    du2 = xp.reshape(du, (rows, 3 * hidden))  # (T*B, 3H)
-    dw_x, db = input_grads(xp, x, du2)  # (F, 3H), (3H,)
-    dx = xp.permute_dims(xp.reshape(du2 @ w_x.T, (time, batch, x.shape[2])), (1, 0, 2))  # (B, T, F)
-    # [dW_hr | dW_hz] = sum_t h_{t-1}^T [da_r, da_z] and dW_hn = sum_t (r_t * h_{t-1})^T da_n:
-    # steps 1..T-1 in one GEMM each, step 0 sees h0 (zero when omitted).
+    # [dW_hr | dW_hz] = sum_t h_{t-1}^T [da_r, da_z] is the shared hoisted sum; dW_hn = sum_t
+    # (r_t * h_{t-1})^T da_n is this cell's own: steps 1..T-1 in one GEMM, step 0 sees h0.
+    dw_x, dw_rz, db, dx = weight_grads(xp, x, hs_tm, h0, du, ds[:, :, hidden : 3 * hidden], w_x)
     prev = (time - 1) * batch
     h_prev = xp.reshape(hs_tm[: time - 1, ...], (prev, hidden))  # ((T-1)*B, H)
     q = xp.reshape(rz_tm[1:, :, :hidden], (prev, hidden)) * h_prev  # ((T-1)*B, H): r_t h_{t-1}
-    drz = xp.reshape(ds[1:, :, hidden : 3 * hidden], (prev, 2 * hidden))  # ((T-1)*B, 2H)
-    dn = xp.reshape(ds[1:, :, 3 * hidden : 4 * hidden], (prev, hidden))  # ((T-1)*B, H)
-    dw_h = xp.concat([h_prev.T @ drz, q.T @ dn], axis=1)  # (H, 3H): r, z, n
+    dw_n = q.T @ xp.reshape(ds[1:, :, 3 * hidden : 4 * hidden], (prev, hidden))  # (H, H)
     if h0 is not None:
-        d0 = ds[0, ...]  # (B, 4H or 5H): a single block keeps the factors whole
-        dw_h = dw_h + xp.concat([h0.T @ d0[:, hidden : 3 * hidden],
-                                 (rz_tm[0, :, :hidden] * h0).T @ d0[:, 3 * hidden : 4 * hidden]],
-                                axis=1)  # (H, 3H)
+        dw_n = dw_n + (rz_tm[0, :, :hidden] * h0).T @ ds[0, :, 3 * hidden : 4 * hidden]
+    dw_h = xp.concat([dw_rz, dw_n], axis=1)  # (H, 3H): r, z, n
     return GRUResetBeforeGrads(dx, g, dw_x, dw_h, db)
