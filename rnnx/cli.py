@@ -358,7 +358,10 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
     on_epoch = bar if (progress or plot_path) else None
 
     with limit_threads(threads or None) as cap:
-        click.echo(f"threads {cap.describe()}")
+        # dask's nannies start their workers with one BLAS/OpenMP thread each, whatever this is
+        click.echo(f"threads {cap.describe()}"
+                   + ("; on this process only (dask starts each worker with 1 thread)"
+                      if on_dask else ""))
         if threads and not cap.applied:
             click.echo(f"warning: --threads {threads} did not cap the BLAS threads: {cap.reason}. "
                        "Small recurrent matrices may train several times slower on a busy "

@@ -44,6 +44,8 @@ def test_workers_start_a_local_cluster_and_match_one_process():
     assert res.exit_code == 0, res.output
     assert "dask    data-parallel on a local cluster of 2 worker process(es)" in res.stdout
     assert "/2 [" in res.stderr  # the usual progress bar (tqdm on stderr)
+    assert "on this process only (dask starts each worker with 1 thread)" in res.stdout
+    assert "on this process only" not in one.stdout
     assert _figures(res.stdout) == _figures(one.stdout)
 
 
