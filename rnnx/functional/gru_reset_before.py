@@ -237,14 +237,26 @@ def gru_reset_before_forward(
     u = input_projection(xp, x, w_x * scale, b * scale)  # (T, B, 3H), pre-scaled, time-major
     w_hs = w_h * scale  # (H, 3H): an array of its own, read through two column views
     w_hrz, w_hn = w_hs[:, : 2 * hidden], w_hs[:, 2 * hidden :]  # (H, 2H), (H, H)
-    h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=dev)
+    state0 = None  # the zero state: step 1 without the two GEMMs of zeros (first, below)
+    if h0 is not None or m is not None:
+        state0 = (h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=dev),)
 
     def step(u_t: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         h_t, rz, n = gru_reset_before_cell(u_t, state[0], w_hrz, w_hn, xp=xp, prescaled=True)
         return (h_t,), (rz, n)
 
-    (hs,), (rzs, ns) = scan_forward(step, u, (h,), saved_widths=(2 * hidden, hidden), mask=m,
-                                    xp=xp, workspace=workspace)
+    def first(u_0: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        # gru_reset_before_cell at h = 0, the same bits: both matmuls add exact zeros, and
+        # h = (0 - n) z + n is n - n z.
+        rz = xp.tanh(u_0[:, : 2 * hidden])  # (B, 2H), pre-scaled
+        rz *= 0.5
+        rz += 0.5
+        n = xp.tanh(u_0[:, 2 * hidden :])  # (B, H)
+        return (n - n * rz[:, hidden:],), (rz, n)
+
+    (hs,), (rzs, ns) = scan_forward(step, u, state0, saved_widths=(2 * hidden, hidden), mask=m,
+                                    xp=xp, workspace=workspace, first=first,
+                                    state_widths=(hidden,))
     # (B, T, .) views of the time-major buffers: the layout every caller and the backward use.
     states, rzs, ns = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, rzs, ns))
     cache = GRUResetBeforeCache(x, w_x, w_h, h0, states, rzs, ns, m)
