@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["check_inputs", "check_lengths", "current_client", "is_dask_array", "network_spec",
-           "not_dask", "not_yet", "sample_chunked"]
+__all__ = ["check_inputs", "check_lengths", "check_y_like_X", "current_client", "is_dask_array",
+           "network_spec", "not_dask", "not_yet", "sample_chunked"]
 
 
 def is_dask_array(a: Any) -> bool:
@@ -88,18 +88,23 @@ def check_inputs(est: Any, X: Any, y: Any, lengths: Any = None) -> None:
     if X.ndim not in (2, 3):
         raise ValueError(f"Expected 2D (n_samples, time) or 3D (n_samples, time, features) X, got "
                          f"{X.ndim}D array of shape {tuple(X.shape)} instead")
-    if y.ndim == 0 or y.shape[0] != X.shape[0]:
-        raise ValueError(f"X and y have inconsistent numbers of samples: X has {X.shape[0]}, y "
-                         f"has {y.shape[0] if y.ndim else 'a scalar'}")
     if X.shape[0] == 0 or any(s == 0 for s in X.shape[1:]):
         raise ValueError(f"X must have at least 1 sample, step and feature; got shape {X.shape}")
     sample_chunked(X, "X")
+    check_y_like_X(X, y)
+    check_lengths(X, lengths)
+
+
+def check_y_like_X(X: Any, y: Any) -> None:
+    """``y`` (a dask array) has ``X``'s samples in ``X``'s chunks along samples."""
+    if y.ndim == 0 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"X and y have inconsistent numbers of samples: X has {X.shape[0]}, y "
+                         f"has {y.shape[0] if y.ndim else 'a scalar'}")
     sample_chunked(y, "y")
     if y.chunks[0] != X.chunks[0]:
         raise ValueError(f"X and y must have the same chunks along samples; X has "
                          f"{X.chunks[0]}, y has {y.chunks[0]}. Rechunk y: "
                          "y.rechunk({0: X.chunks[0]})")
-    check_lengths(X, lengths)
 
 
 def network_spec(est: Any) -> tuple[Any, ...]:

@@ -8,7 +8,14 @@ import copy
 from typing import Any
 
 from .._backend import namespace
-from ._dask_inputs import check_lengths, is_dask_array, network_spec, not_dask, sample_chunked
+from ._dask_inputs import (
+    check_lengths,
+    check_y_like_X,
+    is_dask_array,
+    network_spec,
+    not_dask,
+    sample_chunked,
+)
 from .network import SequenceNetwork
 
 __all__ = ["predict_lazy", "score_lazy"]
@@ -89,14 +96,7 @@ def score_lazy(est: Any, X: Any, y: Any, lengths: Any = None) -> float:
         raise not_dask("y", y, "X")
     if not is_dask_array(X):
         raise not_dask("X", X, "y")
-    if y.ndim == 0 or y.shape[0] != X.shape[0]:
-        raise ValueError(f"X and y have inconsistent numbers of samples: X has {X.shape[0]}, y "
-                         f"has {y.shape[0] if y.ndim else 'a scalar'}")
-    sample_chunked(y, "y")
-    if y.chunks[0] != X.chunks[0]:
-        raise ValueError(f"X and y must have the same chunks along samples; X has "
-                         f"{X.chunks[0]}, y has {y.chunks[0]}. Rechunk y: "
-                         "y.rechunk({0: X.chunks[0]})")
+    check_y_like_X(X, y)
     pred = est.predict(X, lengths=lengths)  # lazy, checks X and lengths
     if est._loss == "cross_entropy":
         if y.ndim == 2 and y.shape[1] == 1:
