@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import click
-import numpy as np
 
 __all__ = ["check_dask_options", "dask_arrays", "dask_cluster"]
 
@@ -74,7 +73,7 @@ class dask_cluster:
             self.cluster.close()
 
 
-def dask_arrays(X: np.ndarray, y: np.ndarray, n_workers: int) -> tuple[Any, Any]:
+def dask_arrays(X: Any, y: Any, n_workers: int) -> tuple[Any, Any]:
     """``X``, ``y`` as dask arrays of one chunk of samples per worker."""
     import dask.array as da
 

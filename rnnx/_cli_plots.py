@@ -8,7 +8,6 @@ import os
 from typing import Any
 
 import click
-import numpy as np
 
 from ._backend import atomic_path
 
@@ -43,7 +42,7 @@ def plot_history(history: dict, path: str, title: str, *, loss_label: str = "los
     plt.close(fig)
 
 
-def plot_state_grads(model: Any, X: np.ndarray, y: np.ndarray, path: str, title: str) -> None:
+def plot_state_grads(model: Any, X: Any, y: Any, path: str, title: str) -> None:
     """||dL/dh_t|| of the trained model's loss on ``(X, y)``, one line per layer/direction."""
     try:
         import matplotlib  # noqa: F401

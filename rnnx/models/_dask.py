@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._backend import backend_name, device, from_host, namespace, to_numpy
+from .._backend import backend_name, device, from_host, host_namespace, namespace, to_numpy
 from ..functional.dropout import dropout_scale
 from ..optim import clip_grad_norm
 from ._dask_inputs import check_inputs, current_client, network_spec
@@ -183,12 +183,11 @@ class Shards:
     def per_shard(self, batch: Any) -> list[tuple[int, Any, Any]]:
         """``(shard, its local rows, their positions in batch)`` for every shard holding rows
         of ``batch`` (global rows), in shard order."""
-        import numpy as np  # host indices: the driver's bookkeeping
-
+        hnp = host_namespace()  # host indices: the driver's bookkeeping
         out = []
         for s in range(len(self.futures)):
             a, b = self.starts[s], self.starts[s + 1]
-            pos = np.flatnonzero((batch >= a) & (batch < b))
+            pos = hnp.nonzero((batch >= a) & (batch < b))[0]
             if pos.shape[0]:
                 out.append((s, batch[pos] - a, pos))
         return out
@@ -341,19 +340,16 @@ class DaskTrainer(Trainer):
 def _host_steps(lengths: Any, n: int, T: int) -> Any:
     """The dask ``lengths``, computed and checked on the driver (one entry per sample, or one
     bool per step: small next to X), as a host boolean step mask ``(n, T)``, or None."""
-    import numpy as np
-
     if lengths is None:
         return None
     lh = host_lengths(to_numpy(lengths.compute()), n, T)
-    return lh if lh.dtype.kind == "b" else np.arange(T)[None, :] < lh[:, None]  # (N, T)
+    return lh if lh.dtype.kind == "b" else host_namespace().arange(T)[None, :] < lh[:, None]
 
 
 def _setup(est: Any, client: Any, X: Any, y: Any, lengths: Any, *, first: bool,
            classes: Any = None) -> Shards:
     """Place the model (dtype, shapes) on a first fit, encode ``y`` and persist the checked
     shards; returns them as :class:`Shards` over all rows."""
-    import numpy as np
     from dask import delayed
     from distributed import wait
 
@@ -403,7 +399,7 @@ def _setup(est: Any, client: Any, X: Any, y: Any, lengths: Any, *, first: bool,
         exc = bad[0].exception()
         client.cancel(shards)
         raise exc
-    return Shards(client, shards, starts, None, np.arange(n))
+    return Shards(client, shards, starts, None, host_namespace().arange(n))
 
 
 def _with_client(est: Any, X: Any, y: Any, lengths: Any) -> Any:
