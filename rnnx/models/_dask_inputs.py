@@ -65,11 +65,7 @@ def check_lengths(X: Any, lengths: Any) -> None:
         raise ValueError(f"lengths must be integer lengths (n_samples,) = ({X.shape[0]},) or a "
                          f"boolean mask (n_samples, time) = ({X.shape[0]}, {X.shape[1]}); got "
                          f"shape {tuple(lengths.shape)}")
-    sample_chunked(lengths, "lengths")
-    if lengths.chunks[0] != X.chunks[0]:
-        raise ValueError(f"X and lengths must have the same chunks along samples; X has "
-                         f"{X.chunks[0]}, lengths has {lengths.chunks[0]}. Rechunk lengths: "
-                         "lengths.rechunk({0: X.chunks[0]})")
+    _chunked_like_X(X, lengths, "lengths")
 
 
 def check_inputs(est: Any, X: Any, y: Any, lengths: Any = None) -> None:
@@ -100,11 +96,16 @@ def check_y_like_X(X: Any, y: Any) -> None:
     if y.ndim == 0 or y.shape[0] != X.shape[0]:
         raise ValueError(f"X and y have inconsistent numbers of samples: X has {X.shape[0]}, y "
                          f"has {y.shape[0] if y.ndim else 'a scalar'}")
-    sample_chunked(y, "y")
-    if y.chunks[0] != X.chunks[0]:
-        raise ValueError(f"X and y must have the same chunks along samples; X has "
-                         f"{X.chunks[0]}, y has {y.chunks[0]}. Rechunk y: "
-                         "y.rechunk({0: X.chunks[0]})")
+    _chunked_like_X(X, y, "y")
+
+
+def _chunked_like_X(X: Any, a: Any, name: str) -> None:
+    """``a`` is chunked along samples only, in ``X``'s chunks; the error says how to rechunk."""
+    sample_chunked(a, name)
+    if a.chunks[0] != X.chunks[0]:
+        raise ValueError(f"X and {name} must have the same chunks along samples; X has "
+                         f"{X.chunks[0]}, {name} has {a.chunks[0]}. Rechunk {name}: "
+                         f"{name}.rechunk({{0: X.chunks[0]}})")
 
 
 def network_spec(est: Any) -> tuple[Any, ...]:
