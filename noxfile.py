@@ -67,11 +67,19 @@ _CPU_PYTHON: list[str] = []
 
 
 def _cpu_python(session: nox.Session) -> str:
-    """The shared environment's python, created and installed on first use in this nox run."""
+    """The shared environment's python, created and installed on first use in this nox run;
+    with ``nox -r`` / ``-R`` an existing one is kept (and, with ``-R``, not installed into)."""
     if not _CPU_PYTHON:
-        session.run(sys.executable, "-m", "venv", "--clear", str(_CPU_ENV), external=True)
         python = str(_CPU_ENV / ("Scripts" if os.name == "nt" else "bin") / "python")
-        session.run(python, "-m", "pip", "install", "-q", "-e", ".[test]", TORCH, external=True)
+        # nox's own reuse flags, read where nox keeps them (a venv_backend="none" session
+        # has no environment for nox to reuse itself).
+        config = getattr(getattr(session, "_runner", None), "global_config", None)
+        reuse = getattr(config, "reuse_venv", "no") in ("yes", "always") and Path(python).exists()
+        if not reuse:
+            session.run(sys.executable, "-m", "venv", "--clear", str(_CPU_ENV), external=True)
+        if not (reuse and getattr(config, "no_install", False)):
+            session.run(python, "-m", "pip", "install", "-q", "-e", ".[test]", TORCH,
+                        external=True)
         _CPU_PYTHON.append(python)
     return _CPU_PYTHON[0]
 
