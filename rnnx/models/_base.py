@@ -410,13 +410,14 @@ class BaseRNN(Params):
                 bar.close()
         return self
 
-    def _trainer(self) -> Trainer:
-        """A :class:`~rnnx.models._training.Trainer` on this model's network, optimizer,
-        shuffling generator and ``history_`` (which it appends to)."""
-        return Trainer(self.network_, self._optim, self._rng, self.history_,
-                       batch_size=self.batch_size, clip_norm=self.clip_norm,
-                       learning_rate=self.learning_rate, n_epochs=self.n_epochs_,
-                       name=type(self).__name__)
+    def _trainer(self, cls: type[Trainer] = Trainer) -> Trainer:
+        """A :class:`~rnnx.models._training.Trainer` (or subclass ``cls``: the dask one) on
+        this model's network, optimizer, shuffling generator and ``history_`` (which it
+        appends to)."""
+        return cls(self.network_, self._optim, self._rng, self.history_,
+                   batch_size=self.batch_size, clip_norm=self.clip_norm,
+                   learning_rate=self.learning_rate, n_epochs=self.n_epochs_,
+                   name=type(self).__name__)
 
     def _partial_fit(self, X: Any, y: Any, classes: Any, lengths: Any = None) -> Any:
         if is_dask_array(X) or is_dask_array(y) or is_dask_array(lengths):  # data-parallel

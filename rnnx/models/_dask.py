@@ -426,9 +426,7 @@ def fit(est: Any, X: Any, y: Any, *, lengths: Any = None,
     est._new_network(est._n_step_features(), est._n_outputs, rng)
     est._rng = rng
     data.spec = network_spec(est)
-    trainer = DaskTrainer(est.network_, est._optim, rng, est.history_, batch_size=est.batch_size,
-                          clip_norm=est.clip_norm, learning_rate=est.learning_rate,
-                          name=type(est).__name__)
+    trainer = est._trainer(DaskTrainer)
     bar = None if progress is False else EpochBar(est.epochs, enabled=progress)
 
     def on_epoch(epoch: int, history: dict) -> None:
@@ -469,10 +467,7 @@ def partial_fit(est: Any, X: Any, y: Any, classes: Any = None, lengths: Any = No
             else est.random_state
         est._new_network(est._n_step_features(), est._n_outputs, est._rng)
     data.spec = network_spec(est)
-    trainer = DaskTrainer(est.network_, est._optim, est._rng, est.history_,
-                          batch_size=est.batch_size, clip_norm=est.clip_norm,
-                          learning_rate=est.learning_rate, n_epochs=est.n_epochs_,
-                          name=type(est).__name__)
+    trainer = est._trainer(DaskTrainer)
     try:
         trainer.partial_fit_shards(data)
     finally:
