@@ -11,6 +11,18 @@ import numpy as np
 import pytest
 
 
+def _backward(*pairs):
+    """Backpropagate the loss ``sum(a * g)`` over the ``(a, g)`` pairs whose seed gradient ``g``
+    (a host array) is given: torch autograd fills every leaf's ``.grad``."""
+    import torch  # the callers skipped already where it is missing
+
+    loss = torch.zeros((), dtype=torch.float64)
+    for a, g in pairs:
+        if g is not None:
+            loss = loss + (a * torch.from_numpy(g)).sum()
+    loss.backward()
+
+
 def torch_rnn(x, w_x, w_h, b, h0, dhs, nonlinearity="tanh"):
     """Forward states and gradients of ``sum(hs * dhs)`` from ``torch.nn.RNN`` in float64.
 
@@ -87,14 +99,7 @@ def torch_stack(kind, x, layers, *, h0=None, c0=None, dhs=None, dh_n=None, dc_n=
     if lengths is not None:
         out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=time)
     h_n, c_n = fin if kind == "lstm" else (fin, None)
-    loss = torch.zeros((), dtype=torch.float64)
-    if dhs is not None:
-        loss = loss + (out * torch.from_numpy(dhs)).sum()
-    if dh_n is not None:
-        loss = loss + (h_n * torch.from_numpy(dh_n)).sum()
-    if dc_n is not None and kind == "lstm":
-        loss = loss + (c_n * torch.from_numpy(dc_n)).sum()
-    loss.backward()
+    _backward((out, dhs), (h_n, dh_n), (c_n, dc_n if kind == "lstm" else None))
     grads = []
     for sfx, p in zip(suffixes, layers):
         g = {"dw_x": getattr(net, f"weight_ih_{sfx}").grad.numpy().T.copy(),
@@ -147,14 +152,7 @@ def torch_ln_lstm(x, p, *, h0=None, c0=None, dhs=None, dh_n=None, dc_n=None, mas
             h, c = torch.where(m, h_new, h), torch.where(m, c_new, c)
             outs.append(torch.where(m, h, torch.zeros_like(h)))
     out = torch.stack(outs, dim=1)
-    loss = torch.zeros((), dtype=torch.float64)
-    if dhs is not None:
-        loss = loss + (out * torch.from_numpy(dhs)).sum()
-    if dh_n is not None:
-        loss = loss + (h * torch.from_numpy(dh_n)).sum()
-    if dc_n is not None:
-        loss = loss + (c * torch.from_numpy(dc_n)).sum()
-    loss.backward()
+    _backward((out, dhs), (h, dh_n), (c, dc_n))
     res = {"out": out.detach().numpy(), "h_n": h.detach().numpy(), "c_n": c.detach().numpy(),
            "dx": xt.grad.numpy(), "dh0": h0t.grad.numpy(), "dc0": c0t.grad.numpy()}
     res.update({"d" + k: v.grad.numpy() for k, v in t.items()})
@@ -194,12 +192,7 @@ def torch_gru_reset_before(x, p, *, h0=None, c0=None, dhs=None, dh_n=None, dc_n=
             h = torch.where(m, h_new, h)
             outs.append(torch.where(m, h, torch.zeros_like(h)))
     out = torch.stack(outs, dim=1)
-    loss = torch.zeros((), dtype=torch.float64)
-    if dhs is not None:
-        loss = loss + (out * torch.from_numpy(dhs)).sum()
-    if dh_n is not None:
-        loss = loss + (h * torch.from_numpy(dh_n)).sum()
-    loss.backward()
+    _backward((out, dhs), (h, dh_n))
     res = {"out": out.detach().numpy(), "h_n": h.detach().numpy(), "dx": xt.grad.numpy(),
            "dh0": h0t.grad.numpy()}
     res.update({"d" + k: v.grad.numpy() for k, v in t.items()})
