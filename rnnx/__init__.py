@@ -5,6 +5,7 @@ Results are always in the namespace of the inputs and on the inputs' device.
 """
 
 from ._backend import BACKENDS, available_backends, get_namespace, to_numpy
+from ._version import __version__
 from .functional import (
     GRUCache,
     GRUGrads,
@@ -38,8 +39,6 @@ from .models import (
     load_model,
     save_model,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",

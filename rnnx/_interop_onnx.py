@@ -148,7 +148,7 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool 
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
-    from . import __version__
+    from ._version import __version__
 
     hnp = host_namespace()
     net, kind, head = _parts(model)

@@ -14,7 +14,6 @@ from typing import Any
 import click
 import numpy as np
 
-from . import __version__
 from ._backend import (
     REQUIRE_ENV,
     atomic_path,
@@ -29,6 +28,7 @@ from ._backend import (
 from ._cli_dask import check_dask_options, dask_arrays, dask_cluster
 from ._cli_export import export
 from ._cli_plots import plot_history, plot_state_grads
+from ._version import __version__
 from .datasets import DATASETS
 from .functional.registry import CELLS
 from .models._errors import TrainingDivergedError

@@ -59,7 +59,7 @@ def _jsonable(v: Any) -> Any:
 def save_model(model: Any, path: str | os.PathLike) -> None:
     """Write a fitted :class:`RNNClassifier`/:class:`RNNRegressor` to ``path`` (see the module
     docstring for the format). Parameters are copied to the host; the model is unchanged."""
-    from .. import __version__
+    from .._version import __version__
 
     name = type(model).__name__
     if name not in _CLASSES:
