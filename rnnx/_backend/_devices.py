@@ -9,6 +9,13 @@ is current therefore lands on the wrong device or fails. Entering ``cupy.cuda.De
 inputs' device for the call fixes both. Every other library places arrays where ``device=``
 says, so for them the scope is a no-op, and a cheap one: it runs on every call, at shapes (the
 seed's) where a microsecond is a tenth of the call.
+
+The same scope fixes JAX's arithmetic: on GPUs JAX computes float32 matrix products in TF32 by
+default (its ``default_matmul_precision``), about 1000 times the float32 rounding that every other
+backend gives, so a call on JAX arrays runs under ``jax.default_matmul_precision`` of
+:func:`jax_matmul_precision` ("highest": full float32). It is a context manager, so the user's
+own JAX configuration outside rnnx's calls is untouched; under ``jax.jit`` it applies to what is
+traced inside the call.
 """
 
 from __future__ import annotations
@@ -24,7 +31,14 @@ import array_api_compat
 from ._availability import status
 from ._namespaces import device, device_label
 
-__all__ = ["common_device", "device_scope", "on_device", "on_input_device"]
+__all__ = [
+    "JAX_MATMUL_PRECISION",
+    "common_device",
+    "device_scope",
+    "jax_matmul_precision",
+    "on_device",
+    "on_input_device",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,8 +47,21 @@ _NOOP = contextlib.nullcontext()
 
 # What an argument's type means for the scope, decided once per type: _OTHER (not an array:
 # look further), _PLAIN (an array of a library whose creation functions honour `device=`: no
-# scope) or _CUPY (an array that needs its device made current).
-_OTHER, _PLAIN, _CUPY = 0, 1, 2
+# scope), _CUPY (an array that needs its device made current) or _JAX (a JAX array or tracer:
+# the matmul precision is set for the call).
+_OTHER, _PLAIN, _CUPY, _JAX = 0, 1, 2, 3
+
+JAX_MATMUL_PRECISION = "highest"
+"""The matrix-product precision rnnx's calls on JAX arrays run under: full float32 (JAX's
+``"highest"``; its default on GPUs is TF32, ``"default"``/``"bfloat16_3x"`` class)."""
+
+
+def jax_matmul_precision() -> Any:
+    """Context manager: JAX's ``default_matmul_precision`` set to :data:`JAX_MATMUL_PRECISION`
+    for the block (thread-local; the previous setting is restored on exit)."""
+    import jax
+
+    return jax.default_matmul_precision(JAX_MATMUL_PRECISION)
 _KIND: dict[type, int] = {}
 
 
@@ -44,6 +71,8 @@ def _kind(a: Any) -> int:
     if k is None:
         if array_api_compat.is_cupy_array(a):
             k = _CUPY
+        elif array_api_compat.is_jax_array(a):
+            k = _JAX
         elif hasattr(a, "shape") and hasattr(a, "dtype") and hasattr(a, "__array_namespace__"):
             k = _PLAIN
         elif array_api_compat.is_array_api_obj(a):
@@ -106,7 +135,10 @@ def on_device(*arrays: Any, names: tuple[str, ...] | None = None) -> Any:
             break
     else:
         return _NOOP
-    if _kind(a) != _CUPY:
+    k = _kind(a)
+    if k == _JAX:
+        return jax_matmul_precision()
+    if k != _CUPY:
         return _NOOP
     cupy_arrays = [b if _kind(b) == _CUPY else None for b in arrays]
     return _cupy_scope(common_device(*cupy_arrays, names=names))
@@ -194,7 +226,8 @@ def on_input_device(func: F) -> F:
     keyword, and one level into tuple and dict arguments: a forward's cache, parameters or
     final-state gradients by name).
 
-    The library is taken from the first array argument; only CuPy arrays pay for more than one
+    On JAX arrays the call runs under :func:`jax_matmul_precision`. The library is taken from
+    the first array argument; only CuPy and JAX arrays pay for more than one
     dictionary lookup per argument (their devices are compared and the device entered), so on
     NumPy the wrapper costs a function call and a type test.
     """
@@ -204,7 +237,11 @@ def on_input_device(func: F) -> F:
         # The functional call's first argument is its input array: one lookup settles NumPy.
         if args and _KIND.get(type(args[0])) == _PLAIN:
             return func(*args, **kwargs)
-        if _first_array_kind(args, kwargs) != _CUPY:
+        kind = _first_array_kind(args, kwargs)
+        if kind == _JAX:
+            with jax_matmul_precision():
+                return func(*args, **kwargs)
+        if kind != _CUPY:
             return func(*args, **kwargs)
         with _cupy_scope(call_device(func, args, kwargs)):
             return func(*args, **kwargs)
