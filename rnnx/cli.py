@@ -184,15 +184,15 @@ _REGRESSION_DATASETS = ("adding",)
 
 def _resolve_device(backend: str, label: str | None) -> Any:
     """A device of ``backend`` named by ``label`` (``"cpu"``, ``"cuda"``, ``"cuda:0"``,
-    ``"device1"``...); ``None`` means the backend's default device."""
+    ``"device1"``...): its :func:`~rnnx._backend.device_label` (the same ``cuda:N`` on CuPy,
+    torch and JAX), the library's own string, or the kind alone (``"cuda"``: the first GPU);
+    ``None`` means the backend's default device."""
     if label is None:
         return None
     found = devices(backend)
     for d in found:
-        names = {str(d), device_label(d)}
-        if getattr(d, "type", None) is not None:
-            names.add(d.type)
-        if label in names:
+        short = device_label(d)
+        if label in {str(d), short, short.partition(":")[0]}:
             return d
     known = ", ".join(sorted({device_label(d) for d in found}))
     raise click.BadParameter(f"{label!r} is not a device of {backend} here; devices: {known}",
@@ -329,7 +329,7 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
     click.echo(f"data    {dataset}: {X.shape[0]} sequences of {X.shape[1]} steps x {X.shape[2]} "
                f"features, " + (f"{classes.size} classes" if classes is not None else "regression")
                + f"; train {tr.size}, held out {te.size}")
-    dev_name = "default device" if dev is None else str(dev)
+    dev_name = "default device" if dev is None else device_label(dev)
     layers = "" if num_layers == 1 else f", num_layers={num_layers}"
     layers += ", bidirectional" if bidirectional else ""
     layers += f", dropout={dropout:g}" if dropout else ""

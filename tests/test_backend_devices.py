@@ -219,3 +219,31 @@ def test_the_decorators_decision_names_the_arguments_on_strict_device1():
     _, cache = rnnx.rnn_forward(a["x"], a["w_x"], a["w_h"], a["b"])
     with pytest.raises(ValueError, match=r"dhs is on CPU_DEVICE but cache\[0\] is on device1"):
         call_device(rnnx.rnn_backward.__wrapped__, (xp.zeros((1, 3, 4)), cache), {}, _PLAIN)
+
+
+def test_every_device_has_one_label_that_selects_it_back(backend):
+    """``rnnx check``/``info`` print a device by :func:`device_label` and ``--device`` takes it
+    back: the label is one word, a GPU is ``cuda:N`` on every library (CuPy's own string is
+    ``<CUDA Device 0>``, torch's and JAX's ``cuda:0``), and the command line resolves it to the
+    same device."""
+    from rnnx.cli import _resolve_device
+
+    name, _, dev = backend
+    label = device_label(dev)
+    assert label and label.split() == [label], label
+    if name == "cupy" or getattr(dev, "type", "") == "cuda" or getattr(dev, "platform", "") == "gpu":
+        assert re.fullmatch(r"cuda:\d+", label), label
+    assert _resolve_device(name, label) == dev
+
+
+def test_the_same_gpu_has_the_same_label_on_cupy_and_torch(cupy_devices):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    _, devs = cupy_devices
+    assert [device_label(d) for d in devs] == [
+        device_label(torch.device("cuda", i)) for i in range(len(devs))]
+    from rnnx.cli import _resolve_device
+
+    assert _resolve_device("cupy", "cuda") == devs[0]
+    assert _resolve_device("cupy", f"cuda:{len(devs) - 1}") == devs[-1]

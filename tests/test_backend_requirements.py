@@ -11,11 +11,9 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-import rnnx
 from rnnx._backend import (
     REQUIREMENTS,
     available_backends,
@@ -23,18 +21,12 @@ from rnnx._backend import (
     required_backends,
     requirement_status,
 )
+from tests._subprocess import ROOT, child_env
 from tests.conftest import _resolve
-
-ROOT = Path(rnnx.__file__).resolve().parent.parent
 
 
 def _run(*args: str, require: str | None, backends: str | None = None, timeout: float = 240):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    for key, value in (("RNNX_REQUIRE_BACKENDS", require), ("RNNX_BACKENDS", backends)):
-        env.pop(key, None)
-        if value is not None:
-            env[key] = value
+    env = child_env(RNNX_REQUIRE_BACKENDS=require, RNNX_BACKENDS=backends)
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
                           env=env, timeout=timeout, check=False)
 
@@ -152,3 +144,19 @@ def test_nox_gpu_fails_in_seconds_naming_the_missing_device(tmp_path):
     assert f"no usable CUDA device here: {reason}" in out
     assert "pip install" not in out
     assert seconds < 60, f"took {seconds:.0f} s"
+
+
+def test_a_child_pytest_gets_none_of_the_running_pytests_state(monkeypatch):
+    """Under ``pytest -n auto`` this test runs in an xdist worker: the child pytest it starts
+    must not inherit the worker's variables or the parent's options (``PYTEST_ADDOPTS`` with
+    ``-n`` made the child a distributed session, and pytest-benchmark 5.1's warning about that,
+    under ``filterwarnings = error``, an INTERNALERROR on the first GPU run)."""
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", "0123")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--this-option-does-not-exist")
+    env = child_env(RNNX_BACKENDS="numpy", RNNX_REQUIRE_BACKENDS=None)
+    assert not [k for k in env if k.startswith("PYTEST_")], env
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
+    assert env["RNNX_BACKENDS"] == "numpy" and "RNNX_REQUIRE_BACKENDS" not in env
+    res = _run("-m", "pytest", "-q", "-p", "no:cacheprovider", TINY, require="numpy")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]

@@ -9,15 +9,16 @@ import pytest
 
 from benchmarks.cases import Case, all_cases
 from benchmarks.impls import FLOOR, IMPLS, _numpy_gemm_floor
+from rnnx._backend import to_numpy
 
 # The GEMM floor computes no cell (its products alone): it has its own test below.
 NAMES = [n for n in IMPLS if n not in ("rnnx-numpy", FLOOR)]
 
 
 def _host(a):
-    if hasattr(a, "detach"):
-        return a.detach().cpu().numpy()
-    return np.asarray(a)
+    # rnnx's one host-transfer helper: CuPy refuses np.asarray ("Implicit conversion to a NumPy
+    # array is not allowed"), torch CUDA tensors need .cpu() first.
+    return to_numpy(a)
 
 
 def _outputs(result, variant):

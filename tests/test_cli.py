@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from rnnx.cli import main
 
+from ._subprocess import child_env
 from ._threads import one_thread  # noqa: F401  (autouse fixture)
 
 TINY = ["--hidden-size", "8", "--epochs", "2", "--no-progress"]
@@ -93,15 +94,10 @@ def test_train_gated_stacked_bidirectional_with_grad_plot(tmp_path):
 def test_train_grad_plot_real_subprocess(tmp_path):
     """The same through a real ``python -m rnnx`` process (this checkout's rnnx)."""
     pytest.importorskip("matplotlib")
-    import os
     import subprocess
     import sys
 
-    import rnnx
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(rnnx.__file__)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    env = child_env()
     png = tmp_path / "g.png"
     res = subprocess.run([sys.executable, "-m", "rnnx", "train", "--dataset", "adding", *TINY,
                           "--cell", "gru", "--num-layers", "2", "--grad-plot", str(png)],
@@ -171,16 +167,6 @@ def test_help_exits_zero(command):
     assert res.exit_code == 0 and "rnnx: error" not in res.output and "Usage:" in res.output
 
 
-def _subprocess_env():
-    import os
-
-    import rnnx
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(rnnx.__file__)))
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-
-
 def test_closed_pipe_ends_quietly(tmp_path):
     """``rnnx check | head -3``: no error line, the SIGPIPE status (141), never exit 2."""
     import subprocess
@@ -188,7 +174,7 @@ def test_closed_pipe_ends_quietly(tmp_path):
 
     res = subprocess.run(f"'{sys.executable}' -m rnnx check --backend numpy | head -3; "
                          "echo \"status=${PIPESTATUS[0]}\"", shell=True, executable="/bin/bash",
-                         capture_output=True, text=True, env=_subprocess_env(), timeout=300,
+                         capture_output=True, text=True, env=child_env(), timeout=300,
                          cwd=tmp_path)
     assert "error" not in res.stderr and "Broken pipe" not in res.stderr, res.stderr
     assert res.stdout.strip().splitlines()[-1] in ("status=141", "status=0"), res.stdout
@@ -257,7 +243,7 @@ def _train_subprocess(*args, code=None, tmp_path):
     import subprocess
     import sys
 
-    env = _subprocess_env()
+    env = child_env()
     cmd = ["-c", code] if code else ["-m", "rnnx", "train", *TINY, *args]
     return subprocess.run([sys.executable, *cmd], capture_output=True, text=True, env=env,
                           timeout=300, cwd=tmp_path)

@@ -26,7 +26,6 @@ import tracemalloc
 import numpy as np
 import pytest
 
-import rnnx
 from rnnx._backend import backend_name, from_host, namespace, to_numpy
 from rnnx._backend import device as device_of
 from rnnx.functional import rnn_backward, rnn_forward
@@ -39,6 +38,7 @@ from rnnx.models import (
     save_model,
 )
 
+from ._subprocess import child_env
 from ._threads import one_thread  # noqa: F401  (autouse fixture)
 
 TINY = dict(hidden_size=8, epochs=3, batch_size=16, random_state=0)
@@ -202,9 +202,7 @@ _SAVER = textwrap.dedent("""
 
 
 def _env():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(rnnx.__file__)))
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    return child_env()
 
 
 def test_sigkill_mid_save_leaves_the_previous_file_intact(tmp_path):

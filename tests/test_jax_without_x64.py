@@ -5,12 +5,13 @@ process, since x64 is fixed when JAX is first imported."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from tests._subprocess import child_env
 
 pytest.importorskip("jax", reason="jax not installed: `pip install jax` to include this check")
 
@@ -44,9 +45,7 @@ CHILD = textwrap.dedent("""
 
 
 def _env():
-    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
-    env["JAX_PLATFORMS"] = "cpu"
-    return env
+    return child_env(JAX_ENABLE_X64=None, JAX_PLATFORMS="cpu")
 
 
 def test_estimators_train_in_float32_and_refuse_float64():

@@ -86,6 +86,11 @@ def test_cuda_synchronisations_do_not_grow_with_batches(cell, variant):
                 torch.cuda.set_sync_debug_mode("default")
         return sum("synchroniz" in str(w.message) for w in seen)
 
+    # The first fits of a process pay one-off synchronisations (CUDA context, cuBLAS handles,
+    # the caching allocator's first blocks: 17 against 16 on the first GPU run, whichever fit
+    # came first), so both sizes are fitted once before counting: what is asserted is that the
+    # count does not grow with the number of batches.
+    syncs(32), syncs(8)
     few, many = syncs(32), syncs(8)
     assert many == few, f"{few} synchronisations with 2 batches an epoch, {many} with 8"
 

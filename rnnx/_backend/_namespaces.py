@@ -210,7 +210,11 @@ def float64_unavailable(xp: Any) -> str:
 
 
 def device_label(d: Any) -> str:
-    """A device's short name for tables and the command line: ``"device1"`` for
-    array-api-strict's ``Device('device1')``, the library's own string otherwise."""
+    """A device's short name for tables, messages and the command line, the same on every
+    library: ``"cuda:N"`` for GPU ``N`` (torch's ``cuda:0``, JAX's ``cuda:0``, and CuPy's
+    ``<CUDA Device 0>`` alike), ``"device1"`` for array-api-strict's ``Device('device1')``, the
+    library's own string otherwise (``"cpu"``, ``"cpu:0"``)."""
+    if type(d).__module__.startswith("cupy") and isinstance(getattr(d, "id", None), int):
+        return f"cuda:{d.id}"  # cupy.cuda.Device prints as <CUDA Device N>
     s = str(d)
     return s.split("'")[1] if s.startswith("array_api_strict.Device(") else s

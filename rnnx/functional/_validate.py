@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._backend import device, has_one_device, known_namespace, namespace
+from .._backend import device, device_label, has_one_device, known_namespace, namespace
 
 # Recurrent maths is only defined here for these; float16 loses too much in the BPTT sums and
 # integer/bool/complex inputs would need a cast the caller should choose.
@@ -47,7 +47,8 @@ def resolve(arrays: dict[str, Any]) -> Any:
         d = device(present[name])
         if d != dev0:
             raise ValueError(
-                f"all arrays must be on one device; {names[0]} is on {dev0} but {name} is on {d}"
+                f"all arrays must be on one device; {names[0]} is on {device_label(dev0)} but {name} "
+                f"is on {device_label(d)}"
             )
     return xp
 
