@@ -20,6 +20,7 @@ from ._backend import (
     available_backends,
     device_label,
     devices,
+    first_use_note,
     get_namespace,
     limit_threads,
     required_backends,
@@ -336,6 +337,8 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
     click.echo(f"model   {type(model).__name__}(cell={cell}, hidden_size={hidden_size}{layers}), "
                f"{optimizer} lr={lr:g}, batch {batch_size}, clip {clip or 'off'}; "
                f"{backend} ({dev_name}) {dtype}")
+    if note := first_use_note(backend):
+        click.echo(note)
     X_te, y_te = X[te], y[te]
     # One unit per curve: a regressor trains on standardised targets, so its training loss is
     # mapped back to the targets' units (x scale**2): MSE, like the held-out figure.

@@ -15,7 +15,8 @@ things that cannot be written against the standard, one job a module:
   generator that makes a seed mean the same weights on every backend, and a device
   synchronisation for timers;
 * ``_cpu``: CPU tuning (which tanh suits the CPU, thread limits, NumPy float warnings);
-* ``_files``: atomic files and ``.npz`` archives that never need pickle.
+* ``_files``: atomic files and ``.npz`` archives that never need pickle;
+* ``_compile``: one-off costs of first use, said before they are paid (CuPy's kernel cache).
 
 Import from the package (``from rnnx._backend import ...``), not from its modules.
 """
@@ -33,8 +34,16 @@ from ._availability import (
     requirement_status,
     torch_module,
 )
+from ._compile import cupy_kernel_cache, first_use_note
 from ._cpu import ThreadLimit, float_errors_checked_by_caller, limit_threads, prefers_exp_tanh
-from ._devices import common_device, device_scope, on_device, on_input_device
+from ._devices import (
+    JAX_MATMUL_PRECISION,
+    common_device,
+    device_scope,
+    jax_matmul_precision,
+    on_device,
+    on_input_device,
+)
 from ._files import atomic_path, check_writable, load_npz, save_npz_atomic
 from ._host import from_host, host_namespace, host_rng, move_to, synchronize, to_device, to_numpy
 from ._namespaces import (
@@ -54,6 +63,7 @@ from ._namespaces import (
 
 __all__ = [
     "BACKENDS",
+    "JAX_MATMUL_PRECISION",
     "REQUIREMENTS",
     "REQUIRE_ENV",
     "BackendStatus",
@@ -64,10 +74,12 @@ __all__ = [
     "check_writable",
     "common_device",
     "cuda_driver_unavailable_reason",
+    "cupy_kernel_cache",
     "device",
     "device_label",
     "device_scope",
     "devices",
+    "first_use_note",
     "float64_unavailable",
     "float_errors_checked_by_caller",
     "from_host",
@@ -75,6 +87,7 @@ __all__ = [
     "has_one_device",
     "host_namespace",
     "host_rng",
+    "jax_matmul_precision",
     "known_namespace",
     "limit_threads",
     "load_npz",
