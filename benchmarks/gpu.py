@@ -1,6 +1,12 @@
 """The GPU benchmark: rnnx on CuPy and on torch CUDA tensors against torch.nn.RNN/LSTM/GRU on
 cuDNN, forward alone and forward + backward, at GPU-sized shapes.
 
+Like with like: rnnx computes full float32, while cuDNN's float32 RNNs run on TF32 tensor cores
+by default (``torch.backends.cudnn.allow_tf32``), and JAX's float32 products on GPUs are TF32 by
+default. The reference is cuDNN with TF32 off (``torch.nn.RNN-cuda``); cuDNN with the library
+default (``torch.nn.RNN-cuda-tf32``) is a row of its own, labelled, and every ratio is given to
+both. Each worker records the precision settings its library ran under (a table of the report).
+
     python -m benchmarks.gpu                        # on a GPU machine (part of `nox -s gpu`)
     python -m benchmarks.gpu --device cpu --quick   # the same machinery on the CPU: a smoke run
 
@@ -43,8 +49,25 @@ GEMM_N = {"cuda": 8192, "cpu": 1024}  # large enough to reach each device's matm
 
 #: The implementations timed per device; the first is the reference (torch.nn on cuDNN).
 GPU_IMPLS = {
-    "cuda": ("torch.nn.RNN-cuda", "rnnx-cupy", "rnnx-torch-cuda"),
+    "cuda": ("torch.nn.RNN-cuda", "torch.nn.RNN-cuda-tf32", "rnnx-cupy", "rnnx-torch-cuda",
+             "jax-scan-cuda"),
     "cpu": ("torch.nn.RNN", "rnnx-torch", "rnnx-numpy"),
+}
+
+#: The second reference, per device: the peer at its library's default precision (TF32 on
+#: CUDA); none on the CPU, where every library computes full float32.
+DEFAULT_PRECISION_REFERENCE = {"cuda": "torch.nn.RNN-cuda-tf32", "cpu": None}
+
+#: What each implementation is, for the report.
+LABELS = {
+    "torch.nn.RNN-cuda": "cuDNN, TF32 off (full float32): the reference",
+    "torch.nn.RNN-cuda-tf32": "cuDNN, library default (TF32 tensor cores)",
+    "rnnx-cupy": "rnnx on CuPy arrays",
+    "rnnx-torch-cuda": "rnnx on torch CUDA tensors",
+    "jax-scan-cuda": "JAX's own lax.scan + autodiff (Elman), jitted, precision highest",
+    "torch.nn.RNN": "torch.nn on the CPU: the reference",
+    "rnnx-torch": "rnnx on torch CPU tensors",
+    "rnnx-numpy": "rnnx on NumPy",
 }
 
 
@@ -69,6 +92,32 @@ def _gemm(dev: str, dtype: str, budget: float) -> list[float]:
     return _time_calls(run, budget, 3, 50)
 
 
+def precision_settings() -> dict[str, str]:
+    """The float32 matrix-product precision settings of the libraries this process imported, as
+    each library reports them: what the implementation computed with."""
+    out: dict[str, str] = {}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out["torch"] = (f"cuda.matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}, "
+                        f"cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, "
+                        f"float32_matmul_precision={torch.get_float32_matmul_precision()}")
+    if sys.modules.get("cupy") is not None:
+        import os
+
+        # CuPy uses TF32 for float32 cuBLAS/cuTENSOR only where CUPY_TF32=1 (read at import).
+        out["cupy"] = f"CUPY_TF32={os.environ.get('CUPY_TF32', 'unset')} (TF32 only if 1)"
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        from rnnx._backend import JAX_MATMUL_PRECISION
+
+        out["jax"] = (f"jax_default_matmul_precision={jax.config.jax_default_matmul_precision} "
+                      f"(None: TF32 on GPUs); rnnx's calls run under "
+                      f"{JAX_MATMUL_PRECISION!r}")
+    if sys.modules.get("numpy") is not None and not out:
+        out["numpy"] = "CPU BLAS: full float32"
+    return out
+
+
 def _gpu_info() -> dict:
     """What ran where: the device, CUDA and cuDNN versions (torch), CuPy's CUDA runtime — for
     the libraries this worker imported (importing one only to describe it would cost seconds)."""
@@ -82,6 +131,7 @@ def _gpu_info() -> dict:
             info["cudnn"] = torch.backends.cudnn.version()
             info["cudnn_enabled"] = torch.backends.cudnn.enabled
             info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+    info["precision"] = precision_settings()
     cupy = sys.modules.get("cupy")
     if cupy is not None:
         info["cupy"] = cupy.__version__
@@ -110,10 +160,11 @@ def summarise(raw: dict, cases: list[Case], names: list[str], dev: str) -> dict:
     """Rows of best/median time, ratio to the reference, GFLOP/s and % of the GEMM peak."""
     n = GEMM_N[dev]
     peak = {dt: 2.0 * n**3 / min(ts) / 1e9 for dt, ts in raw["gemm"].items() if ts}
-    ref_name = REFERENCE[dev]
+    ref_name, ref2_name = REFERENCE[dev], DEFAULT_PRECISION_REFERENCE[dev]
     rows = []
     for case in cases:
         ref = raw["samples"].get(ref_name, {}).get(case.key)
+        ref2 = raw["samples"].get(ref2_name, {}).get(case.key) if ref2_name else None
         for name in names:
             ts = raw["samples"].get(name, {}).get(case.key)
             if not ts:
@@ -122,7 +173,9 @@ def summarise(raw: dict, cases: list[Case], names: list[str], dev: str) -> dict:
             gflops = case.flops / best / 1e9
             rows.append({**case.to_dict(), "case": case.key, "impl": name, "n": len(ts),
                          "best_s": best, "median_s": statistics.median(ts),
-                         "ratio": best / min(ref) if ref else None, "gflops": gflops,
+                         "ratio": best / min(ref) if ref else None,
+                         "ratio_default_precision": best / min(ref2) if ref2 else None,
+                         "gflops": gflops,
                          "peak_fraction": gflops / peak[case.dtype] if case.dtype in peak
                          else None})
     return {"gemm_peak_gflops": peak, "rows": rows}
@@ -151,22 +204,40 @@ def to_markdown(result: dict) -> str:
         + ("; ".join(f"{dt} {g:.0f} GFLOP/s" for dt, g in result["gemm_peak_gflops"].items())
            or "not measured"),
         "",
-        f"Ratio = best time ÷ {REFERENCE[result['device']]}'s (cuDNN on CUDA) best on the same "
-        "case; < 1 is faster. fwd = forward alone (torch under no_grad); m2m = forward + "
-        "backward, gradient at every step. Every timed call ends in a device synchronisation.",
+        f"Ratio = best time ÷ {REFERENCE[result['device']]}'s best on the same case (cuDNN "
+        "with TF32 off on CUDA: full float32, what rnnx computes); < 1 is faster. "
+        + (f"÷ default = the same against {DEFAULT_PRECISION_REFERENCE[result['device']]} "
+           "(cuDNN at its library default, TF32). " if DEFAULT_PRECISION_REFERENCE[result[
+               "device"]] else "")
+        + "fwd = forward alone (torch under no_grad); m2m = forward + backward, gradient at "
+        "every step. Every timed call ends in a device synchronisation.",
         "",
+        "## What each implementation is, and the precision it computed with",
+        "",
+        "As each worker process's libraries reported their float32 matrix-product settings.",
+        "",
+        "| implementation | what | precision settings |",
+        "|---|---|---|",
     ]
+    for name, inf in result["info"].items():
+        if name.startswith("gemm-"):
+            continue
+        prec = "; ".join(f"{lib}: {v}" for lib, v in inf.get("precision", {}).items()) or "-"
+        lines.append(f"| {name} | {LABELS.get(name, '')} | {prec} |")
+    lines.append("")
     if result["skipped"]:
         lines += ["Skipped: " + "; ".join(f"{k} ({v})" for k, v in result["skipped"].items()), ""]
     lines += ["| case (cell:BxTxFxH/dtype/variant) | implementation | best | median | ratio "
-              "| GFLOP/s | % peak |", "|---|---|---:|---:|---:|---:|---:|"]
+              "| ÷ default | GFLOP/s | % peak |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        ratio2 = r.get("ratio_default_precision")
+        ratio2 = "" if ratio2 is None else f"{ratio2:.2f}"
         frac = "" if r["peak_fraction"] is None else f"{100 * r['peak_fraction']:.1f} %"
         lines.append(f"| {r['case']} | {_display(r['impl'], r['cell'])} | "
                      f"{_fmt_time(r['best_s'])} | {_fmt_time(r['median_s'])} | {ratio} | "
-                     f"{r['gflops']:.1f} | {frac} |")
-    lines += ["", "## Ratio to the cuDNN module, per cell and shape", ""]
+                     f"{ratio2} | {r['gflops']:.1f} | {frac} |")
+    lines += ["", "## Ratio to the reference (full float32), per cell and shape", ""]
     cols = sorted({(r["dtype"], r["variant"]) for r in result["rows"]},
                   key=lambda c: (c[0], VARIANTS.index(c[1]) if c[1] in VARIANTS else 9))
     lines += ["| implementation (cell) | shape | " + " | ".join(f"{d} {v}" for d, v in cols)

@@ -63,6 +63,19 @@ def _no_jax() -> str:
     return ""
 
 
+def _no_jax_gpu() -> str:
+    reason = _no_jax()
+    if reason:
+        return reason
+    import jax
+
+    try:
+        jax.devices("gpu")
+    except RuntimeError as exc:
+        return f"jax sees no GPU ({str(exc).splitlines()[0]})"
+    return ""
+
+
 # ----------------------------------------------------------------------------------------------
 # rnnx through the Array API
 
@@ -125,9 +138,18 @@ def _rnnx_sync(a):
 # torch.nn.RNN with autograd
 
 
-def _torch_nn(device: str) -> Callable[[Case], Run]:
+def _torch_nn(device: str, tf32: bool = False) -> Callable[[Case], Run]:
+    """torch.nn.RNN/LSTM/GRU on ``device``. On CUDA that is cuDNN, whose float32 RNNs run on
+    TF32 tensor cores by default (``torch.backends.cudnn.allow_tf32`` is True): ``tf32=False``
+    turns that off, so the reference computes full float32 as rnnx does; ``tf32=True`` keeps
+    the library default. Each worker is its own process, so the switch is the process's."""
+
     def make(case: Case) -> Run:
         import torch
+
+        if device == "cuda":
+            torch.backends.cudnn.allow_tf32 = tf32
+            torch.backends.cuda.matmul.allow_tf32 = False  # torch's default: cuDNN's is the flag
 
         d = {k: torch.from_numpy(v).to(device) for k, v in host_data(case).items()}
         _, _, f_, h_ = case.shape
@@ -227,6 +249,9 @@ def _torch_hoisted(case: Case) -> Run:
 
 
 def _jax_scan(case: Case) -> Run:
+    """JAX's own autodiff of a ``lax.scan`` Elman, jitted, on JAX's default device (a GPU where
+    one is visible), with float32 products at full precision (``"highest"``: JAX's GPU default
+    is TF32, which rnnx does not use either)."""
     import jax
 
     if case.dtype == "float64":
@@ -257,12 +282,16 @@ def _jax_scan(case: Case) -> Run:
         return hs, vjp(cot)
 
     args = (d["x"], d["w_x"], d["w_h"], d["b"])
+    # The precision is read when the first call traces; a scope, not jax.config.update, so a
+    # test process that calls this keeps its own setting.
     if case.variant == "fwd":
         def run():
-            return jax.block_until_ready(fwd(*args))
+            with jax.default_matmul_precision("highest"):
+                return jax.block_until_ready(fwd(*args))
     else:
         def run():
-            return jax.block_until_ready(fwd_bwd(*args, d["dhs"]))
+            with jax.default_matmul_precision("highest"):
+                return jax.block_until_ready(fwd_bwd(*args, d["dhs"]))
     return run
 
 
@@ -420,6 +449,9 @@ IMPLS: dict[str, Impl] = {
         Impl("numpy-textbook", "cpu", _numpy_textbook, _always, "numpy"),
         Impl(FLOOR, "cpu", _numpy_gemm_floor, _always, "numpy", CELLS),
         Impl("torch.nn.RNN-cuda", "cuda", _torch_nn("cuda"), _no_torch_cuda, "torch", CELLS),
+        Impl("torch.nn.RNN-cuda-tf32", "cuda", _torch_nn("cuda", tf32=True), _no_torch_cuda,
+             "torch", CELLS),
+        Impl("jax-scan-cuda", "cuda", _jax_scan, _no_jax_gpu, "jax"),
         Impl("rnnx-torch-cuda", "cuda", _rnnx(_torch_put("cuda"), _rnnx_sync), _no_torch_cuda,
              "torch", CELLS),
         Impl("rnnx-cupy", "cuda", _rnnx(_cupy_put, _rnnx_sync), _no_cupy, "cupy", CELLS),
@@ -427,5 +459,6 @@ IMPLS: dict[str, Impl] = {
 }
 
 #: The reference each ratio is taken to, per device ("torch.nn.RNN" runs torch.nn.LSTM/GRU for
-#: the gated cells' cases: the impl names stay those of the Elman suite).
+#: the gated cells' cases: the impl names stay those of the Elman suite). On CUDA it is cuDNN
+#: with TF32 off: full float32, what rnnx computes.
 REFERENCE = {"cpu": "torch.nn.RNN", "cuda": "torch.nn.RNN-cuda"}

@@ -1,8 +1,11 @@
 """User-level training throughput: samples per second of one model trained with rnnx and the same
-model, optimizer and batch size written with ``torch.nn`` (CPU), for the Elman, LSTM and GRU
-cells, every (side, cell) in its own process, alternating the sides' order each round.
+model, optimizer and batch size written with ``torch.nn``, for the Elman, LSTM and GRU cells,
+every (side, cell) in its own process, alternating the sides' order each round.
 
     python -m benchmarks.train_throughput [--rounds 3] [--epochs 3] [--cell rnn] [--threads 1]
+    python -m benchmarks.train_throughput --device cuda     # a GPU-sized model on a GPU
+
+On the CPU (the default):
 
 The model (the default of ``rnnx train``, with ``--cell``): scikit-learn's 8x8 digits read as
 sequences of 8 rows of 8 pixels (``(batch, time=8, features=8)``, pixels ÷ 16), one recurrent
@@ -47,43 +50,79 @@ def _digits():
 
 CELLS = ("rnn", "lstm", "gru")
 
+#: The GPU case: a model sized for a GPU (batch 256, time 50, features 64, hidden 512, 10
+#: classes) on seeded synthetic data of ``samples`` sequences (8 batches an epoch), the rest as
+#: ``CONFIG``. Labels are random: throughput, not accuracy, is measured.
+GPU_CONFIG = {**CONFIG, "hidden": 512, "batch": 256, "time": 50, "features": 64, "classes": 10,
+              "samples": 2048}
 
-def make_rnnx_trainer(cfg: dict, cell: str = "rnn"):
+
+def _synthetic(cfg: dict):
+    import numpy as np
+
+    rng = np.random.default_rng(cfg["seed"])
+    x = rng.normal(size=(cfg["samples"], cfg["time"], cfg["features"])).astype(cfg["dtype"])
+    return x, rng.integers(0, cfg["classes"], size=cfg["samples"]).astype(np.int64)
+
+
+def make_rnnx_trainer(cfg: dict, cell: str = "rnn", backend: str = "numpy"):
     """``epoch(x, y, rng)``: one epoch of ``rnnx train --cell cell``'s model (the estimator's
-    own ``partial_fit``; it shuffles with its own seeded generator, so ``rng`` is unused)."""
+    own ``partial_fit``; it shuffles with its own seeded generator, so ``rng`` is unused), on
+    ``backend`` (``"cupy"``, or ``"torch-cuda"``: torch on its CUDA device); on a GPU the data
+    are put there once, before the first epoch, as a user training on the GPU would."""
     import numpy as np
 
     from rnnx.models import RNNClassifier, ScratchSimpleRNNClassifier
 
+    name, _, on = backend.partition("-")
     kw = dict(hidden_size=cfg["hidden"], batch_size=cfg["batch"], learning_rate=cfg["lr"],
-              clip_norm=cfg["clip"], dtype=cfg["dtype"], random_state=cfg["seed"])
+              clip_norm=cfg["clip"], dtype=cfg["dtype"], random_state=cfg["seed"], backend=name)
     # as `rnnx train` chooses: the seed's classifier for Elman, the general one otherwise
     clf = ScratchSimpleRNNClassifier(**kw) if cell == "rnn" else RNNClassifier(cell=cell, **kw)
-    classes = np.arange(10)
+    classes = np.arange(cfg.get("classes", 10))
+    placed: dict = {}
 
     def epoch(x, y, shuffle_rng):
-        clf.partial_fit(x, y, classes=classes)
+        if name == "numpy":
+            clf.partial_fit(x, y, classes=classes)
+            return
+        from rnnx._backend import device_label, devices, from_host, get_namespace, synchronize
+
+        if not placed:  # the estimator runs where its data are
+            xp = get_namespace(name)
+            where = next(d for d in devices(name) if device_label(d).startswith(on or "cuda"))
+            placed.update(x=from_host(x, xp=xp, device=where), y=from_host(y, xp=xp, device=where))
+        clf.partial_fit(placed["x"], placed["y"], classes=classes)
+        synchronize(next(iter(clf.network_.parameters().values())))
 
     epoch.model = clf  # what is trained (the tests look)
     return epoch
 
 
-def make_torch_trainer(cfg: dict, cell: str = "rnn"):
-    """The same model, loss, optimizer and batch size with ``torch.nn`` (CPU)."""
+def make_torch_trainer(cfg: dict, cell: str = "rnn", device: str = "cpu"):
+    """The same model, loss, optimizer and batch size with ``torch.nn``: on the CPU, or on CUDA
+    (``"cuda"``: cuDNN with TF32 off, full float32 as rnnx computes; ``"cuda-tf32"``: cuDNN at
+    its library default, TF32)."""
     import torch
 
+    where, _, precision = device.partition("-")
+    if where == "cuda":
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
     torch.manual_seed(cfg["seed"])
     dt = getattr(torch, cfg["dtype"])
     module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
-    rnn = module(8, cfg["hidden"], batch_first=True).to(dt)
-    head = torch.nn.Linear(cfg["hidden"], 10).to(dt)
+    rnn = module(cfg.get("features", 8), cfg["hidden"], batch_first=True).to(where, dt)
+    head = torch.nn.Linear(cfg["hidden"], cfg.get("classes", 10)).to(where, dt)
     params = [*rnn.parameters(), *head.parameters()]
     opt = torch.optim.Adam(params, lr=cfg["lr"])
     loss_fn = torch.nn.CrossEntropyLoss()
+    placed: dict = {}
 
     def epoch(x, y, shuffle_rng):
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        order = torch.from_numpy(shuffle_rng.permutation(len(x)))
+        if not placed:  # the data on the device once, as a user training there would
+            placed.update(x=torch.from_numpy(x).to(where), y=torch.from_numpy(y).to(where))
+        xt, yt = placed["x"], placed["y"]
+        order = torch.from_numpy(shuffle_rng.permutation(len(x))).to(where)
         for s in range(0, len(x), cfg["batch"]):
             idx = order[s: s + cfg["batch"]]
             opt.zero_grad(set_to_none=True)
@@ -92,21 +131,40 @@ def make_torch_trainer(cfg: dict, cell: str = "rnn"):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg["clip"])
             opt.step()
+        if where == "cuda":
+            torch.cuda.synchronize()
 
     epoch.model = rnn  # the recurrent module (the tests look)
     return epoch
 
 
-SIDES = {"rnnx train": (make_rnnx_trainer, "numpy"), "torch.nn": (make_torch_trainer, "torch")}
+def _side(make, *args):
+    return lambda cfg, cell: make(cfg, cell, *args)
 
 
-def worker(side: str, epochs: int, cell: str = "rnn") -> dict:
+#: The sides timed per device: (trainer factory, library reported). The first CPU side is
+#: `rnnx train` itself; on CUDA the torch.nn reference is cuDNN with TF32 off (full float32, as
+#: rnnx computes), and cuDNN at its default precision (TF32) is a side of its own.
+DEVICE_SIDES = {
+    "cpu": {"rnnx train": (make_rnnx_trainer, "numpy"), "torch.nn": (make_torch_trainer, "torch")},
+    "cuda": {"rnnx cupy": (_side(make_rnnx_trainer, "cupy"), "cupy"),
+             "rnnx torch-cuda": (_side(make_rnnx_trainer, "torch-cuda"), "torch"),
+             "torch.nn cuDNN fp32": (_side(make_torch_trainer, "cuda"), "torch"),
+             "torch.nn cuDNN tf32": (_side(make_torch_trainer, "cuda-tf32"), "torch")},
+}
+SIDES = DEVICE_SIDES["cpu"]
+#: The side each ratio divides by, per device.
+REFERENCE_SIDE = {"cpu": "torch.nn", "cuda": "torch.nn cuDNN fp32"}
+
+
+def worker(side: str, epochs: int, cell: str = "rnn", device: str = "cpu") -> dict:
     import numpy as np
 
-    x, y = _digits()
-    make, library = SIDES[side]
-    epoch = make(CONFIG, cell)
-    rng = np.random.default_rng(CONFIG["seed"])
+    cfg = GPU_CONFIG if device == "cuda" else CONFIG
+    x, y = _synthetic(cfg) if device == "cuda" else _digits()
+    make, library = DEVICE_SIDES[device][side]
+    epoch = make(cfg, cell)
+    rng = np.random.default_rng(cfg["seed"])
     epoch(x, y, rng)  # warm-up epoch
     rates = []
     for _ in range(epochs):
@@ -116,36 +174,45 @@ def worker(side: str, epochs: int, cell: str = "rnn") -> dict:
     return {"rates": rates, "info": _thread_info(library)}
 
 
-def _spawn(side: str, cell: str, epochs: int, threads: int | None) -> dict:
+def _spawn(side: str, cell: str, epochs: int, threads: int | None, device: str = "cpu") -> dict:
     proc = subprocess.run([sys.executable, "-m", "benchmarks.train_throughput", "--worker", side,
-                           "--cell", cell, "--epochs", str(epochs)], capture_output=True,
-                          text=True, cwd=Path(__file__).resolve().parent.parent, check=False,
-                          env=thread_env(threads))
+                           "--cell", cell, "--epochs", str(epochs), "--device", device],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+                          check=False, env=thread_env(threads))
     if proc.returncode != 0:
         raise RuntimeError(f"{side} ({cell}) failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def to_markdown(result: dict) -> str:
-    cfg = result["config"]
+    cfg, dev = result["config"], result.get("device", "cpu")
+    sides, ref = list(DEVICE_SIDES[dev]), REFERENCE_SIDE[dev]
+    if dev == "cuda":
+        data = (f"synthetic: {cfg['samples']} sequences of {cfg['time']} steps x "
+                f"{cfg['features']} features, {cfg['classes']} classes")
+    else:
+        data = "digits 8x8: 1797 sequences of 8 steps x 8 features, 10 classes"
     lines = [
-        f"# Training throughput (digits 8x8, one layer of hidden {cfg['hidden']}, batch "
+        f"# Training throughput on {dev} ({data}; one layer of hidden {cfg['hidden']}, batch "
         f"{cfg['batch']}, Adam lr {cfg['lr']}, clip {cfg['clip']}, {cfg['dtype']}; threads: "
         f"{result['threads']}; {result['rounds']} rounds x {result['epochs']} timed epochs)",
         "",
-        "samples/s of one training epoch (1797 sequences) after a warm-up epoch; every (side, "
-        "cell) in its own process, the sides alternating first each round. rnnx ÷ torch.nn = "
-        "the best samples/s of rnnx ÷ torch.nn's (> 1: rnnx trains faster).",
+        "samples/s of one training epoch after a warm-up epoch; every (side, cell) in its own "
+        "process, the sides' order reversed every other round. Each ratio = that side's best "
+        f"samples/s ÷ {ref}'s (> 1: faster)."
+        + (" On CUDA the reference is cuDNN with TF32 off (full float32, as rnnx computes); "
+           "`torch.nn cuDNN tf32` is cuDNN at its library default." if dev == "cuda" else ""),
         "",
-        "| cell | rnnx train best | rnnx median | torch.nn best | torch.nn median "
-        "| rnnx ÷ torch.nn |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| cell | " + " | ".join(f"{s} best (median)" for s in sides)
+        + " | " + " | ".join(f"{s} ÷ {ref}" for s in sides if s != ref) + " |",
+        "|---|" + "---:|" * (2 * len(sides) - 1),
     ]
     for cell, r in result["cells"].items():
-        lines.append(f"| {cell} | {r['best']['rnnx train']:.0f} | {r['median']['rnnx train']:.0f} "
-                     f"| {r['best']['torch.nn']:.0f} | {r['median']['torch.nn']:.0f} "
-                     f"| {r['ratio_best']:.2f}x |")
-    lines += ["", f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores.", ""]
+        got = [f"{r['best'][s]:.0f} ({r['median'][s]:.0f})" for s in sides]
+        ratios = [f"{r['best'][s] / r['best'][ref]:.2f}x" for s in sides if s != ref]
+        lines.append(f"| {cell} | " + " | ".join(got + ratios) + " |")
+    lines += ["", f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores"
+              + (f"; GPU {result['gpu']}" if result.get("gpu") else "") + ".", ""]
     return "\n".join(lines)
 
 
@@ -153,39 +220,51 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.train_throughput", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--device", choices=sorted(DEVICE_SIDES), default="cpu",
+                   help="cpu: rnnx train's own model against torch.nn (the default); cuda: a "
+                        "GPU-sized model (hidden 512, batch 256, time 50, features 64) on rnnx's "
+                        "CuPy and torch-CUDA backends against torch.nn on cuDNN")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per worker")
     p.add_argument("--cell", action="append", choices=CELLS,
                    help="cells (repeatable; default all three)")
     p.add_argument("--threads", type=int, default=None,
                    help="limit each worker's BLAS/OpenMP threads (default: the libraries' own)")
-    p.add_argument("--out", type=Path, default=RESULTS / "train")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results path without suffix (default benchmarks/results/train, "
+                        "train-cuda with --device cuda)")
     args = p.parse_args(argv)
+    dev = args.device
     if args.worker:
-        print(json.dumps(worker(args.worker, args.epochs, (args.cell or ["rnn"])[0])))
+        print(json.dumps(worker(args.worker, args.epochs, (args.cell or ["rnn"])[0], dev)))
         return 0
+    sides = list(DEVICE_SIDES[dev])
     cells = tuple(args.cell or CELLS)
-    rates = {c: {s: [] for s in SIDES} for c in cells}
+    rates = {c: {s: [] for s in sides} for c in cells}
     info = {}
     for r in range(args.rounds):
         for cell in cells:
-            for side in (list(SIDES) if r % 2 == 0 else list(SIDES)[::-1]):
-                got = _spawn(side, cell, args.epochs, args.threads)
+            for side in (sides if r % 2 == 0 else sides[::-1]):
+                got = _spawn(side, cell, args.epochs, args.threads, dev)
                 rates[cell][side].extend(got["rates"])
                 info[side] = got["info"]
                 print(f"  round {r + 1}/{args.rounds}: {side} ({cell}) best "
-                      f"{max(got['rates']):.0f} samples/s")
+                      f"{max(got['rates']):.0f} samples/s", flush=True)
+    ref = REFERENCE_SIDE[dev]
     per_cell = {}
     for cell, rs in rates.items():
         best = {s: max(v) for s, v in rs.items()}
         per_cell[cell] = {"rates": rs, "best": best,
                           "median": {s: statistics.median(v) for s, v in rs.items()},
-                          "ratio_best": best["rnnx train"] / best["torch.nn"]}
-    result = {"config": CONFIG, "machine": _machine(), "threads": args.threads or "library default",
+                          "ratio_best": {s: best[s] / best[ref] for s in sides}}
+    gpu = next((i.get("device") for i in info.values() if i.get("device")), None)
+    result = {"device": dev, "config": GPU_CONFIG if dev == "cuda" else CONFIG,
+              "machine": _machine(), "gpu": gpu, "threads": args.threads or "library default",
               "rounds": args.rounds, "epochs": args.epochs, "info": info, "cells": per_cell}
     md = to_markdown(result)
-    _write_atomic(args.out.with_suffix(".json"), json.dumps(result, indent=1))
-    _write_atomic(args.out.with_suffix(".md"), md)
+    out = args.out or RESULTS / ("train-cuda" if dev == "cuda" else "train")
+    _write_atomic(out.with_suffix(".json"), json.dumps(result, indent=1))
+    _write_atomic(out.with_suffix(".md"), md)
     print(md)
     return 0
 

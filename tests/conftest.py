@@ -12,6 +12,11 @@ import enum
 import importlib.util
 import os
 
+# JAX takes 75 % of a GPU's memory at its first array unless told otherwise; under pytest -n
+# several worker processes (and CuPy or torch beside them) would each ask for it. Set before
+# anything imports JAX; a value the user set wins.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
 import numpy as np
 import pytest
 

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.cases import Case, all_cases
 from benchmarks.impls import FLOOR, IMPLS, _numpy_gemm_floor
-from rnnx._backend import to_numpy
+from rnnx._backend import on_accelerator, to_numpy
 
 # The GEMM floor computes no cell (its products alone): it has its own test below.
 NAMES = [n for n in IMPLS if n not in ("rnnx-numpy", FLOOR)]
@@ -53,7 +53,7 @@ def test_same_maths_as_rnnx(name, variant):
     if name.startswith("torch.nn.RNN"):
         hs = _host(result if variant == "fwd" else result[0])
         dwh = None if variant == "fwd" else _host(result[2]).T  # torch keeps W_hh as (out, in)
-    elif name == "jax-scan":
+    elif name.startswith("jax-scan"):
         hs = _host(result if variant == "fwd" else result[0])
         dwh = None if variant == "fwd" else _host(result[1][2])
     else:
@@ -266,4 +266,46 @@ def test_train_throughput_table_has_a_row_per_cell():
     md = to_markdown({"config": CONFIG, "threads": 1, "rounds": 1, "epochs": 1,
                       "machine": {"cpu": "c", "cores": 2}, "cells": per})
     for c in per:
-        assert f"| {c} | 3000 | 2000 | 1500 | 1000 | 2.00x |" in md
+        assert f"| {c} | 3000 (2000) | 1500 (1000) | 2.00x |" in md
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_train_throughput_gpu_sides_train_the_same_model_on_the_gpu(cell):
+    """``--device cuda``: every side trains the cell's model one epoch on the GPU (a tiny
+    config, no timing): rnnx's estimator with its parameters on the GPU, torch's module on cuDNN
+    with TF32 off or on as labelled."""
+    from benchmarks.train_throughput import DEVICE_SIDES, GPU_CONFIG, _synthetic
+
+    cfg = {**GPU_CONFIG, "hidden": 8, "batch": 16, "time": 5, "features": 3, "samples": 40}
+    x, y = _synthetic(cfg)
+    rng = np.random.default_rng(0)
+    ran = 0
+    torch = pytest.importorskip("torch")
+    tf32 = torch.backends.cudnn.allow_tf32  # the sides set it for their worker process
+    try:
+        ran = _train_each_gpu_side(DEVICE_SIDES, cfg, cell, x, y, rng)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+    if not ran:
+        pytest.skip("no CUDA device for CuPy or torch here")
+
+
+def _train_each_gpu_side(sides, cfg, cell, x, y, rng) -> int:
+    ran = 0
+    for side, (make, library) in sides["cuda"].items():
+        impl = "rnnx-cupy" if library == "cupy" else "torch.nn.RNN-cuda"
+        if IMPLS[impl].unavailable():
+            continue
+        epoch = make(cfg, cell)
+        epoch(x, y, rng)
+        model, ran = epoch.model, ran + 1
+        if side.startswith("rnnx"):
+            assert model.n_epochs_ == 1 and model.cell == cell
+            assert all(on_accelerator(p) for p in model.network_.parameters().values())
+        else:
+            import torch
+
+            assert type(model).__name__ == cell.upper() and model.hidden_size == cfg["hidden"]
+            assert model.weight_hh_l0.is_cuda
+            assert torch.backends.cudnn.allow_tf32 == side.endswith("tf32")
+    return ran
