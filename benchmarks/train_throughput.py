@@ -157,36 +157,52 @@ SIDES = DEVICE_SIDES["cpu"]
 REFERENCE_SIDE = {"cpu": "torch.nn", "cuda": "torch.nn cuDNN fp32"}
 
 
-def worker(side: str, epochs: int, cell: str = "rnn", device: str = "cpu") -> dict:
+def worker(side: str, epochs: int, cells: tuple[str, ...] = ("rnn",), device: str = "cpu") -> dict:
+    """One side's samples/s per cell, the cells one after another in this process."""
     import numpy as np
 
     cfg = GPU_CONFIG if device == "cuda" else CONFIG
     x, y = _synthetic(cfg) if device == "cuda" else _digits()
     make, library = DEVICE_SIDES[device][side]
-    epoch = make(cfg, cell)
-    rng = np.random.default_rng(cfg["seed"])
-    epoch(x, y, rng)  # warm-up epoch
-    rates = []
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        epoch(x, y, rng)
-        rates.append(len(x) / (time.perf_counter() - t0))
+    rates: dict[str, list[float]] = {}
+    for cell in cells:
+        epoch = make(cfg, cell)
+        rng = np.random.default_rng(cfg["seed"])
+        epoch(x, y, rng)  # warm-up epoch
+        rates[cell] = []
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            epoch(x, y, rng)
+            rates[cell].append(len(x) / (time.perf_counter() - t0))
     return {"rates": rates, "info": _thread_info(library)}
 
 
-def _spawn(side: str, cell: str, epochs: int, threads: int | None, device: str = "cpu") -> dict:
+def side_unavailable(side: str, device: str) -> str:
+    """Why ``side`` cannot run here (``""`` if it can): its backend's GPU is missing."""
+    if device != "cuda":
+        return ""
+    from .impls import IMPLS
+
+    return IMPLS["rnnx-cupy" if DEVICE_SIDES[device][side][1] == "cupy"
+                 else "torch.nn.RNN-cuda"].unavailable()
+
+
+def _spawn(side: str, cells: tuple[str, ...], epochs: int, threads: int | None,
+           device: str = "cpu") -> dict:
     proc = subprocess.run([sys.executable, "-m", "benchmarks.train_throughput", "--worker", side,
-                           "--cell", cell, "--epochs", str(epochs), "--device", device],
+                           *(a for c in cells for a in ("--cell", c)), "--epochs", str(epochs),
+                           "--device", device],
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
                           check=False, env=thread_env(threads))
     if proc.returncode != 0:
-        raise RuntimeError(f"{side} ({cell}) failed:\n{proc.stderr[-4000:]}")
+        raise RuntimeError(f"{side} ({', '.join(cells)}) failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def to_markdown(result: dict) -> str:
     cfg, dev = result["config"], result.get("device", "cpu")
-    sides, ref = list(DEVICE_SIDES[dev]), REFERENCE_SIDE[dev]
+    ref = REFERENCE_SIDE[dev]
+    sides = [s for s in DEVICE_SIDES[dev] if s in next(iter(result["cells"].values()))["best"]]
     if dev == "cuda":
         data = (f"synthetic: {cfg['samples']} sequences of {cfg['time']} steps x "
                 f"{cfg['features']} features, {cfg['classes']} classes")
@@ -197,9 +213,9 @@ def to_markdown(result: dict) -> str:
         f"{cfg['batch']}, Adam lr {cfg['lr']}, clip {cfg['clip']}, {cfg['dtype']}; threads: "
         f"{result['threads']}; {result['rounds']} rounds x {result['epochs']} timed epochs)",
         "",
-        "samples/s of one training epoch after a warm-up epoch; every (side, cell) in its own "
-        "process, the sides' order reversed every other round. Each ratio = that side's best "
-        f"samples/s ÷ {ref}'s (> 1: faster)."
+        "samples/s of one training epoch after a warm-up epoch; every side in its own process "
+        "(its cells one after another), the sides' order reversed every other round. Each "
+        f"ratio = that side's best samples/s ÷ {ref}'s (> 1: faster)."
         + (" On CUDA the reference is cuDNN with TF32 off (full float32, as rnnx computes); "
            "`torch.nn cuDNN tf32` is cuDNN at its library default." if dev == "cuda" else ""),
         "",
@@ -236,21 +252,27 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     dev = args.device
     if args.worker:
-        print(json.dumps(worker(args.worker, args.epochs, (args.cell or ["rnn"])[0], dev)))
+        print(json.dumps(worker(args.worker, args.epochs, tuple(args.cell or ["rnn"]), dev)))
         return 0
-    sides = list(DEVICE_SIDES[dev])
+    ref = REFERENCE_SIDE[dev]
+    skipped = {s: why for s in DEVICE_SIDES[dev] if (why := side_unavailable(s, dev))}
+    for s, why in skipped.items():
+        print(f"skip {s}: {why}")
+    if ref in skipped:
+        print(f"the reference {ref} cannot run here: {skipped[ref]}", file=sys.stderr)
+        return 1
+    sides = [s for s in DEVICE_SIDES[dev] if s not in skipped]
     cells = tuple(args.cell or CELLS)
     rates = {c: {s: [] for s in sides} for c in cells}
     info = {}
     for r in range(args.rounds):
-        for cell in cells:
-            for side in (sides if r % 2 == 0 else sides[::-1]):
-                got = _spawn(side, cell, args.epochs, args.threads, dev)
-                rates[cell][side].extend(got["rates"])
-                info[side] = got["info"]
-                print(f"  round {r + 1}/{args.rounds}: {side} ({cell}) best "
-                      f"{max(got['rates']):.0f} samples/s", flush=True)
-    ref = REFERENCE_SIDE[dev]
+        for side in (sides if r % 2 == 0 else sides[::-1]):  # one process a side: its cells
+            got = _spawn(side, cells, args.epochs, args.threads, dev)
+            for cell in cells:
+                rates[cell][side].extend(got["rates"][cell])
+            info[side] = got["info"]
+            print(f"  round {r + 1}/{args.rounds}: {side}: " + ", ".join(
+                f"{c} {max(got['rates'][c]):.0f}" for c in cells) + " samples/s", flush=True)
     per_cell = {}
     for cell, rs in rates.items():
         best = {s: max(v) for s, v in rs.items()}
@@ -258,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                           "median": {s: statistics.median(v) for s, v in rs.items()},
                           "ratio_best": {s: best[s] / best[ref] for s in sides}}
     gpu = next((i.get("device") for i in info.values() if i.get("device")), None)
-    result = {"device": dev, "config": GPU_CONFIG if dev == "cuda" else CONFIG,
+    result = {"device": dev, "config": GPU_CONFIG if dev == "cuda" else CONFIG, "skipped": skipped,
               "machine": _machine(), "gpu": gpu, "threads": args.threads or "library default",
               "rounds": args.rounds, "epochs": args.epochs, "info": info, "cells": per_cell}
     md = to_markdown(result)

@@ -8,8 +8,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 from rnnx._backend import cupy_kernel_cache, first_use_note
 from tests._subprocess import child_env
 from tests.conftest import _resolve

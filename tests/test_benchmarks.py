@@ -4,12 +4,16 @@ that can run here against rnnx on NumPy."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from benchmarks.cases import Case, all_cases
 from benchmarks.impls import FLOOR, IMPLS, _numpy_gemm_floor
 from rnnx._backend import on_accelerator, to_numpy
+from tests._subprocess import ROOT, child_env
 
 # The GEMM floor computes no cell (its products alone): it has its own test below.
 NAMES = [n for n in IMPLS if n not in ("rnnx-numpy", FLOOR)]
@@ -190,16 +194,8 @@ def test_gemm_floor_runs_the_gemms_bptt_cannot_avoid(cell, dtype):
 
 
 def _bench(*args, tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(root), os.environ.get("PYTHONPATH")) if p)}
     return subprocess.run([sys.executable, "-m", "benchmarks.gpu", *args], capture_output=True,
-                          text=True, cwd=root, env=env, timeout=120, check=False)
+                          text=True, cwd=ROOT, env=child_env(), timeout=120, check=False)
 
 
 def test_gpu_benchmark_smoke_run_on_the_cpu_writes_both_tables(tmp_path):
@@ -309,3 +305,28 @@ def _train_each_gpu_side(sides, cfg, cell, x, y, rng) -> int:
             assert model.weight_hh_l0.is_cuda
             assert torch.backends.cudnn.allow_tf32 == side.endswith("tf32")
     return ran
+
+
+def test_the_gpu_check_stops_in_seconds_naming_why_without_a_gpu(tmp_path):
+    """``python -m benchmarks.gpu_check`` on a machine without a usable CUDA device: exit 1,
+    the driver probe's reason, and no results folder."""
+    from rnnx._backend import cuda_driver_unavailable_reason
+
+    reason = cuda_driver_unavailable_reason()
+    if not reason:
+        pytest.skip("a CUDA device is usable here: the check would run")
+    res = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--out",
+                          str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT,
+                         env=child_env(), timeout=120, check=False)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"no usable CUDA device here: {reason}" in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_gpu_check_reads_each_commands_outcome():
+    from benchmarks.gpu_check import _summary_line
+
+    assert _summary_line("....\n== 12 passed, 3 skipped in 4.20s ==\n") == "12 passed, 3 skipped in 4.20s"
+    assert _summary_line("x\nheld-out accuracy: 0.9749 (359 sequences)\n").startswith("held-out acc")
+    assert _summary_line("seed ...\nall checks within tolerance\n") == "all checks within tolerance"
+    assert _summary_line("") == ""
