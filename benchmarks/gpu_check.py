@@ -9,12 +9,12 @@ It installs nothing (for machines without internet access that have torch, CuPy 
 stops in seconds, naming the reason. Otherwise, one phase after another:
 
 1. the environment: ``nvidia-smi -L``, Python, the libraries' versions, ``rnnx info``;
-2. the test suite on each GPU backend it finds (CuPy, torch's CUDA device, JAX on a GPU), the
-   suites in parallel (pytest-xdist where installed), each with ``RNNX_REQUIRE_BACKENDS`` naming
-   its backend so that nothing meant for the GPU can skip; beside them ``rnnx check`` with every
-   GPU backend required;
+2. the test suite on each GPU backend it finds (CuPy, torch's CUDA device, JAX on a GPU: a slim
+   set, :data:`JAX_SUITE`), the suites in parallel (pytest-xdist where installed), each with
+   ``RNNX_REQUIRE_BACKENDS`` naming its backend so that nothing meant for the GPU can skip;
+   beside them ``rnnx check`` with every GPU backend required;
 3. the main job (``rnnx train``) on each GPU backend, alone: CuPy twice, on an empty kernel
-   cache (the first-run cost a new user pays) and then warm;
+   cache (the first-run cost a new user pays) and then warm; JAX its first 5 epochs;
 4. the GPU benchmark (``benchmarks.gpu``, one round, short budgets) and the training throughput
    at a GPU-sized model (``benchmarks.train_throughput --device cuda``), alone on the GPU.
 
@@ -46,6 +46,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 #: Seconds each phase may take at most (the whole check is meant to fit in about five minutes).
 LIMITS = {"suite": 150, "check": 150, "train": 45, "train_cold": 60, "bench": 60,
           "throughput": 60}
+
+#: JAX runs a slim set of the suite (eager JAX dispatches op by op: the whole suite takes
+#: minutes): the matmul-precision checks and the Elman maths against its references.
+JAX_SUITE = ("tests/test_backend_jax_precision.py", "tests/test_functional_rnn.py")
 
 #: The distributions whose versions the environment lists.
 PACKAGES = ("numpy", "array-api-compat", "array-api-strict", "cupy-cuda13x", "cupy-cuda12x",
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_suite:
         workers = _xdist_workers(len(backends))
         running = [_start(f"suite {b}", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                         *workers, "-rfE"],
+                                         *workers, "-rfE", *(JAX_SUITE if b == "jax" else ())],
                           _env(RNNX_BACKENDS=b, RNNX_REQUIRE_BACKENDS=b), scratch / f"{b}.txt")
                    for b in backends]
         required = ",".join("torch-cuda" if b == "torch-cuda" else b for b in backends)
@@ -282,8 +286,9 @@ def main(argv: list[str] | None = None) -> int:
             trains.append(("rnnx train --backend torch --device cuda",
                            [*cmd, "--backend", "torch", "--device", "cuda"], _env(),
                            LIMITS["train"]))
-        else:
-            trains.append(("rnnx train --backend jax", [*cmd, "--backend", b],
+        else:  # eager JAX takes over a minute for the whole job: its first 5 epochs
+            trains.append(("rnnx train --backend jax --epochs 5", [*cmd, "--backend", b,
+                                                                    "--epochs", "5"],
                            _env(JAX_ENABLE_X64=None), LIMITS["train"]))
     train_steps = [_run(name, cmd, env, limit, scratch / f"train{i}.txt")
                    for i, (name, cmd, env, limit) in enumerate(trains)]
