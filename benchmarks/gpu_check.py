@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
 #: Seconds each phase may take at most (the whole check is meant to fit in about five minutes).
-LIMITS = {"suite": 150, "check": 150, "train": 45, "train_cold": 60, "bench": 60,
+LIMITS = {"suite": 150, "check": 150, "train": 45, "train_cold": 60, "bench": 120,
           "throughput": 60}
 
 #: JAX runs a slim set of the suite (eager JAX dispatches op by op: the whole suite takes
@@ -183,16 +183,28 @@ def gpu_backends() -> tuple[list[str], dict[str, str]]:
     return found, why
 
 
-def _xdist_workers(n_suites: int) -> list[str]:
+def _xdist_workers(backend: str, backends: list[str]) -> list[str]:
+    """pytest-xdist's ``-n`` for one suite: JAX's slim set 2 workers, the others an equal share
+    of the remaining cores (one is kept for ``rnnx check``)."""
     try:
         importlib.metadata.version("pytest-xdist")
     except importlib.metadata.PackageNotFoundError:
         return []
-    per = max(1, (os.cpu_count() or 2) // (n_suites + 1))
-    return ["-n", str(per)]
+    if backend == "jax":
+        return ["-n", "2"]
+    full = [b for b in backends if b != "jax"]
+    spare = (os.cpu_count() or 2) - 1 - (2 if "jax" in backends else 0)
+    return ["-n", str(max(1, spare // max(1, len(full))))]
+
+
+#: Machine paths left out of what is written (results are copied off the machine and shared):
+#: the scratch folder and the interpreter's location.
+_SCRUB: dict[str, str] = {}
 
 
 def _write(path: Path, text: str) -> None:
+    for where, name in _SCRUB.items():
+        text = text.replace(where, name)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -229,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS / f"gpu-check-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="rnnx-gpu-check-"))
+    _SCRUB.update({str(scratch): "<scratch>", py: "python"})
     steps: list[Step] = []
     print(f"gpu_check: GPU backends {', '.join(backends)}"
           + (f"; not: {'; '.join(f'{k} ({v})' for k, v in why_not.items())}" if why_not else "")
@@ -239,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = _versions()
     env_text = "\n".join([
         f"when: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"python: {platform.python_version()} ({sys.executable}); {platform.platform()}; "
+        f"python: {platform.python_version()}; {platform.platform()}; "
         f"{os.cpu_count()} CPUs",
         _nvidia_smi(), "",
         "packages: " + ", ".join(f"{k} {v}" for k, v in versions.items()), "",
@@ -252,9 +265,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- 2. the suites, side by side, and rnnx check -------------------------------------------
     if not args.no_suite:
-        workers = _xdist_workers(len(backends))
         running = [_start(f"suite {b}", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                         *workers, "-rfE", *(JAX_SUITE if b == "jax" else ())],
+                                         *_xdist_workers(b, backends), "-rfE",
+                                         *(JAX_SUITE if b == "jax" else ())],
                           _env(RNNX_BACKENDS=b, RNNX_REQUIRE_BACKENDS=b), scratch / f"{b}.txt")
                    for b in backends]
         required = ",".join("torch-cuda" if b == "torch-cuda" else b for b in backends)

@@ -251,7 +251,7 @@ def _split(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]
               help="Seeds the split, the initial weights and the shuffling.")
 @click.option("--backend", default="numpy", show_default=True,
               help="numpy, torch, cupy, array_api_strict or jax (see `rnnx info`).")
-@click.option("--device", "device_label", default=None,
+@click.option("--device", "device_name", default=None,
               help="Device of the backend (e.g. cuda, device1); default: its default device.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
               show_default=True)
@@ -281,7 +281,7 @@ def _split(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]
                    "scheduler (e.g. tcp://host:8786; needs rnnx[dask]).")
 def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectional: bool,
           dropout: float, epochs: int, batch_size: int, optimizer: str, lr: float, clip: float,
-          seed: int, backend: str, device_label: str | None, dtype: str, test_size: float,
+          seed: int, backend: str, device_name: str | None, dtype: str, test_size: float,
           plot_path: str | None, grad_plot_path: str | None, save_path: str | None,
           progress: bool, threads: int, workers: int | None,
           scheduler_address: str | None) -> None:
@@ -302,9 +302,9 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
             f"--dropout {dropout:g} acts between stacked layers (after all but the last), so it "
             "needs --num-layers 2 or more; with one layer it would change nothing",
             param_hint="--dropout")
-    on_dask = check_dask_options(workers, scheduler_address, backend, device_label)
+    on_dask = check_dask_options(workers, scheduler_address, backend, device_name)
     _check_backend(backend)
-    dev = _resolve_device(backend, device_label)
+    dev = _resolve_device(backend, device_name)
     for option, path in (("--plot", plot_path), ("--grad-plot", grad_plot_path)):
         if path:
             _check_figure_path(path, option)
@@ -507,9 +507,9 @@ def _read_input(path: str) -> np.ndarray:
 @click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write the predictions to this .npy file.")
 @click.option("--backend", default="numpy", show_default=True, help="Backend to predict on.")
-@click.option("--device", "device_label", default=None, help="Device of that backend.")
+@click.option("--device", "device_name", default=None, help="Device of that backend.")
 def predict(model_path: str, input_path: str, proba: bool, output: str | None, backend: str,
-            device_label: str | None) -> None:
+            device_name: str | None) -> None:
     """Predict with a saved model on INPUT (.npy array, or .npz with an array named X):
     one line per sequence."""
     from .models import load_model
@@ -517,7 +517,7 @@ def predict(model_path: str, input_path: str, proba: bool, output: str | None, b
     _check_backend(backend)
     if output:
         _check_output(output, "--output")
-    model = load_model(model_path, backend=backend, device=_resolve_device(backend, device_label))
+    model = load_model(model_path, backend=backend, device=_resolve_device(backend, device_name))
     X = _read_input(input_path)
     if proba:
         if not hasattr(model, "predict_proba"):

@@ -278,3 +278,18 @@ def test_train_warns_when_it_cannot_cap_the_threads(tmp_path):
     assert "held-out accuracy" in res.stdout
     assert "warning: --threads 1 did not cap the BLAS threads: threadpoolctl is not installed" \
         in res.stderr
+
+
+def test_train_on_each_backend_and_device_named_by_its_label(backend):
+    """``rnnx train --device LABEL`` for every backend and device the fixtures select (CuPy's
+    and torch's ``cuda:0`` on a GPU): it trains there and names the device as ``rnnx info``
+    does. (The first GPU run found ``--device`` failing on every backend: the option's value
+    shadowed the label function inside the command.)"""
+    from rnnx._backend import device_label
+
+    name, _, dev = backend
+    label = device_label(dev)
+    res = run("train", "--backend", name, "--device", label, *TINY)
+    assert res.exit_code == 0, res.output
+    assert f"; {name} ({label}) float32" in res.stdout, res.stdout
+    assert re.search(r"held-out accuracy: \d\.\d{4}", res.stdout), res.stdout
