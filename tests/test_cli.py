@@ -210,7 +210,7 @@ def test_regression_summary_and_curves_share_one_unit(tmp_path, monkeypatch):
     """--dataset adding: the training figure is MSE in the targets' units, like the held-out
     MSE (not the standardised loss the regressor trains on)."""
     pytest.importorskip("matplotlib")
-    import rnnx.cli as cli
+    import rnnx.cli.train as cli
 
     seen = {}
     monkeypatch.setattr(cli, "plot_history", lambda history, path, title, loss_label: seen.update(

@@ -32,18 +32,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import from_host, get_namespace, to_numpy, torch_module
+from .._backend import from_host, get_namespace, to_numpy, torch_module
 
-# The Keras and ONNX halves (their own modules; keras and onnx are imported only inside their
-# functions).
-from ._interop_keras import GRU_RESET_BEFORE, from_keras, to_keras
-from ._interop_onnx import from_onnx, to_onnx
-from .functional.registry import CELLS, Cell, TorchLayout, get_cell
-from .layers.recurrent import Recurrent, layer_suffixes
-from .layers.single import single_layer_class
+from ..functional.registry import CELLS, Cell, TorchLayout, get_cell
+from ..layers.recurrent import Recurrent, layer_suffixes
+from ..layers.single import single_layer_class
 
-__all__ = ["GRU_RESET_BEFORE", "from_keras", "from_onnx", "from_state_dict", "from_torch",
-           "to_keras", "to_onnx", "to_state_dict", "to_torch"]
+__all__ = ["from_state_dict", "from_torch", "to_state_dict", "to_torch"]
 
 
 def _layout(spec: Cell) -> TorchLayout:

@@ -27,8 +27,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._backend import from_host, get_namespace, host_namespace, to_numpy
-from .functional.registry import CELLS, Cell, KerasLayout, get_cell
+from .._backend import from_host, get_namespace, host_namespace, to_numpy
+from ..functional.registry import CELLS, Cell, KerasLayout, get_cell
 
 __all__ = ["GRU_RESET_BEFORE", "from_keras", "to_keras"]
 
@@ -214,7 +214,7 @@ def from_keras(layer: Any, *, backend: str = "numpy", device: Any = None, dtype:
     default) with ``dtype`` (a name; default: the Keras variables' dtype); ``layer_options`` go
     to :meth:`Recurrent.from_weights <rnnx.layers.Recurrent.from_weights>`.
     """
-    from .layers.recurrent import Recurrent
+    from ..layers.recurrent import Recurrent
 
     keras = _keras()
     rnns, where = _directions(keras, layer)
@@ -261,7 +261,7 @@ def to_keras(layer: Any) -> Any:
     without a Keras layer (``ln_lstm``; ``ValueError`` naming those that have one) and anything
     that is not an rnnx recurrent layer (``TypeError``).
     """
-    from .layers.recurrent import Recurrent
+    from ..layers.recurrent import Recurrent
 
     if not isinstance(layer, Recurrent):
         raise TypeError(f"layer must be an rnnx SimpleRNN, LSTM, GRU or Recurrent; got "

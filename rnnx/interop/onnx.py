@@ -31,8 +31,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ._backend import atomic_path, from_host, get_namespace, host_namespace, to_numpy
-from .functional.registry import CELLS, Cell, OnnxLayout
+from .._backend import atomic_path, from_host, get_namespace, host_namespace, to_numpy
+from ..functional.registry import CELLS, Cell, OnnxLayout
 
 __all__ = ["OPSET", "from_onnx", "to_onnx"]
 
@@ -93,7 +93,7 @@ def _blocks(a: Any, order: list[int], hidden: int, hnp: Any) -> Any:
 def _parts(model: Any) -> tuple[Any, str, dict]:
     """``(network, kind, head)`` of an estimator or network: kind is ``"proba"``,
     ``"regression"`` or ``"network"``; head holds the regressor's un-scaling."""
-    from .models import RNNClassifier, RNNRegressor, SequenceNetwork
+    from ..models import RNNClassifier, RNNRegressor, SequenceNetwork
 
     if isinstance(model, SequenceNetwork):
         return model, "network", {}
@@ -148,7 +148,7 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool 
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
-    from ._version import __version__
+    from .._version import __version__
 
     hnp = host_namespace()
     net, kind, head = _parts(model)
@@ -334,7 +334,7 @@ def from_onnx(path_or_model: Any, *, backend: str = "numpy", device: Any = None,
     onnx = _onnx()
     from onnx import helper
 
-    from .layers.recurrent import Recurrent
+    from ..layers.recurrent import Recurrent
 
     hnp = host_namespace()
     proto = path_or_model if isinstance(path_or_model, onnx.ModelProto) else onnx.load(

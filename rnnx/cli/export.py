@@ -14,7 +14,7 @@ import os
 
 import click
 
-from ._backend import check_writable
+from .._backend import check_writable
 
 
 def _check_extension(path: str, ext: str, option: str, what: str) -> None:
@@ -52,8 +52,8 @@ def export(model_path: str, onnx_path: str, dtype: str, lengths: bool) -> None:
     except OSError as exc:
         raise click.BadParameter(str(exc), param_hint="--onnx") from None
 
-    from .interop import to_onnx
-    from .models import load_model
+    from ..interop import to_onnx
+    from ..models import load_model
 
     model = load_model(model_path)  # ModelFileError (a ValueError) naming the file: one line
     proto = to_onnx(model, onnx_path, lengths=lengths, dtype=dtype)  # refuses ln_lstm first

@@ -14,7 +14,7 @@ from typing import Any
 import click
 import numpy as np
 
-from ._backend import (
+from .._backend import (
     REQUIRE_ENV,
     atomic_path,
     available_backends,
@@ -25,14 +25,14 @@ from ._backend import (
     required_backends,
     requirement_status,
 )
-from ._cli_dask import check_dask_options, dask_arrays, dask_cluster
-from ._cli_export import export
-from ._cli_plots import plot_history, plot_state_grads
-from ._version import __version__
-from .datasets import DATASETS
-from .functional.registry import CELLS
-from .models._errors import TrainingDivergedError
-from .testing import agreement_rows, float64_skips, seed_rows
+from ._dask import check_dask_options, dask_arrays, dask_cluster
+from .export import export
+from ._plots import plot_history, plot_state_grads
+from .._version import __version__
+from ..datasets import DATASETS
+from ..functional.registry import CELLS
+from ..models._errors import TrainingDivergedError
+from ..testing import agreement_rows, float64_skips, seed_rows
 
 
 def _fmt_row(cols: list[str], widths: list[int]) -> str:
@@ -289,8 +289,8 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
     With no options: the Elman classifier (ScratchSimpleRNNClassifier) on the handwritten digits
     read row by row (8 steps x 8 features), 20 % held out.
     """
-    from .models import RNNClassifier, RNNRegressor, ScratchSimpleRNNClassifier, save_model
-    from .models._progress import EpochBar, compact
+    from ..models import RNNClassifier, RNNRegressor, ScratchSimpleRNNClassifier, save_model
+    from ..models._progress import EpochBar, compact
 
     # Everything that could fail after training is checked here, before it.
     if cell not in CELLS:
@@ -417,7 +417,7 @@ def _raw_loss(model: Any, losses: list[float]) -> list[float]:
 
 def _diverged_message(exc: Any, model: Any, lr: float, clip: float) -> str:
     """The divergence error in the command line's terms (--lr, --clip), not the estimator's."""
-    from .models._progress import compact
+    from ..models._progress import compact
 
     kept = ("its initial weights" if model.n_epochs_ == 0 else
             f"the weights after epoch {model.n_epochs_}, the last finite one")
@@ -429,7 +429,7 @@ def _diverged_message(exc: Any, model: Any, lr: float, clip: float) -> str:
 
 
 def _check_output(path: str, option: str) -> None:
-    from ._backend import check_writable
+    from .._backend import check_writable
 
     try:
         check_writable(path)
@@ -468,7 +468,7 @@ def _check_split(y: np.ndarray, tr: np.ndarray, te: np.ndarray, test_size: float
 
 def _read_input(path: str) -> np.ndarray:
     """The array in INPUT (.npy, or .npz with one array or one named X), never unpickled."""
-    from ._backend import load_npz
+    from .._backend import load_npz
 
     if path.endswith(".npz"):
         data = load_npz(path)  # ValueError naming the path for damaged or pickled archives
@@ -509,7 +509,7 @@ def predict(model_path: str, input_path: str, proba: bool, output: str | None, b
             device_label: str | None) -> None:
     """Predict with a saved model on INPUT (.npy array, or .npz with an array named X):
     one line per sequence."""
-    from .models import load_model
+    from ..models import load_model
 
     _check_backend(backend)
     if output:

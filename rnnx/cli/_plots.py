@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ._backend import atomic_path
+from .._backend import atomic_path
 
 __all__ = ["plot_history", "plot_state_grads"]
 
@@ -48,7 +48,7 @@ def plot_state_grads(model: Any, X: Any, y: Any, path: str, title: str) -> None:
         import matplotlib  # noqa: F401
     except ImportError as exc:
         raise click.UsageError(f"--grad-plot needs matplotlib ({exc}); install rnnx[plot]") from None
-    from .diagnostics import estimator_grad_norms, plot_grad_norms
+    from ..diagnostics import estimator_grad_norms, plot_grad_norms
 
     norms = estimator_grad_norms(model, X, y)
     if list(norms) == ["l0"]:

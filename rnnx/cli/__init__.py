@@ -1,0 +1,5 @@
+"""The ``rnnx`` command line."""
+
+from .train import main
+
+__all__ = ["main"]
