@@ -1,6 +1,6 @@
 """``rnnx train --workers N`` / ``--scheduler ADDRESS``: the options checked before any work,
 the cluster started or joined for the fit (and closed after), and the data as dask arrays of
-one sample chunk per worker. Its own module to keep :mod:`rnnx.cli` readable."""
+one sample chunk per worker."""
 
 from __future__ import annotations
 

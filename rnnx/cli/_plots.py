@@ -1,6 +1,6 @@
 """The figures of ``rnnx train``: ``--plot`` (loss and accuracy per epoch) and ``--grad-plot``
-(``||dL/dh_t||`` per step of the trained model). matplotlib is imported inside, so a missing
-one is reported by the option that needs it. Its own module to keep :mod:`rnnx.cli` readable."""
+(``||dL/dh_t||`` per step of the trained model), and their paths checked before training.
+matplotlib is imported inside, so a missing one is reported by the option that needs it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,24 @@ from typing import Any
 import click
 
 from .._backend import atomic_path
+from ._common import check_output
 
-__all__ = ["plot_history", "plot_state_grads"]
+__all__ = ["check_figure_path", "plot_history", "plot_state_grads"]
+
+
+def check_figure_path(path: str, option: str) -> None:
+    """matplotlib importable, the file's format one it writes, the folder writable."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise click.UsageError(f"{option} needs matplotlib ({exc}): pip install 'rnnx[plot]'; "
+                               "nothing was trained") from None
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    formats = Figure().canvas.get_supported_filetypes()
+    if ext and ext not in formats:
+        raise click.BadParameter(f"cannot write a figure as {ext!r} ({path}); formats: "
+                                 f"{', '.join(sorted(formats))}", param_hint=option)
+    check_output(path, option)
 
 
 def plot_history(history: dict, path: str, title: str, *, loss_label: str = "loss") -> None:
