@@ -4,6 +4,7 @@ Every initialiser draws on the host from a NumPy ``Generator`` (see
 :func:`rnnx._backend.host_rng`) and returns a host float64 array; :func:`place` then moves it to
 the target namespace, device and dtype. Drawing on the host is what makes one seed give
 bit-identical initial weights on NumPy, PyTorch, CuPy and array-api-strict.
+:func:`draw_cell_params` draws every parameter of one layer of a registered cell.
 
 References
 ----------
@@ -18,12 +19,15 @@ References
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._backend import from_host, host_namespace
 
-__all__ = ["INITIALIZERS", "gaussian", "he", "orthogonal", "place", "resolve_dtype", "torch_uniform",
-           "xavier"]
+if TYPE_CHECKING:
+    from .functional.registry import Cell
+
+__all__ = ["INITIALIZERS", "draw_cell_params", "gaussian", "he", "orthogonal", "place",
+           "resolve_dtype", "torch_uniform", "xavier"]
 
 
 def gaussian(rng: Any, shape: tuple[int, ...], *, scale: float = 0.01, **_: Any) -> Any:
@@ -69,6 +73,31 @@ INITIALIZERS = {
     "orthogonal": orthogonal,
     "torch": torch_uniform,
 }
+
+
+def draw_cell_params(spec: Cell, rng: Any, features: int, hidden: int, *, init: str = "torch",
+                     recurrent_init: str = "torch", forget_bias: float = 0.0) -> dict[str, Any]:
+    """Host float64 initial parameters of one layer of cell ``spec`` (a registry record) for
+    ``features`` inputs and ``hidden`` units, drawn from ``rng``. Each gate block is drawn
+    separately (an orthogonal recurrent init is orthogonal per gate), in the order ``w_x``,
+    ``w_h``, then the drawn vectors; constant vectors (a layer norm's gain and shift) draw
+    nothing. ``forget_bias`` is added to the forget gate's block of ``b``."""
+    hnp = host_namespace()
+    w_x = hnp.concat([INITIALIZERS[init](rng, (features, hidden), hidden=hidden)
+                      for _ in range(spec.gates)], axis=1)  # (F, G*H)
+    w_h = hnp.concat([INITIALIZERS[recurrent_init](rng, (hidden, hidden), hidden=hidden)
+                      for _ in range(spec.gates)], axis=1)  # (H, G*H)
+    out = {"w_x": w_x, "w_h": w_h}
+    for name, (w, value) in spec.vectors.items():
+        if value is None:
+            out[name] = INITIALIZERS["torch"](rng, (w * hidden,), hidden=hidden)  # (w*H,)
+        else:
+            out[name] = hnp.full((w * hidden,), float(value), dtype=hnp.float64)
+    if forget_bias:
+        spec.check_forget_bias(forget_bias)
+        k = spec.forget_gate
+        out["b"][k * hidden : (k + 1) * hidden] += forget_bias  # a host array made here
+    return out
 
 
 def place(host: Any, *, xp: Any, device: Any, dtype: Any) -> Any:

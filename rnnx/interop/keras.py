@@ -25,23 +25,49 @@ Layout (Keras keeps row-vector weights, like rnnx: no transposes)::
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._backend import from_host, get_namespace, host_namespace, to_numpy
-from ..functional.registry import CELLS, Cell, KerasLayout, get_cell
+from ..functional.registry import CELLS, get_cell
 
-__all__ = ["GRU_RESET_BEFORE", "from_keras", "to_keras"]
+__all__ = ["GRU_RESET_BEFORE", "LAYOUTS", "KerasLayout", "from_keras", "to_keras"]
 
 #: The registry name of the reset-before GRU (Keras ``GRU(reset_after=False)``): the one place
 #: the name is written here.
 GRU_RESET_BEFORE = "gru_reset_before"
 
 
+@dataclass(frozen=True)
+class KerasLayout:
+    """How a cell maps onto a Keras 3 layer: the layer and cell classes (``"GRU"``,
+    ``"GRUCell"``), the Keras gate blocks in rnnx's gate names, whether Keras's bias is split
+    ``(2, G*hidden)``, and the constructor options that select this cell
+    (``{"reset_after": True}``)."""
+
+    layer: str
+    cell: str
+    gate_order: tuple[str, ...]
+    split_bias: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _keras_cells() -> dict[str, Cell]:
-    """The registered cells that have a Keras layer (:attr:`Cell.keras`), by name."""
-    return {n: c for n, c in CELLS.items() if c.keras is not None}
+#: The registered cells that a Keras 3 layer computes, by registry name (a cell registered from
+#: outside rnnx with a Keras equivalent adds its entry here).
+LAYOUTS: dict[str, KerasLayout] = {
+    "rnn": KerasLayout("SimpleRNN", "SimpleRNNCell", ("h",)),
+    "lstm": KerasLayout("LSTM", "LSTMCell", ("i", "f", "g", "o")),
+    "gru": KerasLayout("GRU", "GRUCell", ("z", "r", "n"), split_bias=True,
+                       options={"reset_after": True}),
+    GRU_RESET_BEFORE: KerasLayout("GRU", "GRUCell", ("z", "r", "n"),
+                                  options={"reset_after": False}),
+}
+
+
+def _keras_layouts() -> dict[str, KerasLayout]:
+    """The registered cells that have a Keras layer, by name."""
+    return {n: layout for n, layout in LAYOUTS.items() if n in CELLS}
 
 
 def _keras() -> Any:
@@ -123,7 +149,7 @@ def _check_direction(keras: Any, rnn: Any, where: str) -> tuple[str, str]:
     """``(rnnx cell name, nonlinearity)`` of one Keras RNN layer; ``ValueError``/``TypeError``
     naming what rnnx does not have and what was given."""
     cell = rnn.cell
-    kinds = {name: getattr(keras.layers, c.keras.cell) for name, c in _keras_cells().items()}
+    kinds = {name: getattr(keras.layers, c.cell) for name, c in _keras_layouts().items()}
     if isinstance(cell, keras.layers.StackedRNNCells):
         raise TypeError(f"{where} runs StackedRNNCells ({len(cell.cells)} cells): rnnx converts "
                         f"one cell per Keras layer (stacked rnnx layers are Keras layers one after "
@@ -148,7 +174,7 @@ def _check_direction(keras: Any, rnn: Any, where: str) -> tuple[str, str]:
                          f"{policy[0]}, compute {policy[1]}): rnnx computes in its weights' dtype, "
                          f"float32 or float64")
     name = next(n for n, k in kinds.items() if isinstance(cell, k) and all(
-        getattr(cell, o) == v for o, v in _keras_cells()[n].keras.options.items()))
+        getattr(cell, o) == v for o, v in LAYOUTS[n].options.items()))
     spec = get_cell(name)
     act = _act_name(keras, cell.activation)
     if "nonlinearity" in spec.options:  # the Elman cell: its activation is the option
@@ -227,7 +253,7 @@ def from_keras(layer: Any, *, backend: str = "numpy", device: Any = None, dtype:
                          f"differ: an rnnx bidirectional layer runs one cell both ways")
     name, nonlinearity = found[0]
     spec = get_cell(name)
-    layout = spec.keras
+    layout = LAYOUTS[name]
     xp = get_namespace(backend)
     params = {}
     for d, rnn in enumerate(rnns):
@@ -267,8 +293,8 @@ def to_keras(layer: Any) -> Any:
         raise TypeError(f"layer must be an rnnx SimpleRNN, LSTM, GRU or Recurrent; got "
                         f"{type(layer).__name__}")
     spec = layer.spec
-    if spec.keras is None:
-        known = ", ".join(_keras_cells())
+    if spec.name not in _keras_layouts():
+        known = ", ".join(_keras_layouts())
         raise ValueError(f"cell {spec.name!r} ({spec.summary}) has no Keras layer; cells that "
                          f"have one: {known}")
     if layer.num_layers > 1:
@@ -277,7 +303,7 @@ def to_keras(layer: Any) -> Any:
                          f"return_sequences=True); to_keras converts a one-layer Recurrent")
     keras = _keras()
     hnp = host_namespace()
-    layout = spec.keras
+    layout = LAYOUTS[spec.name]
     hidden, features = layer.hidden_size, layer.input_size
     perm = _perm(layout, spec.gate_order)  # Keras block k = rnnx block perm[k]
     per = [{k: to_numpy(v) for k, v in layer.layer_params(0, bool(d)).items()}

@@ -16,11 +16,11 @@ Layout (ONNX keeps column-vector weights per direction, like torch)::
     GRU               r, z, n         z, r, h     (h is rnnx's n; linear_before_reset=1)
     gru_reset_before  r, z, n         z, r, h     (linear_before_reset=0, ONNX's default)
 
-Which operator a cell maps to is the cell's :attr:`Cell.onnx <rnnx.functional.registry.Cell>`
-record in the registry. The GRU with ``linear_before_reset=0`` is rnnx's ``gru_reset_before``:
-there the reset gate scales ``h`` before ``R``'s matmul, so ``Rb_h`` sits outside the reset
-product, as ``Wb_h`` does, and every block's ``Wb + Rb`` is the cell's one bias. A cell without
-a record (``ln_lstm``) has no ONNX operator.
+Which operator a cell maps to is the cell's entry in :data:`LAYOUTS` below. The GRU with
+``linear_before_reset=0`` is rnnx's ``gru_reset_before``: there the reset gate scales ``h``
+before ``R``'s matmul, so ``Rb_h`` sits outside the reset product, as ``Wb_h`` does, and every
+block's ``Wb + Rb`` is the cell's one bias. A cell without an entry (``ln_lstm``) has no ONNX
+operator.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._backend import atomic_path, from_host, get_namespace, host_namespace, to_numpy
-from ..functional.registry import CELLS, Cell, OnnxLayout
+from ..functional.registry import CELLS, Cell, get_cell
 
-__all__ = ["OPSET", "from_onnx", "to_onnx"]
+__all__ = ["LAYOUTS", "OPSET", "OnnxLayout", "from_onnx", "to_onnx"]
 
 #: The ONNX opset the exported models import (operators RNN-14, LSTM-14, GRU-14, Softmax-13).
 OPSET = 17
@@ -61,6 +61,28 @@ _ACTIVATION = {"tanh": "Tanh", "relu": "Relu"}  # rnnx's nonlinearity -> ONNX ac
 _DEFAULTS = {"linear_before_reset": 0}  # the ONNX operators' defaults of the variant attributes
 
 
+@dataclass(frozen=True)
+class OnnxLayout:
+    """How a cell maps onto an ONNX operator: ``op`` (``"RNN"``, ``"LSTM"``, ``"GRU"``; each
+    operator's gate order is ONNX's, above), the attributes that select the cell's variant of it
+    (``(("linear_before_reset", 1),)`` for torch's GRU), and whether the cell keeps ONNX's two
+    biases ``Wb``, ``Rb`` apart (``split_bias``) or takes their sum."""
+
+    op: str
+    attrs: tuple[tuple[str, int], ...] = ()
+    split_bias: bool = False
+
+
+#: The registered cells that an ONNX operator computes, by registry name (a cell registered
+#: from outside rnnx with an ONNX equivalent adds its entry here).
+LAYOUTS: dict[str, OnnxLayout] = {
+    "rnn": OnnxLayout("RNN"),
+    "lstm": OnnxLayout("LSTM"),
+    "gru": OnnxLayout("GRU", (("linear_before_reset", 1),), split_bias=True),
+    "gru_reset_before": OnnxLayout("GRU", (("linear_before_reset", 0),)),
+}
+
+
 def _onnx() -> Any:
     try:
         return importlib.import_module("onnx")
@@ -70,9 +92,9 @@ def _onnx() -> Any:
 
 
 def _op_of(spec: Cell) -> OnnxLayout:
-    cop = spec.onnx
+    cop = LAYOUTS.get(spec.name)
     if cop is None or cop.op not in _OPS:
-        known = ", ".join(n for n, c in CELLS.items() if c.onnx is not None)
+        known = ", ".join(n for n in CELLS if n in LAYOUTS)
         raise ValueError(f"cell {spec.name!r} ({spec.summary}) has no ONNX operator; cells that "
                          f"have one: {known}")
     return cop
@@ -300,11 +322,10 @@ def _feeds(graph: Any, name: str, source: str) -> bool:
 
 def _cell_for(op: str, attrs: dict, where: str) -> tuple[Cell, OnnxLayout]:
     """The cell that computes ONNX operator ``op`` with the node's attributes ``attrs``."""
-    for spec in CELLS.values():
-        cop = spec.onnx
-        if cop is not None and cop.op == op and all(
+    for name, cop in LAYOUTS.items():
+        if name in CELLS and cop.op == op and all(
                 attrs.get(k, _DEFAULTS[k]) == v for k, v in cop.attrs):
-            return spec, cop
+            return get_cell(name), cop
     variant = ", ".join(f"{k}={attrs.get(k, d)!r}" for k, d in _DEFAULTS.items()
                         if op == "GRU")
     raise ValueError(f"{where}: no rnnx cell implements the ONNX {op} operator"

@@ -4,7 +4,7 @@ equivalent, stacked, bidirectional) as the equivalent ``torch.nn.RNN/LSTM/GRU`` 
 This is an edge module, like the CLI: its whole job is to build torch modules, so it asks
 :func:`rnnx._backend.torch_module` for ``torch`` inside its functions (never at import time).
 The maths modules stay backend-free. Which module a cell maps to, and how its biases split, is
-the cell's registry record (:attr:`rnnx.functional.registry.Cell.torch`).
+the cell's entry in :data:`LAYOUTS` below.
 
 Mapping (rnnx keeps row-vector weights, torch column-vector ones)::
 
@@ -20,33 +20,49 @@ bit; torch -> rnnx -> torch gives the same module up to how an Elman/LSTM bias i
 recovered exactly when ``bias_hh`` was zero). Weights travel through the host
 (:func:`rnnx._backend.to_numpy` / ``from_host``) so any backend and device works on either side.
 
-Keras 3: :func:`to_keras` and :func:`from_keras` (``SimpleRNN``/``LSTM``/``GRU`` and
-``Bidirectional`` layers) live in :mod:`rnnx._interop_keras`; see ``docs/keras.md``.
-
-ONNX: :func:`to_onnx` (a fitted estimator or network as an ONNX model of the standard
-``RNN``/``LSTM``/``GRU`` operators) and :func:`from_onnx` (such operators' weights into a
-:class:`~rnnx.layers.Recurrent`) live in :mod:`rnnx._interop_onnx`; see ``docs/onnx.md``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .._backend import from_host, get_namespace, to_numpy, torch_module
-
-from ..functional.registry import CELLS, Cell, TorchLayout, get_cell
+from ..functional.registry import CELLS, Cell, get_cell
 from ..layers.recurrent import Recurrent, layer_suffixes
 from ..layers.single import single_layer_class
 
-__all__ = ["from_state_dict", "from_torch", "to_state_dict", "to_torch"]
+__all__ = ["LAYOUTS", "TorchLayout", "from_state_dict", "from_torch", "to_state_dict",
+           "to_torch"]
+
+
+@dataclass(frozen=True)
+class TorchLayout:
+    """How a cell's weights map onto ``torch.nn.<module>``: ``weight_ih = w_x.T``, ``weight_hh =
+    w_h.T`` always; ``split_bias`` keeps torch's two biases as ``b_ih``/``b_hh`` (GRU), otherwise
+    rnnx's one bias ``b`` is ``bias_ih + bias_hh``. ``options`` are the run options torch's
+    constructor takes under the same name (``nonlinearity``)."""
+
+    module: str
+    split_bias: bool = False
+    options: tuple[str, ...] = ()
+
+
+#: The registered cells that ``torch.nn`` computes, by registry name (a cell registered from
+#: outside rnnx with a torch equivalent adds its entry here).
+LAYOUTS: dict[str, TorchLayout] = {
+    "rnn": TorchLayout("RNN", options=("nonlinearity",)),
+    "lstm": TorchLayout("LSTM"),
+    "gru": TorchLayout("GRU", split_bias=True),
+}
 
 
 def _layout(spec: Cell) -> TorchLayout:
-    if spec.torch is None:
-        known = ", ".join(n for n, c in CELLS.items() if c.torch is not None)
+    if spec.name not in LAYOUTS:
+        known = ", ".join(n for n in CELLS if n in LAYOUTS)
         raise ValueError(f"cell {spec.name!r} ({spec.summary}) has no torch.nn equivalent; "
                          f"cells that have one: {known}")
-    return spec.torch
+    return LAYOUTS[spec.name]
 
 
 def _describe(layer: Any) -> tuple[Cell, dict]:
@@ -100,11 +116,13 @@ def to_torch(layer: Any) -> Any:
 def _cell_of(module: Any) -> Cell:
     torch = torch_module()
 
-    for spec in CELLS.values():
-        if spec.torch is not None and type(module) is getattr(torch.nn, spec.torch.module):
+    mine = [(get_cell(n), getattr(torch.nn, layout.module)) for n, layout in LAYOUTS.items()
+            if n in CELLS]
+    for spec, cls in mine:
+        if type(module) is cls:
             return spec
-    for spec in CELLS.values():  # a subclass of a torch.nn recurrent module
-        if spec.torch is not None and isinstance(module, getattr(torch.nn, spec.torch.module)):
+    for spec, cls in mine:  # a subclass of a torch.nn recurrent module
+        if isinstance(module, cls):
             return spec
     raise TypeError(f"module must be a torch.nn.RNN, LSTM or GRU; got {type(module).__name__}")
 
@@ -174,7 +192,7 @@ def from_torch(module: Any, *, backend: str = "numpy", device: Any = None, dtype
     spec = _cell_of(module)
     if getattr(module, "proj_size", 0):
         raise ValueError("LSTMs with proj_size > 0 have no rnnx equivalent")
-    extra = {k: getattr(module, k) for k in spec.torch.options}
+    extra = {k: getattr(module, k) for k in LAYOUTS[spec.name].options}
     is_stacked = stacked if stacked is not None else (module.num_layers > 1 or module.bidirectional)
     if is_stacked and "dropout" not in layer_options:
         layer_options["dropout"] = float(module.dropout)

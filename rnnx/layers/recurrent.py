@@ -14,7 +14,7 @@ from ..functional._mask import as_step_mask
 from ..functional._workspace import Workspace
 from ..functional.dropout import DROPOUT_KEY_WORDS, dropout_scale
 from ..functional.registry import Cell, get_cell
-from ..init import INITIALIZERS, place, resolve_dtype
+from ..init import INITIALIZERS, draw_cell_params, place, resolve_dtype
 
 __all__ = ["Recurrent", "layer_suffixes"]
 
@@ -124,8 +124,8 @@ class Recurrent:
         params = {}
         for sfx in layer_suffixes(num_layers, bidirectional):
             fan_in = input_size if sfx.startswith("l0") else dirs * hidden_size
-            host = spec.draw(rng, fan_in, hidden_size, init=init, recurrent_init=recurrent_init,
-                             forget_bias=forget_bias)
+            host = draw_cell_params(spec, rng, fan_in, hidden_size, init=init,
+                                    recurrent_init=recurrent_init, forget_bias=forget_bias)
             for k, v in host.items():
                 params[self._key(sfx, k)] = place(v, xp=xp, device=device, dtype=dt)
         self._setup(params, spec, options, num_layers, bidirectional, dropout, return_sequences,
