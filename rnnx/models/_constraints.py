@@ -5,10 +5,12 @@ manner of scikit-learn's ``_parameter_constraints`` (scikit-learn is not importe
 passes when it satisfies any one entry of its list; ``None`` in a list accepts ``None``.
 :func:`validate` checks a dict of parameters against such a table and raises a ``ValueError``
 naming the parameter, what it accepts and what it got, e.g.
-``hidden_size must be a positive int; got 0``.
+``hidden_size must be a positive int; got 0``. The table is the one place a hyper-parameter's
+rule is written: the estimators check it at fit time, and ``rnnx train`` parses its options
+with it (:func:`accepts`, :func:`expected`, :func:`value_type`).
 
-The checks that depend on the recurrent cell (which cells exist, which options a cell takes)
-are in :func:`check_cell_options` alone.
+The checks that depend on the chosen cell (which options that cell takes) are in
+:func:`check_cell_options` alone.
 
 ``bool`` is never accepted as a number (``True`` is not a hidden size), nor NaN or infinity.
 """
@@ -19,11 +21,11 @@ import math
 from collections.abc import Collection
 from typing import Any
 
-from ..functional.registry import get_cell
+from ..functional.registry import CELLS, get_cell
 from ..optim import OPTIMIZERS
 
-__all__ = ["PARAMETER_CONSTRAINTS", "Interval", "Options", "StrOptions", "check_cell_options",
-           "validate"]
+__all__ = ["PARAMETER_CONSTRAINTS", "Interval", "Options", "StrOptions", "accepts",
+           "check_cell_options", "expected", "validate", "value_type"]
 
 
 class Interval:
@@ -124,7 +126,37 @@ PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
                          note="the share of a layer's outputs zeroed between stacked layers "
                               "while training")],
     "forget_bias": [Interval(float, None, None)],
+    "cell": [StrOptions(CELLS)],  # the registry itself: a cell registered later is accepted
 }
+
+
+def _entries(name: str) -> list[Any]:
+    return [_NONE if c is None else c for c in PARAMETER_CONSTRAINTS[name]]
+
+
+def accepts(name: str, value: Any) -> bool:
+    """Whether hyper-parameter ``name`` (a key of the table) accepts ``value``."""
+    return any(c.accepts(value) for c in _entries(name))
+
+
+def expected(name: str, *, none: str = "None") -> str:
+    """What hyper-parameter ``name`` accepts, in words (``"a positive int"``); ``none`` is how
+    the value ``None`` is written where the table accepts it (``--clip 0``)."""
+    return " or ".join(none if c is None else c.describe() for c in PARAMETER_CONSTRAINTS[name])
+
+
+def value_type(name: str) -> type:
+    """The Python type of hyper-parameter ``name``'s values other than ``None`` (``int``,
+    ``float``, ``str`` or ``bool``): what a command line parses its text into."""
+    for c in _entries(name):
+        if isinstance(c, Interval):
+            return c.kind
+        if isinstance(c, StrOptions):
+            return str
+        kinds = {type(v) for v in c.values if v is not None}
+        if len(kinds) == 1:
+            return kinds.pop()
+    raise TypeError(f"the table gives no value type for {name!r}")
 
 
 def validate(params: dict[str, Any], constraints: dict[str, list[Any]]) -> None:
@@ -142,10 +174,10 @@ def validate(params: dict[str, Any], constraints: dict[str, list[Any]]) -> None:
 
 
 def check_cell_options(cell: str, options: dict[str, Any]) -> None:
-    """The checks that depend on the recurrent cell, read off its registry record
-    (:mod:`rnnx.functional.registry`): ``cell`` must be a registered cell, ``forget_bias``
-    (0 means unset) needs a cell with a forget gate, and ``nonlinearity`` must be one the cell
-    takes (``"tanh"``, implied, for a cell without that option). Run after :func:`validate`, so
+    """The checks that depend on the chosen cell, read off its registry record
+    (:mod:`rnnx.functional.registry`): ``forget_bias`` (0 means unset) needs a cell with a
+    forget gate, and ``nonlinearity`` must be one the cell takes (``"tanh"``, implied, for a
+    cell without that option). Run after :func:`validate`, so ``cell`` is a registered cell and
     the options' types are already checked."""
     spec = get_cell(cell)
     spec.check_forget_bias(options.get("forget_bias", 0))
