@@ -104,8 +104,7 @@ def estimator_grad_norms(model: Any, X: Any, y: Any, *, lengths: Any = None,
     """:func:`network_grad_norms` of a fitted rnnx estimator (``RNNClassifier``,
     ``RNNRegressor``) on ``(X, y)`` as ``fit`` takes them (``y`` encoded as in training:
     class indices, or standardised targets). Norms are on the model's backend and device."""
-    model._check_fitted()
-    Xm, ym, steps, _ = model._prepare(X, y, first=False, lengths=lengths)
+    Xm, ym, steps = model.encode(X, y, lengths=lengths)  # NotFittedError before a fit
     return network_grad_norms(model.network_, Xm, ym, steps=steps, per_sample=per_sample)
 
 

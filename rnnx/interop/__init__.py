@@ -5,8 +5,9 @@ layouts in it: :mod:`rnnx.interop.torch` (``torch.nn.RNN/LSTM/GRU``), :mod:`rnnx
 foreign library at import time: torch, onnx and keras are imported inside the functions.
 """
 
+from ._onnx_read import from_onnx
 from .keras import GRU_RESET_BEFORE, from_keras, to_keras
-from .onnx import from_onnx, to_onnx
+from .onnx import to_onnx
 from .torch import from_state_dict, from_torch, to_state_dict, to_torch
 
 __all__ = ["GRU_RESET_BEFORE", "from_keras", "from_onnx", "from_state_dict", "from_torch",

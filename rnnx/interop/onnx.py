@@ -3,6 +3,8 @@ ONNX model of the standard ``RNN``/``LSTM``/``GRU`` operators, and such an opera
 back into an rnnx :class:`~rnnx.layers.Recurrent`. Re-exported by :mod:`rnnx.interop`.
 
 ``onnx`` is imported inside the functions (the ``rnnx[onnx]`` extra), never at import time.
+This module writes the models (:func:`to_onnx`); :mod:`rnnx.interop._onnx_read` reads them
+(:func:`~rnnx.interop.from_onnx`) with the same layouts.
 
 Layout (ONNX keeps column-vector weights per direction, like torch)::
 
@@ -31,10 +33,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .._backend import atomic_path, from_host, get_namespace, host_namespace, to_numpy
-from ..functional.registry import CELLS, Cell, get_cell
+from .._backend import atomic_path, host_namespace, to_numpy
+from ..functional.registry import CELLS, Cell
 
-__all__ = ["LAYOUTS", "OPSET", "OnnxLayout", "from_onnx", "to_onnx"]
+__all__ = ["LAYOUTS", "OPSET", "OnnxLayout", "to_onnx"]
 
 #: The ONNX opset the exported models import (operators RNN-14, LSTM-14, GRU-14, Softmax-13).
 OPSET = 17
@@ -112,23 +114,17 @@ def _blocks(a: Any, order: list[int], hidden: int, hnp: Any) -> Any:
 
 # -- export -----------------------------------------------------------------------------------
 
-def _parts(model: Any) -> tuple[Any, str, dict]:
+def _parts(model: Any) -> tuple[Any, str, Any]:
     """``(network, kind, head)`` of an estimator or network: kind is ``"proba"``,
-    ``"regression"`` or ``"network"``; head holds the regressor's un-scaling."""
+    ``"regression"`` or ``"network"``; head is the estimator's
+    :meth:`~rnnx.models.RNNClassifier.output_head` (``None`` for a network)."""
     from ..models import RNNClassifier, RNNRegressor, SequenceNetwork
 
     if isinstance(model, SequenceNetwork):
-        return model, "network", {}
+        return model, "network", None
     if isinstance(model, (RNNClassifier, RNNRegressor)):
-        model._check_fitted()
-        net = model.network_
-        head = {"univariate": int(model._fit_ndim) == 2}
-        if isinstance(model, RNNClassifier):
-            head["classes"] = [c.item() if hasattr(c, "item") else c for c in model.classes_]
-            return net, "proba", head
-        lead = 2 if model.sequence_output else 1
-        head.update(mean=model._y_mean, scale=model._y_scale, squeeze=model._y_ndim == lead)
-        return net, "regression", head
+        head = model.output_head()  # NotFittedError before a fit
+        return head.network, head.kind, head
     raise TypeError(f"model must be a fitted RNNClassifier, RNNRegressor, "
                     f"ScratchSimpleRNNClassifier or a SequenceNetwork; got {type(model).__name__}")
 
@@ -168,113 +164,42 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool 
     are refused.
     """
     onnx = _onnx()
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     from .._version import __version__
 
-    hnp = host_namespace()
     net, kind, head = _parts(model)
     rec, dense = net.recurrent, net.dense
-    spec = rec.spec
-    cop = _op_of(spec)
-    op = cop.op
     elems = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}
     if dtype is not None and dtype not in elems:
         raise ValueError(f"dtype must be 'float32', 'float64' or None (the model's); got {dtype!r}")
-    dt = hnp.dtype(dtype) if dtype is not None else to_numpy(dense.params["w"]).dtype
-    elem = elems[str(dt)]
-    hidden, dirs, order = rec.hidden_size, rec.dirs, _perm(spec, op)
-    acts = list(_OPS[op].activations)
-    if "nonlinearity" in rec.options:  # Elman: its one activation
-        acts = [_ACTIVATION[rec.options["nonlinearity"]]]
-
-    nodes, inits = [], []
-
-    def const(name: str, value: Any) -> str:
-        if name not in {t.name for t in inits}:
-            value = hnp.asarray(value)
-            value = value.astype(dt) if value.dtype.kind == "f" else value  # weights in dtype
-            inits.append(numpy_helper.from_array(value, name))
-        return name
-
-    features = "features" if not head.get("univariate") else None
-    x_shape = ["batch", "time"] + ([rec.input_size] if features else [])
-    inputs = [helper.make_tensor_value_info("X", elem, x_shape)]
+    cop = _op_of(rec.spec)
+    g = _Graph(host_namespace().dtype(dtype) if dtype is not None
+               else to_numpy(dense.params["w"]).dtype)
+    elem = elems[str(g.dt)]
+    features = head is None or not head.univariate
+    inputs = [helper.make_tensor_value_info(
+        "X", elem, ["batch", "time"] + ([rec.input_size] if features else []))]
     x = "X"
     if not features:
-        nodes.append(helper.make_node("Unsqueeze", ["X", const("axis_2", hnp.asarray([2]))],
-                                      ["X3"]))
-        x = "X3"
-    nodes.append(helper.make_node("Transpose", [x], ["X_tbf"], perm=[1, 0, 2]))  # (T, B, F)
+        x = g.node("Unsqueeze", ["X", g.const("axis_2", [2])], "X3")  # (B, T, 1)
+    x = g.node("Transpose", [x], "X_tbf", perm=[1, 0, 2])  # (T, B, F)
     seq = ""
     if lengths:
         inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"]))
-        nodes.append(helper.make_node("Cast", ["lengths"], ["seq_lens"], to=TensorProto.INT32))
-        seq = "seq_lens"
-
-    inp, y_h = "X_tbf", ""
-    for k in range(rec.num_layers):
-        ws, rs, bs = [], [], []
-        for d in range(dirs):
-            p = {n: to_numpy(v) for n, v in rec.layer_params(k, bool(d)).items()}
-            ws.append(_blocks(p["w_x"].T, order, hidden, hnp))  # (G*H, F)
-            rs.append(_blocks(p["w_h"].T, order, hidden, hnp))  # (G*H, H)
-            if cop.split_bias:
-                wb, rb = p["b_ih"], p["b_hh"]
-            else:
-                wb, rb = p["b"], p["b"] * 0
-            bs.append(hnp.concat([_blocks(wb, order, hidden, hnp),
-                                  _blocks(rb, order, hidden, hnp)]))  # (2*G*H,)
-        attrs = {"hidden_size": hidden, "activations": acts * dirs,
-                 "direction": "bidirectional" if dirs == 2 else "forward"}
-        attrs.update(cop.attrs)  # the operator's variant (a GRU's linear_before_reset)
-        y, y_h = f"Y_{k}", f"Y_h_{k}"
-        nodes.append(helper.make_node(
-            op, [inp, const(f"W_{k}", hnp.stack(ws)), const(f"R_{k}", hnp.stack(rs)),
-                 const(f"B_{k}", hnp.stack(bs)), seq],
-            [y, y_h], name=f"{op.lower()}_{k}", **attrs))
-        if k < rec.num_layers - 1 or net.sequence_output:
-            # (T, D, B, H) -> (T, B, D, H) -> (T, B, D*H)
-            nodes.append(helper.make_node("Transpose", [y], [f"{y}_t"], perm=[0, 2, 1, 3]))
-            nodes.append(helper.make_node("Reshape", [f"{y}_t", const("shape_tb_", [0, 0, -1])],
-                                          [f"seq_{k}"]))
-            inp = f"seq_{k}"
-    if net.sequence_output:
-        nodes.append(helper.make_node("Transpose", [inp], ["states"], perm=[1, 0, 2]))  # (B,T,DH)
-    else:
-        # Y_h (D, B, H) -> (B, D, H) -> (B, D*H): forward direction first, as rnnx.
-        nodes.append(helper.make_node("Transpose", [y_h], ["h_bdh"], perm=[1, 0, 2]))
-        nodes.append(helper.make_node("Reshape", ["h_bdh", const("shape_b_", [0, -1])],
-                                      ["states"]))
-    w_d, b_d = to_numpy(dense.params["w"]), to_numpy(dense.params["b"])  # (D*H, O), (O,)
-    nodes.append(helper.make_node("MatMul", ["states", const("dense_w", w_d)], ["dense_xw"]))
-    out = {"proba": "logits", "regression": "scaled", "network": "outputs"}[kind]
-    nodes.append(helper.make_node("Add", ["dense_xw", const("dense_b", b_d)], [out]))
+        seq = g.node("Cast", ["lengths"], "seq_lens", to=TensorProto.INT32)
+    states = _recurrent_nodes(g, rec, cop, x, seq, net.sequence_output)  # (B, D*H)/(B, T, D*H)
+    out, width = _output_nodes(g, dense, kind, head, states)
     lead = ["batch", "time"] if net.sequence_output else ["batch"]
-    width = [int(dense.params["b"].shape[0])]
-    if kind == "proba":
-        nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1))
-        out = "probabilities"
-    elif kind == "regression":
-        nodes.append(helper.make_node("Mul", ["scaled", const("y_scale", head["scale"])],
-                                      ["unshifted"]))
-        final = "predictions_o" if head["squeeze"] else "predictions"
-        nodes.append(helper.make_node("Add", ["unshifted", const("y_mean", head["mean"])],
-                                      [final]))
-        if head["squeeze"]:
-            nodes.append(helper.make_node("Squeeze", [final, const("axis_last", [-1])],
-                                          ["predictions"]))
-            width = []
-        out = "predictions"
     outputs = [helper.make_tensor_value_info(out, elem, lead + width)]
-    graph = helper.make_graph(nodes, "rnnx", inputs, outputs, initializer=inits)
+    graph = helper.make_graph(g.nodes, "rnnx", inputs, outputs, initializer=g.inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="rnnx", producer_version=__version__,
                               ir_version=_IR_VERSION,
-                              doc_string=f"rnnx {type(model).__name__} ({spec.name}, "
-                                         f"{rec.num_layers} layer(s), {dirs} direction(s))")
-    if "classes" in head:
-        helper.set_model_props(proto, {"classes": json.dumps(head["classes"])})
+                              doc_string=f"rnnx {type(model).__name__} ({rec.spec.name}, "
+                                         f"{rec.num_layers} layer(s), {rec.dirs} direction(s))")
+    if kind == "proba":
+        helper.set_model_props(proto, {"classes": json.dumps(head.classes)})
     onnx.checker.check_model(proto, full_check=True)
     if path is not None:
         with atomic_path(path) as tmp:
@@ -282,165 +207,84 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool 
     return proto
 
 
-# -- import -----------------------------------------------------------------------------------
+class _Graph:
+    """The nodes and initializers of the graph being written; float constants in ``dt``."""
 
-_REFUSED = {  # attribute -> why rnnx cannot take a node that sets it
-    "clip": "rnnx's cells do not clip their pre-activations",
-    "input_forget": "rnnx's LSTM has no coupled input/forget gate",
-    "activation_alpha": "rnnx's activations take no parameters",
-    "activation_beta": "rnnx's activations take no parameters",
-}
+    def __init__(self, dt: Any) -> None:
+        self.dt, self.nodes, self.inits = dt, [], []
 
+    def const(self, name: str, value: Any) -> str:
+        from onnx import numpy_helper
 
-def _weights(graph: Any) -> dict[str, Any]:
-    """Every constant tensor of ``graph`` by name: initializers and ``Constant`` outputs."""
-    from onnx import numpy_helper
+        if name not in {t.name for t in self.inits}:
+            value = host_namespace().asarray(value)
+            value = value.astype(self.dt) if value.dtype.kind == "f" else value  # in dtype
+            self.inits.append(numpy_helper.from_array(value, name))
+        return name
 
-    out = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant":
-            for a in node.attribute:
-                if a.name == "value":
-                    out[node.output[0]] = numpy_helper.to_array(a.t)
-    return out
+    def node(self, op: str, inputs: list[str], output: str | list[str], **attrs: Any) -> str:
+        """Add ``op`` reading ``inputs``; returns its (first) output's name."""
+        from onnx import helper
 
-
-def _feeds(graph: Any, name: str, source: str) -> bool:
-    """Whether tensor ``name`` of ``graph`` is computed from tensor ``source``."""
-    producer = {out: n for n in graph.node for out in n.output if out}
-    seen, todo = set(), [name]
-    while todo:
-        t = todo.pop()
-        if t == source:
-            return True
-        if t in seen or t not in producer:
-            continue
-        seen.add(t)
-        todo.extend(i for i in producer[t].input if i)
-    return False
+        outs = [output] if isinstance(output, str) else output
+        self.nodes.append(helper.make_node(op, inputs, outs, **attrs))
+        return outs[0]
 
 
-def _cell_for(op: str, attrs: dict, where: str) -> tuple[Cell, OnnxLayout]:
-    """The cell that computes ONNX operator ``op`` with the node's attributes ``attrs``."""
-    for name, cop in LAYOUTS.items():
-        if name in CELLS and cop.op == op and all(
-                attrs.get(k, _DEFAULTS[k]) == v for k, v in cop.attrs):
-            return get_cell(name), cop
-    variant = ", ".join(f"{k}={attrs.get(k, d)!r}" for k, d in _DEFAULTS.items()
-                        if op == "GRU")
-    raise ValueError(f"{where}: no rnnx cell implements the ONNX {op} operator"
-                     + (f" with {variant}" if variant else ""))
-
-
-def from_onnx(path_or_model: Any, *, backend: str = "numpy", device: Any = None,
-              dtype: Any = None, **layer_options: Any) -> Any:
-    """An rnnx :class:`~rnnx.layers.Recurrent` with the weights of the ``RNN``/``LSTM``/``GRU``
-    nodes of an ONNX model (a path or an ``onnx.ModelProto``).
-
-    The nodes, in graph order, are the layers of one stack (as :func:`to_onnx` writes them:
-    one node per layer, each computed from the last one's output ``Y``, checked); they must
-    share operator (and a GRU's ``linear_before_reset``), direction and hidden size.
-    ``W``/``R``/``B`` must be constants (initializers or ``Constant`` nodes). A ``GRU`` with
-    ``linear_before_reset=1`` (torch's) is a ``"gru"`` layer and keeps both biases; one with
-    ``linear_before_reset=0`` (ONNX's default) is a ``"gru_reset_before"`` layer. That GRU's,
-    the Elman and the LSTM biases become the cell's one bias ``Wb + Rb``. Refused, naming the
-    attribute: ``direction="reverse"``, non-zero peepholes ``P``, ``clip``, ``input_forget``,
-    activations other than the operator's defaults (an Elman node may use ``Relu``),
-    ``hidden_size`` not matching ``W``. ``layout`` (batch-first inputs and outputs) leaves the weights as they
-    are and is accepted. Initial states and ``sequence_lens`` are run-time inputs, not weights:
-    pass ``h0``/``mask`` to the layer. ``backend``/``device``/``dtype``/``layer_options`` as in
-    :func:`rnnx.interop.from_state_dict`: the weights are placed on ``backend``/``device`` in
-    ``dtype`` (a name; default the model's).
-    """
-    onnx = _onnx()
-    from onnx import helper
-
-    from ..layers.recurrent import Recurrent
-
+def _recurrent_nodes(g: _Graph, rec: Any, cop: OnnxLayout, x: str, seq: str,
+                     sequence_output: bool) -> str:
+    """One ``RNN``/``LSTM``/``GRU`` node per layer of ``rec`` on ``x`` ``(T, B, F)``; returns the
+    states the dense layer reads: the last layer's ``Y_h`` as ``(B, D*H)`` (forward direction
+    first, as rnnx), or its ``Y`` as ``(B, T, D*H)`` for ``sequence_output``."""
     hnp = host_namespace()
-    proto = path_or_model if isinstance(path_or_model, onnx.ModelProto) else onnx.load(
-        os.fspath(path_or_model))
-    consts = _weights(proto.graph)
-    nodes = [n for n in proto.graph.node if n.op_type in _OPS]
-    if not nodes:
-        raise ValueError("the ONNX model has no RNN, LSTM or GRU node")
-    ops = {n.op_type for n in nodes}
-    if len(ops) > 1:
-        raise ValueError(f"the ONNX model mixes recurrent operators {sorted(ops)}; an rnnx stack "
-                         f"has one cell")
-    op = nodes[0].op_type
-    spec = None
-    host, shape = {}, None
-    nonlinearity = "tanh"
-    for k, node in enumerate(nodes):
-        where = f"ONNX {op} node {node.name or k!r}"
-        if k and not (len(nodes[k - 1].output) and _feeds(proto.graph, node.input[0],
-                                                          nodes[k - 1].output[0])):
-            raise ValueError(f"{where} does not read the output Y of the recurrent node before "
-                             f"it: the graph's recurrent nodes are not one stack")
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        for name, why in _REFUSED.items():
-            if name in attrs and (name != "input_forget" or attrs[name]):
-                raise ValueError(f"{where} sets {name}={attrs[name]!r}: {why}")
-        direction = attrs.get("direction", b"forward")
-        direction = direction.decode() if isinstance(direction, bytes) else direction
-        if direction not in ("forward", "bidirectional"):
-            raise ValueError(f"{where} has direction={direction!r}: rnnx layers run forward or "
-                             f"bidirectional")
-        dirs = 2 if direction == "bidirectional" else 1
-        node_spec, cop = _cell_for(op, attrs, where)
-        if spec is not None and node_spec is not spec:
-            raise ValueError(f"{where} is a {node_spec.name!r} layer, the nodes before it "
-                             f"{spec.name!r} layers: an rnnx stack has one cell")
-        spec = node_spec
-        acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
-        defaults = list(_OPS[op].activations)
-        allowed = [defaults * dirs] + ([["Relu"] * dirs] if op == "RNN" else [])
-        if acts and acts not in allowed:
-            raise ValueError(f"{where} has activations={acts}: rnnx implements "
-                             f"{' or '.join(map(str, allowed))}")
-        if acts == ["Relu"] * dirs and op == "RNN":
-            nonlinearity = "relu"
-        ins = list(node.input) + [""] * (8 - len(node.input))
-        missing = [n for n in ins[1:3] if n not in consts]
-        if missing:
-            raise ValueError(f"{where}: weights {missing} are not constants of the model")
-        w, r = consts[ins[1]], consts[ins[2]]
-        gates = len(_OPS[op].gate_order)
-        hidden = int(r.shape[-1])
-        if int(w.shape[1]) != gates * hidden or attrs.get("hidden_size", hidden) != hidden:
-            raise ValueError(f"{where} has hidden_size={attrs.get('hidden_size')} but W of shape "
-                             f"{tuple(w.shape)} and R of shape {tuple(r.shape)}")
-        if int(w.shape[0]) != dirs:
-            raise ValueError(f"{where}: W has {w.shape[0]} direction(s), direction={direction!r}")
-        if op == "LSTM" and ins[7] and (ins[7] not in consts or bool(hnp.any(consts[ins[7]] != 0))):
-            raise ValueError(f"{where} has peepholes P: rnnx's LSTM has no peephole connections")
-        b = consts[ins[3]] if ins[3] else hnp.zeros((dirs, 2 * gates * hidden), dtype=w.dtype)
-        if ins[3] and ins[3] not in consts:
-            raise ValueError(f"{where}: bias {ins[3]!r} is not a constant of the model")
-        if shape is not None and (shape != (dirs, hidden)):
-            raise ValueError(f"{where} has {dirs} direction(s) and hidden size {hidden}; the "
-                             f"layers before it {shape[0]} and {shape[1]}: not one rnnx stack")
-        if shape is not None and int(w.shape[2]) != dirs * hidden:
-            raise ValueError(f"{where} takes {w.shape[2]} inputs, not the {dirs * hidden} "
-                             f"outputs of the layer before it")
-        shape = (dirs, hidden)
-        inv = [_perm(spec, op).index(j) for j in range(gates)]  # rnnx block j = ONNX block inv[j]
+    op, spec = cop.op, rec.spec
+    hidden, dirs, order = rec.hidden_size, rec.dirs, _perm(spec, op)
+    acts = list(_OPS[op].activations)
+    if "nonlinearity" in rec.options:  # Elman: its one activation
+        acts = [_ACTIVATION[rec.options["nonlinearity"]]]
+    inp, y_h = x, ""
+    for k in range(rec.num_layers):
+        ws, rs, bs = [], [], []
         for d in range(dirs):
-            sfx = f"l{k}" + ("_reverse" if d else "")
-            wb = _blocks(b[d][:gates * hidden], inv, hidden, hnp)  # (G*H,)
-            rb = _blocks(b[d][gates * hidden:], inv, hidden, hnp)  # (G*H,)
-            host[f"{sfx}.w_x"] = _blocks(w[d], inv, hidden, hnp).T  # (F, G*H)
-            host[f"{sfx}.w_h"] = _blocks(r[d], inv, hidden, hnp).T  # (H, G*H)
-            if cop.split_bias:
-                host[f"{sfx}.b_ih"], host[f"{sfx}.b_hh"] = wb, rb
-            else:
-                host[f"{sfx}.b"] = wb + rb
-    xp = get_namespace(backend)
-    dt = getattr(xp, dtype) if isinstance(dtype, str) else dtype
-    if dt is None:
-        dt = getattr(xp, str(host["l0.w_x"].dtype))
-    params = {k: from_host(v, xp=xp, device=device, dtype=dt) for k, v in host.items()}
-    return Recurrent.from_weights(params, cell=spec.name, num_layers=len(nodes),
-                                  bidirectional=shape[0] == 2, nonlinearity=nonlinearity,
-                                  **layer_options)
+            p = {n: to_numpy(v) for n, v in rec.layer_params(k, bool(d)).items()}
+            ws.append(_blocks(p["w_x"].T, order, hidden, hnp))  # (G*H, F)
+            rs.append(_blocks(p["w_h"].T, order, hidden, hnp))  # (G*H, H)
+            wb, rb = (p["b_ih"], p["b_hh"]) if cop.split_bias else (p["b"], p["b"] * 0)
+            bs.append(hnp.concat([_blocks(wb, order, hidden, hnp),
+                                  _blocks(rb, order, hidden, hnp)]))  # (2*G*H,)
+        attrs = {"hidden_size": hidden, "activations": acts * dirs,
+                 "direction": "bidirectional" if dirs == 2 else "forward",
+                 **dict(cop.attrs)}  # the operator's variant (a GRU's linear_before_reset)
+        y, y_h = f"Y_{k}", f"Y_h_{k}"
+        g.node(op, [inp, g.const(f"W_{k}", hnp.stack(ws)), g.const(f"R_{k}", hnp.stack(rs)),
+                    g.const(f"B_{k}", hnp.stack(bs)), seq], [y, y_h], name=f"{op.lower()}_{k}",
+               **attrs)
+        if k < rec.num_layers - 1 or sequence_output:
+            # (T, D, B, H) -> (T, B, D, H) -> (T, B, D*H)
+            t = g.node("Transpose", [y], f"{y}_t", perm=[0, 2, 1, 3])
+            inp = g.node("Reshape", [t, g.const("shape_tb_", [0, 0, -1])], f"seq_{k}")
+    if sequence_output:
+        return g.node("Transpose", [inp], "states", perm=[1, 0, 2])  # (B, T, D*H)
+    # Y_h (D, B, H) -> (B, D, H) -> (B, D*H): forward direction first, as rnnx.
+    t = g.node("Transpose", [y_h], "h_bdh", perm=[1, 0, 2])
+    return g.node("Reshape", [t, g.const("shape_b_", [0, -1])], "states")
+
+
+def _output_nodes(g: _Graph, dense: Any, kind: str, head: Any, states: str
+                  ) -> tuple[str, list[int]]:
+    """The dense layer on ``states`` and the estimator's head; ``(output name, its trailing
+    shape)``."""
+    w_d, b_d = to_numpy(dense.params["w"]), to_numpy(dense.params["b"])  # (D*H, O), (O,)
+    xw = g.node("MatMul", [states, g.const("dense_w", w_d)], "dense_xw")
+    out = {"proba": "logits", "regression": "scaled", "network": "outputs"}[kind]
+    out = g.node("Add", [xw, g.const("dense_b", b_d)], out)
+    width = [int(b_d.shape[0])]
+    if kind == "proba":
+        return g.node("Softmax", [out], "probabilities", axis=-1), width
+    if kind == "regression":
+        out = g.node("Mul", [out, g.const("y_scale", head.scale)], "unshifted")
+        out = g.node("Add", [out, g.const("y_mean", head.mean)],
+                     "predictions_o" if head.squeeze else "predictions")
+        if head.squeeze:
+            return g.node("Squeeze", [out, g.const("axis_last", [-1])], "predictions"), []
+    return out, width
