@@ -12,8 +12,9 @@ from typing import Any
 import click
 
 from .._backend import check_writable, device_label, devices, get_namespace
+from ..models._constraints import PARAMETER_CONSTRAINTS, StrOptions, accepts, expected, value_type
 
-__all__ = ["Float", "Int", "OneLineErrors", "check_backend", "check_output", "finite",
+__all__ = ["Float", "Hyper", "Int", "OneLineErrors", "check_backend", "check_output", "finite",
            "print_table", "resolve_device"]
 
 
@@ -66,6 +67,38 @@ class Int(click.IntRange):
 
 class Float(click.FloatRange):
     name = "float"
+
+
+class Hyper(click.ParamType):
+    """The command-line value of the estimators' hyper-parameter ``param``: parsed into the
+    table's value type and checked by the estimators' own rule
+    (:data:`rnnx.models._constraints.PARAMETER_CONSTRAINTS`), so the rule is written once, there.
+    ``off`` is a command-line value that stands for ``None`` (``--clip 0``)."""
+
+    def __init__(self, param: str, *, off: Any = None) -> None:
+        self.param, self.off = param, off
+        self.kind = value_type(param)
+        self.name = {int: "integer", float: "float"}.get(self.kind, "text")
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        for c in PARAMETER_CONSTRAINTS[self.param]:
+            if isinstance(c, StrOptions):
+                return f"[{'|'.join(sorted(c.options))}]"
+        return None
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> Any:
+        if isinstance(value, str) and self.kind is not str:
+            try:
+                value = self.kind(value)
+            except ValueError:
+                self.fail(f"{value!r} is not a valid {self.name}.", param, ctx)
+        if self.off is not None and value == self.off:
+            return None
+        if not accepts(self.param, value):
+            none = "None" if self.off is None else f"{self.off} (off)"
+            self.fail(f"must be {expected(self.param, none=none)}; got {value!r}", param, ctx)
+        return value
 
 
 def finite(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

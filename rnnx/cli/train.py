@@ -1,10 +1,16 @@
 """``rnnx train``: train an estimator on an embedded data set, print its held-out score, and
 optionally save it (``--save``), plot it (``--plot``, ``--grad-plot``: :mod:`rnnx.cli._plots`) or
-train it data-parallel on dask (``--workers``, ``--scheduler``: :mod:`rnnx.cli._dask`)."""
+train it data-parallel on dask (``--workers``, ``--scheduler``: :mod:`rnnx.cli._dask`).
+
+The estimator's hyper-parameters are options whose values the estimators' own table checks and
+whose defaults are the estimators' (:class:`~rnnx.cli._common.Hyper`); they reach the estimator
+as they were parsed, under their own names."""
 
 from __future__ import annotations
 
+import inspect
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -13,56 +19,62 @@ import numpy as np
 from .._backend import limit_threads
 from ..datasets import DATASETS
 from ..functional.registry import CELLS
-from ..models._errors import TrainingDivergedError
-from ._common import Float, Int, check_backend, check_output, finite, resolve_device
+from ..models import (
+    RNNClassifier,
+    RNNRegressor,
+    ScratchSimpleRNNClassifier,
+    TrainingDivergedError,
+    save_model,
+)
+from ..models._constraints import PARAMETER_CONSTRAINTS, StrOptions, expected
+from ..models._progress import EpochBar, compact
+from ._common import Float, Hyper, Int, check_backend, check_output, finite, resolve_device
 from ._dask import check_dask_options, dask_arrays, dask_cluster
 from ._plots import check_figure_path, plot_history, plot_state_grads
 
 __all__ = ["train"]
 
-
 _REGRESSION_DATASETS = ("adding",)
+#: The estimators' defaults, read off their signature (the one place they are written).
+_DEFAULTS = {n: p.default for n, p in inspect.signature(RNNClassifier).parameters.items()}
 
 
-def _split(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    perm = np.random.default_rng(seed).permutation(n)
-    n_test = min(max(1, round(test_size * n)), n - 1)  # one sequence on each side at least
-    return perm[n_test:], perm[:n_test]
+def _hyper(flag: str, param: str, *, off: Any = None, help: str = "") -> Callable:
+    """The option of estimator hyper-parameter ``param``: checked by the estimators' table, with
+    the estimators' default; the help says what the table accepts."""
+    if not any(isinstance(c, StrOptions) for c in PARAMETER_CONSTRAINTS[param]):  # choices
+        what = expected(param, none=f"{off} (off)")
+        help = f"{help} Must be {what}." if help else f"Must be {what}."
+    return click.option(flag, param, type=Hyper(param, off=off), default=_DEFAULTS[param],
+                        show_default=True, help=help)
 
 
 @click.command()
 @click.option("--dataset", type=click.Choice(sorted(DATASETS)), default="digits", show_default=True,
               help="Data set: digits (8x8 images row by row), parity, sine (classification) "
                    "or adding (regression).")
-@click.option("--cell", default="rnn", show_default=True,
-              help="Recurrent cell: " + "; ".join(f"{n} ({c.summary})" for n, c in CELLS.items())
-                   + " (or one registered with rnnx.functional.registry.register_cell).")
-@click.option("--hidden-size", type=Int(min=1), default=64, show_default=True)
-@click.option("--num-layers", type=Int(min=1), default=1, show_default=True,
-              help="Stacked recurrent layers.")
-@click.option("--bidirectional/--no-bidirectional", default=False, show_default=True,
-              help="Run every layer forward and backward in time.")
-@click.option("--dropout", type=Float(0, 1, max_open=True), default=0.0,
-              show_default=True, callback=finite,
-              help="Dropout between stacked layers while training (off when predicting).")
-@click.option("--epochs", type=Int(min=1), default=40, show_default=True)
-@click.option("--batch-size", type=Int(min=1), default=32, show_default=True)
-@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adagrad", "rmsprop", "adam"]),
-              default="adam", show_default=True)
-@click.option("--lr", type=Float(min=0, min_open=True), default=0.005, show_default=True,
-              callback=finite,
-              help="Learning rate.")
-@click.option("--clip", type=Float(min=0), default=5.0, show_default=True,
-              callback=finite,
-              help="Global gradient-norm bound; 0 turns clipping off.")
+@_hyper("--cell", "cell",
+        help="Recurrent cell: " + "; ".join(f"{n} ({c.summary})" for n, c in CELLS.items())
+             + " (or one registered with rnnx.functional.registry.register_cell).")
+@_hyper("--hidden-size", "hidden_size")
+@_hyper("--num-layers", "num_layers", help="Stacked recurrent layers.")
+@click.option("--bidirectional/--no-bidirectional", default=_DEFAULTS["bidirectional"],
+              show_default=True, help="Run every layer forward and backward in time.")
+@_hyper("--dropout", "dropout", help="Off when predicting.")
+@_hyper("--epochs", "epochs")
+@_hyper("--batch-size", "batch_size")
+@_hyper("--optimizer", "optimizer")
+@_hyper("--lr", "learning_rate", help="Learning rate.")
+@_hyper("--clip", "clip_norm", off=0, help="Global gradient-norm bound.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the split, the initial weights and the shuffling.")
 @click.option("--backend", default="numpy", show_default=True,
               help="numpy, torch, cupy, array_api_strict or jax (see `rnnx info`).")
 @click.option("--device", "device_label", default=None,
               help="Device of the backend (e.g. cuda, device1); default: its default device.")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
-              show_default=True)
+# float32 unless told otherwise: the estimators' None would keep the data sets' float64.
+@click.option("--dtype", "dtype", type=Hyper("dtype"), default="float32", show_default=True,
+              metavar="[float32|float64]")
 @click.option("--test-size", type=Float(0, 1, min_open=True, max_open=True),
               callback=finite,
               default=0.2, show_default=True, help="Held-out share of the data.")
@@ -87,28 +99,20 @@ def _split(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]
 @click.option("--scheduler", "scheduler_address", default=None, metavar="ADDRESS",
               help="Train data-parallel on the existing dask.distributed cluster of this "
                    "scheduler (e.g. tcp://host:8786; needs rnnx[dask]).")
-def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectional: bool,
-          dropout: float, epochs: int, batch_size: int, optimizer: str, lr: float, clip: float,
-          seed: int, backend: str, device_label: str | None, dtype: str, test_size: float,
+def train(dataset: str, seed: int, backend: str, device_label: str | None, test_size: float,
           plot_path: str | None, grad_plot_path: str | None, save_path: str | None,
-          progress: bool, threads: int, workers: int | None,
-          scheduler_address: str | None) -> None:
+          progress: bool, threads: int, workers: int | None, scheduler_address: str | None,
+          **hyper: Any) -> None:
     """Train a recurrent model and print its held-out score.
 
     With no options: the Elman classifier (ScratchSimpleRNNClassifier) on the handwritten digits
     read row by row (8 steps x 8 features), 20 % held out.
     """
-    from ..models import RNNClassifier, RNNRegressor, ScratchSimpleRNNClassifier, save_model
-    from ..models._progress import EpochBar, compact
-
     # Everything that could fail after training is checked here, before it.
-    if cell not in CELLS:
-        raise click.BadParameter(f"{cell!r} is not a cell; know {', '.join(sorted(CELLS))}",
-                                 param_hint="--cell")
-    if dropout and num_layers == 1:
+    if hyper["dropout"] and hyper["num_layers"] == 1:
         raise click.BadParameter(
-            f"--dropout {dropout:g} acts between stacked layers (after all but the last), so it "
-            "needs --num-layers 2 or more; with one layer it would change nothing",
+            f"--dropout {hyper['dropout']:g} acts between stacked layers (after all but the "
+            "last), so it needs --num-layers 2 or more; with one layer it would change nothing",
             param_hint="--dropout")
     on_dask = check_dask_options(workers, scheduler_address, backend, device_label)
     check_backend(backend)
@@ -123,49 +127,16 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
     regression = dataset in _REGRESSION_DATASETS
     if not regression:
         _check_split(y, tr, te, test_size)
-    common = dict(hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-                  dropout=dropout, epochs=epochs, batch_size=batch_size,
-                  optimizer=optimizer, learning_rate=lr, clip_norm=clip or None,
-                  random_state=seed, backend=None if on_dask else backend,
-                  device=None if on_dask else dev, dtype=dtype)
-    if regression:
-        model = RNNRegressor(cell=cell, **common)
-    elif cell == ScratchSimpleRNNClassifier().cell:  # the seed's classifier, by its own name
-        model = ScratchSimpleRNNClassifier(**common)
-    else:
-        model = RNNClassifier(cell=cell, **common)
-    classes = np.unique(y) if not regression else None
+    model = _estimator(regression, hyper, random_state=seed,
+                       backend=None if on_dask else backend, device=None if on_dask else dev)
     click.echo(f"data    {dataset}: {X.shape[0]} sequences of {X.shape[1]} steps x {X.shape[2]} "
-               f"features, " + (f"{classes.size} classes" if classes is not None else "regression")
+               "features, " + ("regression" if regression else f"{np.unique(y).size} classes")
                + f"; train {tr.size}, held out {te.size}")
-    dev_name = "default device" if dev is None else str(dev)
-    layers = "" if num_layers == 1 else f", num_layers={num_layers}"
-    layers += ", bidirectional" if bidirectional else ""
-    layers += f", dropout={dropout:g}" if dropout else ""
-    click.echo(f"model   {type(model).__name__}(cell={cell}, hidden_size={hidden_size}{layers}), "
-               f"{optimizer} lr={lr:g}, batch {batch_size}, clip {clip or 'off'}; "
-               f"{backend} ({dev_name}) {dtype}")
-    X_te, y_te = X[te], y[te]
-    # One unit per curve: a regressor trains on standardised targets, so its training loss is
-    # mapped back to the targets' units (x scale**2): MSE, like the held-out figure.
-    history_test: dict[str, list[float]] = {"test_loss": [], "test_accuracy": []}
-
-    def held_out(history: dict) -> dict[str, str]:
-        if regression:
-            pred = np.asarray(model.predict(X_te), dtype=np.float64)
-            history_test["test_loss"].append(float(np.mean((pred - y_te) ** 2)))
-            return {"loss": compact(_raw_loss(model, history["loss"][-1:])[0]),
-                    "held-out MSE": compact(history_test["test_loss"][-1])}
-        proba = np.asarray(model.predict_proba(X_te), dtype=np.float64)
-        idx = np.searchsorted(model.classes_, y_te)
-        history_test["test_loss"].append(
-            float(-np.mean(np.log(np.clip(proba[np.arange(idx.size), idx], 1e-300, None)))))
-        history_test["test_accuracy"].append(float(np.mean(proba.argmax(1) == idx)))
-        return {"held-out acc": f"{history_test['test_accuracy'][-1]:.3f}"}
-
-    bar = EpochBar(epochs, enabled=progress, extra=held_out if (progress or plot_path) else None)
-    on_epoch = bar if (progress or plot_path) else None
-
+    click.echo(f"model   {_describe(model, hyper)}; {backend} "
+               f"({'default device' if dev is None else dev}) {hyper['dtype']}")
+    held = _HeldOut(model, X[te], y[te], regression)
+    watch = progress or plot_path
+    bar = EpochBar(hyper["epochs"], enabled=progress, extra=held if watch else None)
     with limit_threads(threads or None) as cap:
         # dask's nannies start their workers with one BLAS/OpenMP thread each, whatever this is
         click.echo(f"threads {cap.describe()}"
@@ -178,56 +149,116 @@ def train(dataset: str, cell: str, hidden_size: int, num_layers: int, bidirectio
         try:
             with dask_cluster(workers, scheduler_address) as client:
                 start = time.perf_counter()  # the training only, not a cluster's start
-                if client is None:
-                    model.fit(X[tr], y[tr], callback=on_epoch, progress=False)
-                else:  # data-parallel: one chunk of the training rows per worker
-                    Xd, yd = dask_arrays(X[tr], y[tr], len(client.scheduler_info()["workers"]))
-                    model.fit(Xd, yd, callback=on_epoch, progress=False)
+                Xt, yt = X[tr], y[tr]
+                if client is not None:  # data-parallel: one chunk of the training rows per worker
+                    Xt, yt = dask_arrays(Xt, yt, len(client.scheduler_info()["workers"]))
+                model.fit(Xt, yt, callback=bar if watch else None, progress=False)
         except TrainingDivergedError as exc:
-            raise FloatingPointError(_diverged_message(exc, model, lr, clip)) from None
+            raise FloatingPointError(_diverged_message(exc, model, hyper)) from None
         finally:
             bar.close()
     seconds = time.perf_counter() - start
-    train_loss = _raw_loss(model, model.history_["loss"])
-    loss_name = "MSE" if regression else "loss (cross-entropy)"
+    train_loss = held.raw_loss(model.history_["loss"])
     click.echo(f"trained {model.n_epochs_} epochs in {seconds:.1f} s; final training "
-               f"{loss_name} {compact(train_loss[-1])}")
-    if regression:
-        pred = np.asarray(model.predict(X_te), dtype=np.float64)
-        click.echo(f"held-out MSE: {compact(float(np.mean((pred - y_te) ** 2)))}  "
-                   f"(R^2 {model.score(X_te, y_te):.4f}; predicting the mean: MSE "
-                   f"{compact(float(np.var(y_te)))})")
-    else:
-        click.echo(f"held-out accuracy: {model.score(X_te, y_te):.4f} ({te.size} sequences)")
+               f"{'MSE' if regression else 'loss (cross-entropy)'} {compact(train_loss[-1])}")
+    click.echo(held.summary())
     if save_path:
         save_model(model, save_path)
         click.echo(f"saved model to {save_path}")
+    where = f"rnnx train --dataset {dataset} (cell={hyper['cell']}"
     if plot_path:
-        history = {**model.history_, "loss": train_loss,
-                   **{k: v for k, v in history_test.items() if v}}
-        plot_history(history, plot_path, f"rnnx train --dataset {dataset} (cell={cell}, {backend} {dtype})",
-              loss_label="MSE (target units)" if regression else "cross-entropy loss")
+        history = {**model.history_, "loss": train_loss, **held.history()}
+        plot_history(history, plot_path, f"{where}, {backend} {hyper['dtype']})",
+                     loss_label="MSE (target units)" if regression else "cross-entropy loss")
         click.echo(f"wrote curves to {plot_path}")
     if grad_plot_path:
-        plot_state_grads(model, X_te[:batch_size], y_te[:batch_size], grad_plot_path,
-                   f"rnnx train --dataset {dataset} (cell={cell}): {min(batch_size, te.size)} "
-                   "held-out sequences")
+        n = hyper["batch_size"]
+        plot_state_grads(model, X[te][:n], y[te][:n], grad_plot_path,
+                         f"{where}): {min(n, te.size)} held-out sequences")
         click.echo(f"wrote gradient norms to {grad_plot_path}")
 
 
-def _raw_loss(model: Any, losses: list[float]) -> list[float]:
-    """A regressor's per-epoch training losses in the targets' units: it trains on standardised
-    targets, so its MSE is the raw one divided by scale**2 (averaged over outputs)."""
-    if not hasattr(model, "_y_scale"):
-        return list(losses)
-    factor = float(np.mean(np.asarray(model._y_scale, dtype=np.float64) ** 2))
-    return [v * factor for v in losses]
+def _estimator(regression: bool, hyper: dict[str, Any], **placement: Any) -> Any:
+    """The estimator ``rnnx train`` trains: the regressor for a regression data set, the seed's
+    Elman classifier for its cell, the general classifier otherwise."""
+    if regression:
+        return RNNRegressor(**hyper, **placement)
+    if hyper["cell"] == ScratchSimpleRNNClassifier.fixed_cell:
+        return ScratchSimpleRNNClassifier(**{k: v for k, v in hyper.items() if k != "cell"},
+                                          **placement)
+    return RNNClassifier(**hyper, **placement)
 
 
-def _diverged_message(exc: Any, model: Any, lr: float, clip: float) -> str:
+def _describe(model: Any, hyper: dict[str, Any]) -> str:
+    """``ScratchSimpleRNNClassifier(cell=rnn, hidden_size=64), adam lr=0.005, batch 32, clip
+    5.0``: the options that differ from a one-layer model, then the training's."""
+    layers = "" if hyper["num_layers"] == 1 else f", num_layers={hyper['num_layers']}"
+    layers += ", bidirectional" if hyper["bidirectional"] else ""
+    layers += f", dropout={hyper['dropout']:g}" if hyper["dropout"] else ""
+    return (f"{type(model).__name__}(cell={hyper['cell']}, hidden_size={hyper['hidden_size']}"
+            f"{layers}), {hyper['optimizer']} lr={hyper['learning_rate']:g}, batch "
+            f"{hyper['batch_size']}, clip {hyper['clip_norm'] or 'off'}")
+
+
+class _HeldOut:
+    """The held-out part, scored after every epoch (the progress bar's extra figures, the
+    curves of ``--plot``) and at the end. One unit per curve: a regressor trains on standardised
+    targets, so its training loss is mapped back to the targets' units (x scale**2): MSE, like
+    the held-out figure."""
+
+    def __init__(self, model: Any, X: np.ndarray, y: np.ndarray, regression: bool) -> None:
+        self.model, self.X, self.y, self.regression = model, X, y, regression
+        self.loss: list[float] = []
+        self.accuracy: list[float] = []
+
+    def __call__(self, history: dict) -> dict[str, str]:
+        if self.regression:
+            self.loss.append(self._mse())
+            return {"loss": compact(self.raw_loss(history["loss"][-1:])[0]),
+                    "held-out MSE": compact(self.loss[-1])}
+        proba = np.asarray(self.model.predict_proba(self.X), dtype=np.float64)
+        idx = np.searchsorted(self.model.classes_, self.y)
+        self.loss.append(
+            float(-np.mean(np.log(np.clip(proba[np.arange(idx.size), idx], 1e-300, None)))))
+        self.accuracy.append(float(np.mean(proba.argmax(1) == idx)))
+        return {"held-out acc": f"{self.accuracy[-1]:.3f}"}
+
+    def _mse(self) -> float:
+        pred = np.asarray(self.model.predict(self.X), dtype=np.float64)
+        return float(np.mean((pred - self.y) ** 2))
+
+    def raw_loss(self, losses: list[float]) -> list[float]:
+        """A regressor's per-epoch training losses in the targets' units: it trains on
+        standardised targets, so its MSE is the raw one divided by scale**2 (averaged over
+        outputs)."""
+        if not self.regression:
+            return list(losses)
+        scale = self.model.output_head().scale  # (outputs,)
+        factor = float(np.mean(np.asarray(scale, dtype=np.float64) ** 2))
+        return [v * factor for v in losses]
+
+    def history(self) -> dict[str, list[float]]:
+        out = {"test_loss": self.loss, "test_accuracy": self.accuracy}
+        return {k: v for k, v in out.items() if v}
+
+    def summary(self) -> str:
+        if self.regression:
+            return (f"held-out MSE: {compact(self._mse())}  (R^2 "
+                    f"{self.model.score(self.X, self.y):.4f}; predicting the mean: MSE "
+                    f"{compact(float(np.var(self.y)))})")
+        return (f"held-out accuracy: {self.model.score(self.X, self.y):.4f} ({self.y.size} "
+                "sequences)")
+
+
+def _split(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = min(max(1, round(test_size * n)), n - 1)  # one sequence on each side at least
+    return perm[n_test:], perm[:n_test]
+
+
+def _diverged_message(exc: TrainingDivergedError, model: Any, hyper: dict[str, Any]) -> str:
     """The divergence error in the command line's terms (--lr, --clip), not the estimator's."""
-    from ..models._progress import compact
-
+    lr, clip = hyper["learning_rate"], hyper["clip_norm"]
     kept = ("its initial weights" if model.n_epochs_ == 0 else
             f"the weights after epoch {model.n_epochs_}, the last finite one")
     how = ("turn on gradient clipping (--clip 0 turns it off now; try --clip 1)" if not clip
