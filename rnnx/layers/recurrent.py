@@ -10,31 +10,16 @@ from typing import Any
 
 from .._backend import device as device_of
 from .._backend import get_namespace, host_rng, namespace, on_input_device
+from .._constraints import validate
 from ..functional._mask import as_step_mask
 from ..functional._workspace import Workspace
 from ..functional.dropout import DROPOUT_KEY_WORDS, dropout_scale
 from ..functional.registry import Cell, get_cell
-from ..init import INITIALIZERS, draw_cell_params, place, resolve_dtype
+from ..init import draw_cell_params, place, resolve_dtype
+from ._constraints import LAYER_CONSTRAINTS
+from ._weights import check_given_weights, layer_suffixes
 
 __all__ = ["Recurrent", "layer_suffixes"]
-
-
-def layer_suffixes(num_layers: int, bidirectional: bool) -> list[str]:
-    """PyTorch's parameter suffixes in its order: ``l0, l0_reverse, l1, ...``."""
-    return [f"l{k}{'_reverse' if d else ''}" for k in range(num_layers)
-            for d in range(2 if bidirectional else 1)]
-
-
-def _check_sizes(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int; got {value!r}")
-
-
-def _check_inits(init: str, recurrent_init: str) -> None:
-    for name, value in (("init", init), ("recurrent_init", recurrent_init)):
-        if value not in INITIALIZERS:
-            raise ValueError(f"{name} must be one of {sorted(INITIALIZERS)}; got {value!r}")
 
 
 class Recurrent:
@@ -113,8 +98,8 @@ class Recurrent:
         dtype: Any = "float64",
         forget_bias: float = 0.0,
     ) -> None:
-        _check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
-        _check_inits(init, recurrent_init)
+        validate(dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+                      init=init, recurrent_init=recurrent_init), LAYER_CONSTRAINTS)
         spec = get_cell(cell)
         options = spec.layer_options(nonlinearity)
         xp = get_namespace(backend)
@@ -148,7 +133,7 @@ class Recurrent:
         """A layer around given arrays, keyed like :attr:`params` (``"l0.w_x"``, ...). They are
         used as given, never written to; ``seed`` seeds the dropout generator only."""
         spec = get_cell(cell)
-        _check_sizes(num_layers=num_layers)
+        validate({"num_layers": num_layers}, LAYER_CONSTRAINTS)
         self = cls.__new__(cls)
         self._adopt(params, spec, spec.layer_options(nonlinearity), num_layers, bidirectional,
                     dropout, return_sequences, return_state, host_rng(seed))
@@ -157,26 +142,16 @@ class Recurrent:
     def _adopt(self, params: dict, spec: Cell, options: dict, num_layers: int,
                bidirectional: bool, dropout: float, return_sequences: bool, return_state: bool,
                rng: Any) -> None:
-        want = {self._key(s, k) for s in layer_suffixes(num_layers, bidirectional)
-                for k in spec.params}
-        if set(params) != want:
-            raise ValueError(f"params must have exactly the keys {sorted(want)}; got "
-                             f"{sorted(params)}")
-        namespace(*params.values())
-        w_h = params[self._key("l0", "w_h")]
-        if getattr(w_h, "ndim", None) != 2 or w_h.shape[1] != spec.gates * w_h.shape[0]:
-            what = "(hidden, hidden)" if spec.gates == 1 else f"(hidden, {spec.gates}*hidden)"
-            raise ValueError(f"w_h must have shape {what}; got shape "
-                             f"{tuple(getattr(w_h, 'shape', ()))}")
+        keys = [self._key(s, k) for s in layer_suffixes(num_layers, bidirectional)
+                for k in spec.params]
+        check_given_weights(params, spec, keys, self._key("l0", "w_h"))
         self._setup(dict(params), spec, options, num_layers, bidirectional, dropout,
                     return_sequences, return_state, rng)
 
     def _setup(self, params: dict, spec: Cell, options: dict, num_layers: int,
                bidirectional: bool, dropout: float, return_sequences: bool, return_state: bool,
                rng: Any) -> None:
-        if isinstance(dropout, bool) or not (isinstance(dropout, (int, float))
-                                             and 0.0 <= dropout < 1.0):
-            raise ValueError(f"dropout must be a probability in [0, 1); got {dropout!r}")
+        validate({"dropout": dropout}, LAYER_CONSTRAINTS)
         self.params = params
         self.grads: dict[str, Any] = {}
         self.spec = spec
