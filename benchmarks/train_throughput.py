@@ -24,12 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from .run import RESULTS, _machine, _thread_info, _write_atomic, thread_env
+from ._workers import RESULTS, machine, spawn, thread_info, write_atomic
 
 #: ``rnnx train``'s defaults (see ``rnnx train --help``): hidden 64, batch 32, Adam lr 0.005,
 #: global-norm clipping at 5, float32.
@@ -113,17 +111,7 @@ def worker(side: str, epochs: int, cell: str = "rnn") -> dict:
         t0 = time.perf_counter()
         epoch(x, y, rng)
         rates.append(len(x) / (time.perf_counter() - t0))
-    return {"rates": rates, "info": _thread_info(library)}
-
-
-def _spawn(side: str, cell: str, epochs: int, threads: int | None) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.train_throughput", "--worker", side,
-                           "--cell", cell, "--epochs", str(epochs)], capture_output=True,
-                          text=True, cwd=Path(__file__).resolve().parent.parent, check=False,
-                          env=thread_env(threads))
-    if proc.returncode != 0:
-        raise RuntimeError(f"{side} ({cell}) failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"rates": rates, "info": thread_info(library)}
 
 
 def to_markdown(result: dict) -> str:
@@ -170,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         for cell in cells:
             for side in (list(SIDES) if r % 2 == 0 else list(SIDES)[::-1]):
-                got = _spawn(side, cell, args.epochs, args.threads)
+                got = spawn("benchmarks.train_throughput",
+                            [side, "--cell", cell, "--epochs", str(args.epochs)],
+                            threads=args.threads, what=f"{side} ({cell})")
                 rates[cell][side].extend(got["rates"])
                 info[side] = got["info"]
                 print(f"  round {r + 1}/{args.rounds}: {side} ({cell}) best "
@@ -181,11 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         per_cell[cell] = {"rates": rs, "best": best,
                           "median": {s: statistics.median(v) for s, v in rs.items()},
                           "ratio_best": best["rnnx train"] / best["torch.nn"]}
-    result = {"config": CONFIG, "machine": _machine(), "threads": args.threads or "library default",
+    result = {"config": CONFIG, "machine": machine(), "threads": args.threads or "library default",
               "rounds": args.rounds, "epochs": args.epochs, "info": info, "cells": per_cell}
     md = to_markdown(result)
-    _write_atomic(args.out.with_suffix(".json"), json.dumps(result, indent=1))
-    _write_atomic(args.out.with_suffix(".md"), md)
+    write_atomic(args.out.with_suffix(".json"), json.dumps(result, indent=1))
+    write_atomic(args.out.with_suffix(".md"), md)
     print(md)
     return 0
 

@@ -266,3 +266,24 @@ def test_train_throughput_table_has_a_row_per_cell():
                       "machine": {"cpu": "c", "cores": 2}, "cells": per})
     for c in per:
         assert f"| {c} | 3000 | 2000 | 1500 | 1000 | 2.00x |" in md
+
+
+def test_ab_tool_times_every_arm_on_the_same_cases():
+    """``python -m benchmarks.ab`` (in its own process: it imports rnnx trees afresh) prints one
+    line per case and arm with the times, the page faults and the ratio to the first arm."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ab", "rnnx", "rnnx:no-workspace", "impl:rnnx-numpy",
+         "--seconds", "0", "--cells", "rnn,gru", "--shapes", "2x3x4x5", "--variants", "fwd,m2m"],
+        capture_output=True, text=True, check=True)
+    rows = [line.split() for line in out.stdout.splitlines() if not line.startswith("load")]
+    assert [(r[0], r[1]) for r in rows[:3]] == [("2x3x4x5/float32/fwd", "rnnx"),
+                                                ("2x3x4x5/float32/fwd", "rnnx:no-workspace"),
+                                                ("2x3x4x5/float32/fwd", "impl:rnnx-numpy")]
+    assert len(rows) == 2 * 2 * 3 and all(len(r) == 8 for r in rows)
+    assert all(float(r[7]) == 1.0 for r in rows[::3])  # the first arm against itself
+    bad = subprocess.run([sys.executable, "-m", "benchmarks.ab", "tree"], capture_output=True,
+                         text=True)
+    assert bad.returncode != 0 and "an arm is rnnx" in bad.stderr
