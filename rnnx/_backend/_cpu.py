@@ -42,9 +42,9 @@ def prefers_exp_tanh(xp: Any, dtype: Any) -> bool:
     (:func:`rnnx.functional._activations.exp_tanh`) rather than ``xp.tanh``.
 
     True only for NumPy (and array-api-strict, which computes with NumPy) in float64 on an x86
-    CPU without AVX-512, where NumPy's ``tanh`` is a scalar loop (~14 ns an element) and the
-    exp-based form measured ~2x faster at (128, 256); with AVX-512 NumPy's own is ~2x faster
-    than the formula. torch, CuPy and JAX have vectorised tanh kernels of their own. Cached per
+    CPU without AVX-512, where NumPy's ``tanh`` is a scalar loop and the exp-based form is the
+    faster; with AVX-512 NumPy's own is the faster (measured: docs/performance.md, the tanh
+    note). torch, CuPy and JAX have vectorised tanh kernels of their own. Cached per
     (namespace, dtype): the cells ask once per call.
     """
     return (backend_name(xp) in ("numpy", "array_api_strict") and dtype == xp.float64

@@ -29,8 +29,8 @@ __all__ = [
 
 # Namespace per array type, for the libraries rnnx knows (their namespace is a function of the
 # type alone), filled on first use: array_api_compat.array_namespace inspects every argument on
-# every call (~4.4 µs for four NumPy arrays), a cost the seed-sized case pays twice per
-# forward + backward. Any other type always takes the full lookup.
+# every call, a cost the seed-sized case pays twice per forward + backward (measured:
+# docs/performance.md, "Per-call overhead"). Any other type always takes the full lookup.
 _NAMESPACE_BY_TYPE: dict[type, Any] = {}
 
 
