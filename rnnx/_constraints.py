@@ -36,7 +36,7 @@ class Interval:
         self.kind, self.left, self.right, self.closed = kind, left, right, closed
         self.what, self.note = what, note
 
-    def accepts(self, v: Any) -> bool:
+    def accepts(self, v: object) -> bool:
         types = (int,) if self.kind is int else (int, float)
         if isinstance(v, bool) or not isinstance(v, types):
             return False
@@ -75,7 +75,7 @@ class StrOptions:
     def __init__(self, options: Collection[str]) -> None:
         self.options = options
 
-    def accepts(self, v: Any) -> bool:
+    def accepts(self, v: object) -> bool:
         return isinstance(v, str) and v in self.options
 
     def describe(self) -> str:
@@ -90,7 +90,7 @@ class Options:
     def __init__(self, values: tuple[Any, ...]) -> None:
         self.values = values
 
-    def accepts(self, v: Any) -> bool:
+    def accepts(self, v: object) -> bool:
         return any(v is o or (isinstance(v, type(o)) and isinstance(v, bool) == isinstance(o, bool)
                               and v == o) for o in self.values)
 
@@ -106,7 +106,7 @@ def _entries(table: dict[str, list[Any]], name: str) -> list[Any]:
     return [_NONE if c is None else c for c in table[name]]
 
 
-def accepts(table: dict[str, list[Any]], name: str, value: Any) -> bool:
+def accepts(table: dict[str, list[Any]], name: str, value: object) -> bool:
     """Whether parameter ``name`` of ``table`` accepts ``value``."""
     return any(c.accepts(value) for c in _entries(table, name))
 

@@ -22,32 +22,35 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ._backend import from_host, host_namespace
+from ._typing import Array, Device, DType, Namespace
 
 if TYPE_CHECKING:
+    from numpy.random import Generator
+
     from .functional.registry import Cell
 
 __all__ = ["INITIALIZERS", "draw_cell_params", "gaussian", "he", "orthogonal", "place",
            "resolve_dtype", "torch_uniform", "xavier"]
 
 
-def gaussian(rng: Any, shape: tuple[int, ...], *, scale: float = 0.01, **_: Any) -> Any:
+def gaussian(rng: Generator, shape: tuple[int, ...], *, scale: float = 0.01, **_: Any) -> Array:
     """``scale * N(0, 1)``: the classic from-scratch exercise's ``sigma * randn``."""
     return scale * rng.standard_normal(shape)
 
 
-def xavier(rng: Any, shape: tuple[int, ...], **_: Any) -> Any:
+def xavier(rng: Generator, shape: tuple[int, ...], **_: Any) -> Array:
     """Glorot/Xavier uniform on ``±sqrt(6 / (fan_in + fan_out))`` for a ``(fan_in, fan_out)`` matrix."""
     fan_in, fan_out = shape[0], shape[-1]
     limit = math.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=shape)
 
 
-def he(rng: Any, shape: tuple[int, ...], **_: Any) -> Any:
+def he(rng: Generator, shape: tuple[int, ...], **_: Any) -> Array:
     """He/Kaiming normal with standard deviation ``sqrt(2 / fan_in)`` (for ReLU cells)."""
     return math.sqrt(2.0 / shape[0]) * rng.standard_normal(shape)
 
 
-def orthogonal(rng: Any, shape: tuple[int, ...], *, gain: float = 1.0, **_: Any) -> Any:
+def orthogonal(rng: Generator, shape: tuple[int, ...], *, gain: float = 1.0, **_: Any) -> Array:
     """A (semi-)orthogonal matrix from the QR decomposition of a Gaussian draw, signs fixed so
     the distribution is uniform (Haar) over orthogonal matrices."""
     hnp = host_namespace()
@@ -60,7 +63,7 @@ def orthogonal(rng: Any, shape: tuple[int, ...], *, gain: float = 1.0, **_: Any)
     return gain * q
 
 
-def torch_uniform(rng: Any, shape: tuple[int, ...], *, hidden: int, **_: Any) -> Any:
+def torch_uniform(rng: Generator, shape: tuple[int, ...], *, hidden: int, **_: Any) -> Array:
     """PyTorch's RNN default: uniform on ``±1/sqrt(hidden)``."""
     k = 1.0 / math.sqrt(hidden)
     return rng.uniform(-k, k, size=shape)
@@ -75,8 +78,8 @@ INITIALIZERS = {
 }
 
 
-def draw_cell_params(spec: Cell, rng: Any, features: int, hidden: int, *, init: str = "torch",
-                     recurrent_init: str = "torch", forget_bias: float = 0.0) -> dict[str, Any]:
+def draw_cell_params(spec: Cell, rng: Generator, features: int, hidden: int, *, init: str = "torch",
+                     recurrent_init: str = "torch", forget_bias: float = 0.0) -> dict[str, Array]:
     """Host float64 initial parameters of one layer of cell ``spec`` (a registry record) for
     ``features`` inputs and ``hidden`` units, drawn from ``rng``. Each gate block is drawn
     separately (an orthogonal recurrent init is orthogonal per gate), in the order ``w_x``,
@@ -100,13 +103,13 @@ def draw_cell_params(spec: Cell, rng: Any, features: int, hidden: int, *, init: 
     return out
 
 
-def place(host: Any, *, xp: Any, device: Any, dtype: Any) -> Any:
+def place(host: Array, *, xp: Namespace, device: Device, dtype: DType) -> Array:
     """Move a host draw to ``xp`` on ``device`` with ``dtype`` (rounded once, on the host side
     of the transfer, so every backend gets the same bits)."""
     return from_host(host, xp=xp, device=device, dtype=dtype)
 
 
-def resolve_dtype(xp: Any, dtype: Any) -> Any:
+def resolve_dtype(xp: Namespace, dtype: str | DType) -> DType:
     """``xp``'s dtype for a parameter dtype given by name (``"float32"``/``"float64"``) or as
     an ``xp`` dtype."""
     if isinstance(dtype, str):

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import DType, Namespace
 from ._namespaces import backend_name
 
 __all__ = ["ThreadLimit", "float_errors_checked_by_caller", "limit_threads", "prefers_exp_tanh"]
@@ -37,7 +38,7 @@ def _numpy_tanh_f64_is_scalar() -> bool:
 
 
 @functools.cache
-def prefers_exp_tanh(xp: Any, dtype: Any) -> bool:
+def prefers_exp_tanh(xp: Namespace, dtype: DType) -> bool:
     """Whether the cells should evaluate tanh as ``1 - 2/(1 + exp(2a))``
     (:func:`rnnx.functional._activations.exp_tanh`) rather than ``xp.tanh``.
 

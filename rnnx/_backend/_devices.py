@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import array_api_compat
 
+from .._typing import Device
 from ._availability import status
 from ._namespaces import device, device_label
 
@@ -83,7 +84,7 @@ def _kind(a: Any) -> int:
     return k
 
 
-def common_device(*arrays: Any, names: tuple[str, ...] | None = None) -> Any:
+def common_device(*arrays: Any, names: tuple[str, ...] | None = None) -> Device:
     """The device every array of ``arrays`` is on (``None`` entries are skipped; ``None`` if no
     array is given).
 
@@ -144,7 +145,7 @@ def on_device(*arrays: Any, names: tuple[str, ...] | None = None) -> Any:
     return _cupy_scope(common_device(*cupy_arrays, names=names))
 
 
-def device_scope(dev: Any, *, backend: str | None = None) -> Any:
+def device_scope(dev: Device, *, backend: str | None = None) -> Any:
     """Context manager making device ``dev`` current for the block where that matters: a CuPy
     ``Device`` (or, with ``backend="cupy"``, a device id) is entered; any other device, and
     ``None`` (the backend's default), is a no-op. For code that knows the target device before

@@ -75,7 +75,7 @@ class Hyper(click.ParamType):
     (:data:`rnnx.models._constraints.PARAMETER_CONSTRAINTS`), so the rule is written once, there.
     ``off`` is a command-line value that stands for ``None`` (``--clip 0``)."""
 
-    def __init__(self, param: str, *, off: Any = None) -> None:
+    def __init__(self, param: str, *, off: float | None = None) -> None:
         self.param, self.off = param, off
         self.kind = value_type(param)
         self.name = {int: "integer", float: "float"}.get(self.kind, "text")
@@ -86,7 +86,7 @@ class Hyper(click.ParamType):
                 return f"[{'|'.join(sorted(c.options))}]"
         return None
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None
                 ) -> Any:
         if isinstance(value, str) and self.kind is not str:
             try:
@@ -101,7 +101,7 @@ class Hyper(click.ParamType):
         return value
 
 
-def finite(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """A click callback: click's FloatRange lets nan through (every comparison with nan is
     False) and allows inf."""
     if value is not None and not math.isfinite(value):

@@ -197,7 +197,7 @@ CELLS: dict[str, Cell] = {
 _BUILT_IN = frozenset(CELLS)
 
 
-def get_cell(name: Any) -> Cell:
+def get_cell(name: object) -> Cell:
     """The record of cell ``name``; ``ValueError`` naming the known cells otherwise."""
     try:
         return CELLS[name]

@@ -6,12 +6,16 @@ layouts it reads (which cell an operator and its attributes are, the gate orders
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._backend import from_host, get_namespace, host_namespace
+from .._typing import Device, DType
 from ..functional.registry import CELLS, Cell, get_cell
 from ..layers.recurrent import Recurrent
 from .onnx import _DEFAULTS, _OPS, LAYOUTS, OnnxLayout, _blocks, _onnx, _perm
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["from_onnx"]
 
@@ -63,8 +67,9 @@ def _cell_for(op: str, attrs: dict, where: str) -> tuple[Cell, OnnxLayout]:
                      + (f" with {variant}" if variant else ""))
 
 
-def from_onnx(path_or_model: Any, *, backend: str = "numpy", device: Any = None,
-              dtype: Any = None, **layer_options: Any) -> Any:
+def from_onnx(path_or_model: str | os.PathLike | onnx.ModelProto, *, backend: str = "numpy",
+              device: Device = None, dtype: str | DType | None = None,
+              **layer_options: Any) -> Recurrent:
     """An rnnx :class:`~rnnx.layers.Recurrent` with the weights of the ``RNN``/``LSTM``/``GRU``
     nodes of an ONNX model (a path or an ``onnx.ModelProto``).
 

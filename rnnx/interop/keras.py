@@ -27,10 +27,16 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._backend import from_host, get_namespace, host_namespace, to_numpy
+from .._typing import Device, DType
 from ..functional.registry import CELLS, get_cell
+
+if TYPE_CHECKING:
+    import keras
+
+    from ..layers import Recurrent
 
 __all__ = ["GRU_RESET_BEFORE", "LAYOUTS", "KerasLayout", "from_keras", "to_keras"]
 
@@ -212,8 +218,8 @@ def _host_weights(keras: Any, rnn: Any, spec: Any, layout: KerasLayout) -> dict[
     return out
 
 
-def from_keras(layer: Any, *, backend: str = "numpy", device: Any = None, dtype: Any = None,
-               **layer_options: Any) -> Any:
+def from_keras(layer: keras.layers.Layer, *, backend: str = "numpy", device: Device = None,
+               dtype: str | DType | None = None, **layer_options: Any) -> Recurrent:
     """An rnnx :class:`~rnnx.layers.Recurrent` (one layer) with the weights of a built Keras 3
     ``SimpleRNN``/``LSTM``/``GRU`` layer (or ``keras.layers.RNN`` of a ``SimpleRNNCell``/
     ``LSTMCell``/``GRUCell``), or of a ``Bidirectional`` of one (``merge_mode="concat"``).
@@ -272,7 +278,7 @@ def from_keras(layer: Any, *, backend: str = "numpy", device: Any = None, dtype:
 
 # -- rnnx -> Keras ----------------------------------------------------------------------------
 
-def to_keras(layer: Any) -> Any:
+def to_keras(layer: Recurrent) -> keras.layers.Layer:
     """A built Keras 3 layer with the weights of a one-layer rnnx
     :class:`~rnnx.layers.Recurrent` (or :class:`~rnnx.layers.SimpleRNN`/``LSTM``/``GRU``):
     ``keras.layers.SimpleRNN`` (``activation`` the layer's nonlinearity), ``LSTM``,

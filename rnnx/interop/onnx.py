@@ -31,10 +31,16 @@ import importlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._backend import atomic_path, host_namespace, to_numpy
 from ..functional.registry import CELLS, Cell
+
+if TYPE_CHECKING:
+    import onnx
+
+    from ..models._base import BaseRNN
+    from ..models.network import SequenceNetwork
 
 __all__ = ["LAYOUTS", "OPSET", "OnnxLayout", "to_onnx"]
 
@@ -129,8 +135,8 @@ def _parts(model: Any) -> tuple[Any, str, Any]:
                     f"ScratchSimpleRNNClassifier or a SequenceNetwork; got {type(model).__name__}")
 
 
-def to_onnx(model: Any, path: str | os.PathLike | None = None, *, lengths: bool = False,
-            dtype: str | None = None) -> Any:
+def to_onnx(model: BaseRNN | SequenceNetwork, path: str | os.PathLike | None = None, *, lengths: bool = False,
+            dtype: str | None = None) -> onnx.ModelProto:
     """The ONNX model (``onnx.ModelProto``, opset :data:`OPSET`) of a fitted
     :class:`~rnnx.models.RNNClassifier`, :class:`~rnnx.models.RNNRegressor`,
     :class:`~rnnx.models.ScratchSimpleRNNClassifier` or a :class:`~rnnx.models.SequenceNetwork`,

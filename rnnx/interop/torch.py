@@ -24,13 +24,18 @@ recovered exactly when ``bias_hh`` was zero). Weights travel through the host
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._backend import from_host, get_namespace, to_numpy, torch_module
+from .._typing import Device, DType
 from ..functional.registry import CELLS, Cell, get_cell
 from ..layers.recurrent import Recurrent, layer_suffixes
 from ..layers.single import single_layer_class
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["LAYOUTS", "TorchLayout", "from_state_dict", "from_torch", "to_state_dict",
            "to_torch"]
@@ -75,7 +80,7 @@ def _describe(layer: Any) -> tuple[Cell, dict]:
     return layer.spec, per
 
 
-def to_state_dict(layer: Any) -> dict:
+def to_state_dict(layer: Recurrent) -> dict[str, torch.Tensor]:
     """The ``torch.nn.RNN/LSTM/GRU`` state dict of ``layer`` (torch tensors on the CPU, in the
     layer's float dtype)."""
     torch = torch_module()
@@ -96,7 +101,7 @@ def to_state_dict(layer: Any) -> dict:
     return out
 
 
-def to_torch(layer: Any) -> Any:
+def to_torch(layer: Recurrent) -> torch.nn.RNNBase:
     """The equivalent ``torch.nn.RNN/LSTM/GRU`` (``batch_first=True``, CPU, the layer's
     dtype) with ``layer``'s weights: on the same input it gives the same outputs and states."""
     torch = torch_module()
@@ -128,18 +133,18 @@ def _cell_of(module: Any) -> Cell:
 
 
 def from_state_dict(
-    state_dict: dict,
+    state_dict: Mapping[str, Any],
     *,
     cell: str,
     num_layers: int = 1,
     bidirectional: bool = False,
     nonlinearity: str = "tanh",
     backend: str = "numpy",
-    device: Any = None,
-    dtype: Any = None,
+    device: Device = None,
+    dtype: str | DType | None = None,
     stacked: bool | None = None,
     **layer_options: Any,
-) -> Any:
+) -> Recurrent:
     """An rnnx layer from a ``torch.nn.RNN/LSTM/GRU`` state dict.
 
     Returns :class:`~rnnx.layers.SimpleRNN`/:class:`~rnnx.layers.LSTM`/:class:`~rnnx.layers.GRU`
@@ -185,8 +190,9 @@ def from_state_dict(
                               nonlinearity=nonlinearity, **layer_options)
 
 
-def from_torch(module: Any, *, backend: str = "numpy", device: Any = None, dtype: Any = None,
-               stacked: bool | None = None, **layer_options: Any) -> Any:
+def from_torch(module: torch.nn.RNNBase, *, backend: str = "numpy", device: Device = None,
+               dtype: str | DType | None = None, stacked: bool | None = None,
+               **layer_options: Any) -> Recurrent:
     """An rnnx layer equivalent to ``module`` (a ``torch.nn.RNN/LSTM/GRU``); see
     :func:`from_state_dict`. The module's ``dropout`` is carried over to a stacked layer."""
     spec = _cell_of(module)

@@ -1,4 +1,4 @@
-"""The recurrent layers' parameters, checked from a declarative table
+"""The layers' parameters, checked from a declarative table
 (:data:`LAYER_CONSTRAINTS`; the mechanism is :mod:`rnnx._constraints`). The estimators' table
 takes these rules for the parameters it shares with the layers, so each is written once."""
 
@@ -18,6 +18,7 @@ _INITIALIZER = [StrOptions(INITIALIZERS)]
 LAYER_CONSTRAINTS: dict[str, list[Any]] = {
     "input_size": _POSITIVE_INT,
     "hidden_size": _POSITIVE_INT,
+    "output_size": _POSITIVE_INT,  # a dense layer's
     "num_layers": _POSITIVE_INT,
     "init": _INITIALIZER,
     "recurrent_init": _INITIALIZER,

@@ -11,6 +11,7 @@ from typing import Any
 from .._backend import device as device_of
 from .._backend import get_namespace, host_rng, namespace, on_input_device
 from .._constraints import validate
+from .._typing import Array, Device, DType
 from ..functional._mask import as_step_mask
 from ..functional._workspace import Workspace
 from ..functional.dropout import DROPOUT_KEY_WORDS, dropout_scale
@@ -94,8 +95,8 @@ class Recurrent:
         recurrent_init: str = "torch",
         seed: int | None = None,
         backend: str = "numpy",
-        device: Any = None,
-        dtype: Any = "float64",
+        device: Device = None,
+        dtype: str | DType = "float64",
         forget_bias: float = 0.0,
     ) -> None:
         validate(dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
@@ -105,10 +106,9 @@ class Recurrent:
         xp = get_namespace(backend)
         dt = resolve_dtype(xp, dtype)
         rng = host_rng(seed)
-        dirs = 2 if bidirectional else 1
         params = {}
         for sfx in layer_suffixes(num_layers, bidirectional):
-            fan_in = input_size if sfx.startswith("l0") else dirs * hidden_size
+            fan_in = input_size if sfx.startswith("l0") else (2 if bidirectional else 1) * hidden_size
             host = draw_cell_params(spec, rng, fan_in, hidden_size, init=init,
                                     recurrent_init=recurrent_init, forget_bias=forget_bias)
             for k, v in host.items():
@@ -119,7 +119,7 @@ class Recurrent:
     @classmethod
     def from_weights(
         cls,
-        params: dict,
+        params: dict[str, Array],
         *,
         cell: str,
         num_layers: int = 1,
@@ -162,8 +162,8 @@ class Recurrent:
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.training = True
-        self.dh0: Any = None
-        self.dc0: Any = None
+        self.dh0: Array | None = None  # the initial states' gradients, after backward()
+        self.dc0: Array | None = None
         self._rng = rng
         self._caches: list | None = None
         self._drops: list = []
@@ -214,11 +214,11 @@ class Recurrent:
         return self.dirs * self.hidden_size
 
     @property
-    def device(self) -> Any:
+    def device(self) -> Device:
         """Device the parameters live on."""
         return device_of(self.params[self._key("l0", "w_x")])
 
-    def layer_params(self, k: int, reverse: bool = False) -> dict:
+    def layer_params(self, k: int, reverse: bool = False) -> dict[str, Array]:
         """The parameters of layer ``k`` (direction ``reverse``) under the cell's own names."""
         sfx = f"l{k}{'_reverse' if reverse else ''}"
         return {name: self.params[self._key(sfx, name)] for name in self.spec.params}
@@ -232,7 +232,7 @@ class Recurrent:
         return self.train(False)
 
     @property
-    def final_state(self) -> tuple[Any, ...]:
+    def final_state(self) -> tuple[Array, ...]:
         """``(h_n,)`` or ``(h_n, c_n)`` of the last forward, ``(num_layers*dirs, batch, hidden)``
         in torch's order; feed back as ``forward(x, *state)`` to carry state across chunks."""
         if self._caches is None:
@@ -243,7 +243,8 @@ class Recurrent:
                      for i in range(len(self.spec.states)))
 
     # -- forward / backward -------------------------------------------------------------------
-    def forward(self, x: Any, h0: Any = None, c0: Any = None, *, mask: Any = None) -> Any:
+    def forward(self, x: Array, h0: Array | None = None, c0: Array | None = None, *,
+                mask: Array | None = None) -> Array | tuple[Array, Any]:
         """Run over ``x (batch, time, features)``.
 
         ``h0``/``c0``: initial states ``(num_layers*dirs, batch, hidden)`` (torch's layout),
@@ -320,8 +321,8 @@ class Recurrent:
         state = self.final_state
         return (out, state[0]) if len(state) == 1 else (out, state)
 
-    def backward(self, dout: Any, dh_n: Any = None, dc_n: Any = None, *,
-                 state_grads: dict | None = None) -> Any:
+    def backward(self, dout: Array | None, dh_n: Array | None = None, dc_n: Array | None = None, *,
+                 state_grads: dict | None = None) -> Array:
         """Backpropagate through every layer, direction and step.
 
         ``dout`` is the gradient of forward's output (may be ``None`` when ``dh_n``/``dc_n``

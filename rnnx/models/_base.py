@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._backend import host_rng, to_numpy
-from .._typing import Array
+from .._typing import Array, Device
 from ..optim import make_optimizer
 from ._constraints import PARAMETER_CONSTRAINTS, check_cell_options, validate
 from ._dask_inputs import is_dask_array
@@ -86,7 +86,7 @@ class BaseRNN(Placement, Params):
                  recurrent_init: str, optimizer: str, learning_rate: float, epochs: int,
                  batch_size: int, clip_norm: float | None, early_stopping: bool,
                  validation_fraction: float | None, n_iter_no_change: int, tol: float,
-                 random_state: int | None, backend: str | None, device: Any,
+                 random_state: int | None, backend: str | None, device: Device,
                  dtype: str | None) -> None:
         self.cell = cell
         self.hidden_size = hidden_size

@@ -46,7 +46,7 @@ PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
 }
 
 
-def accepts(name: str, value: Any) -> bool:
+def accepts(name: str, value: object) -> bool:
     """Whether estimator hyper-parameter ``name`` accepts ``value``."""
     return _c.accepts(PARAMETER_CONSTRAINTS, name, value)
 

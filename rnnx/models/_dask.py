@@ -44,6 +44,9 @@ from ._training import Trainer
 from ._validation import float_dtype_name, host_lengths
 
 if TYPE_CHECKING:
+    import numpy as np
+    from distributed import Client, Future
+
     from ._base import BaseRNN
 
 __all__ = ["ClusterLostError", "DaskData", "DaskTrainer", "Shards"]
@@ -57,16 +60,16 @@ class Shards:
     the global ``rows`` a pass reads (all of them, or the training or validation part of a
     split). ``shape[0]`` is their count, as :class:`Trainer` reads an array's."""
 
-    def __init__(self, client: Any, futures: list[Any], starts: list[int], spec: tuple[Any, ...],
-                 rows: Any) -> None:
+    def __init__(self, client: Client, futures: list[Future], starts: list[int], spec: tuple[Any, ...],
+                 rows: np.ndarray) -> None:
         self.client, self.futures, self.starts, self.spec, self.rows = (client, futures, starts,
                                                                        spec, rows)
         self.shape = (int(rows.shape[0]),)
 
-    def subset(self, idx: Any) -> Shards:
+    def subset(self, idx: np.ndarray) -> Shards:
         return Shards(self.client, self.futures, self.starts, self.spec, self.rows[idx])
 
-    def per_shard(self, batch: Any) -> list[tuple[int, Any, Any]]:
+    def per_shard(self, batch: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """``(shard, its local rows, their positions in batch)`` for every shard holding rows
         of ``batch`` (global rows), in shard order."""
         hnp = host_namespace()  # host indices: the driver's bookkeeping
@@ -140,7 +143,7 @@ class DaskTrainer(Trainer):
             return None
         return [rec.draw_dropout_keys() for _ in range(rec.num_layers - 1)]
 
-    def epoch(self, data: Any, ym: Any = None, steps: Any = None) -> tuple[float, float | None]:
+    def epoch(self, data: Shards, ym: None = None, steps: None = None) -> tuple[float, float | None]:
         client = data.client
         n = data.shape[0]
         perm = self.rng.permutation(n)  # the permutation Trainer.epoch draws
@@ -172,7 +175,7 @@ class DaskTrainer(Trainer):
             loss_sum += lsum / weight * (b - a)
         return loss_sum / n, (correct / n if self._classifies else None)
 
-    def evaluate(self, data: Any, ym: Any = None, steps: Any = None) -> tuple[float, float | None]:
+    def evaluate(self, data: Shards, ym: None = None, steps: None = None) -> tuple[float, float | None]:
         parts = self._run(data.client, self.network.parameters(), [
             (shard_eval, (data.futures[s], data.spec, rows, self._classifies))
             for s, rows, _ in data.per_shard(data.rows)])
@@ -182,7 +185,7 @@ class DaskTrainer(Trainer):
         return lsum / weight, acc
 
     @staticmethod
-    def split(Xm: Any, ym: Any, steps: Any, train: Any, val: Any) -> tuple[tuple, tuple]:
+    def split(Xm: Shards, ym: None, steps: None, train: np.ndarray, val: np.ndarray) -> tuple[tuple, tuple]:
         return (Xm.subset(train), None, None), (Xm.subset(val), None, None)
 
     @contextlib.contextmanager
@@ -210,11 +213,11 @@ class DaskTrainer(Trainer):
                          f"the model keeps {kept}")
             raise
 
-    def fit(self, data: Shards, ym: Any = None, steps: Any = None, **kw: Any) -> None:
+    def fit(self, data: Shards, ym: None = None, steps: None = None, **kw: Any) -> None:
         self.client = data.client  # guarded_epoch tells a lost cluster by it
         super().fit(data, None, None, **kw)
 
-    def partial_fit(self, data: Shards, ym: Any = None, steps: Any = None) -> None:
+    def partial_fit(self, data: Shards, ym: None = None, steps: None = None) -> None:
         self.client = data.client
         super().partial_fit(data, None, None)
 

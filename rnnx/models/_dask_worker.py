@@ -7,13 +7,17 @@ and loads the weights into it."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._backend import device, from_host, namespace, to_numpy
+from .._typing import Array
 from ..functional.dropout import dropout_scale
 from ._training import Trainer, train_mode
 from ._validation import check_finite, check_int_exact, float_dtype_name
 from .network import SequenceNetwork
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["make_shard", "shard_eval", "shard_grad"]
 
@@ -34,7 +38,8 @@ def _network(spec: tuple[Any, ...]) -> SequenceNetwork:
     return net
 
 
-def make_shard(Xb: Any, yb: Any, sb: Any, dtype_name: str, where: str) -> tuple[Any, Any, Any]:
+def make_shard(Xb: Array, yb: np.ndarray, sb: np.ndarray | None, dtype_name: str, where: str
+               ) -> tuple[Array, Array, Array | None]:
     """One sample chunk as the model reads it: 3-D, checked, in the model dtype, with its rows
     of the encoded targets (and of the boolean step mask, or None) on its own namespace and
     device. ``where`` names the chunk in errors (``"chunk 1 (rows 40..79)"``)."""
@@ -90,8 +95,9 @@ def _weight(net: SequenceNetwork, sb: Any, r: int) -> float:
 
 
 def shard_grad(shard: tuple[Any, Any, Any], weights: dict[str, Any], spec: tuple[Any, ...],
-                rows: Any, classifies: bool, drop: Any) -> tuple[dict[str, Any], float, float,
-                                                                  float]:
+               rows: np.ndarray, classifies: bool,
+               drop: tuple[list[tuple[int, ...]], np.ndarray, int] | None
+               ) -> tuple[dict[str, Any], float, float, float]:
     """``(gradient sums, loss sum, correct count, weight)`` of the shard's ``rows`` (host local
     indices, in mini-batch order) under ``weights`` (host arrays): the gradient and the loss are
     the rows' mean times their weight (:func:`_weight`). ``drop``: None, or ``(keys of each
@@ -121,7 +127,7 @@ def shard_grad(shard: tuple[Any, Any, Any], weights: dict[str, Any], spec: tuple
 
 
 def shard_eval(shard: tuple[Any, Any, Any], weights: dict[str, Any], spec: tuple[Any, ...],
-                rows: Any, classifies: bool) -> tuple[float, float, float]:
+                rows: np.ndarray, classifies: bool) -> tuple[float, float, float]:
     """``(loss sum, correct count, weight)`` of the shard's ``rows`` without dropout (the
     validation split), as :meth:`Trainer.evaluate` scores them."""
     net, xb, yb, sb = _prepared(shard, weights, spec, rows)

@@ -8,7 +8,7 @@ import warnings
 from typing import Any, ClassVar
 
 from .._backend import device, from_host, host_namespace, namespace, to_numpy
-from .._typing import Array
+from .._typing import Array, Device
 from ..losses import softmax
 from ._base import BaseRNN
 from ._dask_inputs import is_dask_array
@@ -99,7 +99,7 @@ class RNNClassifier(BaseRNN):
         tol: float = 1e-4,
         random_state: int | None = None,
         backend: str | None = None,
-        device: Any = None,
+        device: Device = None,
         dtype: str | None = None,
     ) -> None:
         super().__init__(
@@ -254,7 +254,7 @@ class ScratchSimpleRNNClassifier(RNNClassifier):
         tol: float = 1e-4,
         random_state: int | None = None,
         backend: str | None = None,
-        device: Any = None,
+        device: Device = None,
         dtype: str | None = None,
     ) -> None:
         super().__init__(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._backend import device, from_host, host_namespace, namespace, to_numpy
-from .._typing import Array
+from .._typing import Array, Device
 from ._base import BaseRNN
 from ._dask_inputs import is_dask_array
 from ._dask_predict import predict_lazy, score_lazy
@@ -53,7 +53,7 @@ class RNNRegressor(BaseRNN):
         tol: float = 1e-4,
         random_state: int | None = None,
         backend: str | None = None,
-        device: Any = None,
+        device: Device = None,
         dtype: str | None = None,
         sequence_output: bool = False,
     ) -> None:
