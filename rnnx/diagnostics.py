@@ -88,9 +88,8 @@ def network_grad_norms(network: SequenceNetwork, x: Array, target: Array, *, ste
     from .losses import mse, softmax_cross_entropy
 
     rec = network.recurrent
-    was = getattr(rec, "training", None)
-    if was is not None:
-        rec.eval()
+    was = rec.training
+    rec.eval()
     try:
         out = network.forward(x, steps=steps)  # (B, O) or (B, T, O)
         mask = None
@@ -101,8 +100,7 @@ def network_grad_norms(network: SequenceNetwork, x: Array, target: Array, *, ste
         dh = network.dense.backward(dout)  # (B, D*H) or (B, T, D*H)
         return state_grad_norms(rec, x, dh, mask=steps, per_sample=per_sample)
     finally:
-        if was is not None:
-            rec.train(was)
+        rec.train(was)
 
 
 def estimator_grad_norms(model: BaseRNN, X: Array, y: Array, *, lengths: Array | None = None,
