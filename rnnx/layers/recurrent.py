@@ -181,7 +181,7 @@ class Recurrent:
     def _dropout_scale(self, shape: tuple[int, ...], *, xp: Any, dtype: Any, device: Any) -> Any:
         """The dropout multipliers of one layer's output ``(B, T, D*H)``: only the keys come
         from the host generator, the mask is drawn on the device. Data-parallel training
-        (:mod:`rnnx.models._dask`) replaces this, on a worker, by the rows of the global
+        (:mod:`rnnx.models._dask_worker`) replaces this, on a worker, by the rows of the global
         mini-batch's mask that the worker holds."""
         return dropout_scale(shape, self.dropout, self.draw_dropout_keys(), xp=xp, dtype=dtype,
                              device=device)
