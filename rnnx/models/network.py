@@ -77,9 +77,9 @@ class SequenceNetwork:
         self.cell = cell
         self.loss_name = loss
         self.sequence_output = bool(sequence_output)
-        self.recurrent = make_recurrent(
-            cell, input_size, hidden_size, return_sequences=self.sequence_output, seed=s_rec,
-            backend=backend, device=device, dtype=dtype, **cell_options,
+        self.recurrent = Recurrent(
+            input_size, hidden_size, cell=cell, return_sequences=self.sequence_output,
+            seed=s_rec, backend=backend, device=device, dtype=dtype, **cell_options,
         )
         # A bidirectional layer hands the dense layer both directions: (batch, 2*hidden).
         self.dense = Dense(self.recurrent.output_size, output_size, init=output_init, seed=s_out,
