@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import _constraints as _c
 from .._constraints import Interval, Options, StrOptions, validate
+from .._constraints import accepts as _accepts
+from .._constraints import expected as _expected
+from .._constraints import value_type as _value_type
 from ..functional.registry import CELLS, get_cell
 from ..layers._constraints import LAYER_CONSTRAINTS
 from ..optim import OPTIMIZERS
@@ -48,17 +50,17 @@ PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
 
 def accepts(name: str, value: object) -> bool:
     """Whether estimator hyper-parameter ``name`` accepts ``value``."""
-    return _c.accepts(PARAMETER_CONSTRAINTS, name, value)
+    return _accepts(PARAMETER_CONSTRAINTS, name, value)
 
 
 def expected(name: str, *, none: str = "None") -> str:
     """What estimator hyper-parameter ``name`` accepts, in words (``"a positive int"``)."""
-    return _c.expected(PARAMETER_CONSTRAINTS, name, none=none)
+    return _expected(PARAMETER_CONSTRAINTS, name, none=none)
 
 
 def value_type(name: str) -> type:
     """The type a command line parses estimator hyper-parameter ``name``'s text into."""
-    return _c.value_type(PARAMETER_CONSTRAINTS, name)
+    return _value_type(PARAMETER_CONSTRAINTS, name)
 
 
 def check_cell_options(cell: str, options: dict[str, Any]) -> None:
