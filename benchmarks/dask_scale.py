@@ -22,12 +22,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .run import RESULTS, _machine, _write_atomic, thread_env
+from ._workers import RESULTS, machine, spawn, write_atomic
 
 BIG = {"batch": 1024, "hidden": 256, "time": 50, "features": 8, "dtype": "float32"}
 TINY = {"batch": 8, "hidden": 4, "time": 2, "features": 2, "dtype": "float32"}
@@ -72,9 +71,7 @@ def _worker(config: str, model: dict, n: int, epochs: int) -> dict:
 
 def _run(config: str, model: dict, n: int, epochs: int) -> dict:
     arg = json.dumps({"config": config, "model": model, "n": n, "epochs": epochs})
-    out = subprocess.run([sys.executable, "-m", "benchmarks.dask_scale", "--worker", arg],
-                         env=thread_env(1), capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return spawn("benchmarks.dask_scale", [arg], threads=1, what=config)
 
 
 def _spread(values: list[float]) -> str:
@@ -106,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         lat.append(_run("dask, 2 workers", TINY, 64, 4 if args.quick else 6))
         print(f"round {r + 1} latency: {lat[-1]}", file=sys.stderr)
     base = statistics.median(x["samples_per_s"] for x in results["one process"])
-    lines = [f"# Data-parallel training on dask: {_machine().get('cpu', '')}, "
+    lines = [f"# Data-parallel training on dask: {machine().get('cpu', '')}, "
              f"{os.cpu_count()} cores", "",
              f"Model: hidden {BIG['hidden']}, time {BIG['time']}, features {BIG['features']}, "
              f"batch {BIG['batch']}, {BIG['dtype']}, Elman; {n_big} samples, {ep_big - 1} timed "
@@ -126,8 +123,8 @@ def main(argv: list[str] | None = None) -> None:
               f"median ({_spread(steps)} over {len(steps)} run(s)).", ""]
     text = "\n".join(lines)
     print(text)
-    _write_atomic(args.out.with_suffix(".md"), text)
-    _write_atomic(args.out.with_suffix(".json"), json.dumps(
+    write_atomic(args.out.with_suffix(".md"), text)
+    write_atomic(args.out.with_suffix(".json"), json.dumps(
         {"big": BIG, "tiny": TINY, "n": n_big, "epochs": ep_big, "results": results,
          "latency": lat}, indent=1))
 

@@ -28,7 +28,7 @@ from rnnx.functional import (
     rnn_forward_checkpointed,
 )
 
-from .run import RESULTS, _write_atomic
+from ._workers import RESULTS, write_atomic
 
 BATCH, FEATURES, HIDDEN = 4, 8, 32
 
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     times = [100, 1_000, 10_000] if args.quick else [100, 1_000, 10_000, 100_000]
     rows = measure(times, args.reps)
     md = to_markdown(rows) + f"\nBLAS threads: {args.threads or 'library default'}.\n"
-    _write_atomic(out.with_suffix(".json"), json.dumps(rows, indent=1))
-    _write_atomic(out.with_suffix(".md"), md)
+    write_atomic(out.with_suffix(".json"), json.dumps(rows, indent=1))
+    write_atomic(out.with_suffix(".md"), md)
     print(md)
     return 0
 

@@ -21,60 +21,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import re
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from ._workers import RESULTS, machine, spawn, thread_info, write_atomic
 from .cases import CELLS, DTYPES, SHAPES, VARIANTS, Case, all_cases
 from .impls import FLOOR, IMPLS, REFERENCE
 
 GEMM_N = 2048  # (N, N) @ (N, N): large enough to reach the BLAS peak, ~0.1 s in float32 here
-RESULTS = Path(__file__).resolve().parent / "results"
+# benchmarks/gpu.py reads these under their former names.
+_machine, _write_atomic = machine, write_atomic
 
 
 # ----------------------------------------------------------------------------------------------
 # worker side
-
-
-def _thread_info(library: str) -> dict:
-    info: dict = {}
-    if library in ("numpy", "cupy"):
-        import numpy as np
-
-        info["numpy"] = np.__version__
-    if library == "torch":
-        import torch
-
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-        info["torch_interop_threads"] = torch.get_num_interop_threads()
-        found = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
-        info["torch_blas"] = found.group(1) if found else "unknown"
-    if library == "jax":
-        import jax
-
-        info["jax"] = jax.__version__
-        info["jax_devices"] = [str(d) for d in jax.devices()]
-    if library == "cupy":
-        import cupy
-
-        info["cupy"] = cupy.__version__
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["threadpools"] = [
-            {k: p.get(k) for k in ("internal_api", "num_threads", "version", "architecture")}
-            for p in threadpool_info()
-        ]
-    except ImportError:
-        info["threadpools"] = "threadpoolctl not installed"
-    return info
 
 
 def _time_calls(run, budget: float, min_reps: int, max_reps: int) -> list[float]:
@@ -118,26 +80,17 @@ def worker(name: str, cases: list[Case], budget: float, min_reps: int) -> dict:
     if name.startswith("gemm-"):
         library = name.split("-", 1)[1]
         samples = {dt: _gemm(library, dt, budget) for dt in DTYPES}
-        return {"samples": samples, "info": _thread_info(library)}
+        return {"samples": samples, "info": thread_info(library)}
     impl = IMPLS[name]
     samples = {}
     for case in cases:
         if case.cell in impl.cells:
             samples[case.key] = _time_calls(impl.make(case), budget, min_reps, 10_000)
-    return {"samples": samples, "info": _thread_info(impl.library)}
+    return {"samples": samples, "info": thread_info(impl.library)}
 
 
 # ----------------------------------------------------------------------------------------------
 # orchestrator side
-
-
-def thread_env(threads: int | None) -> dict[str, str]:
-    """The environment for a worker: unchanged, or every BLAS/OpenMP pool limited to ``threads``."""
-    env = dict(os.environ)
-    if threads:
-        for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[k] = str(threads)
-    return env
 
 
 def _spawn(name: str, cases: list[Case], budget: float, min_reps: int,
@@ -146,39 +99,7 @@ def _spawn(name: str, cases: list[Case], budget: float, min_reps: int,
     on ``cases``; its JSON answer."""
     spec = json.dumps({"cases": [c.to_dict() for c in cases], "budget": budget,
                        "min_reps": min_reps})
-    proc = subprocess.run(
-        [sys.executable, "-m", module, "--worker", name],
-        input=spec, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
-        check=False, env=thread_env(threads),
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker {name} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; results are for everyone to read
-    os.replace(tmp, path)
-
-
-def _machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                      "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "thread_env": env}
+    return spawn(module, [name], stdin=spec, threads=threads, what=f"worker {name}")
 
 
 def collect(names: list[str], cases: list[Case], rounds: int, budget: float, min_reps: int,
@@ -414,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = collect(names, cases, rounds, budget, min_reps, args.threads)
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": _machine(), "threads": args.threads or "library default", "rounds": rounds,
+        "machine": machine(), "threads": args.threads or "library default", "rounds": rounds,
         "budget_s": budget, "min_reps": min_reps, "quick": args.quick,
         "skipped": skipped, "info": raw["info"], **summarise(raw, cases, names),
         "calls_per_step": calls_per_step_table(cases),
@@ -422,8 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep_samples:  # every timed call: megabytes at the full suite
         result.update(samples=raw["samples"], gemm_samples=raw["gemm"])
     md = to_markdown(result)
-    _write_atomic(out.with_suffix(".json"), json.dumps(result, indent=1))
-    _write_atomic(out.with_suffix(".md"), md)
+    write_atomic(out.with_suffix(".json"), json.dumps(result, indent=1))
+    write_atomic(out.with_suffix(".md"), md)
     print(md)
     print(f"written: {out.with_suffix('.md')} and .json")
     return 0

@@ -27,12 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .run import RESULTS, _machine, _thread_info, _write_atomic, thread_env
+from ._workers import RESULTS, machine, spawn, thread_info, write_atomic
 
 #: ``rnnx train``'s defaults (see ``rnnx train --help``): hidden 64, batch 32, Adam lr 0.005,
 #: global-norm clipping at 5, float32.
@@ -174,7 +173,7 @@ def worker(side: str, epochs: int, cells: tuple[str, ...] = ("rnn",), device: st
             t0 = time.perf_counter()
             epoch(x, y, rng)
             rates[cell].append(len(x) / (time.perf_counter() - t0))
-    return {"rates": rates, "info": _thread_info(library)}
+    return {"rates": rates, "info": thread_info(library)}
 
 
 def side_unavailable(side: str, device: str) -> str:
@@ -185,18 +184,6 @@ def side_unavailable(side: str, device: str) -> str:
 
     return IMPLS["rnnx-cupy" if DEVICE_SIDES[device][side][1] == "cupy"
                  else "torch.nn.RNN-cuda"].unavailable()
-
-
-def _spawn(side: str, cells: tuple[str, ...], epochs: int, threads: int | None,
-           device: str = "cpu") -> dict:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.train_throughput", "--worker", side,
-                           *(a for c in cells for a in ("--cell", c)), "--epochs", str(epochs),
-                           "--device", device],
-                          capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
-                          check=False, env=thread_env(threads))
-    if proc.returncode != 0:
-        raise RuntimeError(f"{side} ({', '.join(cells)}) failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def to_markdown(result: dict) -> str:
@@ -267,7 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     info = {}
     for r in range(args.rounds):
         for side in (sides if r % 2 == 0 else sides[::-1]):  # one process a side: its cells
-            got = _spawn(side, cells, args.epochs, args.threads, dev)
+            got = spawn("benchmarks.train_throughput",
+                        [side, *(a for c in cells for a in ("--cell", c)), "--epochs",
+                         str(args.epochs), "--device", dev],
+                        threads=args.threads, what=f"{side} ({', '.join(cells)})")
             for cell in cells:
                 rates[cell][side].extend(got["rates"][cell])
             info[side] = got["info"]
@@ -281,12 +271,12 @@ def main(argv: list[str] | None = None) -> int:
                           "ratio_best": {s: best[s] / best[ref] for s in sides}}
     gpu = next((i.get("device") for i in info.values() if i.get("device")), None)
     result = {"device": dev, "config": GPU_CONFIG if dev == "cuda" else CONFIG, "skipped": skipped,
-              "machine": _machine(), "gpu": gpu, "threads": args.threads or "library default",
+              "machine": machine(), "gpu": gpu, "threads": args.threads or "library default",
               "rounds": args.rounds, "epochs": args.epochs, "info": info, "cells": per_cell}
     md = to_markdown(result)
     out = args.out or RESULTS / ("train-cuda" if dev == "cuda" else "train")
-    _write_atomic(out.with_suffix(".json"), json.dumps(result, indent=1))
-    _write_atomic(out.with_suffix(".md"), md)
+    write_atomic(out.with_suffix(".json"), json.dumps(result, indent=1))
+    write_atomic(out.with_suffix(".md"), md)
     print(md)
     return 0
 

@@ -17,17 +17,23 @@ matplotlib inside its body.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._backend import atomic_path, namespace, on_input_device, to_numpy
+from ._typing import Array
 from .layers import Recurrent
+
+if TYPE_CHECKING:
+    from .models._base import BaseRNN
+    from .models.network import SequenceNetwork
 
 __all__ = ["estimator_grad_norms", "network_grad_norms", "plot_grad_norms", "state_grad_norms"]
 
 
 @on_input_device
-def state_grad_norms(layer: Any, x: Any, dout: Any, *, h0: Any = None, c0: Any = None,
-                     mask: Any = None, per_sample: bool = False) -> dict[str, Any]:
+def state_grad_norms(layer: Recurrent, x: Array, dout: Array, *, h0: Array | None = None,
+                     c0: Array | None = None, mask: Array | None = None,
+                     per_sample: bool = False) -> dict[str, Array]:
     """``||dL/dh_t||`` at every step, for a loss whose gradient with respect to the layer's
     output is ``dout``.
 
@@ -70,8 +76,8 @@ def state_grad_norms(layer: Any, x: Any, dout: Any, *, h0: Any = None, c0: Any =
 
 
 @on_input_device
-def network_grad_norms(network: Any, x: Any, target: Any, *, steps: Any = None,
-                       per_sample: bool = False) -> dict[str, Any]:
+def network_grad_norms(network: SequenceNetwork, x: Array, target: Array, *, steps: Array | None = None,
+                       per_sample: bool = False) -> dict[str, Array]:
     """:func:`state_grad_norms` of a :class:`rnnx.models.SequenceNetwork`'s recurrent layer for
     the network's own loss (cross-entropy or MSE) on ``x (batch, time, features)`` and
     ``target`` (as :meth:`~rnnx.models.SequenceNetwork.loss_and_grad` takes it), with ``steps``
@@ -82,9 +88,8 @@ def network_grad_norms(network: Any, x: Any, target: Any, *, steps: Any = None,
     from .losses import mse, softmax_cross_entropy
 
     rec = network.recurrent
-    was = getattr(rec, "training", None)
-    if was is not None:
-        rec.eval()
+    was = rec.training
+    rec.eval()
     try:
         out = network.forward(x, steps=steps)  # (B, O) or (B, T, O)
         mask = None
@@ -95,17 +100,15 @@ def network_grad_norms(network: Any, x: Any, target: Any, *, steps: Any = None,
         dh = network.dense.backward(dout)  # (B, D*H) or (B, T, D*H)
         return state_grad_norms(rec, x, dh, mask=steps, per_sample=per_sample)
     finally:
-        if was is not None:
-            rec.train(was)
+        rec.train(was)
 
 
-def estimator_grad_norms(model: Any, X: Any, y: Any, *, lengths: Any = None,
-                         per_sample: bool = False) -> dict[str, Any]:
+def estimator_grad_norms(model: BaseRNN, X: Array, y: Array, *, lengths: Array | None = None,
+                         per_sample: bool = False) -> dict[str, Array]:
     """:func:`network_grad_norms` of a fitted rnnx estimator (``RNNClassifier``,
     ``RNNRegressor``) on ``(X, y)`` as ``fit`` takes them (``y`` encoded as in training:
     class indices, or standardised targets). Norms are on the model's backend and device."""
-    model._check_fitted()
-    Xm, ym, steps, _ = model._prepare(X, y, first=False, lengths=lengths)
+    Xm, ym, steps = model.encode(X, y, lengths=lengths)  # NotFittedError before a fit
     return network_grad_norms(model.network_, Xm, ym, steps=steps, per_sample=per_sample)
 
 
@@ -118,7 +121,7 @@ def _norm(g: Any, axes: tuple[int, ...], *, xp: Any) -> Any:
     return xp.reshape(scaled, tuple(s for i, s in enumerate(scaled.shape) if i not in axes))
 
 
-def plot_grad_norms(norms: dict[str, Any], path: str | os.PathLike, *, title: str | None = None,
+def plot_grad_norms(norms: dict[str, Array], path: str | os.PathLike, *, title: str | None = None,
                     log: bool = True, styles: dict[str, dict] | None = None) -> None:
     """Plot ``{label: norms (time,)}`` (e.g. one :func:`state_grad_norms` result per cell kind,
     or its layers) against the step, on a log scale, and write the figure to ``path`` (PNG, SVG,

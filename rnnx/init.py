@@ -4,6 +4,7 @@ Every initialiser draws on the host from a NumPy ``Generator`` (see
 :func:`rnnx._backend.host_rng`) and returns a host float64 array; :func:`place` then moves it to
 the target namespace, device and dtype. Drawing on the host is what makes one seed give
 bit-identical initial weights on NumPy, PyTorch, CuPy and array-api-strict.
+:func:`draw_cell_params` draws every parameter of one layer of a registered cell.
 
 References
 ----------
@@ -18,32 +19,38 @@ References
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._backend import from_host, host_namespace
+from ._typing import Array, Device, DType, Namespace
 
-__all__ = ["INITIALIZERS", "gaussian", "he", "orthogonal", "place", "resolve_dtype", "torch_uniform",
-           "xavier"]
+if TYPE_CHECKING:
+    from numpy.random import Generator
+
+    from .functional.registry import Cell
+
+__all__ = ["INITIALIZERS", "draw_cell_params", "gaussian", "he", "orthogonal", "place",
+           "resolve_dtype", "torch_uniform", "xavier"]
 
 
-def gaussian(rng: Any, shape: tuple[int, ...], *, scale: float = 0.01, **_: Any) -> Any:
+def gaussian(rng: Generator, shape: tuple[int, ...], *, scale: float = 0.01, **_: Any) -> Array:
     """``scale * N(0, 1)``: the classic from-scratch exercise's ``sigma * randn``."""
     return scale * rng.standard_normal(shape)
 
 
-def xavier(rng: Any, shape: tuple[int, ...], **_: Any) -> Any:
+def xavier(rng: Generator, shape: tuple[int, ...], **_: Any) -> Array:
     """Glorot/Xavier uniform on ``±sqrt(6 / (fan_in + fan_out))`` for a ``(fan_in, fan_out)`` matrix."""
     fan_in, fan_out = shape[0], shape[-1]
     limit = math.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=shape)
 
 
-def he(rng: Any, shape: tuple[int, ...], **_: Any) -> Any:
+def he(rng: Generator, shape: tuple[int, ...], **_: Any) -> Array:
     """He/Kaiming normal with standard deviation ``sqrt(2 / fan_in)`` (for ReLU cells)."""
     return math.sqrt(2.0 / shape[0]) * rng.standard_normal(shape)
 
 
-def orthogonal(rng: Any, shape: tuple[int, ...], *, gain: float = 1.0, **_: Any) -> Any:
+def orthogonal(rng: Generator, shape: tuple[int, ...], *, gain: float = 1.0, **_: Any) -> Array:
     """A (semi-)orthogonal matrix from the QR decomposition of a Gaussian draw, signs fixed so
     the distribution is uniform (Haar) over orthogonal matrices."""
     hnp = host_namespace()
@@ -56,7 +63,7 @@ def orthogonal(rng: Any, shape: tuple[int, ...], *, gain: float = 1.0, **_: Any)
     return gain * q
 
 
-def torch_uniform(rng: Any, shape: tuple[int, ...], *, hidden: int, **_: Any) -> Any:
+def torch_uniform(rng: Generator, shape: tuple[int, ...], *, hidden: int, **_: Any) -> Array:
     """PyTorch's RNN default: uniform on ``±1/sqrt(hidden)``."""
     k = 1.0 / math.sqrt(hidden)
     return rng.uniform(-k, k, size=shape)
@@ -71,13 +78,38 @@ INITIALIZERS = {
 }
 
 
-def place(host: Any, *, xp: Any, device: Any, dtype: Any) -> Any:
+def draw_cell_params(spec: Cell, rng: Generator, features: int, hidden: int, *, init: str = "torch",
+                     recurrent_init: str = "torch", forget_bias: float = 0.0) -> dict[str, Array]:
+    """Host float64 initial parameters of one layer of cell ``spec`` (a registry record) for
+    ``features`` inputs and ``hidden`` units, drawn from ``rng``. Each gate block is drawn
+    separately (an orthogonal recurrent init is orthogonal per gate), in the order ``w_x``,
+    ``w_h``, then the drawn vectors; constant vectors (a layer norm's gain and shift) draw
+    nothing. ``forget_bias`` is added to the forget gate's block of ``b``."""
+    hnp = host_namespace()
+    w_x = hnp.concat([INITIALIZERS[init](rng, (features, hidden), hidden=hidden)
+                      for _ in range(spec.gates)], axis=1)  # (F, G*H)
+    w_h = hnp.concat([INITIALIZERS[recurrent_init](rng, (hidden, hidden), hidden=hidden)
+                      for _ in range(spec.gates)], axis=1)  # (H, G*H)
+    out = {"w_x": w_x, "w_h": w_h}
+    for name, (w, value) in spec.vectors.items():
+        if value is None:
+            out[name] = INITIALIZERS["torch"](rng, (w * hidden,), hidden=hidden)  # (w*H,)
+        else:
+            out[name] = hnp.full((w * hidden,), float(value), dtype=hnp.float64)
+    if forget_bias:
+        spec.check_forget_bias(forget_bias)
+        k = spec.forget_gate
+        out["b"][k * hidden : (k + 1) * hidden] += forget_bias  # a host array made here
+    return out
+
+
+def place(host: Array, *, xp: Namespace, device: Device, dtype: DType) -> Array:
     """Move a host draw to ``xp`` on ``device`` with ``dtype`` (rounded once, on the host side
     of the transfer, so every backend gets the same bits)."""
     return from_host(host, xp=xp, device=device, dtype=dtype)
 
 
-def resolve_dtype(xp: Any, dtype: Any) -> Any:
+def resolve_dtype(xp: Namespace, dtype: str | DType) -> DType:
     """``xp``'s dtype for a parameter dtype given by name (``"float32"``/``"float64"``) or as
     an ``xp`` dtype."""
     if isinstance(dtype, str):

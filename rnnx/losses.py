@@ -19,13 +19,14 @@ from __future__ import annotations
 from typing import Any
 
 from ._backend import device, on_input_device
+from ._typing import Array
 from .functional._validate import check_float, resolve
 
 __all__ = ["log_softmax", "mse", "softmax", "softmax_cross_entropy"]
 
 
 @on_input_device
-def log_softmax(logits: Any, *, axis: int = -1) -> Any:
+def log_softmax(logits: Array, *, axis: int = -1) -> Array:
     """Numerically stable ``log(softmax(logits))`` along ``axis``; same namespace and device."""
     xp = resolve({"logits": logits})
     z = logits - xp.max(logits, axis=axis, keepdims=True)  # (..., C)
@@ -33,7 +34,7 @@ def log_softmax(logits: Any, *, axis: int = -1) -> Any:
 
 
 @on_input_device
-def softmax(logits: Any, *, axis: int = -1) -> Any:
+def softmax(logits: Array, *, axis: int = -1) -> Array:
     """Numerically stable softmax along ``axis``; same namespace and device as ``logits``."""
     xp = resolve({"logits": logits})
     e = xp.exp(logits - xp.max(logits, axis=axis, keepdims=True))  # (..., C)
@@ -61,7 +62,7 @@ def _mask_weights(mask: Any, lead: tuple[int, ...], like: Any, *, xp: Any) -> tu
 
 
 @on_input_device
-def softmax_cross_entropy(logits: Any, labels: Any, *, mask: Any = None) -> tuple[Any, Any]:
+def softmax_cross_entropy(logits: Array, labels: Array, *, mask: Array | None = None) -> tuple[Array, Array]:
     """Mean softmax cross-entropy of integer ``labels`` given unnormalised ``logits``.
 
     Parameters
@@ -108,7 +109,7 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, mask: Any = None) -> tupl
 
 
 @on_input_device
-def mse(pred: Any, target: Any, *, mask: Any = None) -> tuple[Any, Any]:
+def mse(pred: Array, target: Array, *, mask: Array | None = None) -> tuple[Array, Array]:
     """Mean squared error ``mean((pred - target)^2)`` and its gradient ``2 (pred - target) / n``.
 
     ``pred`` and ``target`` share a shape ``(batch, outputs)`` or ``(batch, time, outputs)`` (any

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnx.functional.registry import CELLS
+from rnnx.interop.torch import LAYOUTS as TORCH_LAYOUTS
 from rnnx.testing import agreement
 
 from ._oracle import torch_gru_reset_before, torch_ln_lstm, torch_stack
@@ -84,7 +85,7 @@ def reference(kind, case, *, final=True, lengths=None, nonlinearity="tanh"):
     s = CELLS[kind]
     dh_n = case["dh_n"] if final else None
     dc_n = case.get("dc_n") if final else None
-    if s.torch is None:
+    if kind not in TORCH_LAYOUTS:
         mask = None if lengths is None else np.arange(case["x"].shape[1])[None, :] < lengths[:, None]
         ref = OPS_ORACLES[kind](case["x"], {k: case[k] for k in s.params}, h0=case["h0"],
                                 c0=case.get("c0"), dhs=case["dhs"], dh_n=dh_n, dc_n=dc_n,

@@ -226,7 +226,7 @@ def test_every_device_has_one_label_that_selects_it_back(backend):
     back: the label is one word, a GPU is ``cuda:N`` on every library (CuPy's own string is
     ``<CUDA Device 0>``, torch's and JAX's ``cuda:0``), and the command line resolves it to the
     same device."""
-    from rnnx.cli import _resolve_device
+    from rnnx.cli._common import resolve_device as _resolve_device
 
     name, _, dev = backend
     label = device_label(dev)
@@ -243,7 +243,7 @@ def test_the_same_gpu_has_the_same_label_on_cupy_and_torch(cupy_devices):
     _, devs = cupy_devices
     assert [device_label(d) for d in devs] == [
         device_label(torch.device("cuda", i)) for i in range(len(devs))]
-    from rnnx.cli import _resolve_device
+    from rnnx.cli._common import resolve_device as _resolve_device
 
     assert _resolve_device("cupy", "cuda") == devs[0]
     assert _resolve_device("cupy", f"cuda:{len(devs) - 1}") == devs[-1]

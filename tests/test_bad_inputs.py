@@ -462,7 +462,7 @@ QUICK = ["--no-progress", "--hidden-size", "4", "--epochs", "2"]
 
 CLI = [
     ("cli-epochs-0", cli_process("train", "--epochs", "0"), CLIFailed,
-     ["[exit 2] rnnx: error: Invalid value for '--epochs'", "0 is not in the range x>=1",
+     ["[exit 2] rnnx: error: Invalid value for '--epochs'", "must be a positive int; got 0",
       "rnnx train --help"]),
     ("cli-backend", cli_process("train", "--backend", "mxnet"), CLIFailed,
      ["[exit 2]", "--backend", "backend must be one of", "got 'mxnet'"]),
@@ -474,7 +474,7 @@ CLI = [
     ("cli-unknown-option", cli("train", "--epoch", "3"), CLIFailed,
      ["[exit 2]", "No such option '--epoch'", "Did you mean one of: '--epochs'"]),
     ("cli-lr-nan", cli("train", "--lr", "nan"), CLIFailed,
-     ["[exit 2]", "Invalid value for '--lr'", "must be a finite number; got nan"]),
+     ["[exit 2]", "Invalid value for '--lr'", "must be a positive finite number; got nan"]),
     ("cli-lr-text", cli("train", "--lr", "fast"), CLIFailed,
      ["[exit 2]", "Invalid value for '--lr'", "'fast' is not a valid float"]),
     ("cli-test-size", cli("train", "--test-size", "1.5"), CLIFailed,

@@ -150,6 +150,38 @@ def test_bad_arguments_fail_without_traceback(args):
     assert res.output.startswith("rnnx: error: Invalid value") and res.output.count("\n") == 1
 
 
+@pytest.mark.parametrize("option, param, bad", [
+    ("--hidden-size", "hidden_size", "0"), ("--num-layers", "num_layers", "-1"),
+    ("--dropout", "dropout", "1"), ("--epochs", "epochs", "0"), ("--batch-size", "batch_size", "0"),
+    ("--optimizer", "optimizer", "adamw"), ("--lr", "learning_rate", "inf"),
+    ("--cell", "cell", "gru-ish"), ("--dtype", "dtype", "float16"),
+])
+def test_hyper_parameter_options_are_the_estimators_table(option, param, bad):
+    """`rnnx train`'s hyper-parameter options are checked by the estimators' own table (the
+    rule written once, in rnnx.models._constraints) and default to the estimators' defaults."""
+    import inspect
+
+    from rnnx.cli.train import train
+    from rnnx.models import RNNClassifier
+    from rnnx.models._constraints import expected
+
+    res = CliRunner().invoke(main, ["train", option, bad])
+    assert res.exit_code == 2
+    assert f"Invalid value for '{option}': must be {expected(param)}; got " in res.output
+    default = {p.name: p.default for p in train.params}[param]
+    if param != "dtype":  # float32 unless told otherwise (the estimators keep X's dtype)
+        assert default == inspect.signature(RNNClassifier).parameters[param].default
+
+
+def test_clip_zero_is_none():
+    from rnnx.cli._common import Hyper
+
+    assert Hyper("clip_norm", off=0).convert("0", None, None) is None
+    assert Hyper("clip_norm", off=0).convert("2.5", None, None) == 2.5
+    res = CliRunner().invoke(main, ["train", "--clip", "-1"])
+    assert "must be a positive finite number or 0 (off); got -1.0" in res.output
+
+
 def test_bad_model_file_is_one_line(tmp_path):
     (tmp_path / "x.npy").write_bytes(b"")
     np.save(tmp_path / "x.npy", np.zeros((2, 3)))
@@ -196,7 +228,7 @@ def test_regression_summary_and_curves_share_one_unit(tmp_path, monkeypatch):
     """--dataset adding: the training figure is MSE in the targets' units, like the held-out
     MSE (not the standardised loss the regressor trains on)."""
     pytest.importorskip("matplotlib")
-    import rnnx.cli as cli
+    import rnnx.cli.train as cli
 
     seen = {}
     monkeypatch.setattr(cli, "plot_history", lambda history, path, title, loss_label: seen.update(

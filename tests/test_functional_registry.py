@@ -1,5 +1,6 @@
-"""The cell registry: records that say what the rest of rnnx needs, host-seeded draws, options
-checked with clear messages, and registration from outside."""
+"""The cell registry: records that say what the rest of rnnx needs, host-seeded draws
+(:func:`rnnx.init.draw_cell_params`), options checked with clear messages, and registration
+from outside."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from rnnx._backend import host_rng
 from rnnx.functional.registry import CELLS, Cell, get_cell, register_cell, unregister_cell
+from rnnx.init import draw_cell_params
 
 
 @pytest.mark.parametrize("name", list(CELLS))
@@ -21,7 +23,7 @@ def test_record_is_consistent_with_its_functions(name, rng):
     assert list(shapes) == list(spec.params) and spec.params[:2] == ("w_x", "w_h")
     assert shapes["w_x"] == (3, spec.gates * 5) and shapes["w_h"] == (5, spec.gates * 5)
     assert len(spec.gate_order) == spec.gates
-    host = spec.draw(host_rng(0), 3, 5)
+    host = draw_cell_params(spec, host_rng(0), 3, 5)
     assert {k: v.shape for k, v in host.items()} == shapes
     x = rng.normal(size=(2, 4, 3))
     out, cache = spec.run(host, x)
@@ -35,8 +37,8 @@ def test_record_is_consistent_with_its_functions(name, rng):
 def test_draws_are_host_seeded_and_per_gate():
     """One seed, the same bits; constant vectors (a layer norm's gain and shift) draw nothing,
     so the drawn weights of ln_lstm equal the LSTM's with the same seed."""
-    a = CELLS["lstm"].draw(host_rng(3), 4, 6, recurrent_init="orthogonal")
-    b = CELLS["ln_lstm"].draw(host_rng(3), 4, 6, recurrent_init="orthogonal")
+    a = draw_cell_params(CELLS["lstm"], host_rng(3), 4, 6, recurrent_init="orthogonal")
+    b = draw_cell_params(CELLS["ln_lstm"], host_rng(3), 4, 6, recurrent_init="orthogonal")
     for k in ("w_x", "w_h", "b"):
         np.testing.assert_array_equal(a[k], b[k])
     for block in range(4):  # an orthogonal recurrent init is orthogonal gate by gate
@@ -47,12 +49,12 @@ def test_draws_are_host_seeded_and_per_gate():
 
 
 def test_forget_bias_needs_a_forget_gate():
-    lstm = CELLS["lstm"].draw(host_rng(0), 2, 3, forget_bias=1.0)
-    plain = CELLS["lstm"].draw(host_rng(0), 2, 3)
+    lstm = draw_cell_params(CELLS["lstm"], host_rng(0), 2, 3, forget_bias=1.0)
+    plain = draw_cell_params(CELLS["lstm"], host_rng(0), 2, 3)
     np.testing.assert_allclose(lstm["b"] - plain["b"], np.r_[np.zeros(3), np.ones(3), np.zeros(6)],
                                atol=4e-16)
     with pytest.raises(ValueError, match=r"forget_bias is an LSTM option .*lstm, ln_lstm.*cell='gru'"):
-        CELLS["gru"].draw(host_rng(0), 2, 3, forget_bias=1.0)
+        draw_cell_params(CELLS["gru"], host_rng(0), 2, 3, forget_bias=1.0)
 
 
 def test_options_are_checked_by_name_and_value():

@@ -11,6 +11,7 @@ from rnnx import functional as F
 from rnnx._backend import backend_name, from_host, get_namespace, to_numpy, writeable
 from rnnx.functional import Workspace
 from rnnx.functional.registry import CELLS
+from rnnx.init import draw_cell_params
 from rnnx.layers import Recurrent
 
 from ._cell_checks import use_blocks_of
@@ -20,7 +21,7 @@ WS_CELLS = [name for name, c in CELLS.items() if c.workspace]
 
 def _case(cell, put, dtype, rng, batch=3, time=6, features=4, hidden=5, masked=False):
     spec = CELLS[cell]
-    host = spec.draw(rng, features, hidden)
+    host = draw_cell_params(spec, rng, features, hidden)
     params = {k: put(v, dtype) for k, v in host.items()}
     x = put(rng.normal(size=(batch, time, features)), dtype)
     dhs = put(rng.normal(size=(batch, time, hidden)), dtype)
@@ -123,7 +124,7 @@ def test_immutable_namespace_ignores_it():
     except Exception as exc:  # jax missing or unusable here
         pytest.skip(f"jax unavailable: {exc}")
     rng = np.random.default_rng(0)
-    host = CELLS["lstm"].draw(rng, 4, 5)
+    host = draw_cell_params(CELLS["lstm"], rng, 4, 5)
     params = {k: from_host(v, xp=xp, dtype=xp.float32) for k, v in host.items()}
     x = from_host(rng.normal(size=(3, 6, 4)), xp=xp, dtype=xp.float32)
     ws = Workspace()

@@ -161,7 +161,7 @@ def test_registered_cell_is_one_line():
     from rnnx.functional import registry
 
     relu_only = dataclasses.replace(registry.CELLS["rnn"], name="relu_test",
-                                    options={"nonlinearity": ("relu",)}, torch=None)
+                                    options={"nonlinearity": ("relu",)})
     register_cell(relu_only)
     try:
         X, y = _toy_classification()

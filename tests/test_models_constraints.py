@@ -46,6 +46,12 @@ BAD = {
     "bidirectional": ("yes", "bidirectional must be True or False; got 'yes'"),
     "dropout": (1.0, DROPOUT + "1.0"),
     "forget_bias": ("1", "forget_bias must be a finite number; got '1'"),
+    "cell": ("gru-ish", "cell must be one of ['gru', 'gru_reset_before', 'ln_lstm', 'lstm', "
+                        "'rnn']; got 'gru-ish'"),
+    "init": ("zeros", "init must be one of ['gaussian', 'he', 'orthogonal', 'torch', 'xavier']; "
+                      "got 'zeros'"),
+    "recurrent_init": ("eye", "recurrent_init must be one of ['gaussian', 'he', 'orthogonal', "
+                              "'torch', 'xavier']; got 'eye'"),
 }
 
 INTS = [k for k, v in PARAMETER_CONSTRAINTS.items() if any(

@@ -351,7 +351,7 @@ def test_dropout_equals_in_memory(client, data, cell):
 # -- faults: a killed worker process, a lost client -------------------------------------------
 
 def _shard_keys(keys):
-    return [k for k in keys if str(k).startswith("_make_shard")]
+    return [k for k in keys if str(k).startswith("make_shard")]  # _dask_worker.make_shard
 
 
 def test_killed_workers_are_replaced_and_the_fit_equals(client, data):

@@ -59,7 +59,7 @@ class BackendStatus:
         return f"{self.name}: unavailable: {self.reason}"
 
 
-def is_known(name: Any) -> bool:
+def is_known(name: object) -> bool:
     """Whether ``name`` is one of :data:`BACKENDS` (the names :func:`status` can probe)."""
     return name in _MODULES
 

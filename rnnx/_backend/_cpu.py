@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import DType, Namespace
 from ._namespaces import backend_name
 
 __all__ = ["ThreadLimit", "float_errors_checked_by_caller", "limit_threads", "prefers_exp_tanh"]
@@ -37,14 +38,14 @@ def _numpy_tanh_f64_is_scalar() -> bool:
 
 
 @functools.cache
-def prefers_exp_tanh(xp: Any, dtype: Any) -> bool:
+def prefers_exp_tanh(xp: Namespace, dtype: DType) -> bool:
     """Whether the cells should evaluate tanh as ``1 - 2/(1 + exp(2a))``
     (:func:`rnnx.functional._activations.exp_tanh`) rather than ``xp.tanh``.
 
     True only for NumPy (and array-api-strict, which computes with NumPy) in float64 on an x86
-    CPU without AVX-512, where NumPy's ``tanh`` is a scalar loop (~14 ns an element) and the
-    exp-based form measured ~2x faster at (128, 256); with AVX-512 NumPy's own is ~2x faster
-    than the formula. torch, CuPy and JAX have vectorised tanh kernels of their own. Cached per
+    CPU without AVX-512, where NumPy's ``tanh`` is a scalar loop and the exp-based form is the
+    faster; with AVX-512 NumPy's own is the faster (measured: docs/performance.md, the tanh
+    note). torch, CuPy and JAX have vectorised tanh kernels of their own. Cached per
     (namespace, dtype): the cells ask once per call.
     """
     return (backend_name(xp) in ("numpy", "array_api_strict") and dtype == xp.float64

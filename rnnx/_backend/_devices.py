@@ -7,8 +7,8 @@ Why a scope at all: array-api-compat's CuPy creation functions (``zeros``, ``emp
 compute on arrays of another device than the current one. Data on a second GPU while the first
 is current therefore lands on the wrong device or fails. Entering ``cupy.cuda.Device(id)`` of the
 inputs' device for the call fixes both. Every other library places arrays where ``device=``
-says, so for them the scope is a no-op, and a cheap one: it runs on every call, at shapes (the
-seed's) where a microsecond is a tenth of the call.
+says, so for them the scope is a no-op, and a cheap one: it runs on every call, at the seed's
+shapes too (what it costs there: docs/performance.md, "Per-call overhead").
 
 The same scope fixes JAX's arithmetic: on GPUs JAX computes float32 matrix products in TF32 by
 default (its ``default_matmul_precision``), about 1000 times the float32 rounding that every other
@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import array_api_compat
 
+from .._typing import Device
 from ._availability import status
 from ._namespaces import device, device_label
 
@@ -83,7 +84,7 @@ def _kind(a: Any) -> int:
     return k
 
 
-def common_device(*arrays: Any, names: tuple[str, ...] | None = None) -> Any:
+def common_device(*arrays: Any, names: tuple[str, ...] | None = None) -> Device:
     """The device every array of ``arrays`` is on (``None`` entries are skipped; ``None`` if no
     array is given).
 
@@ -144,7 +145,7 @@ def on_device(*arrays: Any, names: tuple[str, ...] | None = None) -> Any:
     return _cupy_scope(common_device(*cupy_arrays, names=names))
 
 
-def device_scope(dev: Any, *, backend: str | None = None) -> Any:
+def device_scope(dev: Device, *, backend: str | None = None) -> Any:
     """Context manager making device ``dev`` current for the block where that matters: a CuPy
     ``Device`` (or, with ``backend="cupy"``, a device id) is entered; any other device, and
     ``None`` (the backend's default), is a no-op. For code that knows the target device before
@@ -211,8 +212,9 @@ def _named_arrays(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
 def call_device(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                 kind: int = _CUPY) -> Any:
     """The one device of the ``kind`` arrays among a call's arguments (``None`` if none); on
-    devices spread, the :func:`common_device` refusal naming the arguments (binding the
-    signature for the names costs ~10 µs, so only a refusal pays it)."""
+    devices spread, the :func:`common_device` refusal naming the arguments (the signature is
+    bound for the names only when refusing: binding it costs more than the call at the seed's
+    shapes, docs/performance.md)."""
     try:
         return common_device(*_arrays(args, kwargs, kind))
     except ValueError:

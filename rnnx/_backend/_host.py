@@ -11,6 +11,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from .._typing import Array, Device, DType, Namespace
 from ._namespaces import backend_name, device, float64_unavailable, namespace
 
 __all__ = [
@@ -24,7 +25,7 @@ __all__ = [
 ]
 
 
-def to_numpy(x: Any) -> np.ndarray:
+def to_numpy(x: Array) -> np.ndarray:
     """Copy array ``x`` (any supported namespace, any device) to a NumPy array on the host."""
     if isinstance(x, np.ndarray):
         return x
@@ -41,14 +42,14 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def to_device(x: Any, dev: Any) -> Any:
+def to_device(x: Array, dev: Device) -> Array:
     """``x`` moved to device ``dev`` of its own library (``x`` itself if it is already there)."""
     if device(x) == dev:
         return x
     return array_api_compat.to_device(x, dev)
 
 
-def move_to(a: Any, *, xp: Any, device: Any) -> Any:
+def move_to(a: Array, *, xp: Namespace, device: Device) -> Array:
     """``a`` — an array of any supported library, or host data — as an array of ``xp`` on
     ``device``: ``a`` itself if it is already there, a device-to-device move within one library,
     and otherwise through the host (the only route between two libraries)."""
@@ -59,7 +60,7 @@ def move_to(a: Any, *, xp: Any, device: Any) -> Any:
     return to_device(a, device)
 
 
-def from_host(a: Any, *, xp: Any, device: Any = None, dtype: Any = None) -> Any:
+def from_host(a: Array, *, xp: Namespace, device: Device = None, dtype: DType = None) -> Array:
     """Move host data ``a`` (a NumPy array or nested sequence) into namespace ``xp``.
 
     The result is on ``device`` (``xp``'s default device if ``None``) with ``dtype`` (an ``xp``
@@ -104,14 +105,14 @@ def host_rng(seed: int | None = None) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def host_namespace() -> Any:
+def host_namespace() -> Namespace:
     """The Array API namespace of host (NumPy) arrays, for host-side draws such as QR."""
     import array_api_compat.numpy as hnp
 
     return hnp
 
 
-def synchronize(x: Any) -> None:
+def synchronize(x: Array) -> None:
     """Wait until the device holding ``x`` has finished queued work (for timing; no-op on CPU)."""
     if array_api_compat.is_cupy_array(x):
         import cupy

@@ -12,6 +12,7 @@ from typing import Any
 
 import array_api_compat
 
+from .._typing import Array, Device, Namespace
 from ._availability import BACKENDS, is_known, status
 
 __all__ = [
@@ -29,8 +30,8 @@ __all__ = [
 
 # Namespace per array type, for the libraries rnnx knows (their namespace is a function of the
 # type alone), filled on first use: array_api_compat.array_namespace inspects every argument on
-# every call (~4.4 µs for four NumPy arrays), a cost the seed-sized case pays twice per
-# forward + backward. Any other type always takes the full lookup.
+# every call, a cost the seed-sized case pays twice per forward + backward (measured:
+# docs/performance.md, "Per-call overhead"). Any other type always takes the full lookup.
 _NAMESPACE_BY_TYPE: dict[type, Any] = {}
 
 
@@ -63,7 +64,7 @@ def _known_array_type(a: Any) -> bool:
             or type(a).__module__.startswith("array_api_strict"))
 
 
-def known_namespace(arrays: list[Any]) -> Any:
+def known_namespace(arrays: list[Array]) -> Namespace | None:
     """The namespace of ``arrays`` (a list without ``None``) if they all have one type whose
     namespace is already known, else ``None`` (also for an empty list): one dictionary lookup,
     and a guarantee that every entry is an array of a library rnnx knows."""
@@ -76,7 +77,7 @@ def known_namespace(arrays: list[Any]) -> Any:
     return None
 
 
-def namespace(*arrays: Any) -> Any:
+def namespace(*arrays: Any) -> Namespace:
     """Array API namespace shared by ``arrays`` (``None`` entries are ignored).
 
     Raises ``TypeError`` naming the namespaces when arrays from different libraries are mixed,
@@ -104,13 +105,13 @@ def namespace(*arrays: Any) -> Any:
     return xp
 
 
-def has_one_device(xp: Any) -> bool:
+def has_one_device(xp: Namespace) -> bool:
     """Whether every array of namespace ``xp`` is on the same device (NumPy: the CPU), so a
     same-device check across arguments can be skipped."""
     return array_api_compat.is_numpy_namespace(xp)
 
 
-def on_accelerator(x: Any) -> bool:
+def on_accelerator(x: Array) -> bool:
     """Whether array ``x`` lives on an accelerator (a GPU): CuPy arrays, torch tensors off the
     CPU, JAX arrays on a non-CPU device. NumPy and array-api-strict (whose devices are all the
     host CPU) are not. Maths code asks this to skip what is tuned for CPU caches: on a GPU each
@@ -126,7 +127,7 @@ def on_accelerator(x: Any) -> bool:
     return False
 
 
-def backend_name(xp: Any) -> str:
+def backend_name(xp: Namespace) -> str:
     """Name of the backend behind namespace ``xp`` (one of :data:`BACKENDS`, or its module)."""
     if array_api_compat.is_numpy_namespace(xp):
         return "numpy"
@@ -141,7 +142,7 @@ def backend_name(xp: Any) -> str:
     return getattr(xp, "__name__", repr(xp))
 
 
-def get_namespace(name: str) -> Any:
+def get_namespace(name: str) -> Namespace:
     """Array API namespace of backend ``name`` (``"numpy"``, ``"cupy"``, ``"torch"``, ...).
 
     Raises ``ValueError`` for an unknown name and ``RuntimeError`` (with the reason) for a known
@@ -162,12 +163,12 @@ def get_namespace(name: str) -> Any:
     return xp
 
 
-def device(x: Any) -> Any:
+def device(x: Array) -> Device:
     """Device of array ``x`` in its own library's terms."""
     return array_api_compat.device(x)
 
 
-def devices(name: str) -> list[Any]:
+def devices(name: str) -> list[Device]:
     """Devices of backend ``name`` that arrays can be put on here (default device first)."""
     xp = get_namespace(name)
     if name == "array_api_strict":
@@ -191,13 +192,13 @@ def devices(name: str) -> list[Any]:
     return ["cpu"]
 
 
-def writeable(x: Any) -> bool:
+def writeable(x: Array) -> bool:
     """Whether ``x`` supports ``x[...] = value`` (False for JAX's immutable arrays), so maths code
     can fill a buffer it allocated in place and fall back to building a list otherwise."""
     return array_api_compat.is_writeable_array(x)
 
 
-def float64_unavailable(xp: Any) -> str:
+def float64_unavailable(xp: Namespace) -> str:
     """Why namespace ``xp`` cannot compute in float64 here, or ``""`` if it can: JAX keeps
     everything in 32 bits unless ``JAX_ENABLE_X64`` is set (rnnx then refuses float64 rather
     than computing in float32 behind the caller's back)."""
@@ -209,7 +210,7 @@ def float64_unavailable(xp: Any) -> str:
     return ""
 
 
-def device_label(d: Any) -> str:
+def device_label(d: Device) -> str:
     """A device's short name for tables, messages and the command line, the same on every
     library: ``"cuda:N"`` for GPU ``N`` (torch's ``cuda:0``, JAX's ``cuda:0``, and CuPy's
     ``<CUDA Device 0>`` alike), ``"device1"`` for array-api-strict's ``Device('device1')``, the

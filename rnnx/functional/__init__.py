@@ -1,7 +1,12 @@
-"""Pure recurrent maths: no classes with state, no backend imports.
+"""Pure recurrent maths: no classes with state, and no backend library imported here.
 
 Every function takes arrays from any Array API namespace and returns arrays in that namespace on
-the inputs' device.
+the inputs' device. What depends on the backend is asked of :mod:`rnnx._backend`, the one
+package that knows backend libraries: the namespace and device of the inputs (``namespace``,
+``device``), whether an array may be written in place (``writeable``), running a call on its
+inputs' device (``on_input_device``), and the backend-specific choices of a fast path
+(``on_accelerator``, ``prefers_exp_tanh``). The maths itself is written once, in Array API
+calls.
 """
 
 from ._mask import lengths_to_mask

@@ -1,10 +1,14 @@
 """The cell registry: every cell kind rnnx knows, named once.
 
-A :class:`Cell` record says everything the rest of rnnx needs to know about a cell kind — its
-parameters and their shapes, its states, how its initial weights are drawn, its forward and
-backward functions, its options, and the layout facts of the libraries it exchanges weights
-with. Layers, networks, estimators, the command line, interop, diagnostics, the agreement table
-and the tests read these records; none of them branches on a cell's name.
+This module has one job: it registers the cell kinds and dispatches to their maths. A
+:class:`Cell` record says what the rest of rnnx needs to know about a cell kind's maths — its
+parameters and their shapes, its states, its forward and backward functions and its options —
+and runs them by name (:meth:`Cell.run`, :meth:`Cell.run_backward`). Layers, networks,
+estimators, the command line, interop, diagnostics, the agreement table and the tests read these
+records; none of them branches on a cell's name. How a cell's initial weights are drawn lives
+with the initialisers (:func:`rnnx.init.draw_cell_params`); how its weights map onto torch,
+ONNX and Keras lives with each format (``LAYOUTS`` in :mod:`rnnx.interop.torch`,
+:mod:`rnnx.interop.onnx` and :mod:`rnnx.interop.keras`).
 
 Adding a cell is one maths module (its step, its step's backward and the sequence functions
 built on :mod:`rnnx.functional._loop`) plus one entry in :data:`CELLS` below (or, from outside
@@ -17,50 +21,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._backend import host_namespace, on_input_device
-from ..init import INITIALIZERS
+from .._backend import on_input_device
 from . import gru, gru_reset_before, ln_lstm, lstm, rnn
 
-__all__ = ["CELLS", "Cell", "KerasLayout", "OnnxLayout", "TorchLayout", "forget_cells", "get_cell",
-           "register_cell", "unregister_cell"]
-
-
-@dataclass(frozen=True)
-class TorchLayout:
-    """How a cell's weights map onto ``torch.nn.<module>``: ``weight_ih = w_x.T``, ``weight_hh =
-    w_h.T`` always; ``split_bias`` keeps torch's two biases as ``b_ih``/``b_hh`` (GRU), otherwise
-    rnnx's one bias ``b`` is ``bias_ih + bias_hh``. ``options`` are the run options torch's
-    constructor takes under the same name (``nonlinearity``)."""
-
-    module: str
-    split_bias: bool = False
-    options: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class OnnxLayout:
-    """How a cell maps onto an ONNX operator: ``op`` (``"RNN"``, ``"LSTM"``, ``"GRU"``; each
-    operator's gate order is ONNX's, in :mod:`rnnx.interop`), the attributes that select the
-    cell's variant of it (``(("linear_before_reset", 1),)`` for torch's GRU), and whether the
-    cell keeps ONNX's two biases ``Wb``, ``Rb`` apart (``split_bias``) or takes their sum."""
-
-    op: str
-    attrs: tuple[tuple[str, int], ...] = ()
-    split_bias: bool = False
-
-
-@dataclass(frozen=True)
-class KerasLayout:
-    """How a cell maps onto a Keras 3 layer: the layer and cell classes (``"GRU"``,
-    ``"GRUCell"``), the Keras gate blocks in rnnx's gate names, whether Keras's bias is split
-    ``(2, G*hidden)``, and the constructor options that select this cell
-    (``{"reset_after": True}``)."""
-
-    layer: str
-    cell: str
-    gate_order: tuple[str, ...]
-    split_bias: bool = False
-    options: Mapping[str, Any] = field(default_factory=dict)
+__all__ = ["CELLS", "Cell", "forget_cells", "get_cell", "register_cell", "unregister_cell"]
 
 
 @dataclass(frozen=True)
@@ -95,11 +59,6 @@ class Cell:
         ("tanh", "relu")}``).
     forget_gate : int or None
         The block of ``b`` that ``forget_bias`` adds to, or ``None`` if the cell has no forget gate.
-    torch : TorchLayout or None
-        The equivalent ``torch.nn`` module, or ``None`` where torch has none.
-    onnx, keras : OnnxLayout, KerasLayout or None
-        The ONNX operator and the Keras layer computing the same cell (``rnnx.interop``'s
-        ``to_onnx``/``from_onnx`` and ``to_keras``/``from_keras``), or ``None`` where there is none.
     rounding_gain : float
         How much more the cell amplifies rounding errors than a plain affine-tanh step (1 for
         rnn, lstm and gru); the tolerances of :mod:`rnnx.testing` and ``rnnx check`` scale by
@@ -120,9 +79,6 @@ class Cell:
     backward: Callable[..., Any]
     options: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     forget_gate: int | None = None
-    torch: TorchLayout | None = None
-    onnx: OnnxLayout | None = None
-    keras: KerasLayout | None = None
     rounding_gain: float = 1.0
     workspace: bool = False
 
@@ -137,29 +93,6 @@ class Cell:
         width = self.gates * hidden
         out: dict[str, tuple[int, ...]] = {"w_x": (features, width), "w_h": (hidden, width)}
         out.update({name: (w * hidden,) for name, (w, _) in self.vectors.items()})
-        return out
-
-    def draw(self, rng: Any, features: int, hidden: int, *, init: str = "torch",
-             recurrent_init: str = "torch", forget_bias: float = 0.0) -> dict[str, Any]:
-        """Host float64 initial parameters drawn from ``rng``. Each gate block is drawn
-        separately (an orthogonal recurrent init is orthogonal per gate), in the order
-        ``w_x``, ``w_h``, then the drawn vectors; constant vectors draw nothing. ``forget_bias``
-        is added to the forget gate's block of ``b``."""
-        hnp = host_namespace()
-        w_x = hnp.concat([INITIALIZERS[init](rng, (features, hidden), hidden=hidden)
-                          for _ in range(self.gates)], axis=1)  # (F, G*H)
-        w_h = hnp.concat([INITIALIZERS[recurrent_init](rng, (hidden, hidden), hidden=hidden)
-                          for _ in range(self.gates)], axis=1)  # (H, G*H)
-        out = {"w_x": w_x, "w_h": w_h}
-        for name, (w, value) in self.vectors.items():
-            if value is None:
-                out[name] = INITIALIZERS["torch"](rng, (w * hidden,), hidden=hidden)  # (w*H,)
-            else:
-                out[name] = hnp.full((w * hidden,), float(value), dtype=hnp.float64)
-        if forget_bias:
-            self.check_forget_bias(forget_bias)
-            k = self.forget_gate
-            out["b"][k * hidden : (k + 1) * hidden] += forget_bias  # a host array made here
         return out
 
     # -- options ----------------------------------------------------------------------------
@@ -235,33 +168,21 @@ CELLS: dict[str, Cell] = {
     "rnn": Cell(
         name="rnn", summary="Elman RNN, h = f(x W_x + h W_h + b)", gates=1, gate_order=("h",),
         vectors={"b": (1, None)}, states=("h",), forward=rnn.rnn_forward,
-        backward=rnn.rnn_backward, options={"nonlinearity": rnn.NONLINEARITIES},
-        torch=TorchLayout("RNN", options=("nonlinearity",)), onnx=OnnxLayout("RNN"),
-        keras=KerasLayout("SimpleRNN", "SimpleRNNCell", ("h",))),
+        backward=rnn.rnn_backward, options={"nonlinearity": rnn.NONLINEARITIES}),
     "lstm": Cell(
         name="lstm", summary="LSTM (torch's layout)", gates=4, gate_order=("i", "f", "g", "o"),
         vectors={"b": (4, None)}, states=("h", "c"), forward=lstm.lstm_forward,
-        backward=lstm.lstm_backward, forget_gate=1, torch=TorchLayout("LSTM"),
-        onnx=OnnxLayout("LSTM"), keras=KerasLayout("LSTM", "LSTMCell", ("i", "f", "g", "o")),
-        workspace=True),
+        backward=lstm.lstm_backward, forget_gate=1, workspace=True),
     "gru": Cell(
         name="gru", summary="GRU, reset after the recurrent matmul (torch's layout)", gates=3,
         gate_order=("r", "z", "n"), vectors={"b_ih": (3, None), "b_hh": (3, None)},
-        states=("h",), forward=gru.gru_forward, backward=gru.gru_backward,
-        torch=TorchLayout("GRU", split_bias=True),
-        onnx=OnnxLayout("GRU", (("linear_before_reset", 1),), split_bias=True),
-        keras=KerasLayout("GRU", "GRUCell", ("z", "r", "n"), split_bias=True,
-                          options={"reset_after": True}),
-        workspace=True),
+        states=("h",), forward=gru.gru_forward, backward=gru.gru_backward, workspace=True),
     "gru_reset_before": Cell(
         name="gru_reset_before",
         summary="GRU, reset before the recurrent matmul (Cho et al. 2014; Keras reset_after=False)",
         gates=3, gate_order=("r", "z", "n"), vectors={"b": (3, None)}, states=("h",),
         forward=gru_reset_before.gru_reset_before_forward,
-        backward=gru_reset_before.gru_reset_before_backward,
-        onnx=OnnxLayout("GRU", (("linear_before_reset", 0),)),
-        keras=KerasLayout("GRU", "GRUCell", ("z", "r", "n"), options={"reset_after": False}),
-        workspace=True),
+        backward=gru_reset_before.gru_reset_before_backward, workspace=True),
     "ln_lstm": Cell(
         name="ln_lstm", summary="layer-normalised LSTM (Ba, Kiros & Hinton 2016)", gates=4,
         gate_order=("i", "f", "g", "o"),
@@ -276,7 +197,7 @@ CELLS: dict[str, Cell] = {
 _BUILT_IN = frozenset(CELLS)
 
 
-def get_cell(name: Any) -> Cell:
+def get_cell(name: object) -> Cell:
     """The record of cell ``name``; ``ValueError`` naming the known cells otherwise."""
     try:
         return CELLS[name]
@@ -286,7 +207,9 @@ def get_cell(name: Any) -> Cell:
 
 def register_cell(cell: Cell) -> None:
     """Make ``cell`` known to every part of rnnx (layers, networks, estimators, ``rnnx train
-    --cell``, the agreement table) under ``cell.name``. A name already taken is refused."""
+    --cell``, the agreement table) under ``cell.name``. A name already taken is refused. (Its
+    torch, ONNX or Keras equivalent, if it has one, is an entry of that format's ``LAYOUTS`` in
+    :mod:`rnnx.interop`.)"""
     if not isinstance(cell, Cell):
         raise TypeError(f"cell must be an rnnx.functional.registry.Cell; got "
                         f"{type(cell).__name__}")

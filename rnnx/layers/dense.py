@@ -6,12 +6,18 @@ Works on one vector per sequence ``(batch, hidden)`` (many-to-one) and on every 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._backend import device as device_of
 from .._backend import get_namespace, host_rng, on_input_device
+from .._constraints import validate
+from .._typing import Array, Device, DType
 from ..functional._validate import check_float, check_shape, resolve
 from ..init import INITIALIZERS, place, resolve_dtype
+from ._constraints import LAYER_CONSTRAINTS
+
+if TYPE_CHECKING:
+    from numpy.random import Generator
 
 __all__ = ["Dense"]
 
@@ -45,16 +51,13 @@ class Dense:
         *,
         init: str = "xavier",
         seed: int | None = None,
-        rng: Any = None,
+        rng: Generator | None = None,
         backend: str = "numpy",
-        device: Any = None,
-        dtype: Any = "float64",
+        device: Device = None,
+        dtype: str | DType = "float64",
     ) -> None:
-        for name, value in (("input_size", input_size), ("output_size", output_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int; got {value!r}")
-        if init not in INITIALIZERS:
-            raise ValueError(f"init must be one of {sorted(INITIALIZERS)}; got {init!r}")
+        validate(dict(input_size=input_size, output_size=output_size, init=init),
+                 LAYER_CONSTRAINTS)
         xp = get_namespace(backend)
         dt = resolve_dtype(xp, dtype)
         rng = host_rng(seed) if rng is None else rng
@@ -67,7 +70,7 @@ class Dense:
         self._x: Any = None
 
     @classmethod
-    def from_weights(cls, w: Any, b: Any) -> Dense:
+    def from_weights(cls, w: Array, b: Array) -> Dense:
         """Layer around ``w (input, output)`` and ``b (output,)``, used as given (not copied)."""
         xp = resolve({"w": w, "b": b})
         check_float("w", w, xp=xp)
@@ -89,12 +92,12 @@ class Dense:
         return int(self.params["w"].shape[1])
 
     @property
-    def device(self) -> Any:
+    def device(self) -> Device:
         """Device the parameters live on."""
         return device_of(self.params["w"])
 
     @on_input_device
-    def forward(self, h: Any) -> Any:
+    def forward(self, h: Array) -> Array:
         """``h (batch, input)`` or ``(batch, time, input)`` to ``(batch[, time], output)``, in
         ``h``'s namespace on its device. Keeps ``h`` (a reference) for :meth:`backward`."""
         w, b = self.params["w"], self.params["b"]
@@ -115,7 +118,7 @@ class Dense:
     __call__ = forward
 
     @on_input_device
-    def backward(self, dout: Any) -> Any:
+    def backward(self, dout: Array) -> Array:
         """From ``dL/dy`` (the shape :meth:`forward` returned) fill :attr:`grads` and return
         ``dL/dh`` with the input's shape."""
         if self._x is None:

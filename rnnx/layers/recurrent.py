@@ -10,31 +10,17 @@ from typing import Any
 
 from .._backend import device as device_of
 from .._backend import get_namespace, host_rng, namespace, on_input_device
+from .._constraints import validate
+from .._typing import Array, Device, DType
 from ..functional._mask import as_step_mask
 from ..functional._workspace import Workspace
 from ..functional.dropout import DROPOUT_KEY_WORDS, dropout_scale
 from ..functional.registry import Cell, get_cell
-from ..init import INITIALIZERS, place, resolve_dtype
+from ..init import draw_cell_params, place, resolve_dtype
+from ._constraints import LAYER_CONSTRAINTS
+from ._weights import check_given_weights, layer_suffixes
 
 __all__ = ["Recurrent", "layer_suffixes"]
-
-
-def layer_suffixes(num_layers: int, bidirectional: bool) -> list[str]:
-    """PyTorch's parameter suffixes in its order: ``l0, l0_reverse, l1, ...``."""
-    return [f"l{k}{'_reverse' if d else ''}" for k in range(num_layers)
-            for d in range(2 if bidirectional else 1)]
-
-
-def _check_sizes(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int; got {value!r}")
-
-
-def _check_inits(init: str, recurrent_init: str) -> None:
-    for name, value in (("init", init), ("recurrent_init", recurrent_init)):
-        if value not in INITIALIZERS:
-            raise ValueError(f"{name} must be one of {sorted(INITIALIZERS)}; got {value!r}")
 
 
 class Recurrent:
@@ -109,23 +95,22 @@ class Recurrent:
         recurrent_init: str = "torch",
         seed: int | None = None,
         backend: str = "numpy",
-        device: Any = None,
-        dtype: Any = "float64",
+        device: Device = None,
+        dtype: str | DType = "float64",
         forget_bias: float = 0.0,
     ) -> None:
-        _check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
-        _check_inits(init, recurrent_init)
+        validate(dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+                      init=init, recurrent_init=recurrent_init), LAYER_CONSTRAINTS)
         spec = get_cell(cell)
         options = spec.layer_options(nonlinearity)
         xp = get_namespace(backend)
         dt = resolve_dtype(xp, dtype)
         rng = host_rng(seed)
-        dirs = 2 if bidirectional else 1
         params = {}
         for sfx in layer_suffixes(num_layers, bidirectional):
-            fan_in = input_size if sfx.startswith("l0") else dirs * hidden_size
-            host = spec.draw(rng, fan_in, hidden_size, init=init, recurrent_init=recurrent_init,
-                             forget_bias=forget_bias)
+            fan_in = input_size if sfx.startswith("l0") else (2 if bidirectional else 1) * hidden_size
+            host = draw_cell_params(spec, rng, fan_in, hidden_size, init=init,
+                                    recurrent_init=recurrent_init, forget_bias=forget_bias)
             for k, v in host.items():
                 params[self._key(sfx, k)] = place(v, xp=xp, device=device, dtype=dt)
         self._setup(params, spec, options, num_layers, bidirectional, dropout, return_sequences,
@@ -134,7 +119,7 @@ class Recurrent:
     @classmethod
     def from_weights(
         cls,
-        params: dict,
+        params: dict[str, Array],
         *,
         cell: str,
         num_layers: int = 1,
@@ -148,7 +133,7 @@ class Recurrent:
         """A layer around given arrays, keyed like :attr:`params` (``"l0.w_x"``, ...). They are
         used as given, never written to; ``seed`` seeds the dropout generator only."""
         spec = get_cell(cell)
-        _check_sizes(num_layers=num_layers)
+        validate({"num_layers": num_layers}, LAYER_CONSTRAINTS)
         self = cls.__new__(cls)
         self._adopt(params, spec, spec.layer_options(nonlinearity), num_layers, bidirectional,
                     dropout, return_sequences, return_state, host_rng(seed))
@@ -157,26 +142,16 @@ class Recurrent:
     def _adopt(self, params: dict, spec: Cell, options: dict, num_layers: int,
                bidirectional: bool, dropout: float, return_sequences: bool, return_state: bool,
                rng: Any) -> None:
-        want = {self._key(s, k) for s in layer_suffixes(num_layers, bidirectional)
-                for k in spec.params}
-        if set(params) != want:
-            raise ValueError(f"params must have exactly the keys {sorted(want)}; got "
-                             f"{sorted(params)}")
-        namespace(*params.values())
-        w_h = params[self._key("l0", "w_h")]
-        if getattr(w_h, "ndim", None) != 2 or w_h.shape[1] != spec.gates * w_h.shape[0]:
-            what = "(hidden, hidden)" if spec.gates == 1 else f"(hidden, {spec.gates}*hidden)"
-            raise ValueError(f"w_h must have shape {what}; got shape "
-                             f"{tuple(getattr(w_h, 'shape', ()))}")
+        keys = [self._key(s, k) for s in layer_suffixes(num_layers, bidirectional)
+                for k in spec.params]
+        check_given_weights(params, spec, keys, self._key("l0", "w_h"))
         self._setup(dict(params), spec, options, num_layers, bidirectional, dropout,
                     return_sequences, return_state, rng)
 
     def _setup(self, params: dict, spec: Cell, options: dict, num_layers: int,
                bidirectional: bool, dropout: float, return_sequences: bool, return_state: bool,
                rng: Any) -> None:
-        if isinstance(dropout, bool) or not (isinstance(dropout, (int, float))
-                                             and 0.0 <= dropout < 1.0):
-            raise ValueError(f"dropout must be a probability in [0, 1); got {dropout!r}")
+        validate({"dropout": dropout}, LAYER_CONSTRAINTS)
         self.params = params
         self.grads: dict[str, Any] = {}
         self.spec = spec
@@ -187,8 +162,8 @@ class Recurrent:
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.training = True
-        self.dh0: Any = None
-        self.dc0: Any = None
+        self.dh0: Array | None = None  # the initial states' gradients, after backward()
+        self.dc0: Array | None = None
         self._rng = rng
         self._caches: list | None = None
         self._drops: list = []
@@ -206,7 +181,7 @@ class Recurrent:
     def _dropout_scale(self, shape: tuple[int, ...], *, xp: Any, dtype: Any, device: Any) -> Any:
         """The dropout multipliers of one layer's output ``(B, T, D*H)``: only the keys come
         from the host generator, the mask is drawn on the device. Data-parallel training
-        (:mod:`rnnx.models._dask`) replaces this, on a worker, by the rows of the global
+        (:mod:`rnnx.models._dask_worker`) replaces this, on a worker, by the rows of the global
         mini-batch's mask that the worker holds."""
         return dropout_scale(shape, self.dropout, self.draw_dropout_keys(), xp=xp, dtype=dtype,
                              device=device)
@@ -239,11 +214,11 @@ class Recurrent:
         return self.dirs * self.hidden_size
 
     @property
-    def device(self) -> Any:
+    def device(self) -> Device:
         """Device the parameters live on."""
         return device_of(self.params[self._key("l0", "w_x")])
 
-    def layer_params(self, k: int, reverse: bool = False) -> dict:
+    def layer_params(self, k: int, reverse: bool = False) -> dict[str, Array]:
         """The parameters of layer ``k`` (direction ``reverse``) under the cell's own names."""
         sfx = f"l{k}{'_reverse' if reverse else ''}"
         return {name: self.params[self._key(sfx, name)] for name in self.spec.params}
@@ -257,7 +232,7 @@ class Recurrent:
         return self.train(False)
 
     @property
-    def final_state(self) -> tuple[Any, ...]:
+    def final_state(self) -> tuple[Array, ...]:
         """``(h_n,)`` or ``(h_n, c_n)`` of the last forward, ``(num_layers*dirs, batch, hidden)``
         in torch's order; feed back as ``forward(x, *state)`` to carry state across chunks."""
         if self._caches is None:
@@ -268,7 +243,8 @@ class Recurrent:
                      for i in range(len(self.spec.states)))
 
     # -- forward / backward -------------------------------------------------------------------
-    def forward(self, x: Any, h0: Any = None, c0: Any = None, *, mask: Any = None) -> Any:
+    def forward(self, x: Array, h0: Array | None = None, c0: Array | None = None, *,
+                mask: Array | None = None) -> Array | tuple[Array, Any]:
         """Run over ``x (batch, time, features)``.
 
         ``h0``/``c0``: initial states ``(num_layers*dirs, batch, hidden)`` (torch's layout),
@@ -345,8 +321,8 @@ class Recurrent:
         state = self.final_state
         return (out, state[0]) if len(state) == 1 else (out, state)
 
-    def backward(self, dout: Any, dh_n: Any = None, dc_n: Any = None, *,
-                 state_grads: dict | None = None) -> Any:
+    def backward(self, dout: Array | None, dh_n: Array | None = None, dc_n: Array | None = None, *,
+                 state_grads: dict | None = None) -> Array:
         """Backpropagate through every layer, direction and step.
 
         ``dout`` is the gradient of forward's output (may be ``None`` when ``dh_n``/``dc_n``

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._backend import host_rng
+from .._typing import Array, Device, DType
 from ..functional.registry import get_cell
 from .recurrent import Recurrent
 
@@ -20,7 +21,7 @@ class _Single(Recurrent):
 
     def __init__(self, input_size: int, hidden_size: int, *, return_sequences: bool = False,
                  init: str = "torch", recurrent_init: str = "torch", seed: int | None = None,
-                 backend: str = "numpy", device: Any = None, dtype: Any = "float64",
+                 backend: str = "numpy", device: Device = None, dtype: str | DType = "float64",
                  **options: Any) -> None:
         unknown = set(options) - {"nonlinearity", "forget_bias"}
         if unknown:
@@ -35,7 +36,7 @@ class _Single(Recurrent):
                          dtype=dtype, **options)
 
     @classmethod
-    def from_params(cls, params: dict, *, return_sequences: bool = False,
+    def from_params(cls, params: dict[str, Array], *, return_sequences: bool = False,
                     nonlinearity: str = "tanh") -> Any:
         """A layer around the arrays of ``params``, keyed by the cell's parameter names (used
         as given, never written to)."""
@@ -53,7 +54,7 @@ class _Single(Recurrent):
                                nonlinearity=nonlinearity)
 
     @property
-    def final_state(self) -> tuple[Any, ...]:
+    def final_state(self) -> tuple[Array, ...]:
         """Final states of the last :meth:`forward`, each ``(batch, hidden)`` (each sample's
         last valid state under a mask): ``(h_n,)``, or ``(h_n, c_n)`` for an LSTM. Feed back as
         ``forward(x, *state)`` to carry state across chunks (truncated BPTT)."""
@@ -111,14 +112,15 @@ class SimpleRNN(_Single):
         super().__init__(input_size, hidden_size, nonlinearity=nonlinearity, **kwargs)
 
     @classmethod
-    def from_weights(cls, w_x: Any, w_h: Any, b: Any, *, nonlinearity: str = "tanh",
+    def from_weights(cls, w_x: Array, w_h: Array, b: Array, *, nonlinearity: str = "tanh",
                      return_sequences: bool = False) -> SimpleRNN:
         """Build a layer around given arrays ``w_x (features, hidden)``, ``w_h (hidden, hidden)``
         and ``b (hidden,)``. Their namespace and device decide where the layer runs; the arrays
         are used as given (not copied) and are never written to."""
         return cls._of((w_x, w_h, b), return_sequences, nonlinearity)
 
-    def forward(self, x: Any, h0: Any = None, *, mask: Any = None) -> Any:
+    def forward(self, x: Array, h0: Array | None = None, *, mask: Array | None = None
+                ) -> Array | tuple[Array, Any]:
         """Run the layer over ``x (batch, time, features)`` from ``h0 (batch, hidden)`` (zeros
         if omitted). Returns ``(batch, hidden)`` (the final state), or ``(batch, time,
         hidden)`` if ``return_sequences``; in ``x``'s namespace, on its device. ``mask``:
@@ -129,7 +131,8 @@ class SimpleRNN(_Single):
 
     __call__ = forward
 
-    def backward(self, dout: Any, dh_n: Any = None, *, state_grads: dict | None = None) -> Any:
+    def backward(self, dout: Array | None, dh_n: Array | None = None, *,
+                 state_grads: dict | None = None) -> Array:
         """Backpropagate ``dout`` (the gradient of what :meth:`forward` returned) through time,
         plus an optional gradient of the final state ``dh_n (batch, hidden)``. Fills
         :attr:`grads` and :attr:`dh0`; returns ``dx`` ``(batch, time, features)``.
@@ -158,12 +161,13 @@ class LSTM(_Single):
         super().__init__(input_size, hidden_size, forget_bias=forget_bias, **kwargs)
 
     @classmethod
-    def from_weights(cls, w_x: Any, w_h: Any, b: Any, *, return_sequences: bool = False) -> LSTM:
+    def from_weights(cls, w_x: Array, w_h: Array, b: Array, *, return_sequences: bool = False) -> LSTM:
         """A layer around given arrays (used as given, never written to); their namespace and
         device decide where it runs."""
         return cls._of((w_x, w_h, b), return_sequences)
 
-    def forward(self, x: Any, h0: Any = None, c0: Any = None, *, mask: Any = None) -> Any:
+    def forward(self, x: Array, h0: Array | None = None, c0: Array | None = None, *,
+                mask: Array | None = None) -> Array | tuple[Array, Any]:
         """Run over ``x (batch, time, features)`` from ``h0``/``c0`` ``(batch, hidden)`` (zeros
         if omitted); ``mask`` as in :func:`rnnx.functional.lstm_forward`. Output in ``x``'s
         namespace and device."""
@@ -171,8 +175,8 @@ class LSTM(_Single):
 
     __call__ = forward
 
-    def backward(self, dout: Any, dh_n: Any = None, dc_n: Any = None, *,
-                 state_grads: dict | None = None) -> Any:
+    def backward(self, dout: Array | None, dh_n: Array | None = None, dc_n: Array | None = None, *,
+                 state_grads: dict | None = None) -> Array:
         """Backpropagate ``dout`` (the gradient of what :meth:`forward` returned; may be ``None``
         if ``dh_n`` or ``dc_n`` is given) through time, plus optional gradients of the final
         states ``(batch, hidden)``. Fills :attr:`grads`, :attr:`dh0` and :attr:`dc0`; returns
@@ -192,19 +196,21 @@ class GRU(_Single):
     _cell = "gru"
 
     @classmethod
-    def from_weights(cls, w_x: Any, w_h: Any, b_ih: Any, b_hh: Any, *,
+    def from_weights(cls, w_x: Array, w_h: Array, b_ih: Array, b_hh: Array, *,
                      return_sequences: bool = False) -> GRU:
         """A layer around given arrays (used as given, never written to)."""
         return cls._of((w_x, w_h, b_ih, b_hh), return_sequences)
 
-    def forward(self, x: Any, h0: Any = None, *, mask: Any = None) -> Any:
+    def forward(self, x: Array, h0: Array | None = None, *, mask: Array | None = None
+                ) -> Array | tuple[Array, Any]:
         """Run over ``x (batch, time, features)`` from ``h0 (batch, hidden)`` (zeros if
         omitted); ``mask`` as in :func:`rnnx.functional.gru_forward`."""
         return self._forward1(x, {"h": h0}, mask)
 
     __call__ = forward
 
-    def backward(self, dout: Any, dh_n: Any = None, *, state_grads: dict | None = None) -> Any:
+    def backward(self, dout: Array | None, dh_n: Array | None = None, *,
+                 state_grads: dict | None = None) -> Array:
         """Backpropagate ``dout`` (may be ``None`` if ``dh_n`` is given) through time. Fills
         :attr:`grads` and :attr:`dh0`; returns ``dx`` ``(batch, time, features)``.
         ``state_grads``: as for :meth:`Recurrent.backward`."""

@@ -5,13 +5,18 @@ here imports dask unless a dask array was passed (:func:`is_dask_array`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dask.array import Array as DaskArray
+
+    from ._base import BaseRNN
 
 __all__ = ["check_inputs", "check_lengths", "check_y_like_X", "current_client", "is_dask_array",
            "network_spec", "not_dask", "not_yet", "sample_chunked"]
 
 
-def is_dask_array(a: Any) -> bool:
+def is_dask_array(a: object) -> bool:
     """Whether ``a`` is a dask collection (never imports dask)."""
     return type(a).__module__.startswith("dask.")
 
@@ -35,7 +40,7 @@ def current_client() -> Any:
                            "(or Client(cluster) for a LocalCluster)") from None
 
 
-def sample_chunked(a: Any, name: str) -> None:
+def sample_chunked(a: DaskArray, name: str) -> None:
     """``a`` is chunked along samples only, with known chunk sizes."""
     if any(c != c for c in a.chunks[0]):  # NaN: unknown sizes
         raise ValueError(f"{name} has unknown chunk sizes along samples; call "
@@ -48,14 +53,14 @@ def sample_chunked(a: Any, name: str) -> None:
                          f"{split}. Rechunk it: {name}.rechunk({{{spec}}})")
 
 
-def not_dask(name: str, a: Any, other: str) -> TypeError:
+def not_dask(name: str, a: object, other: str) -> TypeError:
     return TypeError(f"{other} is a dask array but {name} is "
                      f"{type(a).__module__}.{type(a).__qualname__}: pass both as dask arrays "
                      f"chunked alike along samples, e.g. dask.array.from_array({name}, "
                      f"chunks=({other}.chunks[0],))")
 
 
-def check_lengths(X: Any, lengths: Any) -> None:
+def check_lengths(X: DaskArray, lengths: DaskArray | None) -> None:
     """``lengths`` of a dask ``X``: a dask array with X's chunks along samples."""
     if lengths is None:
         return
@@ -68,7 +73,7 @@ def check_lengths(X: Any, lengths: Any) -> None:
     _chunked_like_X(X, lengths, "lengths")
 
 
-def check_inputs(est: Any, X: Any, y: Any, lengths: Any = None) -> None:
+def check_inputs(est: BaseRNN, X: DaskArray, y: DaskArray, lengths: DaskArray | None = None) -> None:
     """Refuse, before anything runs, what cannot train exactly."""
     if y is None:
         raise ValueError(f"{type(est).__name__} requires y to be passed, but the target y is None")
@@ -91,7 +96,7 @@ def check_inputs(est: Any, X: Any, y: Any, lengths: Any = None) -> None:
     check_lengths(X, lengths)
 
 
-def check_y_like_X(X: Any, y: Any) -> None:
+def check_y_like_X(X: DaskArray, y: DaskArray) -> None:
     """``y`` (a dask array) has ``X``'s samples in ``X``'s chunks along samples."""
     if y.ndim == 0 or y.shape[0] != X.shape[0]:
         raise ValueError(f"X and y have inconsistent numbers of samples: X has {X.shape[0]}, y "
@@ -108,7 +113,7 @@ def _chunked_like_X(X: Any, a: Any, name: str) -> None:
                          f"{name}.rechunk({{0: X.chunks[0]}})")
 
 
-def network_spec(est: Any) -> tuple[Any, ...]:
+def network_spec(est: BaseRNN) -> tuple[Any, ...]:
     """What builds a network shaped like ``est.network_`` (its weights are loaded after)."""
     opts = tuple(sorted(est._network_options().items()))
     return (int(est._n_step_features()), int(est.hidden_size), int(est._n_outputs),

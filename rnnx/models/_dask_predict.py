@@ -5,7 +5,7 @@ over the sample chunks (:func:`predict_lazy`), and the score reduced on the clus
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._backend import namespace
 from ._dask_inputs import (
@@ -17,6 +17,11 @@ from ._dask_inputs import (
     sample_chunked,
 )
 from .network import SequenceNetwork
+
+if TYPE_CHECKING:
+    from dask.array import Array as DaskArray
+
+    from ._base import BaseRNN
 
 __all__ = ["predict_lazy", "score_lazy"]
 
@@ -39,7 +44,7 @@ def _predict_block(block: Any, lean: Any, method: str, lengths: Any = None) -> A
     return getattr(lean, method)(block, lengths=lengths)
 
 
-def predict_lazy(est: Any, X: Any, method: str, lengths: Any = None) -> Any:
+def predict_lazy(est: BaseRNN, X: DaskArray, method: str, lengths: DaskArray | None = None) -> DaskArray:
     """``est.<method>(X, lengths=lengths)`` for a dask ``X`` ``(n_samples, time, features)``
     (``lengths``: None or a dask array chunked as ``X`` along samples): a lazy dask array chunked
     as ``X`` along samples, in the chunks' namespace."""
@@ -84,7 +89,7 @@ def predict_lazy(est: Any, X: Any, method: str, lengths: Any = None) -> Any:
                         dtype=dtype, meta=meta, **kw)
 
 
-def score_lazy(est: Any, X: Any, y: Any, lengths: Any = None) -> float:
+def score_lazy(est: BaseRNN, X: DaskArray, y: DaskArray, lengths: DaskArray | None = None) -> float:
     """``est.score(X, y, lengths=lengths)`` for dask ``X`` and ``y`` (and ``lengths``) chunked
     alike along samples: the predictions and the sums the score needs are reduced on the
     cluster (one ``compute``), only a few numbers reach the driver. A Python float, equal to the

@@ -13,34 +13,38 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._backend import device, float_errors_checked_by_caller, from_host, namespace, to_numpy
+from .._typing import Array
+from ..optim import Optimizer
 from ._errors import TrainingDivergedError
+from .network import SequenceNetwork
+
+if TYPE_CHECKING:
+    from numpy.random import Generator
 
 __all__ = ["Trainer", "eval_forward", "train_mode"]
 
 
-def train_mode(network: Any, mode: bool) -> None:
-    """Dropout on (training) or off (prediction) where the recurrent layer has it (a plain
-    Elman layer has no dropout and no modes)."""
-    if hasattr(network.recurrent, "train"):
-        network.recurrent.train(mode)
+def train_mode(network: SequenceNetwork, mode: bool) -> None:
+    """Dropout on (training) or off (prediction)."""
+    network.recurrent.train(mode)
 
 
-def eval_forward(network: Any, Xm: Any, steps: Any) -> Any:
+def eval_forward(network: SequenceNetwork, Xm: Array, steps: Array | None) -> Array:
     """Outputs of ``network`` in evaluation mode (no dropout), the mode restored after."""
-    was = getattr(network.recurrent, "training", None)
+    was = network.recurrent.training
     train_mode(network, False)
     try:
         return network.forward(Xm, steps=steps)
     finally:
-        if was is not None:
-            train_mode(network, was)
+        train_mode(network, was)
 
 
 class Trainer:
-    """Trains ``network`` with ``optimizer``, shuffling with ``rng`` (a NumPy ``Generator``).
+    """Trains ``network`` with ``optimizer``, shuffling with ``rng`` (a NumPy ``Generator``;
+    both ``None`` for a trainer that only evaluates).
 
     ``history`` (the estimator's ``history_``: ``loss``, and ``accuracy`` for a cross-entropy
     network) is appended to in place, one entry per completed epoch; ``n_epochs`` counts the
@@ -48,9 +52,10 @@ class Trainer:
     step; ``learning_rate`` and ``name`` (the estimator's class) only go into messages.
     """
 
-    def __init__(self, network: Any, optimizer: Any, rng: Any, history: dict[str, list[float]],
-                 *, batch_size: int, clip_norm: float | None, learning_rate: float,
-                 n_epochs: int = 0, name: str = "model") -> None:
+    def __init__(self, network: SequenceNetwork, optimizer: Optimizer | None,
+                 rng: Generator | None, history: dict[str, list[float]], *, batch_size: int,
+                 clip_norm: float | None, learning_rate: float, n_epochs: int = 0,
+                 name: str = "model") -> None:
         self.network, self.optimizer, self.rng, self.history = network, optimizer, rng, history
         self.batch_size, self.clip_norm, self.learning_rate = batch_size, clip_norm, learning_rate
         self.n_epochs, self.name = n_epochs, name
@@ -65,7 +70,7 @@ class Trainer:
         bs = min(self.batch_size, n)
         return [(s, min(s + bs, n)) for s in range(0, n, bs)]
 
-    def epoch(self, Xm: Any, ym: Any, steps: Any = None) -> tuple[float, float | None]:
+    def epoch(self, Xm: Array, ym: Array, steps: Array | None = None) -> tuple[float, float | None]:
         """One pass over ``(Xm, ym)`` (and their ``steps``: lengths or step mask) in shuffled
         mini-batches; returns host ``(mean loss, accuracy or None)`` measured on each batch
         before its update (one sync per epoch)."""
@@ -88,7 +93,8 @@ class Trainer:
         acc = None if correct is None else float(to_numpy(correct)) / n
         return loss_v, acc
 
-    def evaluate(self, Xm: Any, ym: Any, steps: Any = None) -> tuple[float, float | None]:
+    def evaluate(self, Xm: Array, ym: Array, steps: Array | None = None
+                 ) -> tuple[float, float | None]:
         """Host ``(loss, accuracy or None)`` of the network on ``(Xm, ym)``, without dropout."""
         from ..functional._mask import as_step_mask
         from ..losses import mse, softmax_cross_entropy
@@ -113,7 +119,7 @@ class Trainer:
 
     # -- the loops ---------------------------------------------------------------------------
 
-    def fit(self, Xm: Any, ym: Any, steps: Any = None, *, epochs: int,
+    def fit(self, Xm: Array, ym: Array, steps: Array | None = None, *, epochs: int,
             validation_fraction: float | None, early_stopping: bool, n_iter_no_change: int,
             tol: float, on_epoch: Callable[[int, dict], Any] | None = None) -> None:
         """Up to ``epochs`` epochs over ``(Xm, ym)``. ``validation_fraction`` (0.1 by default
@@ -164,7 +170,8 @@ class Trainer:
             self.network.load_parameters(best_params)
 
     @staticmethod
-    def split(Xm: Any, ym: Any, steps: Any, train: Any, val: Any) -> tuple[tuple, tuple]:
+    def split(Xm: Array, ym: Array, steps: Array | None, train: Array, val: Array
+              ) -> tuple[tuple, tuple]:
         """``((X, y, steps) of the host row indices train, the same of val)``, rows in the
         order given."""
         xp = namespace(Xm)
@@ -176,7 +183,7 @@ class Trainer:
         return ((xp.take(Xm, idx_t, axis=0), xp.take(ym, idx_t, axis=0), St),
                 (xp.take(Xm, idx_v, axis=0), xp.take(ym, idx_v, axis=0), Sv))
 
-    def partial_fit(self, Xm: Any, ym: Any, steps: Any = None) -> None:
+    def partial_fit(self, Xm: Array, ym: Array, steps: Array | None = None) -> None:
         """One guarded epoch over ``(Xm, ym)`` from the current weights, then recorded."""
         with self.guarded_epoch(self.n_epochs + 1, "partial_fit"):
             loss, acc = self.epoch(Xm, ym, steps)

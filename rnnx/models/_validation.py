@@ -11,17 +11,18 @@ import math
 from typing import Any
 
 from .._backend import device, host_namespace, namespace, to_numpy
+from .._typing import Array, Namespace
 from ..functional._validate import dtype_name
 
 __all__ = ["EXACT_INT", "check_finite", "check_int_exact", "float_dtype_name", "host_lengths",
            "is_sparse", "read_array", "same_library", "score_y", "sequences"]
 
 
-def is_sparse(a: Any) -> bool:
+def is_sparse(a: object) -> bool:
     return type(a).__module__.startswith("scipy.sparse") or hasattr(a, "tocsr")
 
 
-def read_array(a: Any, name: str) -> tuple[Any, bool]:
+def read_array(a: object, name: str) -> tuple[Array, bool]:
     """``(array, is_api_array)``: Array API arrays are returned as they are; anything else is
     read as a NumPy array (the caller then gets NumPy results)."""
     if is_sparse(a):
@@ -49,7 +50,7 @@ def read_array(a: Any, name: str) -> tuple[Any, bool]:
 EXACT_INT = {"float32": 2**24, "float64": 2**53}
 
 
-def float_dtype_name(xp: Any, a: Any, name: str) -> str:
+def float_dtype_name(xp: Namespace, a: Array, name: str) -> str:
     """The float dtype ``a`` trains in by default: its own for float32/float64, float64 for
     integer and bool data. Complex, half precision and non-numeric data are refused."""
     got = dtype_name(xp, a.dtype)
@@ -69,7 +70,7 @@ def float_dtype_name(xp: Any, a: Any, name: str) -> str:
                     f"{got}")
 
 
-def check_int_exact(X: Any, name: str, dt_name: str) -> None:
+def check_int_exact(X: Array, name: str, dt_name: str) -> None:
     """Integer ``X`` is cast to the model dtype only where that cast is exact."""
     xp = namespace(X)
     got = dtype_name(xp, X.dtype)
@@ -104,7 +105,7 @@ def same_library(arrays: dict[str, Any]) -> None:
                              f"{devs[first]} but {k} is on {devs[k]}")
 
 
-def sequences(X: Any, name: str = "X") -> Any:
+def sequences(X: Array, name: str = "X") -> Array:
     """Check ``X``'s shape and return it 3-D ``(n_samples, time, features)``."""
     xp = namespace(X)
     if X.ndim not in (2, 3):
@@ -123,7 +124,7 @@ def sequences(X: Any, name: str = "X") -> Any:
     return X
 
 
-def check_finite(X: Any, name: str) -> None:
+def check_finite(X: Array, name: str) -> None:
     xp = namespace(X)
     bad_at = ~xp.isfinite(X)
     if bool(to_numpy(xp.any(bad_at))):
@@ -135,7 +136,7 @@ def check_finite(X: Any, name: str) -> None:
                          "impute them first")
 
 
-def host_lengths(lengths: Any, n: int, time: int) -> Any:
+def host_lengths(lengths: Array, n: int, time: int) -> Any:
     """``lengths`` checked on the host: integer lengths ``(n_samples,)`` in ``[0, time]`` (right
     padding) or a boolean step mask ``(n_samples, time)`` (padding on either side). Returns a
     NumPy array (int64 or bool)."""
@@ -165,7 +166,7 @@ def host_lengths(lengths: Any, n: int, time: int) -> Any:
     return hnp.astype(lh, hnp.int64)
 
 
-def score_y(X: Any, y: Any, n: int) -> Any:
+def score_y(X: Array, y: Array, n: int) -> Any:
     """``y`` of a ``score`` call on the host, checked against ``X`` (same library and device
     when both are arrays, one entry per sample, finite if numeric)."""
     X, x_is_array = read_array(X, "X")

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._backend import (
     from_host,
@@ -40,9 +40,13 @@ from .._backend import (
     save_npz_atomic,
     to_numpy,
 )
+from .._typing import Device
 from ..optim import make_optimizer
 from .estimators import RNNClassifier, RNNRegressor, ScratchSimpleRNNClassifier
 from .network import SequenceNetwork
+
+if TYPE_CHECKING:
+    from ._base import BaseRNN
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "load_model", "save_model"]
 
@@ -56,7 +60,7 @@ def _jsonable(v: Any) -> Any:
     return None  # a device object or generator: machine-specific, not stored
 
 
-def save_model(model: Any, path: str | os.PathLike) -> None:
+def save_model(model: BaseRNN, path: str | os.PathLike) -> None:
     """Write a fitted :class:`RNNClassifier`/:class:`RNNRegressor` to ``path`` (see the module
     docstring for the format). Parameters are copied to the host; the model is unchanged."""
     from .._version import __version__
@@ -130,7 +134,7 @@ def _read_meta(path: str, data: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def load_model(path: str | os.PathLike, *, backend: str = "numpy", device: Any = None) -> Any:
+def load_model(path: str | os.PathLike, *, backend: str = "numpy", device: Device = None) -> BaseRNN:
     """Read a model written by :func:`save_model` onto ``backend``/``device`` (any backend,
     whatever it was trained on). Predictions follow the ``X`` they are given, as after ``fit``.
 

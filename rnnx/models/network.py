@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._backend import host_rng, namespace, on_input_device
+from .._typing import Array, Device, DType
 from ..functional._mask import as_step_mask
 from ..functional.registry import register_cell
 from ..layers import Dense, Recurrent
@@ -63,8 +64,8 @@ class SequenceNetwork:
         output_init: str = "xavier",
         seed: int | None = None,
         backend: str = "numpy",
-        device: Any = None,
-        dtype: Any = "float64",
+        device: Device = None,
+        dtype: str | DType = "float64",
         **cell_options: Any,
     ) -> None:
         if loss not in ("cross_entropy", "mse"):
@@ -76,9 +77,9 @@ class SequenceNetwork:
         self.cell = cell
         self.loss_name = loss
         self.sequence_output = bool(sequence_output)
-        self.recurrent = make_recurrent(
-            cell, input_size, hidden_size, return_sequences=self.sequence_output, seed=s_rec,
-            backend=backend, device=device, dtype=dtype, **cell_options,
+        self.recurrent = Recurrent(
+            input_size, hidden_size, cell=cell, return_sequences=self.sequence_output,
+            seed=s_rec, backend=backend, device=device, dtype=dtype, **cell_options,
         )
         # A bidirectional layer hands the dense layer both directions: (batch, 2*hidden).
         self.dense = Dense(self.recurrent.output_size, output_size, init=output_init, seed=s_out,
@@ -86,19 +87,19 @@ class SequenceNetwork:
 
     # -- parameters as one flat dict --------------------------------------------------------
 
-    def parameters(self) -> dict[str, Any]:
+    def parameters(self) -> dict[str, Array]:
         """``{"recurrent.<name>": array, "dense.<name>": array}`` (references, not copies)."""
         out = {f"recurrent.{k}": v for k, v in self.recurrent.params.items()}
         out.update({f"dense.{k}": v for k, v in self.dense.params.items()})
         return out
 
-    def gradients(self) -> dict[str, Any]:
+    def gradients(self) -> dict[str, Array]:
         """Gradients with the keys of :meth:`parameters`, after :meth:`loss_and_grad`."""
         out = {f"recurrent.{k}": v for k, v in self.recurrent.grads.items()}
         out.update({f"dense.{k}": v for k, v in self.dense.grads.items()})
         return out
 
-    def load_parameters(self, params: dict[str, Any]) -> None:
+    def load_parameters(self, params: dict[str, Array]) -> None:
         """Point the layers at the arrays in ``params`` (keys as in :meth:`parameters`)."""
         mine = self.parameters()
         if set(params) != set(mine):
@@ -114,7 +115,7 @@ class SequenceNetwork:
     # -- maths ------------------------------------------------------------------------------
 
     @on_input_device
-    def forward(self, x: Any, *, steps: Any = None) -> Any:
+    def forward(self, x: Array, *, steps: Array | None = None) -> Array:
         """Outputs (logits or predictions) for ``x (batch, time, features)``:
         ``(batch, outputs)``, or ``(batch, time, outputs)`` if ``sequence_output``; in ``x``'s
         namespace on its device.
@@ -130,8 +131,8 @@ class SequenceNetwork:
     __call__ = forward
 
     @on_input_device
-    def loss_and_grad(self, x: Any, target: Any, *, mask: Any = None,
-                      steps: Any = None) -> tuple[Any, Any]:
+    def loss_and_grad(self, x: Array, target: Array, *, mask: Array | None = None,
+                      steps: Array | None = None) -> tuple[Array, Array]:
         """Forward, loss and backward through both layers (BPTT through the recurrent one).
 
         ``target`` is integer labels ``(batch,)``/``(batch, time)`` for cross-entropy, or floats
@@ -153,8 +154,8 @@ class SequenceNetwork:
         return loss, out
 
     @on_input_device
-    def train_step(self, x: Any, target: Any, optimizer: Optimizer, *, clip_norm: float | None = None,
-                   mask: Any = None, steps: Any = None) -> tuple[Any, Any]:
+    def train_step(self, x: Array, target: Array, optimizer: Optimizer, *, clip_norm: float | None = None,
+                   mask: Array | None = None, steps: Array | None = None) -> tuple[Array, Array]:
         """One optimisation step on a mini-batch; returns ``(loss, outputs)`` before the update
         (0-d array and outputs, on the parameters' device: no host sync)."""
         loss, out = self.loss_and_grad(x, target, mask=mask, steps=steps)

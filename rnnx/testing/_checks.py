@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._backend import backend_name, device, host_namespace, namespace, to_numpy
+from .._typing import Array, DType, Namespace
 
 __all__ = [
     "SAFETY",
@@ -46,14 +47,14 @@ __all__ = [
 SAFETY = 4.0
 
 
-def rounding_rtol(dtype: Any, xp: Any, *, steps: int = 1, terms: int = 1,
+def rounding_rtol(dtype: DType, xp: Namespace, *, steps: int = 1, terms: int = 1,
                   gain: float = 1.0) -> float:
     """``SAFETY * gain * eps * sqrt(steps * terms)`` for a floating ``dtype`` of namespace
     ``xp``: the relative tolerance of ``steps`` dependent steps of ``terms``-term sums."""
     return SAFETY * gain * float(xp.finfo(dtype).eps) * math.sqrt(steps * terms)
 
 
-def recurrence_rtol(dtype: Any, xp: Any, *, batch: int, time: int, features: int, hidden: int,
+def recurrence_rtol(dtype: DType, xp: Namespace, *, batch: int, time: int, features: int, hidden: int,
                     gain: float = 1.0) -> float:
     """Tolerance (relative to each array's largest magnitude) for the forward states and every
     gradient of a recurrent layer run on ``(batch, time, features)`` inputs with ``hidden``
@@ -62,21 +63,21 @@ def recurrence_rtol(dtype: Any, xp: Any, *, batch: int, time: int, features: int
     return rounding_rtol(dtype, xp, steps=time, terms=features + hidden + 1 + batch, gain=gain)
 
 
-def default_rtol(dtype: Any, xp: Any) -> float:
+def default_rtol(dtype: DType, xp: Namespace) -> float:
     """:func:`rounding_rtol` of one step of one term, ``4 * eps``: a few roundings, for results
     of a handful of elementwise operations. Anything longer passes its own tolerance."""
     return rounding_rtol(dtype, xp)
 
 
-def assert_equal(actual: Any, desired: Any, *, err_msg: str = "") -> None:
+def assert_equal(actual: Array, desired: Array, *, err_msg: str = "") -> None:
     """Assert bitwise-equal values (NaN equal to NaN) after the checks of :func:`assert_close`:
     for two code paths that must do the same operations on the same backend."""
     assert_close(actual, desired, rtol=0.0, err_msg=err_msg, _nan_equal=True)
 
 
 def assert_close(
-    actual: Any,
-    desired: Any,
+    actual: Array,
+    desired: Array,
     *,
     rtol: float | None = None,
     atol: float = 0.0,
@@ -162,7 +163,7 @@ def _host_reshape(values: list[float], shape: tuple[int, ...]) -> Any:
     return hnp.reshape(hnp.asarray(values, dtype=hnp.float64), shape)
 
 
-def grad_check_error(analytic: Any, numeric: Any) -> float:
+def grad_check_error(analytic: Array, numeric: Array) -> float:
     """Relative error ``||a - n|| / max(||a||, ||n||)`` (Euclidean norms, on the host).
 
     Norm-wise rather than element-wise so that gradient entries that are zero up to rounding do

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._backend import (
     device_label,
@@ -27,15 +27,19 @@ from .._backend import (
     on_device,
     to_numpy,
 )
+from .._typing import Array, DType, Namespace
 from ..datasets import SEED_EXPECTED_LAST_STATE, seed_example
 from ..functional.registry import CELLS, Cell
 from ._checks import finite_difference_grads, grad_check_error, recurrence_rtol
+
+if TYPE_CHECKING:
+    from numpy.random import Generator
 
 __all__ = ["agreement_rows", "cell_variants", "differentiable", "float64_skips", "loss_fn", "make_case",
            "run_case", "seed_rows"]
 
 
-def make_case(spec: Cell, rng: Any, batch: int, time: int, features: int, hidden: int, *,
+def make_case(spec: Cell, rng: Generator, batch: int, time: int, features: int, hidden: int, *,
               with_state: bool = True) -> dict[str, Any]:
     """A host float64 case for ``spec``: ``x (batch, time, features)``; every parameter with
     its shape (weights scaled ~1/sqrt(fan_in) so that gates stay out of saturation and
@@ -64,7 +68,7 @@ def differentiable(spec: Cell) -> tuple[str, ...]:
     return ("x", *spec.params, *(s + "0" for s in spec.states))
 
 
-def run_case(spec: Cell, a: Mapping[str, Any], *, mask: Any = None, final: bool = True,
+def run_case(spec: Cell, a: Mapping[str, Any], *, mask: Array | None = None, final: bool = True,
              options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Forward and backward of ``sum(out * dhs) [+ sum(h_n * dh_n) + sum(c_n * dc_n)]`` (the
     final-state terms only if ``final``) on the arrays of ``a`` (any backend); every result by
@@ -81,7 +85,7 @@ def run_case(spec: Cell, a: Mapping[str, Any], *, mask: Any = None, final: bool 
     return res
 
 
-def loss_fn(spec: Cell, a: Mapping[str, Any], *, mask: Any = None, final: bool = True,
+def loss_fn(spec: Cell, a: Mapping[str, Any], *, mask: Array | None = None, final: bool = True,
             options: Mapping[str, Any] | None = None) -> Callable[..., Any]:
     """The scalar whose gradient :func:`run_case` computes, as a function of the
     differentiable inputs given by keyword (for :func:`finite_difference_grads`)."""
@@ -172,7 +176,7 @@ def agreement_rows(backends: tuple[str, ...], seed: int = 0, *,
     return rows
 
 
-def seed_tolerance(dtype: Any, xp: Any) -> float:
+def seed_tolerance(dtype: DType, xp: Namespace) -> float:
     """Absolute tolerance on the seed's last state in ``dtype``: the seed printed 8 decimals
     (5e-9), plus, below float64, the rounding bound of its 3 steps of ``(1, 3, 2)`` inputs with
     4 units (:func:`~rnnx.testing.recurrence_rtol`; ``|h| <= 1``)."""

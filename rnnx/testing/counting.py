@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._backend import from_host, get_namespace, host_rng
+from .._typing import Namespace
 from ..functional.registry import CELLS, Cell
 from .agreement import cell_variants, make_case
 
@@ -131,7 +132,7 @@ class _Recorder:
 
 
 @contextlib.contextmanager
-def count_calls(xp: Any = None) -> Iterator[CallCounts]:
+def count_calls(xp: Namespace | None = None) -> Iterator[CallCounts]:
     """Count the array-API calls made inside the ``with`` block::
 
         with count_calls() as c:

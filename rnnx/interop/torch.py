@@ -4,7 +4,7 @@ equivalent, stacked, bidirectional) as the equivalent ``torch.nn.RNN/LSTM/GRU`` 
 This is an edge module, like the CLI: its whole job is to build torch modules, so it asks
 :func:`rnnx._backend.torch_module` for ``torch`` inside its functions (never at import time).
 The maths modules stay backend-free. Which module a cell maps to, and how its biases split, is
-the cell's registry record (:attr:`rnnx.functional.registry.Cell.torch`).
+the cell's entry in :data:`LAYOUTS` below.
 
 Mapping (rnnx keeps row-vector weights, torch column-vector ones)::
 
@@ -20,38 +20,54 @@ bit; torch -> rnnx -> torch gives the same module up to how an Elman/LSTM bias i
 recovered exactly when ``bias_hh`` was zero). Weights travel through the host
 (:func:`rnnx._backend.to_numpy` / ``from_host``) so any backend and device works on either side.
 
-Keras 3: :func:`to_keras` and :func:`from_keras` (``SimpleRNN``/``LSTM``/``GRU`` and
-``Bidirectional`` layers) live in :mod:`rnnx._interop_keras`; see ``docs/keras.md``.
-
-ONNX: :func:`to_onnx` (a fitted estimator or network as an ONNX model of the standard
-``RNN``/``LSTM``/``GRU`` operators) and :func:`from_onnx` (such operators' weights into a
-:class:`~rnnx.layers.Recurrent`) live in :mod:`rnnx._interop_onnx`; see ``docs/onnx.md``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from ._backend import from_host, get_namespace, to_numpy, torch_module
+from .._backend import from_host, get_namespace, to_numpy, torch_module
+from .._typing import Device, DType
+from ..functional.registry import CELLS, Cell, get_cell
+from ..layers.recurrent import Recurrent, layer_suffixes
+from ..layers.single import single_layer_class
 
-# The Keras and ONNX halves (their own modules; keras and onnx are imported only inside their
-# functions).
-from ._interop_keras import GRU_RESET_BEFORE, from_keras, to_keras
-from ._interop_onnx import from_onnx, to_onnx
-from .functional.registry import CELLS, Cell, TorchLayout, get_cell
-from .layers.recurrent import Recurrent, layer_suffixes
-from .layers.single import single_layer_class
+if TYPE_CHECKING:
+    import torch
 
-__all__ = ["GRU_RESET_BEFORE", "from_keras", "from_onnx", "from_state_dict", "from_torch",
-           "to_keras", "to_onnx", "to_state_dict", "to_torch"]
+__all__ = ["LAYOUTS", "TorchLayout", "from_state_dict", "from_torch", "to_state_dict",
+           "to_torch"]
+
+
+@dataclass(frozen=True)
+class TorchLayout:
+    """How a cell's weights map onto ``torch.nn.<module>``: ``weight_ih = w_x.T``, ``weight_hh =
+    w_h.T`` always; ``split_bias`` keeps torch's two biases as ``b_ih``/``b_hh`` (GRU), otherwise
+    rnnx's one bias ``b`` is ``bias_ih + bias_hh``. ``options`` are the run options torch's
+    constructor takes under the same name (``nonlinearity``)."""
+
+    module: str
+    split_bias: bool = False
+    options: tuple[str, ...] = ()
+
+
+#: The registered cells that ``torch.nn`` computes, by registry name (a cell registered from
+#: outside rnnx with a torch equivalent adds its entry here).
+LAYOUTS: dict[str, TorchLayout] = {
+    "rnn": TorchLayout("RNN", options=("nonlinearity",)),
+    "lstm": TorchLayout("LSTM"),
+    "gru": TorchLayout("GRU", split_bias=True),
+}
 
 
 def _layout(spec: Cell) -> TorchLayout:
-    if spec.torch is None:
-        known = ", ".join(n for n, c in CELLS.items() if c.torch is not None)
+    if spec.name not in LAYOUTS:
+        known = ", ".join(n for n in CELLS if n in LAYOUTS)
         raise ValueError(f"cell {spec.name!r} ({spec.summary}) has no torch.nn equivalent; "
                          f"cells that have one: {known}")
-    return spec.torch
+    return LAYOUTS[spec.name]
 
 
 def _describe(layer: Any) -> tuple[Cell, dict]:
@@ -64,7 +80,7 @@ def _describe(layer: Any) -> tuple[Cell, dict]:
     return layer.spec, per
 
 
-def to_state_dict(layer: Any) -> dict:
+def to_state_dict(layer: Recurrent) -> dict[str, torch.Tensor]:
     """The ``torch.nn.RNN/LSTM/GRU`` state dict of ``layer`` (torch tensors on the CPU, in the
     layer's float dtype)."""
     torch = torch_module()
@@ -85,7 +101,7 @@ def to_state_dict(layer: Any) -> dict:
     return out
 
 
-def to_torch(layer: Any) -> Any:
+def to_torch(layer: Recurrent) -> torch.nn.RNNBase:
     """The equivalent ``torch.nn.RNN/LSTM/GRU`` (``batch_first=True``, CPU, the layer's
     dtype) with ``layer``'s weights: on the same input it gives the same outputs and states."""
     torch = torch_module()
@@ -105,28 +121,30 @@ def to_torch(layer: Any) -> Any:
 def _cell_of(module: Any) -> Cell:
     torch = torch_module()
 
-    for spec in CELLS.values():
-        if spec.torch is not None and type(module) is getattr(torch.nn, spec.torch.module):
+    mine = [(get_cell(n), getattr(torch.nn, layout.module)) for n, layout in LAYOUTS.items()
+            if n in CELLS]
+    for spec, cls in mine:
+        if type(module) is cls:
             return spec
-    for spec in CELLS.values():  # a subclass of a torch.nn recurrent module
-        if spec.torch is not None and isinstance(module, getattr(torch.nn, spec.torch.module)):
+    for spec, cls in mine:  # a subclass of a torch.nn recurrent module
+        if isinstance(module, cls):
             return spec
     raise TypeError(f"module must be a torch.nn.RNN, LSTM or GRU; got {type(module).__name__}")
 
 
 def from_state_dict(
-    state_dict: dict,
+    state_dict: Mapping[str, Any],
     *,
     cell: str,
     num_layers: int = 1,
     bidirectional: bool = False,
     nonlinearity: str = "tanh",
     backend: str = "numpy",
-    device: Any = None,
-    dtype: Any = None,
+    device: Device = None,
+    dtype: str | DType | None = None,
     stacked: bool | None = None,
     **layer_options: Any,
-) -> Any:
+) -> Recurrent:
     """An rnnx layer from a ``torch.nn.RNN/LSTM/GRU`` state dict.
 
     Returns :class:`~rnnx.layers.SimpleRNN`/:class:`~rnnx.layers.LSTM`/:class:`~rnnx.layers.GRU`
@@ -172,14 +190,15 @@ def from_state_dict(
                               nonlinearity=nonlinearity, **layer_options)
 
 
-def from_torch(module: Any, *, backend: str = "numpy", device: Any = None, dtype: Any = None,
-               stacked: bool | None = None, **layer_options: Any) -> Any:
+def from_torch(module: torch.nn.RNNBase, *, backend: str = "numpy", device: Device = None,
+               dtype: str | DType | None = None, stacked: bool | None = None,
+               **layer_options: Any) -> Recurrent:
     """An rnnx layer equivalent to ``module`` (a ``torch.nn.RNN/LSTM/GRU``); see
     :func:`from_state_dict`. The module's ``dropout`` is carried over to a stacked layer."""
     spec = _cell_of(module)
     if getattr(module, "proj_size", 0):
         raise ValueError("LSTMs with proj_size > 0 have no rnnx equivalent")
-    extra = {k: getattr(module, k) for k in spec.torch.options}
+    extra = {k: getattr(module, k) for k in LAYOUTS[spec.name].options}
     is_stacked = stacked if stacked is not None else (module.num_layers > 1 or module.bidirectional)
     if is_stacked and "dropout" not in layer_options:
         layer_options["dropout"] = float(module.dropout)

@@ -1,10 +1,14 @@
 """``rnnx train --workers N`` / ``--scheduler ADDRESS``: the options checked before any work,
 the cluster started or joined for the fit (and closed after), and the data as dask arrays of
-one sample chunk per worker. Its own module to keep :mod:`rnnx.cli` readable."""
+one sample chunk per worker."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    from dask.array import Array as DaskArray
 
 import click
 
@@ -73,7 +77,7 @@ class dask_cluster:
             self.cluster.close()
 
 
-def dask_arrays(X: Any, y: Any, n_workers: int) -> tuple[Any, Any]:
+def dask_arrays(X: np.ndarray, y: np.ndarray, n_workers: int) -> tuple[DaskArray, DaskArray]:
     """``X``, ``y`` as dask arrays of one chunk of samples per worker."""
     import dask.array as da
 

@@ -1,17 +1,38 @@
 """The figures of ``rnnx train``: ``--plot`` (loss and accuracy per epoch) and ``--grad-plot``
-(``||dL/dh_t||`` per step of the trained model). matplotlib is imported inside, so a missing
-one is reported by the option that needs it. Its own module to keep :mod:`rnnx.cli` readable."""
+(``||dL/dh_t||`` per step of the trained model), and their paths checked before training.
+matplotlib is imported inside, so a missing one is reported by the option that needs it."""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from ._backend import atomic_path
+from .._backend import atomic_path
+from ._common import check_output
 
-__all__ = ["plot_history", "plot_state_grads"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..models._base import BaseRNN
+
+__all__ = ["check_figure_path", "plot_history", "plot_state_grads"]
+
+
+def check_figure_path(path: str, option: str) -> None:
+    """matplotlib importable, the file's format one it writes, the folder writable."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise click.UsageError(f"{option} needs matplotlib ({exc}): pip install 'rnnx[plot]'; "
+                               "nothing was trained") from None
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    formats = Figure().canvas.get_supported_filetypes()
+    if ext and ext not in formats:
+        raise click.BadParameter(f"cannot write a figure as {ext!r} ({path}); formats: "
+                                 f"{', '.join(sorted(formats))}", param_hint=option)
+    check_output(path, option)
 
 
 def plot_history(history: dict, path: str, title: str, *, loss_label: str = "loss") -> None:
@@ -42,13 +63,13 @@ def plot_history(history: dict, path: str, title: str, *, loss_label: str = "los
     plt.close(fig)
 
 
-def plot_state_grads(model: Any, X: Any, y: Any, path: str, title: str) -> None:
+def plot_state_grads(model: BaseRNN, X: np.ndarray, y: np.ndarray, path: str, title: str) -> None:
     """||dL/dh_t|| of the trained model's loss on ``(X, y)``, one line per layer/direction."""
     try:
         import matplotlib  # noqa: F401
     except ImportError as exc:
         raise click.UsageError(f"--grad-plot needs matplotlib ({exc}); install rnnx[plot]") from None
-    from .diagnostics import estimator_grad_norms, plot_grad_norms
+    from ..diagnostics import estimator_grad_norms, plot_grad_norms
 
     norms = estimator_grad_norms(model, X, y)
     if list(norms) == ["l0"]:

@@ -1,6 +1,5 @@
 """``rnnx export``: a model saved by ``rnnx train --save`` as an ONNX file
-(:func:`rnnx.interop.to_onnx`). Its own module to keep :mod:`rnnx.cli` readable; the command is
-added to the ``rnnx`` group there.
+(:func:`rnnx.interop.to_onnx`).
 
 Everything that can be refused is checked before the model is read: the file names' extensions,
 that onnx is installed, that the output's folder is writable. The file is written atomically
@@ -14,7 +13,7 @@ import os
 
 import click
 
-from ._backend import check_writable
+from ._common import check_output
 
 
 def _check_extension(path: str, ext: str, option: str, what: str) -> None:
@@ -47,13 +46,10 @@ def export(model_path: str, onnx_path: str, dtype: str, lengths: bool) -> None:
     except ImportError as exc:
         raise click.UsageError(f"rnnx export needs the onnx package ({exc}): pip install "
                                f"'rnnx[onnx]'; nothing was written") from None
-    try:
-        check_writable(onnx_path)
-    except OSError as exc:
-        raise click.BadParameter(str(exc), param_hint="--onnx") from None
+    check_output(onnx_path, "--onnx")
 
-    from .interop import to_onnx
-    from .models import load_model
+    from ..interop import to_onnx
+    from ..models import load_model
 
     model = load_model(model_path)  # ModelFileError (a ValueError) naming the file: one line
     proto = to_onnx(model, onnx_path, lengths=lengths, dtype=dtype)  # refuses ln_lstm first

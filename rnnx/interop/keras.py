@@ -25,23 +25,55 @@ Layout (Keras keeps row-vector weights, like rnnx: no transposes)::
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from ._backend import from_host, get_namespace, host_namespace, to_numpy
-from .functional.registry import CELLS, Cell, KerasLayout, get_cell
+from .._backend import from_host, get_namespace, host_namespace, to_numpy
+from .._typing import Device, DType
+from ..functional.registry import CELLS, get_cell
 
-__all__ = ["GRU_RESET_BEFORE", "from_keras", "to_keras"]
+if TYPE_CHECKING:
+    import keras
+
+    from ..layers import Recurrent
+
+__all__ = ["GRU_RESET_BEFORE", "LAYOUTS", "KerasLayout", "from_keras", "to_keras"]
 
 #: The registry name of the reset-before GRU (Keras ``GRU(reset_after=False)``): the one place
 #: the name is written here.
 GRU_RESET_BEFORE = "gru_reset_before"
 
 
+@dataclass(frozen=True)
+class KerasLayout:
+    """How a cell maps onto a Keras 3 layer: the layer and cell classes (``"GRU"``,
+    ``"GRUCell"``), the Keras gate blocks in rnnx's gate names, whether Keras's bias is split
+    ``(2, G*hidden)``, and the constructor options that select this cell
+    (``{"reset_after": True}``)."""
+
+    layer: str
+    cell: str
+    gate_order: tuple[str, ...]
+    split_bias: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _keras_cells() -> dict[str, Cell]:
-    """The registered cells that have a Keras layer (:attr:`Cell.keras`), by name."""
-    return {n: c for n, c in CELLS.items() if c.keras is not None}
+#: The registered cells that a Keras 3 layer computes, by registry name (a cell registered from
+#: outside rnnx with a Keras equivalent adds its entry here).
+LAYOUTS: dict[str, KerasLayout] = {
+    "rnn": KerasLayout("SimpleRNN", "SimpleRNNCell", ("h",)),
+    "lstm": KerasLayout("LSTM", "LSTMCell", ("i", "f", "g", "o")),
+    "gru": KerasLayout("GRU", "GRUCell", ("z", "r", "n"), split_bias=True,
+                       options={"reset_after": True}),
+    GRU_RESET_BEFORE: KerasLayout("GRU", "GRUCell", ("z", "r", "n"),
+                                  options={"reset_after": False}),
+}
+
+
+def _keras_layouts() -> dict[str, KerasLayout]:
+    """The registered cells that have a Keras layer, by name."""
+    return {n: layout for n, layout in LAYOUTS.items() if n in CELLS}
 
 
 def _keras() -> Any:
@@ -123,7 +155,7 @@ def _check_direction(keras: Any, rnn: Any, where: str) -> tuple[str, str]:
     """``(rnnx cell name, nonlinearity)`` of one Keras RNN layer; ``ValueError``/``TypeError``
     naming what rnnx does not have and what was given."""
     cell = rnn.cell
-    kinds = {name: getattr(keras.layers, c.keras.cell) for name, c in _keras_cells().items()}
+    kinds = {name: getattr(keras.layers, c.cell) for name, c in _keras_layouts().items()}
     if isinstance(cell, keras.layers.StackedRNNCells):
         raise TypeError(f"{where} runs StackedRNNCells ({len(cell.cells)} cells): rnnx converts "
                         f"one cell per Keras layer (stacked rnnx layers are Keras layers one after "
@@ -148,7 +180,7 @@ def _check_direction(keras: Any, rnn: Any, where: str) -> tuple[str, str]:
                          f"{policy[0]}, compute {policy[1]}): rnnx computes in its weights' dtype, "
                          f"float32 or float64")
     name = next(n for n, k in kinds.items() if isinstance(cell, k) and all(
-        getattr(cell, o) == v for o, v in _keras_cells()[n].keras.options.items()))
+        getattr(cell, o) == v for o, v in LAYOUTS[n].options.items()))
     spec = get_cell(name)
     act = _act_name(keras, cell.activation)
     if "nonlinearity" in spec.options:  # the Elman cell: its activation is the option
@@ -186,8 +218,8 @@ def _host_weights(keras: Any, rnn: Any, spec: Any, layout: KerasLayout) -> dict[
     return out
 
 
-def from_keras(layer: Any, *, backend: str = "numpy", device: Any = None, dtype: Any = None,
-               **layer_options: Any) -> Any:
+def from_keras(layer: keras.layers.Layer, *, backend: str = "numpy", device: Device = None,
+               dtype: str | DType | None = None, **layer_options: Any) -> Recurrent:
     """An rnnx :class:`~rnnx.layers.Recurrent` (one layer) with the weights of a built Keras 3
     ``SimpleRNN``/``LSTM``/``GRU`` layer (or ``keras.layers.RNN`` of a ``SimpleRNNCell``/
     ``LSTMCell``/``GRUCell``), or of a ``Bidirectional`` of one (``merge_mode="concat"``).
@@ -214,7 +246,7 @@ def from_keras(layer: Any, *, backend: str = "numpy", device: Any = None, dtype:
     default) with ``dtype`` (a name; default: the Keras variables' dtype); ``layer_options`` go
     to :meth:`Recurrent.from_weights <rnnx.layers.Recurrent.from_weights>`.
     """
-    from .layers.recurrent import Recurrent
+    from ..layers.recurrent import Recurrent
 
     keras = _keras()
     rnns, where = _directions(keras, layer)
@@ -227,7 +259,7 @@ def from_keras(layer: Any, *, backend: str = "numpy", device: Any = None, dtype:
                          f"differ: an rnnx bidirectional layer runs one cell both ways")
     name, nonlinearity = found[0]
     spec = get_cell(name)
-    layout = spec.keras
+    layout = LAYOUTS[name]
     xp = get_namespace(backend)
     params = {}
     for d, rnn in enumerate(rnns):
@@ -246,7 +278,7 @@ def from_keras(layer: Any, *, backend: str = "numpy", device: Any = None, dtype:
 
 # -- rnnx -> Keras ----------------------------------------------------------------------------
 
-def to_keras(layer: Any) -> Any:
+def to_keras(layer: Recurrent) -> keras.layers.Layer:
     """A built Keras 3 layer with the weights of a one-layer rnnx
     :class:`~rnnx.layers.Recurrent` (or :class:`~rnnx.layers.SimpleRNN`/``LSTM``/``GRU``):
     ``keras.layers.SimpleRNN`` (``activation`` the layer's nonlinearity), ``LSTM``,
@@ -261,14 +293,14 @@ def to_keras(layer: Any) -> Any:
     without a Keras layer (``ln_lstm``; ``ValueError`` naming those that have one) and anything
     that is not an rnnx recurrent layer (``TypeError``).
     """
-    from .layers.recurrent import Recurrent
+    from ..layers.recurrent import Recurrent
 
     if not isinstance(layer, Recurrent):
         raise TypeError(f"layer must be an rnnx SimpleRNN, LSTM, GRU or Recurrent; got "
                         f"{type(layer).__name__}")
     spec = layer.spec
-    if spec.keras is None:
-        known = ", ".join(_keras_cells())
+    if spec.name not in _keras_layouts():
+        known = ", ".join(_keras_layouts())
         raise ValueError(f"cell {spec.name!r} ({spec.summary}) has no Keras layer; cells that "
                          f"have one: {known}")
     if layer.num_layers > 1:
@@ -277,7 +309,7 @@ def to_keras(layer: Any) -> Any:
                          f"return_sequences=True); to_keras converts a one-layer Recurrent")
     keras = _keras()
     hnp = host_namespace()
-    layout = spec.keras
+    layout = LAYOUTS[spec.name]
     hidden, features = layer.hidden_size, layer.input_size
     perm = _perm(layout, spec.gate_order)  # Keras block k = rnnx block perm[k]
     per = [{k: to_numpy(v) for k, v in layer.layer_params(0, bool(d)).items()}

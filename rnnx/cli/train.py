@@ -1,0 +1,284 @@
+"""``rnnx train``: train an estimator on an embedded data set, print its held-out score, and
+optionally save it (``--save``), plot it (``--plot``, ``--grad-plot``: :mod:`rnnx.cli._plots`) or
+train it data-parallel on dask (``--workers``, ``--scheduler``: :mod:`rnnx.cli._dask`).
+
+The estimator's hyper-parameters are options whose values the estimators' own table checks and
+whose defaults are the estimators' (:class:`~rnnx.cli._common.Hyper`); they reach the estimator
+as they were parsed, under their own names."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+import numpy as np
+
+from .._backend import device_label, first_use_note, limit_threads
+from ..datasets import DATASETS
+from ..functional.registry import CELLS
+from ..models import (
+    RNNClassifier,
+    RNNRegressor,
+    ScratchSimpleRNNClassifier,
+    TrainingDivergedError,
+    save_model,
+)
+from ..models._constraints import PARAMETER_CONSTRAINTS, StrOptions, expected
+from ..models._progress import EpochBar, compact
+from ._common import Float, Hyper, Int, check_backend, check_output, finite, resolve_device
+from ._dask import check_dask_options, dask_arrays, dask_cluster
+from ._plots import check_figure_path, plot_history, plot_state_grads
+
+__all__ = ["train"]
+
+_REGRESSION_DATASETS = ("adding",)
+#: The estimators' defaults, read off their signature (the one place they are written).
+_DEFAULTS = {n: p.default for n, p in inspect.signature(RNNClassifier).parameters.items()}
+
+
+def _hyper(flag: str, param: str, *, off: Any = None, help: str = "") -> Callable:
+    """The option of estimator hyper-parameter ``param``: checked by the estimators' table, with
+    the estimators' default; the help says what the table accepts."""
+    if not any(isinstance(c, StrOptions) for c in PARAMETER_CONSTRAINTS[param]):  # choices
+        what = expected(param, none=f"{off} (off)")
+        help = f"{help} Must be {what}." if help else f"Must be {what}."
+    return click.option(flag, param, type=Hyper(param, off=off), default=_DEFAULTS[param],
+                        show_default=True, help=help)
+
+
+@click.command()
+@click.option("--dataset", type=click.Choice(sorted(DATASETS)), default="digits", show_default=True,
+              help="Data set: digits (8x8 images row by row), parity, sine (classification) "
+                   "or adding (regression).")
+@_hyper("--cell", "cell",
+        help="Recurrent cell: " + "; ".join(f"{n} ({c.summary})" for n, c in CELLS.items())
+             + " (or one registered with rnnx.functional.registry.register_cell).")
+@_hyper("--hidden-size", "hidden_size")
+@_hyper("--num-layers", "num_layers", help="Stacked recurrent layers.")
+@click.option("--bidirectional/--no-bidirectional", default=_DEFAULTS["bidirectional"],
+              show_default=True, help="Run every layer forward and backward in time.")
+@_hyper("--dropout", "dropout", help="Off when predicting.")
+@_hyper("--epochs", "epochs")
+@_hyper("--batch-size", "batch_size")
+@_hyper("--optimizer", "optimizer")
+@_hyper("--lr", "learning_rate", help="Learning rate.")
+@_hyper("--clip", "clip_norm", off=0, help="Global gradient-norm bound.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the split, the initial weights and the shuffling.")
+@click.option("--backend", default="numpy", show_default=True,
+              help="numpy, torch, cupy, array_api_strict or jax (see `rnnx info`).")
+@click.option("--device", "device_name", default=None,
+              help="Device of the backend (e.g. cuda, device1); default: its default device.")
+# float32 unless told otherwise: the estimators' None would keep the data sets' float64.
+@click.option("--dtype", "dtype", type=Hyper("dtype"), default="float32", show_default=True,
+              metavar="[float32|float64]")
+@click.option("--test-size", type=Float(0, 1, min_open=True, max_open=True),
+              callback=finite,
+              default=0.2, show_default=True, help="Held-out share of the data.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write loss/accuracy curves to this PNG (needs matplotlib: rnnx[plot]).")
+@click.option("--grad-plot", "grad_plot_path", type=click.Path(dir_okay=False, writable=True),
+              default=None,
+              help="Write the trained model's ||dL/dh_t|| per step on a held-out batch to this PNG "
+                   "(the vanishing-gradient picture; needs matplotlib).")
+@click.option("--save", "save_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the trained model (.npz + JSON metadata, no pickle).")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Show a progress bar (tqdm, on stderr).")
+@click.option("--threads", type=Int(min=0), default=1, show_default=True,
+              help="CPU threads for BLAS, OpenMP and torch (0: the libraries' default, no cap), "
+                   "set through threadpoolctl and printed on the `threads` line. Small "
+                   "recurrent matrices gain nothing from more; on a busy machine they slow down.")
+@click.option("--workers", type=Int(min=1), default=None,
+              help="Train data-parallel on a local dask cluster of this many worker processes "
+                   "(started and closed by the command; needs rnnx[dask]). The result equals "
+                   "the one-process fit.")
+@click.option("--scheduler", "scheduler_address", default=None, metavar="ADDRESS",
+              help="Train data-parallel on the existing dask.distributed cluster of this "
+                   "scheduler (e.g. tcp://host:8786; needs rnnx[dask]).")
+def train(dataset: str, seed: int, backend: str, device_name: str | None, test_size: float,
+          plot_path: str | None, grad_plot_path: str | None, save_path: str | None,
+          progress: bool, threads: int, workers: int | None, scheduler_address: str | None,
+          **hyper: Any) -> None:
+    """Train a recurrent model and print its held-out score.
+
+    With no options: the Elman classifier (ScratchSimpleRNNClassifier) on the handwritten digits
+    read row by row (8 steps x 8 features), 20 % held out.
+    """
+    # Everything that could fail after training is checked here, before it.
+    if hyper["dropout"] and hyper["num_layers"] == 1:
+        raise click.BadParameter(
+            f"--dropout {hyper['dropout']:g} acts between stacked layers (after all but the "
+            "last), so it needs --num-layers 2 or more; with one layer it would change nothing",
+            param_hint="--dropout")
+    on_dask = check_dask_options(workers, scheduler_address, backend, device_name)
+    check_backend(backend)
+    dev = resolve_device(backend, device_name)
+    for option, path in (("--plot", plot_path), ("--grad-plot", grad_plot_path)):
+        if path:
+            check_figure_path(path, option)
+    if save_path:
+        check_output(save_path, "--save")
+    X, y = DATASETS[dataset](seed=seed)
+    tr, te = _split(X.shape[0], test_size, seed)
+    regression = dataset in _REGRESSION_DATASETS
+    if not regression:
+        _check_split(y, tr, te, test_size)
+    model = _estimator(regression, hyper, random_state=seed,
+                       backend=None if on_dask else backend, device=None if on_dask else dev)
+    click.echo(f"data    {dataset}: {X.shape[0]} sequences of {X.shape[1]} steps x {X.shape[2]} "
+               "features, " + ("regression" if regression else f"{np.unique(y).size} classes")
+               + f"; train {tr.size}, held out {te.size}")
+    click.echo(f"model   {_describe(model, hyper)}; {backend} "
+               f"({'default device' if dev is None else device_label(dev)}) {hyper['dtype']}")
+    if note := first_use_note(backend):
+        click.echo(note)
+    held = _HeldOut(model, X[te], y[te], regression)
+    watch = progress or plot_path
+    bar = EpochBar(hyper["epochs"], enabled=progress, extra=held if watch else None)
+    with limit_threads(threads or None) as cap:
+        # dask's nannies start their workers with one BLAS/OpenMP thread each, whatever this is
+        click.echo(f"threads {cap.describe()}"
+                   + ("; on this process only (dask starts each worker with 1 thread)"
+                      if on_dask else ""))
+        if threads and not cap.applied:
+            click.echo(f"warning: --threads {threads} did not cap the BLAS threads: {cap.reason}. "
+                       "Small recurrent matrices may train several times slower on a busy "
+                       "machine.", err=True)
+        try:
+            with dask_cluster(workers, scheduler_address) as client:
+                start = time.perf_counter()  # the training only, not a cluster's start
+                Xt, yt = X[tr], y[tr]
+                if client is not None:  # data-parallel: one chunk of the training rows per worker
+                    Xt, yt = dask_arrays(Xt, yt, len(client.scheduler_info()["workers"]))
+                model.fit(Xt, yt, callback=bar if watch else None, progress=False)
+        except TrainingDivergedError as exc:
+            raise FloatingPointError(_diverged_message(exc, model, hyper)) from None
+        finally:
+            bar.close()
+    seconds = time.perf_counter() - start
+    train_loss = held.raw_loss(model.history_["loss"])
+    click.echo(f"trained {model.n_epochs_} epochs in {seconds:.1f} s; final training "
+               f"{'MSE' if regression else 'loss (cross-entropy)'} {compact(train_loss[-1])}")
+    click.echo(held.summary())
+    if save_path:
+        save_model(model, save_path)
+        click.echo(f"saved model to {save_path}")
+    where = f"rnnx train --dataset {dataset} (cell={hyper['cell']}"
+    if plot_path:
+        history = {**model.history_, "loss": train_loss, **held.history()}
+        plot_history(history, plot_path, f"{where}, {backend} {hyper['dtype']})",
+                     loss_label="MSE (target units)" if regression else "cross-entropy loss")
+        click.echo(f"wrote curves to {plot_path}")
+    if grad_plot_path:
+        n = hyper["batch_size"]
+        plot_state_grads(model, X[te][:n], y[te][:n], grad_plot_path,
+                         f"{where}): {min(n, te.size)} held-out sequences")
+        click.echo(f"wrote gradient norms to {grad_plot_path}")
+
+
+def _estimator(regression: bool, hyper: dict[str, Any], **placement: Any) -> Any:
+    """The estimator ``rnnx train`` trains: the regressor for a regression data set, the seed's
+    Elman classifier for its cell, the general classifier otherwise."""
+    if regression:
+        return RNNRegressor(**hyper, **placement)
+    if hyper["cell"] == ScratchSimpleRNNClassifier.fixed_cell:
+        return ScratchSimpleRNNClassifier(**{k: v for k, v in hyper.items() if k != "cell"},
+                                          **placement)
+    return RNNClassifier(**hyper, **placement)
+
+
+def _describe(model: Any, hyper: dict[str, Any]) -> str:
+    """``ScratchSimpleRNNClassifier(cell=rnn, hidden_size=64), adam lr=0.005, batch 32, clip
+    5.0``: the options that differ from a one-layer model, then the training's."""
+    layers = "" if hyper["num_layers"] == 1 else f", num_layers={hyper['num_layers']}"
+    layers += ", bidirectional" if hyper["bidirectional"] else ""
+    layers += f", dropout={hyper['dropout']:g}" if hyper["dropout"] else ""
+    return (f"{type(model).__name__}(cell={hyper['cell']}, hidden_size={hyper['hidden_size']}"
+            f"{layers}), {hyper['optimizer']} lr={hyper['learning_rate']:g}, batch "
+            f"{hyper['batch_size']}, clip {hyper['clip_norm'] or 'off'}")
+
+
+class _HeldOut:
+    """The held-out part, scored after every epoch (the progress bar's extra figures, the
+    curves of ``--plot``) and at the end. One unit per curve: a regressor trains on standardised
+    targets, so its training loss is mapped back to the targets' units (x scale**2): MSE, like
+    the held-out figure."""
+
+    def __init__(self, model: Any, X: np.ndarray, y: np.ndarray, regression: bool) -> None:
+        self.model, self.X, self.y, self.regression = model, X, y, regression
+        self.loss: list[float] = []
+        self.accuracy: list[float] = []
+
+    def __call__(self, history: dict) -> dict[str, str]:
+        if self.regression:
+            self.loss.append(self._mse())
+            return {"loss": compact(self.raw_loss(history["loss"][-1:])[0]),
+                    "held-out MSE": compact(self.loss[-1])}
+        proba = np.asarray(self.model.predict_proba(self.X), dtype=np.float64)
+        idx = np.searchsorted(self.model.classes_, self.y)
+        self.loss.append(
+            float(-np.mean(np.log(np.clip(proba[np.arange(idx.size), idx], 1e-300, None)))))
+        self.accuracy.append(float(np.mean(proba.argmax(1) == idx)))
+        return {"held-out acc": f"{self.accuracy[-1]:.3f}"}
+
+    def _mse(self) -> float:
+        pred = np.asarray(self.model.predict(self.X), dtype=np.float64)
+        return float(np.mean((pred - self.y) ** 2))
+
+    def raw_loss(self, losses: list[float]) -> list[float]:
+        """A regressor's per-epoch training losses in the targets' units: it trains on
+        standardised targets, so its MSE is the raw one divided by scale**2 (averaged over
+        outputs)."""
+        if not self.regression:
+            return list(losses)
+        scale = self.model.output_head().scale  # (outputs,)
+        factor = float(np.mean(np.asarray(scale, dtype=np.float64) ** 2))
+        return [v * factor for v in losses]
+
+    def history(self) -> dict[str, list[float]]:
+        out = {"test_loss": self.loss, "test_accuracy": self.accuracy}
+        return {k: v for k, v in out.items() if v}
+
+    def summary(self) -> str:
+        if self.regression:
+            return (f"held-out MSE: {compact(self._mse())}  (R^2 "
+                    f"{self.model.score(self.X, self.y):.4f}; predicting the mean: MSE "
+                    f"{compact(float(np.var(self.y)))})")
+        return (f"held-out accuracy: {self.model.score(self.X, self.y):.4f} ({self.y.size} "
+                "sequences)")
+
+
+def _split(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = min(max(1, round(test_size * n)), n - 1)  # one sequence on each side at least
+    return perm[n_test:], perm[:n_test]
+
+
+def _diverged_message(exc: TrainingDivergedError, model: Any, hyper: dict[str, Any]) -> str:
+    """The divergence error in the command line's terms (--lr, --clip), not the estimator's."""
+    lr, clip = hyper["learning_rate"], hyper["clip_norm"]
+    kept = ("its initial weights" if model.n_epochs_ == 0 else
+            f"the weights after epoch {model.n_epochs_}, the last finite one")
+    how = ("turn on gradient clipping (--clip 0 turns it off now; try --clip 1)" if not clip
+           else f"clip harder (--clip {clip:g} now; try --clip {clip / 5:g})")
+    return (f"training diverged in epoch {exc.epoch}: the mean training loss is "
+            f"{compact(exc.loss)}. Lower --lr ({lr:g} now; try --lr {lr / 10:g}) or {how}. "
+            f"Nothing was saved or plotted (the model had kept {kept})")
+
+
+def _check_split(y: np.ndarray, tr: np.ndarray, te: np.ndarray, test_size: float) -> None:
+    """Every class must be in the training part (a held-out label the model never saw cannot be
+    scored) and in the held-out part (else its accuracy is not measured)."""
+    classes = np.unique(y)
+    for part, idx in (("training", tr), ("held-out", te)):
+        missing = np.setdiff1d(classes, np.unique(y[idx]))
+        if missing.size:
+            raise click.BadParameter(
+                f"{test_size:g} holds out {te.size} of {y.size} sequences, leaving the "
+                f"{part} part ({idx.size}) without class(es) {missing.tolist()[:5]} of "
+                f"{classes.size}: choose a share that keeps every class on both sides",
+                param_hint="--test-size")
