@@ -1,6 +1,6 @@
 """Weight initialisers.
 
-Every initialiser draws on the host from a NumPy ``Generator`` (see
+Every initialiser draws on the host from a NumPy ``HostGenerator`` (see
 :func:`rnnx._backend.host_rng`) and returns a host float64 array; :func:`place` then moves it to
 the target namespace, device and dtype. Drawing on the host is what makes one seed give
 bit-identical initial weights on NumPy, PyTorch, CuPy and array-api-strict.
@@ -21,36 +21,34 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from ._backend import from_host, host_namespace
+from ._backend import HostGenerator, from_host, host_namespace
 from ._typing import Array, Device, DType, Namespace
 
 if TYPE_CHECKING:
-    from numpy.random import Generator
-
     from .functional.registry import Cell
 
 __all__ = ["INITIALIZERS", "draw_cell_params", "gaussian", "he", "orthogonal", "place",
            "resolve_dtype", "torch_uniform", "xavier"]
 
 
-def gaussian(rng: Generator, shape: tuple[int, ...], *, scale: float = 0.01, **_: Any) -> Array:
+def gaussian(rng: HostGenerator, shape: tuple[int, ...], *, scale: float = 0.01, **_: Any) -> Array:
     """``scale * N(0, 1)``: the classic from-scratch exercise's ``sigma * randn``."""
     return scale * rng.standard_normal(shape)
 
 
-def xavier(rng: Generator, shape: tuple[int, ...], **_: Any) -> Array:
+def xavier(rng: HostGenerator, shape: tuple[int, ...], **_: Any) -> Array:
     """Glorot/Xavier uniform on ``±sqrt(6 / (fan_in + fan_out))`` for a ``(fan_in, fan_out)`` matrix."""
     fan_in, fan_out = shape[0], shape[-1]
     limit = math.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=shape)
 
 
-def he(rng: Generator, shape: tuple[int, ...], **_: Any) -> Array:
+def he(rng: HostGenerator, shape: tuple[int, ...], **_: Any) -> Array:
     """He/Kaiming normal with standard deviation ``sqrt(2 / fan_in)`` (for ReLU cells)."""
     return math.sqrt(2.0 / shape[0]) * rng.standard_normal(shape)
 
 
-def orthogonal(rng: Generator, shape: tuple[int, ...], *, gain: float = 1.0, **_: Any) -> Array:
+def orthogonal(rng: HostGenerator, shape: tuple[int, ...], *, gain: float = 1.0, **_: Any) -> Array:
     """A (semi-)orthogonal matrix from the QR decomposition of a Gaussian draw, signs fixed so
     the distribution is uniform (Haar) over orthogonal matrices."""
     hnp = host_namespace()
@@ -63,7 +61,7 @@ def orthogonal(rng: Generator, shape: tuple[int, ...], *, gain: float = 1.0, **_
     return gain * q
 
 
-def torch_uniform(rng: Generator, shape: tuple[int, ...], *, hidden: int, **_: Any) -> Array:
+def torch_uniform(rng: HostGenerator, shape: tuple[int, ...], *, hidden: int, **_: Any) -> Array:
     """PyTorch's RNN default: uniform on ``±1/sqrt(hidden)``."""
     k = 1.0 / math.sqrt(hidden)
     return rng.uniform(-k, k, size=shape)
@@ -78,7 +76,7 @@ INITIALIZERS = {
 }
 
 
-def draw_cell_params(spec: Cell, rng: Generator, features: int, hidden: int, *, init: str = "torch",
+def draw_cell_params(spec: Cell, rng: HostGenerator, features: int, hidden: int, *, init: str = "torch",
                      recurrent_init: str = "torch", forget_bias: float = 0.0) -> dict[str, Array]:
     """Host float64 initial parameters of one layer of cell ``spec`` (a registry record) for
     ``features`` inputs and ``hidden`` units, drawn from ``rng``. Each gate block is drawn

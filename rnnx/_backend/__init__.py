@@ -45,7 +45,17 @@ from ._devices import (
     on_input_device,
 )
 from ._files import atomic_path, check_writable, load_npz, save_npz_atomic
-from ._host import from_host, host_namespace, host_rng, move_to, synchronize, to_device, to_numpy
+from ._host import (
+    HostArray,
+    HostGenerator,
+    from_host,
+    host_namespace,
+    host_rng,
+    move_to,
+    synchronize,
+    to_device,
+    to_numpy,
+)
 from ._namespaces import (
     backend_name,
     device,
@@ -67,6 +77,8 @@ __all__ = [
     "REQUIREMENTS",
     "REQUIRE_ENV",
     "BackendStatus",
+    "HostArray",
+    "HostGenerator",
     "ThreadLimit",
     "atomic_path",
     "available_backends",

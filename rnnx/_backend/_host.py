@@ -15,6 +15,8 @@ from .._typing import Array, Device, DType, Namespace
 from ._namespaces import backend_name, device, float64_unavailable, namespace
 
 __all__ = [
+    "HostArray",
+    "HostGenerator",
     "from_host",
     "host_namespace",
     "host_rng",
@@ -23,6 +25,11 @@ __all__ = [
     "to_device",
     "to_numpy",
 ]
+
+#: Types for annotations outside this package, which imports no backend library: a NumPy array
+#: on the host, and the NumPy random ``Generator`` that draws every seeded thing on the host.
+HostArray = np.ndarray
+HostGenerator = np.random.Generator
 
 
 def to_numpy(x: Array) -> np.ndarray:

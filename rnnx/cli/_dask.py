@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._backend import HostArray
+
 if TYPE_CHECKING:
-    import numpy as np
     from dask.array import Array as DaskArray
 
 import click
@@ -77,7 +78,7 @@ class dask_cluster:
             self.cluster.close()
 
 
-def dask_arrays(X: np.ndarray, y: np.ndarray, n_workers: int) -> tuple[DaskArray, DaskArray]:
+def dask_arrays(X: HostArray, y: HostArray, n_workers: int) -> tuple[DaskArray, DaskArray]:
     """``X``, ``y`` as dask arrays of one chunk of samples per worker."""
     import dask.array as da
 

@@ -9,12 +9,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .._backend import atomic_path
+from .._backend import HostArray, atomic_path
 from ._common import check_output
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from ..models._base import BaseRNN
 
 __all__ = ["check_figure_path", "plot_history", "plot_state_grads"]
@@ -63,7 +61,7 @@ def plot_history(history: dict, path: str, title: str, *, loss_label: str = "los
     plt.close(fig)
 
 
-def plot_state_grads(model: BaseRNN, X: np.ndarray, y: np.ndarray, path: str, title: str) -> None:
+def plot_state_grads(model: BaseRNN, X: HostArray, y: HostArray, path: str, title: str) -> None:
     """||dL/dh_t|| of the trained model's loss on ``(X, y)``, one line per layer/direction."""
     try:
         import matplotlib  # noqa: F401

@@ -6,18 +6,15 @@ Works on one vector per sequence ``(batch, hidden)`` (many-to-one) and on every 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .._backend import HostGenerator, get_namespace, host_rng, on_input_device
 from .._backend import device as device_of
-from .._backend import get_namespace, host_rng, on_input_device
 from .._constraints import validate
 from .._typing import Array, Device, DType
 from ..functional._validate import check_float, check_shape, resolve
 from ..init import INITIALIZERS, place, resolve_dtype
 from ._constraints import LAYER_CONSTRAINTS
-
-if TYPE_CHECKING:
-    from numpy.random import Generator
 
 __all__ = ["Dense"]
 
@@ -33,7 +30,7 @@ class Dense:
         starts at zero.
     seed, backend, device, dtype
         As for :class:`rnnx.layers.SimpleRNN`: the same seed gives the same weights, bit for bit,
-        on every backend; ``rng`` (a host ``numpy.random.Generator``) may be passed instead of
+        on every backend; ``rng`` (a host ``numpy.random.HostGenerator``) may be passed instead of
         ``seed`` so one generator feeds a whole network.
 
     Attributes
@@ -51,7 +48,7 @@ class Dense:
         *,
         init: str = "xavier",
         seed: int | None = None,
-        rng: Generator | None = None,
+        rng: HostGenerator | None = None,
         backend: str = "numpy",
         device: Device = None,
         dtype: str | DType = "float64",

@@ -14,9 +14,9 @@ import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .._backend import host_rng, to_numpy
+from .._backend import HostGenerator, host_rng, to_numpy
 from .._typing import Array, Device
 from ..optim import make_optimizer
 from ._constraints import PARAMETER_CONSTRAINTS, check_cell_options, validate
@@ -29,9 +29,6 @@ from ._progress import EpochBar
 from ._training import Trainer, eval_forward
 from ._validation import check_finite, read_array, same_library, sequences
 from .network import SequenceNetwork
-
-if TYPE_CHECKING:
-    from numpy.random import Generator
 
 __all__ = ["BaseRNN", "InMemory", "OutputHead"]
 
@@ -173,7 +170,7 @@ class BaseRNN(Placement, Params):
 
     # -- training ---------------------------------------------------------------------------
 
-    def _new_network(self, features: int, outputs: int, rng: Generator) -> None:
+    def _new_network(self, features: int, outputs: int, rng: HostGenerator) -> None:
         self.network_ = SequenceNetwork(
             features, self.hidden_size, outputs, loss=self._loss,
             sequence_output=self._sequence_output(), seed=int(rng.integers(0, 2**63 - 1)),

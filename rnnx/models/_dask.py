@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._backend import backend_name, device, from_host, host_namespace, namespace, to_numpy
+from .._backend import HostArray, backend_name, device, from_host, host_namespace, namespace, to_numpy
 from .._typing import Array
 from ..optim import clip_grad_norm
 from ._dask_inputs import check_inputs, current_client, network_spec
@@ -44,7 +44,6 @@ from ._training import Trainer
 from ._validation import float_dtype_name, host_lengths
 
 if TYPE_CHECKING:
-    import numpy as np
     from distributed import Client, Future
 
     from ._base import BaseRNN
@@ -61,15 +60,15 @@ class Shards:
     split). ``shape[0]`` is their count, as :class:`Trainer` reads an array's."""
 
     def __init__(self, client: Client, futures: list[Future], starts: list[int], spec: tuple[Any, ...],
-                 rows: np.ndarray) -> None:
+                 rows: HostArray) -> None:
         self.client, self.futures, self.starts, self.spec, self.rows = (client, futures, starts,
                                                                        spec, rows)
         self.shape = (int(rows.shape[0]),)
 
-    def subset(self, idx: np.ndarray) -> Shards:
+    def subset(self, idx: HostArray) -> Shards:
         return Shards(self.client, self.futures, self.starts, self.spec, self.rows[idx])
 
-    def per_shard(self, batch: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    def per_shard(self, batch: HostArray) -> list[tuple[int, HostArray, HostArray]]:
         """``(shard, its local rows, their positions in batch)`` for every shard holding rows
         of ``batch`` (global rows), in shard order."""
         hnp = host_namespace()  # host indices: the driver's bookkeeping
@@ -185,7 +184,7 @@ class DaskTrainer(Trainer):
         return lsum / weight, acc
 
     @staticmethod
-    def split(Xm: Shards, ym: None, steps: None, train: np.ndarray, val: np.ndarray) -> tuple[tuple, tuple]:
+    def split(Xm: Shards, ym: None, steps: None, train: HostArray, val: HostArray) -> tuple[tuple, tuple]:
         return (Xm.subset(train), None, None), (Xm.subset(val), None, None)
 
     @contextlib.contextmanager

@@ -7,17 +7,14 @@ and loads the weights into it."""
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .._backend import device, from_host, namespace, to_numpy
+from .._backend import HostArray, device, from_host, namespace, to_numpy
 from .._typing import Array
 from ..functional.dropout import dropout_scale
 from ._training import Trainer, train_mode
 from ._validation import check_finite, check_int_exact, float_dtype_name
 from .network import SequenceNetwork
-
-if TYPE_CHECKING:
-    import numpy as np
 
 __all__ = ["make_shard", "shard_eval", "shard_grad"]
 
@@ -38,7 +35,7 @@ def _network(spec: tuple[Any, ...]) -> SequenceNetwork:
     return net
 
 
-def make_shard(Xb: Array, yb: np.ndarray, sb: np.ndarray | None, dtype_name: str, where: str
+def make_shard(Xb: Array, yb: HostArray, sb: HostArray | None, dtype_name: str, where: str
                ) -> tuple[Array, Array, Array | None]:
     """One sample chunk as the model reads it: 3-D, checked, in the model dtype, with its rows
     of the encoded targets (and of the boolean step mask, or None) on its own namespace and
@@ -95,8 +92,8 @@ def _weight(net: SequenceNetwork, sb: Any, r: int) -> float:
 
 
 def shard_grad(shard: tuple[Any, Any, Any], weights: dict[str, Any], spec: tuple[Any, ...],
-               rows: np.ndarray, classifies: bool,
-               drop: tuple[list[tuple[int, ...]], np.ndarray, int] | None
+               rows: HostArray, classifies: bool,
+               drop: tuple[list[tuple[int, ...]], HostArray, int] | None
                ) -> tuple[dict[str, Any], float, float, float]:
     """``(gradient sums, loss sum, correct count, weight)`` of the shard's ``rows`` (host local
     indices, in mini-batch order) under ``weights`` (host arrays): the gradient and the loss are
@@ -127,7 +124,7 @@ def shard_grad(shard: tuple[Any, Any, Any], weights: dict[str, Any], spec: tuple
 
 
 def shard_eval(shard: tuple[Any, Any, Any], weights: dict[str, Any], spec: tuple[Any, ...],
-                rows: np.ndarray, classifies: bool) -> tuple[float, float, float]:
+                rows: HostArray, classifies: bool) -> tuple[float, float, float]:
     """``(loss sum, correct count, weight)`` of the shard's ``rows`` without dropout (the
     validation split), as :meth:`Trainer.evaluate` scores them."""
     net, xb, yb, sb = _prepared(shard, weights, spec, rows)

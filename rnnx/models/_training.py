@@ -13,16 +13,13 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .._backend import device, float_errors_checked_by_caller, from_host, namespace, to_numpy
+from .._backend import HostGenerator, device, float_errors_checked_by_caller, from_host, namespace, to_numpy
 from .._typing import Array
 from ..optim import Optimizer
 from ._errors import TrainingDivergedError
 from .network import SequenceNetwork
-
-if TYPE_CHECKING:
-    from numpy.random import Generator
 
 __all__ = ["Trainer", "eval_forward", "train_mode"]
 
@@ -43,7 +40,7 @@ def eval_forward(network: SequenceNetwork, Xm: Array, steps: Array | None) -> Ar
 
 
 class Trainer:
-    """Trains ``network`` with ``optimizer``, shuffling with ``rng`` (a NumPy ``Generator``;
+    """Trains ``network`` with ``optimizer``, shuffling with ``rng`` (a NumPy ``HostGenerator``;
     both ``None`` for a trainer that only evaluates).
 
     ``history`` (the estimator's ``history_``: ``loss``, and ``accuracy`` for a cross-entropy
@@ -53,7 +50,7 @@ class Trainer:
     """
 
     def __init__(self, network: SequenceNetwork, optimizer: Optimizer | None,
-                 rng: Generator | None, history: dict[str, list[float]], *, batch_size: int,
+                 rng: HostGenerator | None, history: dict[str, list[float]], *, batch_size: int,
                  clip_norm: float | None, learning_rate: float, n_epochs: int = 0,
                  name: str = "model") -> None:
         self.network, self.optimizer, self.rng, self.history = network, optimizer, rng, history

@@ -13,9 +13,10 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._backend import (
+    HostGenerator,
     device_label,
     devices,
     float64_unavailable,
@@ -32,14 +33,11 @@ from ..datasets import SEED_EXPECTED_LAST_STATE, seed_example
 from ..functional.registry import CELLS, Cell
 from ._checks import finite_difference_grads, grad_check_error, recurrence_rtol
 
-if TYPE_CHECKING:
-    from numpy.random import Generator
-
 __all__ = ["agreement_rows", "cell_variants", "differentiable", "float64_skips", "loss_fn", "make_case",
            "run_case", "seed_rows"]
 
 
-def make_case(spec: Cell, rng: Generator, batch: int, time: int, features: int, hidden: int, *,
+def make_case(spec: Cell, rng: HostGenerator, batch: int, time: int, features: int, hidden: int, *,
               with_state: bool = True) -> dict[str, Any]:
     """A host float64 case for ``spec``: ``x (batch, time, features)``; every parameter with
     its shape (weights scaled ~1/sqrt(fan_in) so that gates stay out of saturation and
