@@ -1,0 +1,128 @@
+"""What the minimal RNNs (:mod:`rnnx.functional.min_gru`, :mod:`rnnx.functional.min_lstm`)
+share: their argument checks, the input projection and its gradients, the candidate
+activation ``g`` and the incoming gradients of a backward call.
+
+These cells have no recurrent weights: every gate reads ``x_t`` only, through one fused
+``w_x (features, G*hidden)`` and ``b (G*hidden,)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._backend import device
+from ._mask import mask_outputs
+from ._validate import check_float, check_sequence, check_shape, dtype_name, resolve
+
+
+def check_min_inputs(x: Any, w_x: Any, b: Any, h0: Any, gates: int) -> tuple[Any, int]:
+    """One namespace, device and float dtype; ``x (B, T, F)``, ``w_x (F, gates*H)``,
+    ``b (gates*H,)``, ``h0 (B, H)``. Returns ``(xp, hidden)``."""
+    xp = resolve({"x": x, "w_x": w_x, "b": b, "h0": h0})
+    batch, _, features = check_sequence("x", x, xp=xp)
+    labels = f"(features, {gates}*hidden)"
+    if getattr(w_x, "ndim", None) != 2 or w_x.shape[1] % gates or w_x.shape[1] == 0:
+        raise ValueError(f"w_x must have shape {labels} with features = {features}; got shape "
+                         f"{tuple(getattr(w_x, 'shape', ()))}")
+    hidden = w_x.shape[1] // gates
+    check_shape("w_x", w_x, (features, gates * hidden), labels)
+    check_shape("b", b, (gates * hidden,), f"({gates}*hidden,)")
+    check_float("w_x", w_x, xp=xp, like=("x", x))
+    check_float("b", b, xp=xp, like=("x", x))
+    if h0 is not None:
+        check_shape("h0", h0, (batch, hidden), "(batch, hidden)")
+        check_float("h0", h0, xp=xp, like=("x", x))
+    return xp, hidden
+
+
+def project(xp: Any, x: Any, w_x: Any, b: Any) -> Any:
+    """``u = x w_x + b`` for every step: one GEMM over all ``batch*time`` rows. A new array
+    ``(batch, time, G*hidden)`` the caller owns, in ``x``'s namespace and on its device."""
+    batch, time, features = x.shape
+    u = xp.reshape(x, (batch * time, features)) @ w_x  # (B*T, GH)
+    u += b  # own array (an immutable JAX array rebinds)
+    return xp.reshape(u, (batch, time, w_x.shape[1]))  # (B, T, GH)
+
+
+def project_grads(xp: Any, x: Any, w_x: Any, du: Any) -> tuple[Any, Any, Any]:
+    """``(dx, dw_x, db)`` from ``du = dL/du`` ``(batch, time, G*hidden)``: ``dx = du w_x^T``,
+    ``dw_x = X^T du`` (one GEMM each over all ``batch*time`` rows) and ``db = sum du``."""
+    batch, time, features = x.shape
+    du2 = xp.reshape(du, (batch * time, du.shape[2]))  # (B*T, GH)
+    dw_x = xp.reshape(x, (batch * time, features)).T @ du2  # (F, GH)
+    dx = xp.reshape(du2 @ w_x.T, (batch, time, features))  # (B, T, F)
+    return dx, dw_x, xp.sum(du2, axis=0)
+
+
+def sigmoid(a: Any, *, xp: Any) -> Any:
+    """``1 / (1 + exp(-a))`` as ``(1 + tanh(a/2)) / 2``: no overflow for any ``a``. A new
+    array."""
+    s = xp.tanh(0.5 * a)
+    s *= 0.5
+    s += 0.5
+    return s
+
+
+def g_act(a: Any, *, xp: Any) -> Any:
+    """The candidate activation of Feng et al. (2024), ``g(a) = a + 1/2`` for ``a >= 0`` and
+    ``sigmoid(a)`` below: continuous, positive, ``g(0) = 1/2``. Evaluated as
+    ``1/2 + max(a, tanh(a/2)/2)``: for ``a >= 0``, ``tanh(a/2)/2 <= a/4 <= a``; for ``a < 0``,
+    ``a < a/4 <= tanh(a/2)/2 < 0``, a factor 4 apart, so rounding never picks the wrong branch
+    and no comparison and ``where`` pass is needed. A new array."""
+    s = xp.tanh(0.5 * a)
+    s *= 0.5  # sigmoid(a) - 1/2
+    s = xp.maximum(s, a)
+    s += 0.5
+    return s
+
+
+def g_grad(a: Any, g: Any, *, xp: Any) -> Any:
+    """``g'(a)``: 1 for ``a >= 0``, ``sigmoid'(a) = g (1 - g)`` below, from the
+    pre-activation ``a`` and ``g = g_act(a)``. A new array."""
+    one = xp.ones((), dtype=g.dtype, device=device(g))
+    return xp.where(a >= 0.0, one, g * (1.0 - g))
+
+
+def incoming(xp: Any, hs: Any, dhs: Any, dh_n: Any, mask: Any) -> tuple[Any, Any]:
+    """Validate a backward call's gradients and split them into the per-step part ``(batch,
+    time, hidden)`` (zero at padded steps: a padded output is a constant) and the final-state
+    part ``(batch, hidden)`` (a 2-D ``dhs`` plus ``dh_n``; ``None`` if neither is given)."""
+    batch, time, hidden = hs.shape
+    if dhs is None and dh_n is None:
+        raise ValueError("nothing to backpropagate: dhs is None and no final-state gradient given")
+    for name, g in (("dhs", dhs), ("dh_n", dh_n)):
+        if g is None:
+            continue
+        if name == "dhs" and g.ndim == 3:
+            check_shape("dhs", g, (batch, time, hidden), "(batch, time, hidden)")
+        else:
+            check_shape(name, g, (batch, hidden), "(batch, hidden)")
+        if g.dtype != hs.dtype:
+            raise TypeError(f"{name} must have the forward pass's dtype "
+                            f"{dtype_name(xp, hs.dtype)}; got {dtype_name(xp, g.dtype)}")
+    seq = dhs if dhs is not None and dhs.ndim == 3 else None
+    finals = [g for g in (None if seq is not None else dhs, dh_n) if g is not None]
+    g_n = finals[0] if len(finals) == 1 else (finals[0] + finals[1] if finals else None)
+    if seq is None:
+        seq = xp.zeros((batch, time, hidden), dtype=hs.dtype, device=device(hs))
+    elif mask is not None:
+        seq = mask_outputs(seq, mask, xp=xp)
+    return seq, g_n
+
+
+def previous_states(xp: Any, hs: Any, h0: Any) -> Any:
+    """``h_{t-1}`` for every step: ``h0`` (zeros if ``None``) then ``hs[:, :-1]``, a new
+    ``(batch, time, hidden)`` array."""
+    batch, time, hidden = hs.shape
+    first = (xp.zeros((batch, 1, hidden), dtype=hs.dtype, device=device(hs)) if h0 is None
+             else xp.reshape(h0, (batch, 1, hidden)))
+    return xp.concat([first, hs[:, : time - 1, :]], axis=1)  # (B, T, H)
+
+
+def keep_steps(xp: Any, mask: Any, a: Any, value: float) -> Any:
+    """``a (batch, time, hidden)`` with the padded steps set to ``value`` (``a`` itself without
+    a mask)."""
+    if mask is None:
+        return a
+    fill = xp.full((), value, dtype=a.dtype, device=device(a))
+    return xp.where(mask[:, :, None], a, fill)
