@@ -54,7 +54,7 @@ from ._minimal import (
     previous_states,
     project,
     project_grads,
-    sigmoid,
+    sigmoid_pair,
 )
 from ._validate import resolve
 from .scan import scan, scan_adjoint
@@ -70,7 +70,8 @@ class MinGRUCache(NamedTuple):
     """What :func:`min_gru_backward` needs.
 
     New arrays: ``hs`` (the states, carried through padded steps), ``z`` (the update gate),
-    ``h_tilde`` (the candidate), each ``(batch, time, hidden)``, and ``u``, the input projection
+    ``keep`` (``1 - z``, to full relative precision where ``z`` is near 1), ``h_tilde`` (the
+    candidate), each ``(batch, time, hidden)``, and ``u``, the input projection
     ``(batch, time, 2*hidden)`` (its ``u_h`` half gives the sign ``g'`` needs). ``x``, the
     weights, ``h0`` (``None`` for zeros) and ``mask`` are references."""
 
@@ -80,6 +81,7 @@ class MinGRUCache(NamedTuple):
     h0: Any  # (batch, hidden) or None
     hs: Any  # (batch, time, hidden)
     z: Any  # (batch, time, hidden)
+    keep: Any  # (batch, time, hidden): 1 - z
     h_tilde: Any  # (batch, time, hidden)
     u: Any  # (batch, time, 2*hidden)
     mask: Any  # (batch, time) bool or None
@@ -101,25 +103,25 @@ class MinGRUGrads(NamedTuple):
 
 def min_gru_step(u: Any, h_prev: Any, *, xp: Any) -> tuple[Any, tuple[Any, Any, Any]]:
     """One step from the input projection ``u_t = x_t w_x + b`` ``(batch, 2*hidden)`` and the
-    state ``h_{t-1}`` ``(batch, hidden)``. Returns ``(h_t, (z, h_tilde, u_h))``: the new state
-    and what :func:`min_gru_step_backward` needs, each ``(batch, hidden)``."""
+    state ``h_{t-1}`` ``(batch, hidden)``. Returns ``(h_t, (z, 1 - z, h_tilde, u_h))``: the new
+    state and what :func:`min_gru_step_backward` needs, each ``(batch, hidden)``."""
     hidden = h_prev.shape[1]
     u_z, u_h = u[:, :hidden], u[:, hidden:]  # (B, H) each
-    z = sigmoid(u_z, xp=xp)
+    z, keep = sigmoid_pair(u_z, xp=xp)  # z and 1 - z, each to full relative precision
     h_tilde = g_act(u_h, xp=xp)
-    h = (1.0 - z) * h_prev + z * h_tilde  # (B, H)
-    return h, (z, h_tilde, u_h)
+    h = keep * h_prev + z * h_tilde  # (B, H)
+    return h, (z, keep, h_tilde, u_h)
 
 
-def min_gru_step_backward(g: Any, saved: tuple[Any, Any, Any], h_prev: Any, *, xp: Any
+def min_gru_step_backward(g: Any, saved: tuple[Any, ...], h_prev: Any, *, xp: Any
                           ) -> tuple[Any, Any]:
     """Backward of :func:`min_gru_step` from ``G_t = dL/dh_t`` ``(batch, hidden)``. Returns
     ``(du_t, dL/dh_{t-1})``: ``(batch, 2*hidden)`` in ``u``'s blocks ``z, h`` and the
     gradient through the state's direct path ``G_t (1 - z_t)`` ``(batch, hidden)``."""
-    z, h_tilde, u_h = saved
-    du_z = g * (h_tilde - h_prev) * z * (1.0 - z)  # (B, H)
+    z, keep, h_tilde, u_h = saved
+    du_z = g * (h_tilde - h_prev) * z * keep  # (B, H)
     du_h = g * z * g_grad(u_h, h_tilde, xp=xp)  # (B, H)
-    return xp.concat([du_z, du_h], axis=1), g * (1.0 - z)
+    return xp.concat([du_z, du_h], axis=1), g * keep
 
 
 @on_input_device
@@ -152,12 +154,12 @@ def min_gru_forward(x: Any, w_x: Any, b: Any, h0: Any = None, *, mask: Any = Non
     xp, hidden = check_min_inputs(x, w_x, b, h0, 2)
     m = as_step_mask(mask, x=x, xp=xp)
     u = project(xp, x, w_x, b)  # (B, T, 2H)
-    z = sigmoid(u[:, :, :hidden], xp=xp)  # (B, T, H)
+    z, keep = sigmoid_pair(u[:, :, :hidden], xp=xp)  # (B, T, H): z and a = 1 - z
     h_tilde = g_act(u[:, :, hidden:], xp=xp)  # (B, T, H)
-    a = keep_steps(xp, m, 1.0 - z, 1.0)  # (B, T, H): 1 at padded steps
+    a = keep_steps(xp, m, keep, 1.0)  # (B, T, H): 1 at padded steps
     bz = keep_steps(xp, m, z * h_tilde, 0.0)  # (B, T, H): 0 at padded steps
     hs = scan(a, bz, h0, xp=xp)  # (B, T, H)
-    cache = MinGRUCache(x, w_x, b, h0, hs, z, h_tilde, u, m)
+    cache = MinGRUCache(x, w_x, b, h0, hs, z, keep, h_tilde, u, m)
     return (hs if m is None else mask_outputs(hs, m, xp=xp)), cache
 
 
@@ -184,11 +186,10 @@ def min_gru_backward(dhs: Any, cache: MinGRUCache, dh_n: Any = None, *,
         ``(dx, dh0, dw_x, db)`` in the forward inputs' namespace and device; ``dh0`` is
         returned even when the forward pass started from zeros.
     """
-    x, w_x, _, h0, hs, z, h_tilde, u, m = cache
+    x, w_x, _, h0, hs, z, a, h_tilde, u, m = cache
     xp = resolve({"dhs": dhs, "hs": hs, "dh_n": dh_n})
     hidden = hs.shape[2]
     seq, g_n = incoming(xp, hs, dhs, dh_n, m)
-    a = 1.0 - z  # (B, T, H)
     a_run = keep_steps(xp, m, a, 1.0)  # the coefficients the forward ran with
     G = scan_adjoint(a_run, seq, g_n, xp=xp)  # (B, T, H): dL/dh_t
     if state_grads is not None:

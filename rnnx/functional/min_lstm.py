@@ -20,7 +20,7 @@ Forward, with ``u_t = x_t w_x + b = [u_f, u_i, u_h]`` (one GEMM over all steps):
     f'_t = f_t / (f_t + i_t)    i'_t = i_t / (f_t + i_t) = 1 - f'_t
     h_t = f'_t * h_{t-1} + i'_t * h~_t
 
-The normalisation is evaluated as ``f'_t = sigmoid(d_t)`` with
+The normalisation is evaluated as ``f'_t = sigmoid(d_t)``, ``i'_t = sigmoid(-d_t)`` with
 ``d_t = log f_t - log i_t = softplus(-u_i) - softplus(-u_f)``, ``softplus(y) =
 logaddexp(y, 0)``: ``f / (f + i)`` directly is ``0 / 0`` once both sigmoids underflow, and
 loses all relative precision well before, since a sigmoid evaluated for large negative
@@ -58,6 +58,7 @@ from ._minimal import (
     project,
     project_grads,
     sigmoid,
+    sigmoid_pair,
 )
 from ._validate import resolve
 from .scan import scan, scan_adjoint
@@ -72,8 +73,9 @@ GATE_ORDER = ("f", "i", "h")
 class MinLSTMCache(NamedTuple):
     """What :func:`min_lstm_backward` needs.
 
-    New arrays: ``hs`` (the states, carried through padded steps), ``f_norm`` (``f'``) and
-    ``h_tilde``, each ``(batch, time, hidden)``, and ``u``, the input projection ``(batch,
+    New arrays: ``hs`` (the states, carried through padded steps), ``f_norm`` (``f'``),
+    ``i_norm`` (``i' = 1 - f'``, to full relative precision) and ``h_tilde``, each ``(batch,
+    time, hidden)``, and ``u``, the input projection ``(batch,
     time, 3*hidden)``. ``x``, the weights, ``h0`` (``None`` for zeros) and ``mask`` are
     references."""
 
@@ -83,6 +85,7 @@ class MinLSTMCache(NamedTuple):
     h0: Any  # (batch, hidden) or None
     hs: Any  # (batch, time, hidden)
     f_norm: Any  # (batch, time, hidden)
+    i_norm: Any  # (batch, time, hidden)
     h_tilde: Any  # (batch, time, hidden)
     u: Any  # (batch, time, 3*hidden)
     mask: Any  # (batch, time) bool or None
@@ -102,39 +105,40 @@ class MinLSTMGrads(NamedTuple):
     db: Any  # (3*hidden,)
 
 
-def normalised_forget(u_f: Any, u_i: Any, *, xp: Any) -> Any:
-    """``f' = f / (f + i)`` for ``f = sigmoid(u_f)``, ``i = sigmoid(u_i)``, as ``sigmoid(d)``
-    with ``d = softplus(-u_i) - softplus(-u_f)`` (see the module docstring). A new array."""
+def normalised_gates(u_f: Any, u_i: Any, *, xp: Any) -> tuple[Any, Any]:
+    """``(f', i') = (f / (f + i), i / (f + i))`` for ``f = sigmoid(u_f)``, ``i =
+    sigmoid(u_i)``, as ``sigmoid(+-d)`` with ``d = softplus(-u_i) - softplus(-u_f)`` (see the
+    module docstring), each to full relative precision. New arrays."""
     zero = xp.zeros((), dtype=u_f.dtype, device=device(u_f))
     d = xp.logaddexp(-u_i, zero)  # softplus(-u_i) = -log i
     d -= xp.logaddexp(-u_f, zero)  # - softplus(-u_f) = + log f
-    return sigmoid(d, xp=xp)
+    return sigmoid_pair(d, xp=xp)
 
 
 def min_lstm_step(u: Any, h_prev: Any, *, xp: Any) -> tuple[Any, tuple[Any, Any, Any]]:
     """One step from the input projection ``u_t = x_t w_x + b`` ``(batch, 3*hidden)`` and the
-    state ``h_{t-1}`` ``(batch, hidden)``. Returns ``(h_t, (f_norm, h_tilde, u))``: the new
-    state and what :func:`min_lstm_step_backward` needs."""
+    state ``h_{t-1}`` ``(batch, hidden)``. Returns ``(h_t, (f_norm, i_norm, h_tilde, u))``: the
+    new state and what :func:`min_lstm_step_backward` needs."""
     hidden = h_prev.shape[1]
     u_f, u_i, u_h = u[:, :hidden], u[:, hidden : 2 * hidden], u[:, 2 * hidden :]  # (B, H) each
-    f_norm = normalised_forget(u_f, u_i, xp=xp)  # (B, H)
+    f_norm, i_norm = normalised_gates(u_f, u_i, xp=xp)  # (B, H) each
     h_tilde = g_act(u_h, xp=xp)
-    h = f_norm * h_prev + (1.0 - f_norm) * h_tilde  # (B, H)
-    return h, (f_norm, h_tilde, u)
+    h = f_norm * h_prev + i_norm * h_tilde  # (B, H)
+    return h, (f_norm, i_norm, h_tilde, u)
 
 
-def min_lstm_step_backward(g: Any, saved: tuple[Any, Any, Any], h_prev: Any, *, xp: Any
+def min_lstm_step_backward(g: Any, saved: tuple[Any, ...], h_prev: Any, *, xp: Any
                            ) -> tuple[Any, Any]:
     """Backward of :func:`min_lstm_step` from ``G_t = dL/dh_t`` ``(batch, hidden)``. Returns
     ``(du_t, dL/dh_{t-1})``: ``(batch, 3*hidden)`` in ``u``'s blocks ``f, i, h`` and the
     direct path ``G_t f'_t`` ``(batch, hidden)``."""
-    f_norm, h_tilde, u = saved
+    f_norm, i_norm, h_tilde, u = saved
     hidden = h_prev.shape[1]
     u_f, u_i, u_h = u[:, :hidden], u[:, hidden : 2 * hidden], u[:, 2 * hidden :]
-    dd = g * (h_prev - h_tilde) * f_norm * (1.0 - f_norm)  # (B, H): dL/dd
+    dd = g * (h_prev - h_tilde) * f_norm * i_norm  # (B, H): dL/dd
     du_f = dd * sigmoid(-u_f, xp=xp)
     du_i = -dd * sigmoid(-u_i, xp=xp)
-    du_h = g * (1.0 - f_norm) * g_grad(u_h, h_tilde, xp=xp)
+    du_h = g * i_norm * g_grad(u_h, h_tilde, xp=xp)
     return xp.concat([du_f, du_i, du_h], axis=1), g * f_norm
 
 
@@ -168,12 +172,12 @@ def min_lstm_forward(x: Any, w_x: Any, b: Any, h0: Any = None, *, mask: Any = No
     xp, hidden = check_min_inputs(x, w_x, b, h0, 3)
     m = as_step_mask(mask, x=x, xp=xp)
     u = project(xp, x, w_x, b)  # (B, T, 3H)
-    f_norm = normalised_forget(u[:, :, :hidden], u[:, :, hidden : 2 * hidden], xp=xp)
+    f_norm, i_norm = normalised_gates(u[:, :, :hidden], u[:, :, hidden : 2 * hidden], xp=xp)
     h_tilde = g_act(u[:, :, 2 * hidden :], xp=xp)  # (B, T, H)
     a = keep_steps(xp, m, f_norm, 1.0)  # (B, T, H): 1 at padded steps
-    bi = keep_steps(xp, m, (1.0 - f_norm) * h_tilde, 0.0)  # (B, T, H): 0 at padded steps
+    bi = keep_steps(xp, m, i_norm * h_tilde, 0.0)  # (B, T, H): 0 at padded steps
     hs = scan(a, bi, h0, xp=xp)  # (B, T, H)
-    cache = MinLSTMCache(x, w_x, b, h0, hs, f_norm, h_tilde, u, m)
+    cache = MinLSTMCache(x, w_x, b, h0, hs, f_norm, i_norm, h_tilde, u, m)
     return (hs if m is None else mask_outputs(hs, m, xp=xp)), cache
 
 
@@ -200,7 +204,7 @@ def min_lstm_backward(dhs: Any, cache: MinLSTMCache, dh_n: Any = None, *,
         ``(dx, dh0, dw_x, db)`` in the forward inputs' namespace and device; ``dh0`` is
         returned even when the forward pass started from zeros.
     """
-    x, w_x, _, h0, hs, f_norm, h_tilde, u, m = cache
+    x, w_x, _, h0, hs, f_norm, i_norm, h_tilde, u, m = cache
     xp = resolve({"dhs": dhs, "hs": hs, "dh_n": dh_n})
     hidden = hs.shape[2]
     seq, g_n = incoming(xp, hs, dhs, dh_n, m)
@@ -209,7 +213,6 @@ def min_lstm_backward(dhs: Any, cache: MinLSTMCache, dh_n: Any = None, *,
     if state_grads is not None:
         for t in range(hs.shape[1]):
             state_grads[t] = G[:, t, :]
-    i_norm = 1.0 - f_norm  # (B, T, H)
     dd = G * (previous_states(xp, hs, h0) - h_tilde)  # (B, T, H): dL/df'
     dd *= f_norm
     dd *= i_norm  # dL/dd
