@@ -90,9 +90,11 @@ def g_act(a: Any, *, xp: Any) -> Any:
 
 def g_grad(a: Any, g: Any, *, xp: Any) -> Any:
     """``g'(a)``: 1 for ``a >= 0``, ``sigmoid'(a) = g (1 - g)`` below, from the
-    pre-activation ``a`` and ``g = g_act(a)``. A new array."""
-    one = xp.ones((), dtype=g.dtype, device=device(g))
-    return xp.where(a >= 0.0, one, g * (1.0 - g))
+    pre-activation ``a`` and ``g = g_act(a)``. ``g`` is capped at 1/2 first (below the kink it
+    is less), so the branch not taken cannot overflow for large ``a``. A new array."""
+    dev = device(g)
+    s = xp.minimum(g, xp.full((), 0.5, dtype=g.dtype, device=dev))  # (B, T, H): g where a < 0
+    return xp.where(a >= 0.0, xp.ones((), dtype=g.dtype, device=dev), s * (1.0 - s))
 
 
 def incoming(xp: Any, hs: Any, dhs: Any, dh_n: Any, mask: Any) -> tuple[Any, Any]:
