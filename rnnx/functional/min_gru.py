@@ -71,8 +71,8 @@ class MinGRUCache(NamedTuple):
 
     New arrays: ``hs`` (the states, carried through padded steps), ``z`` (the update gate),
     ``keep`` (``1 - z``, to full relative precision where ``z`` is near 1), ``h_tilde`` (the
-    candidate), each ``(batch, time, hidden)``, and ``u``, the input projection
-    ``(batch, time, 2*hidden)`` (its ``u_h`` half gives the sign ``g'`` needs). ``x``, the
+    candidate) and ``u_h``, the candidate's pre-activation (its sign selects ``g'``'s branch),
+    each ``(batch, time, hidden)``. ``x``, the
     weights, ``h0`` (``None`` for zeros) and ``mask`` are references."""
 
     x: Any  # (batch, time, features)
@@ -83,7 +83,7 @@ class MinGRUCache(NamedTuple):
     z: Any  # (batch, time, hidden)
     keep: Any  # (batch, time, hidden): 1 - z
     h_tilde: Any  # (batch, time, hidden)
-    u: Any  # (batch, time, 2*hidden)
+    u_h: Any  # (batch, time, hidden)
     mask: Any  # (batch, time) bool or None
 
     @property
@@ -151,15 +151,15 @@ def min_gru_forward(x: Any, w_x: Any, b: Any, h0: Any = None, *, mask: Any = Non
     cache : MinGRUCache
         Pass to :func:`min_gru_backward`; ``cache.h_n`` is the final state ``(batch, hidden)``.
     """
-    xp, hidden = check_min_inputs(x, w_x, b, h0, 2)
+    xp = check_min_inputs(x, w_x, b, h0, 2)
     m = as_step_mask(mask, x=x, xp=xp)
-    u = project(xp, x, w_x, b)  # (B, T, 2H)
-    z, keep = sigmoid_pair(u[:, :, :hidden], xp=xp)  # (B, T, H): z and a = 1 - z
-    h_tilde = g_act(u[:, :, hidden:], xp=xp)  # (B, T, H)
+    u_z, u_h = project(xp, x, w_x, b, 2)  # (B, T, H) each
+    z, keep = sigmoid_pair(u_z, xp=xp)  # (B, T, H): z and a = 1 - z
+    h_tilde = g_act(u_h, xp=xp)  # (B, T, H)
     a = keep_steps(xp, m, keep, 1.0)  # (B, T, H): 1 at padded steps
     bz = keep_steps(xp, m, z * h_tilde, 0.0)  # (B, T, H): 0 at padded steps
     hs = scan(a, bz, h0, xp=xp)  # (B, T, H)
-    cache = MinGRUCache(x, w_x, b, h0, hs, z, keep, h_tilde, u, m)
+    cache = MinGRUCache(x, w_x, b, h0, hs, z, keep, h_tilde, u_h, m)
     return (hs if m is None else mask_outputs(hs, m, xp=xp)), cache
 
 
@@ -186,20 +186,19 @@ def min_gru_backward(dhs: Any, cache: MinGRUCache, dh_n: Any = None, *,
         ``(dx, dh0, dw_x, db)`` in the forward inputs' namespace and device; ``dh0`` is
         returned even when the forward pass started from zeros.
     """
-    x, w_x, _, h0, hs, z, a, h_tilde, u, m = cache
+    x, w_x, _, h0, hs, z, a, h_tilde, u_h, m = cache
     xp = resolve({"dhs": dhs, "hs": hs, "dh_n": dh_n})
-    hidden = hs.shape[2]
     seq, g_n = incoming(xp, hs, dhs, dh_n, m)
     a_run = keep_steps(xp, m, a, 1.0)  # the coefficients the forward ran with
     G = scan_adjoint(a_run, seq, g_n, xp=xp)  # (B, T, H): dL/dh_t
     if state_grads is not None:
         for t in range(hs.shape[1]):
             state_grads[t] = G[:, t, :]
-    du_z = G * (h_tilde - previous_states(xp, hs, h0))  # (B, T, H): dL/dz
-    du_z *= z
-    du_z *= a
-    du_h = G * z  # (B, T, H): dL/dh~
-    du_h *= g_grad(u[:, :, hidden:], h_tilde, xp=xp)
-    du = keep_steps(xp, m, xp.concat([du_z, du_h], axis=2), 0.0)  # (B, T, 2H)
-    dx, dw_x, db = project_grads(xp, x, w_x, du)
+    Gz = G * z  # (B, T, H)
+    du_z = h_tilde - previous_states(xp, hs, h0)  # (B, T, H)
+    du_z *= Gz
+    du_z *= a  # dL/dz * z (1 - z)
+    du_h = g_grad(u_h, h_tilde, xp=xp)
+    du_h *= Gz  # dL/dh~ * g'
+    dx, dw_x, db = project_grads(xp, x, w_x, [keep_steps(xp, m, du, 0.0) for du in (du_z, du_h)])
     return MinGRUGrads(dx, a_run[:, 0, :] * G[:, 0, :], dw_x, db)

@@ -21,10 +21,9 @@ Forward, with ``u_t = x_t w_x + b = [u_f, u_i, u_h]`` (one GEMM over all steps):
     h_t = f'_t * h_{t-1} + i'_t * h~_t
 
 The normalisation is evaluated as ``f'_t = sigmoid(d_t)``, ``i'_t = sigmoid(-d_t)`` with
-``d_t = log f_t - log i_t = softplus(-u_i) - softplus(-u_f)``, ``softplus(y) =
-logaddexp(y, 0)``: ``f / (f + i)`` directly is ``0 / 0`` once both sigmoids underflow, and
-loses all relative precision well before, since a sigmoid evaluated for large negative
-arguments carries an absolute, not a relative, error.
+``d_t = log f_t - log i_t = softplus(-u_i) - softplus(-u_f)``: ``f / (f + i)`` directly is
+``0 / 0`` once both sigmoids underflow, and loses all relative precision well before where
+the sigmoids carry an absolute rather than a relative error.
 
 So ``h_t = a_t h_{t-1} + b_t`` with ``a_t = f'_t``, ``b_t = (1 - f'_t) h~_t``: the linear
 scan of :mod:`rnnx.functional.scan`.
@@ -46,7 +45,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .._backend import device, on_input_device
+from .._backend import on_input_device
 from ._mask import as_step_mask, mask_outputs
 from ._minimal import (
     check_min_inputs,
@@ -59,6 +58,7 @@ from ._minimal import (
     project_grads,
     sigmoid,
     sigmoid_pair,
+    softplus,
 )
 from ._validate import resolve
 from .scan import scan, scan_adjoint
@@ -87,7 +87,7 @@ class MinLSTMCache(NamedTuple):
     f_norm: Any  # (batch, time, hidden)
     i_norm: Any  # (batch, time, hidden)
     h_tilde: Any  # (batch, time, hidden)
-    u: Any  # (batch, time, 3*hidden)
+    u: list  # [u_f, u_i, u_h], each (batch, time, hidden)
     mask: Any  # (batch, time) bool or None
 
     @property
@@ -109,9 +109,8 @@ def normalised_gates(u_f: Any, u_i: Any, *, xp: Any) -> tuple[Any, Any]:
     """``(f', i') = (f / (f + i), i / (f + i))`` for ``f = sigmoid(u_f)``, ``i =
     sigmoid(u_i)``, as ``sigmoid(+-d)`` with ``d = softplus(-u_i) - softplus(-u_f)`` (see the
     module docstring), each to full relative precision. New arrays."""
-    zero = xp.zeros((), dtype=u_f.dtype, device=device(u_f))
-    d = xp.logaddexp(-u_i, zero)  # softplus(-u_i) = -log i
-    d -= xp.logaddexp(-u_f, zero)  # - softplus(-u_f) = + log f
+    d = softplus(-u_i, xp=xp)  # -log i
+    d -= softplus(-u_f, xp=xp)  # + log f
     return sigmoid_pair(d, xp=xp)
 
 
@@ -169,11 +168,11 @@ def min_lstm_forward(x: Any, w_x: Any, b: Any, h0: Any = None, *, mask: Any = No
     cache : MinLSTMCache
         Pass to :func:`min_lstm_backward`; ``cache.h_n`` is the final state ``(batch, hidden)``.
     """
-    xp, hidden = check_min_inputs(x, w_x, b, h0, 3)
+    xp = check_min_inputs(x, w_x, b, h0, 3)
     m = as_step_mask(mask, x=x, xp=xp)
-    u = project(xp, x, w_x, b)  # (B, T, 3H)
-    f_norm, i_norm = normalised_gates(u[:, :, :hidden], u[:, :, hidden : 2 * hidden], xp=xp)
-    h_tilde = g_act(u[:, :, 2 * hidden :], xp=xp)  # (B, T, H)
+    u = project(xp, x, w_x, b, 3)  # [u_f, u_i, u_h], (B, T, H) each
+    f_norm, i_norm = normalised_gates(u[0], u[1], xp=xp)  # (B, T, H) each
+    h_tilde = g_act(u[2], xp=xp)  # (B, T, H)
     a = keep_steps(xp, m, f_norm, 1.0)  # (B, T, H): 1 at padded steps
     bi = keep_steps(xp, m, i_norm * h_tilde, 0.0)  # (B, T, H): 0 at padded steps
     hs = scan(a, bi, h0, xp=xp)  # (B, T, H)
@@ -204,22 +203,23 @@ def min_lstm_backward(dhs: Any, cache: MinLSTMCache, dh_n: Any = None, *,
         ``(dx, dh0, dw_x, db)`` in the forward inputs' namespace and device; ``dh0`` is
         returned even when the forward pass started from zeros.
     """
-    x, w_x, _, h0, hs, f_norm, i_norm, h_tilde, u, m = cache
+    x, w_x, _, h0, hs, f_norm, i_norm, h_tilde, (u_f, u_i, u_h), m = cache
     xp = resolve({"dhs": dhs, "hs": hs, "dh_n": dh_n})
-    hidden = hs.shape[2]
     seq, g_n = incoming(xp, hs, dhs, dh_n, m)
     a_run = keep_steps(xp, m, f_norm, 1.0)  # the coefficients the forward ran with
     G = scan_adjoint(a_run, seq, g_n, xp=xp)  # (B, T, H): dL/dh_t
     if state_grads is not None:
         for t in range(hs.shape[1]):
             state_grads[t] = G[:, t, :]
-    dd = G * (previous_states(xp, hs, h0) - h_tilde)  # (B, T, H): dL/df'
+    dd = previous_states(xp, hs, h0) - h_tilde  # (B, T, H)
+    dd *= G  # dL/df'
     dd *= f_norm
     dd *= i_norm  # dL/dd
-    du_f = dd * sigmoid(-u[:, :, :hidden], xp=xp)  # (B, T, H)
-    du_i = dd * sigmoid(-u[:, :, hidden : 2 * hidden], xp=xp)
-    du_h = G * i_norm
-    du_h *= g_grad(u[:, :, 2 * hidden :], h_tilde, xp=xp)
-    du = keep_steps(xp, m, xp.concat([du_f, -du_i, du_h], axis=2), 0.0)  # (B, T, 3H)
-    dx, dw_x, db = project_grads(xp, x, w_x, du)
+    du_f = dd * sigmoid(-u_f, xp=xp)  # (B, T, H)
+    du_i = -dd * sigmoid(-u_i, xp=xp)
+    du_h = g_grad(u_h, h_tilde, xp=xp)
+    du_h *= G
+    du_h *= i_norm
+    dx, dw_x, db = project_grads(xp, x, w_x,
+                                 [keep_steps(xp, m, du, 0.0) for du in (du_f, du_i, du_h)])
     return MinLSTMGrads(dx, a_run[:, 0, :] * G[:, 0, :], dw_x, db)
