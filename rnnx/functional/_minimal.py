@@ -86,7 +86,7 @@ def sigmoid_pair(a: Any, *, xp: Any) -> tuple[Any, Any]:
     absolute error of ``eps / 2``: at ``z = 3.4e-4`` (``a = -8``) that is a relative error of
     1e-4 in float32, which the float32 gradients of a long-memory minGRU showed
     (tests/test_functional_min_rnn.py). Written without ``where``, which NumPy runs about
-    ten times slower than an arithmetic pass (docs/performance.md). New arrays."""
+    five times slower than an arithmetic pass (docs/min-rnn.md). New arrays."""
     e = xp.maximum(a, xp.full((), _exp_floor(a.dtype, xp), dtype=a.dtype, device=device(a)))
     e = xp.exp(-e)  # (..): in [0, exp(c)]
     s = 1.0 + e
