@@ -276,3 +276,5 @@ def test_bad_inputs_name_the_argument(rng):
         linear_scan_backward(dhs[:, :-1], a, hs)
     with pytest.raises(TypeError, match="dhs must have the forward's dtype float64"):
         linear_scan_backward(dhs.astype(np.float32), a, hs)
+    with pytest.raises(ValueError, match=r"hs must have shape \(batch, time, hidden\)"):
+        linear_scan_backward(dhs, a, hs[:, :-1])

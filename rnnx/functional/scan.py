@@ -237,7 +237,9 @@ def scan_adjoint(a: Any, g: Any, g_n: Any = None, *, xp: Any) -> Any:
     return out if count * length == time else out[:, :time, :]
 
 
-def _check(xp: Any, a: Any, b: Any, h0: Any) -> None:
+def _check(xp: Any, a: Any, b: Any, h0: Any, b_name: str = "b") -> None:
+    """``a`` a float ``(batch, time, hidden)`` array with ``batch, time >= 1``; ``b`` (named
+    ``b_name`` in messages) and ``h0`` ``(batch, hidden)`` of its shape and dtype."""
     if getattr(a, "ndim", None) != 3:
         raise ValueError(f"a must be 3-D with shape (batch, time, hidden); got shape "
                          f"{tuple(getattr(a, 'shape', ()))}")
@@ -246,8 +248,8 @@ def _check(xp: Any, a: Any, b: Any, h0: Any) -> None:
         raise ValueError(f"a must have at least one sample and one time step; got shape "
                          f"{tuple(a.shape)}")
     check_float("a", a, xp=xp)
-    check_shape("b", b, (batch, time, hidden), "(batch, time, hidden)")
-    check_float("b", b, xp=xp, like=("a", a))
+    check_shape(b_name, b, (batch, time, hidden), "(batch, time, hidden)")
+    check_float(b_name, b, xp=xp, like=("a", a))
     if h0 is not None:
         check_shape("h0", h0, (batch, hidden), "(batch, hidden)")
         check_float("h0", h0, xp=xp, like=("a", a))
@@ -270,8 +272,8 @@ def linear_scan(a: Any, b: Any, h0: Any = None, *, mask: Any = None) -> Any:
     ----------
     a, b : array (batch, time, hidden)
         Coefficients and inputs, float32 or float64, one namespace and device. Any real
-        values; the evaluation is exact in the sense of the sequential loop's rounding for
-        ``|a| <= 1`` (see the module docstring), with no overflow for any ``a`` in ``[0, 1]``.
+        values; for ``a`` in ``[0, 1]`` nothing overflows and the rounding is that of the
+        sequential loop (see the module docstring).
     h0 : array (batch, hidden), optional
         The state before the first step; zeros (on the inputs' device) if omitted.
     mask : optional
@@ -320,7 +322,7 @@ def linear_scan_backward(dhs: Any, a: Any, hs: Any, h0: Any = None, dh_n: Any = 
         even when the forward started from zeros.
     """
     xp = resolve({"dhs": dhs, "a": a, "hs": hs, "h0": h0, "dh_n": dh_n})
-    _check(xp, a, hs, h0)
+    _check(xp, a, hs, h0, "hs")
     batch, time, hidden = a.shape
     if dhs is None and dh_n is None:
         raise ValueError("nothing to backpropagate: dhs is None and no dh_n given")
