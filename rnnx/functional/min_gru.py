@@ -101,7 +101,7 @@ class MinGRUGrads(NamedTuple):
     db: Any  # (2*hidden,)
 
 
-def min_gru_step(u: Any, h_prev: Any, *, xp: Any) -> tuple[Any, tuple[Any, Any, Any]]:
+def min_gru_step(u: Any, h_prev: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
     """One step from the input projection ``u_t = x_t w_x + b`` ``(batch, 2*hidden)`` and the
     state ``h_{t-1}`` ``(batch, hidden)``. Returns ``(h_t, (z, 1 - z, h_tilde, u_h))``: the new
     state and what :func:`min_gru_step_backward` needs, each ``(batch, hidden)``."""

@@ -114,7 +114,7 @@ def normalised_gates(u_f: Any, u_i: Any, *, xp: Any) -> tuple[Any, Any]:
     return sigmoid_pair(d, xp=xp)
 
 
-def min_lstm_step(u: Any, h_prev: Any, *, xp: Any) -> tuple[Any, tuple[Any, Any, Any]]:
+def min_lstm_step(u: Any, h_prev: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
     """One step from the input projection ``u_t = x_t w_x + b`` ``(batch, 3*hidden)`` and the
     state ``h_{t-1}`` ``(batch, hidden)``. Returns ``(h_t, (f_norm, i_norm, h_tilde, u))``: the
     new state and what :func:`min_lstm_step_backward` needs."""
