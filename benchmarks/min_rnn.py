@@ -1,0 +1,241 @@
+"""minGRU on NumPy, float32, one BLAS thread: the parallel form (the linear scan of
+:mod:`rnnx.functional.scan`, :func:`rnnx.functional.min_gru.min_gru_forward` and
+``min_gru_backward``) against the sequential step form (:func:`min_gru_step` and
+:func:`min_gru_step_backward` in a plain loop, the input projection and the weight gradients
+hoisted, as a time-loop driver runs a step: the loop here has no driver overhead, so the ratio
+is a lower bound of what the driver will show), forward + backward with a gradient at every
+step; and the GEMM floor, the input projection and its two gradient GEMMs alone, which both
+forms compute.
+
+Each form runs in its own process, in a rotated order over rounds; a worker times every shape:
+a warm-up call, then calls until a time budget is spent (at least ``--min-reps``). The table
+gives the best wall and CPU (process) time over all rounds, their median, and the ratio
+sequential / parallel per round (its spread is the noise: other processes share the cores)::
+
+    python -m benchmarks.min_rnn [--shapes 32x1024x32x128,8x10000x16x64] [--rounds 3]
+
+Results go to ``benchmarks/results/min-rnn.md`` and ``.json`` (``--out`` to change), written
+atomically; the markdown is also printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .run import RESULTS, _machine, _write_atomic, thread_env
+
+SHAPES = ((32, 1024, 32, 128), (8, 10_000, 16, 64))
+FORMS = ("parallel", "sequential", "gemm-floor")
+TARGETS = {(32, 1024, 32, 128): 10.0, (8, 10_000, 16, 64): 30.0}
+
+
+# ----------------------------------------------------------------------------------------------
+# worker side
+
+
+def _case(shape):
+    import numpy as np
+
+    batch, time_, features, hidden = shape
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+    return {"x": rng.normal(size=(batch, time_, features)).astype(f32),
+            "w_x": (rng.normal(size=(features, 2 * hidden)) / np.sqrt(features)).astype(f32),
+            "b": (0.1 * rng.normal(size=(2 * hidden,))).astype(f32),
+            "dhs": rng.normal(size=(batch, time_, hidden)).astype(f32)}
+
+
+def _parallel(c):
+    from rnnx.functional.min_gru import min_gru_backward, min_gru_forward
+
+    def run():
+        _, cache = min_gru_forward(c["x"], c["w_x"], c["b"])
+        return min_gru_backward(c["dhs"], cache)
+
+    return run
+
+
+def _sequential(c):
+    import array_api_compat.numpy as xp
+
+    from rnnx.functional.min_gru import min_gru_step, min_gru_step_backward
+
+    x, w_x, b, dhs = c["x"], c["w_x"], c["b"], c["dhs"]
+    batch, steps, features = x.shape
+    hidden = w_x.shape[1] // 2
+
+    def run():
+        x_tm = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (steps * batch, features))  # (T*B, F)
+        u = xp.reshape(x_tm @ w_x + b, (steps, batch, 2 * hidden))  # (T, B, 2H), hoisted
+        h = xp.zeros((batch, hidden), dtype=x.dtype)
+        hs = xp.empty((steps, batch, hidden), dtype=x.dtype)
+        saved = []
+        for t in range(steps):
+            h, s = min_gru_step(u[t, ...], h, xp=xp)
+            hs[t, ...] = h
+            saved.append(s)
+        zeros = xp.zeros((batch, hidden), dtype=x.dtype)
+        du = xp.empty((steps, batch, 2 * hidden), dtype=x.dtype)
+        g = zeros
+        for t in range(steps - 1, -1, -1):
+            g = g + dhs[:, t, :]
+            du[t, ...], g = min_gru_step_backward(g, saved[t], hs[t - 1, ...] if t else zeros,
+                                                  xp=xp)
+        du2 = xp.reshape(du, (steps * batch, 2 * hidden))  # (T*B, 2H): hoisted sums
+        return g, x_tm.T @ du2, xp.sum(du2, axis=0), du2 @ w_x.T
+
+    return run
+
+
+def _gemm_floor(c):
+    import numpy as np
+
+    x, w_x, b = c["x"], c["w_x"], c["b"]
+    batch, steps, features = x.shape
+    du = np.ones((batch * steps, w_x.shape[1]), dtype=x.dtype)
+
+    def run():
+        x2 = x.reshape(batch * steps, features)
+        return x2 @ w_x + b, x2.T @ du, du @ w_x.T
+
+    return run
+
+
+def worker(form: str, shapes, budget: float, min_reps: int) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    make = {"parallel": _parallel, "sequential": _sequential, "gemm-floor": _gemm_floor}[form]
+    out = {}
+    with threadpool_limits(1):
+        for shape in shapes:
+            run = make(_case(shape))
+            run()  # warm-up
+            walls, cpus = [], []
+            start = time.perf_counter()
+            while len(walls) < min_reps or time.perf_counter() - start < budget:
+                w0, c0 = time.perf_counter(), time.process_time()
+                run()
+                walls.append(time.perf_counter() - w0)
+                cpus.append(time.process_time() - c0)
+            out["x".join(map(str, shape))] = {"wall": walls, "cpu": cpus}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# orchestrator side
+
+
+def _spawn(form: str, shapes, budget: float, min_reps: int) -> dict:
+    spec = json.dumps({"form": form, "shapes": shapes, "budget": budget, "min_reps": min_reps})
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.min_rnn", "--worker"], input=spec,
+                          capture_output=True, text=True, check=False, env=thread_env(1),
+                          cwd=Path(__file__).resolve().parent.parent)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {form} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def collect(shapes, rounds: int, budget: float, min_reps: int, log=print) -> dict:
+    per_round = []
+    for r in range(rounds):
+        order = FORMS[r % len(FORMS):] + FORMS[: r % len(FORMS)]
+        got = {}
+        for form in order:
+            t0 = time.perf_counter()
+            got[form] = _spawn(form, shapes, budget, min_reps)
+            log(f"  round {r + 1}/{rounds}: {form} ({time.perf_counter() - t0:.1f} s)")
+        per_round.append(got)
+    return {"rounds": per_round, "load_after": os.getloadavg()}
+
+
+def summarise(raw: dict, shapes) -> list[dict]:
+    rows = []
+    for shape in shapes:
+        key = "x".join(map(str, shape))
+        row = {"shape": key, "target": TARGETS.get(tuple(shape))}
+        for form in FORMS:
+            for clock in ("wall", "cpu"):
+                ts = [t for rd in raw["rounds"] for t in rd[form][key][clock]]
+                row[f"{form}_{clock}_best_ms"] = 1e3 * min(ts)
+                row[f"{form}_{clock}_median_ms"] = 1e3 * statistics.median(ts)
+        for clock in ("wall", "cpu"):
+            ratios = [min(rd["sequential"][key][clock]) / min(rd["parallel"][key][clock])
+                      for rd in raw["rounds"]]
+            row[f"ratio_{clock}_rounds"] = ratios
+            row[f"ratio_{clock}_best"] = (row[f"sequential_{clock}_best_ms"]
+                                          / row[f"parallel_{clock}_best_ms"])
+        # Both forms compute the GEMMs: the sequential time over the floor bounds the ratio.
+        row["ceiling_cpu"] = row["sequential_cpu_best_ms"] / row["gemm-floor_cpu_best_ms"]
+        rows.append(row)
+    return rows
+
+
+def to_markdown(rows: list[dict], meta: dict) -> str:
+    lines = [
+        "# minGRU: parallel (linear scan) vs sequential (step loop), NumPy float32, fwd+bwd, "
+        f"one BLAS thread ({meta['rounds']} rounds)",
+        "",
+        "Forward and backward with a gradient at every step (`(batch, time, features, hidden)`). "
+        "Each form in its own process, rotated over rounds; best and median over every timed "
+        "call. seq ÷ par: the best sequential time over the best parallel time (per-round "
+        "range in brackets: the noise). ceiling: sequential ÷ the GEMM floor, the ratio a "
+        "parallel form with free elementwise work would reach.",
+        "",
+        "| shape | parallel best (median) ms | sequential best (median) ms | GEMM floor ms "
+        "| seq ÷ par wall | seq ÷ par CPU | ceiling (CPU) | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        rng = r["ratio_wall_rounds"]
+        rngc = r["ratio_cpu_rounds"]
+        lines.append(
+            f"| {r['shape']} | {r['parallel_wall_best_ms']:.1f} ({r['parallel_wall_median_ms']:.1f})"
+            f" | {r['sequential_wall_best_ms']:.1f} ({r['sequential_wall_median_ms']:.1f})"
+            f" | {r['gemm-floor_wall_best_ms']:.1f}"
+            f" | {r['ratio_wall_best']:.2f}x [{min(rng):.2f}-{max(rng):.2f}]"
+            f" | {r['ratio_cpu_best']:.2f}x [{min(rngc):.2f}-{max(rngc):.2f}]"
+            f" | {r['ceiling_cpu']:.1f}x | {r['target']:.0f}x |")
+    m = meta["machine"]
+    lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; load average "
+              f"before {meta['load_before'][0]:.1f}, after {meta['load_after'][0]:.1f}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--shapes", default=",".join("x".join(map(str, s)) for s in SHAPES))
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--budget", type=float, default=2.0, help="seconds per shape and form")
+    p.add_argument("--min-reps", type=int, default=3)
+    p.add_argument("--out", default=str(RESULTS / "min-rnn"),
+                   help="path without suffix: .md and .json are written")
+    args = p.parse_args(argv)
+    if args.worker:
+        spec = json.loads(sys.stdin.read())
+        shapes = [tuple(s) for s in spec["shapes"]]
+        print(json.dumps(worker(spec["form"], shapes, spec["budget"], spec["min_reps"])))
+        return 0
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    load_before = os.getloadavg()
+    raw = collect(shapes, args.rounds, args.budget, args.min_reps)
+    meta = {"rounds": args.rounds, "machine": _machine(), "load_before": load_before,
+            "load_after": raw["load_after"]}
+    rows = summarise(raw, shapes)
+    md = to_markdown(rows, meta)
+    _write_atomic(Path(args.out + ".json"), json.dumps({"meta": meta, "rows": rows, "raw": raw},
+                                                       indent=1))
+    _write_atomic(Path(args.out + ".md"), md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
