@@ -24,12 +24,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .run import RESULTS, _machine, _write_atomic, thread_env
+from ._workers import RESULTS, machine, spawn, write_atomic
 
 SHAPES = ((32, 1024, 32, 128), (8, 10_000, 16, 64))
 FORMS = ("parallel", "sequential", "gemm-floor")
@@ -134,12 +133,7 @@ def worker(form: str, shapes, budget: float, min_reps: int) -> dict:
 
 def _spawn(form: str, shapes, budget: float, min_reps: int) -> dict:
     spec = json.dumps({"form": form, "shapes": shapes, "budget": budget, "min_reps": min_reps})
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.min_rnn", "--worker"], input=spec,
-                          capture_output=True, text=True, check=False, env=thread_env(1),
-                          cwd=Path(__file__).resolve().parent.parent)
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker {form} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return spawn("benchmarks.min_rnn", [], stdin=spec, threads=1, what=f"worker {form}")
 
 
 def collect(shapes, rounds: int, budget: float, min_reps: int, log=print) -> dict:
@@ -226,13 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     load_before = os.getloadavg()
     raw = collect(shapes, args.rounds, args.budget, args.min_reps)
-    meta = {"rounds": args.rounds, "machine": _machine(), "load_before": load_before,
+    meta = {"rounds": args.rounds, "machine": machine(), "load_before": load_before,
             "load_after": raw["load_after"]}
     rows = summarise(raw, shapes)
     md = to_markdown(rows, meta)
-    _write_atomic(Path(args.out + ".json"), json.dumps({"meta": meta, "rows": rows, "raw": raw},
+    write_atomic(Path(args.out + ".json"), json.dumps({"meta": meta, "rows": rows, "raw": raw},
                                                        indent=1))
-    _write_atomic(Path(args.out + ".md"), md)
+    write_atomic(Path(args.out + ".md"), md)
     print(md)
     return 0
 

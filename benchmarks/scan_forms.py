@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .run import RESULTS, _machine, _write_atomic
+from ._workers import RESULTS, machine, write_atomic
 
 
 def _loop(a, b, h0):
@@ -145,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="path without suffix: .md and .json are written")
     args = p.parse_args(argv)
     rows = measure(args.batch, args.time, args.hidden)
-    meta = {"batch": args.batch, "time": args.time, "hidden": args.hidden, "machine": _machine()}
+    meta = {"batch": args.batch, "time": args.time, "hidden": args.hidden, "machine": machine()}
     md = to_markdown(rows, meta)
-    _write_atomic(Path(args.out + ".json"), json.dumps({"meta": meta, "rows": rows}, indent=1))
-    _write_atomic(Path(args.out + ".md"), md)
+    write_atomic(Path(args.out + ".json"), json.dumps({"meta": meta, "rows": rows}, indent=1))
+    write_atomic(Path(args.out + ".md"), md)
     print(md)
     return 0
 
