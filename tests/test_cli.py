@@ -325,3 +325,20 @@ def test_train_on_each_backend_and_device_named_by_its_label(backend):
     assert res.exit_code == 0, res.output
     assert f"; {name} ({label}) float32" in res.stdout, res.stdout
     assert re.search(r"held-out accuracy: \d\.\d{4}", res.stdout), res.stdout
+
+
+def test_predict_names_the_only_array_of_an_npz(tmp_path):
+    """An .npz INPUT with one array not named X: it is used, and a note on stderr names it
+    (stdout keeps one prediction per line); two such arrays are refused (test_bad_inputs)."""
+    from rnnx.datasets import make_sine_waves
+    from rnnx.models import RNNClassifier, save_model
+
+    X, y = make_sine_waves(30, 10)
+    save_model(RNNClassifier(hidden_size=4, epochs=1, random_state=0).fit(X, y),
+               tmp_path / "m.npz")
+    np.savez(tmp_path / "a.npz", waves=X[:3])
+    res = run("predict", "--model", str(tmp_path / "m.npz"), str(tmp_path / "a.npz"))
+    assert res.exit_code == 0, res.output
+    assert len(res.stdout.splitlines()) == 3
+    assert res.stderr == (f"note: {tmp_path / 'a.npz'} holds one array, 'waves' (3, 10, 1), "
+                          "and none named 'X': predicting on it\n")
