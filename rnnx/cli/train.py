@@ -39,13 +39,13 @@ _REGRESSION_DATASETS = ("adding",)
 _DEFAULTS = {n: p.default for n, p in inspect.signature(RNNClassifier).parameters.items()}
 
 
-def _hyper(flag: str, param: str, *, off: Any = None, help: str = "") -> Callable:
+def _hyper(flag: str, param: str, *, help: str = "") -> Callable:
     """The option of estimator hyper-parameter ``param``: checked by the estimators' table, with
     the estimators' default; the help says what the table accepts."""
     if not any(isinstance(c, StrOptions) for c in PARAMETER_CONSTRAINTS[param]):  # choices
-        what = expected(param, none=f"{off} (off)")
+        what = expected(param, none=None)
         help = f"{help} Must be {what}." if help else f"Must be {what}."
-    return click.option(flag, param, type=Hyper(param, off=off), default=_DEFAULTS[param],
+    return click.option(flag, param, type=Hyper(param), default=_DEFAULTS[param],
                         show_default=True, help=help)
 
 
@@ -65,7 +65,7 @@ def _hyper(flag: str, param: str, *, off: Any = None, help: str = "") -> Callabl
 @_hyper("--batch-size", "batch_size")
 @_hyper("--optimizer", "optimizer")
 @_hyper("--lr", "learning_rate", help="Learning rate.")
-@_hyper("--clip", "clip_norm", off=0, help="Global gradient-norm bound.")
+@_hyper("--clip", "clip_norm", help="Global gradient-norm bound (clip_norm=).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the split, the initial weights and the shuffling.")
 @click.option("--backend", default="numpy", show_default=True,
@@ -122,7 +122,7 @@ def train(dataset: str, seed: int, backend: str, device_name: str | None, test_s
             check_figure_path(path, option)
     if save_path:
         check_output(save_path, "--save")
-    X, y = DATASETS[dataset](seed=seed)
+    X, y = DATASETS[dataset](random_state=seed)
     tr, te = _split(X.shape[0], test_size, seed)
     regression = dataset in _REGRESSION_DATASETS
     if not regression:

@@ -337,7 +337,7 @@ class BaseRNN(Placement, Params):
         this model's network, optimizer, shuffling generator and ``history_`` (which it
         appends to)."""
         return cls(self.network_, self._optim, self._rng, self.history_,
-                   batch_size=self.batch_size, clip_norm=self.clip_norm,
+                   batch_size=self.batch_size, clip_norm=self.clip_norm or None,  # 0: off
                    learning_rate=self.learning_rate, n_epochs=self.n_epochs_,
                    name=type(self).__name__)
 

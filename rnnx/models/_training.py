@@ -235,7 +235,7 @@ class Trainer:
             return
         what = f"the mean training loss is {loss}" if not math.isfinite(loss) else \
             f"the weights became non-finite (loss {loss:.4g})"
-        clip = "turn on gradient clipping (clip_norm=None now; try clip_norm=1.0)" \
+        clip = "turn on gradient clipping (it is off now; try clip_norm=1.0)" \
             if self.clip_norm is None else f"clip harder (clip_norm={self.clip_norm} now)"
         kept = "its initial weights" if self.n_epochs == 0 else \
             f"the weights after epoch {self.n_epochs}, the last finite one"
