@@ -275,13 +275,13 @@ def test_compact_numbers():
     assert compact(3e-7) == "3.000e-07"
 
 
-def _train_subprocess(*args, code=None, tmp_path):
+def _train_subprocess(*args, code=None, tmp_path, base=TINY):
     """``python -m rnnx train`` (or ``python -c code``) on this checkout's rnnx."""
     import subprocess
     import sys
 
     env = child_env()
-    cmd = ["-c", code] if code else ["-m", "rnnx", "train", *TINY, *args]
+    cmd = ["-c", code] if code else ["-m", "rnnx", "train", *base, *args]
     return subprocess.run([sys.executable, *cmd], capture_output=True, text=True, env=env,
                           timeout=300, cwd=tmp_path)
 
@@ -347,3 +347,84 @@ def test_predict_names_the_only_array_of_an_npz(tmp_path):
     assert len(res.stdout.splitlines()) == 3
     assert res.stderr == (f"note: {tmp_path / 'a.npz'} holds one array, 'waves' (3, 10, 1), "
                           "and none named 'X': predicting on it\n")
+
+
+def _in_a_terminal(args, tmp_path):
+    """``python -m rnnx ARGS`` with stdout and stderr on one pseudo-terminal (120 columns), as
+    a user at a terminal sees it: everything it wrote, carriage returns included."""
+    import fcntl
+    import os
+    import pty  # noqa: F401  (os.openpty: POSIX only, as the CI machines are)
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "rnnx", *args], stdout=slave, stderr=slave,
+                            stdin=subprocess.DEVNULL, env=child_env(), cwd=tmp_path)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=300) == 0
+    return b"".join(chunks).decode()
+
+
+def test_no_bar_and_no_carriage_returns_in_a_log(tmp_path):
+    """stderr not a terminal (a log, CI, a pipe): by default no bar, so not one carriage return
+    (issue 24 found the bar on by default: one long line of \\r updates in logs)."""
+    res = _train_subprocess(tmp_path=tmp_path, base=["--hidden-size", "8", "--epochs", "3"])
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+    assert "\r" not in res.stdout and "held-out accuracy" in res.stdout
+
+
+def test_log_epochs_writes_one_line_an_epoch(tmp_path):
+    """--log-epochs: one plain line an epoch on stderr, in order, with the figures of the bar
+    (Keras's verbose=2), and stdout unchanged."""
+    res = _train_subprocess("--log-epochs", tmp_path=tmp_path,
+                            base=["--hidden-size", "8", "--epochs", "3"])
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 3 and "\r" not in res.stderr, res.stderr
+    for i, line in enumerate(lines, 1):
+        assert re.fullmatch(rf"epoch {i}/3: loss \d\.\d{{4}}, accuracy \d\.\d{{4}}, held-out acc "
+                            r"\d\.\d{4} \(\d+\.\d s\)", line), line
+    last = float(re.search(r"held-out acc (\S+)", lines[-1]).group(1))
+    assert f"held-out accuracy: {last:.4f}" in res.stdout  # the same figure as the summary
+
+
+def test_in_a_terminal_the_bar_starts_after_the_header(tmp_path):
+    """At a terminal the bar is on by default and starts only after the header's last line
+    (issue 24: the ``threads`` line was printed onto the bar's first frame); with --log-epochs
+    the per-epoch lines stay on the screen after the bar is erased."""
+    out = _in_a_terminal(["train", "--hidden-size", "8", "--epochs", "3", "--log-epochs"],
+                         tmp_path)
+    assert "\r" in out and "epoch/s" in out  # tqdm's bar was drawn
+    header_end = out.index("threads BLAS")
+    assert out[header_end - 2:header_end] == "\r\n"  # the threads line starts a line
+    assert out.index("%|") > out.index("\n", header_end)  # the first frame comes after it
+    screen = _screen(out)
+    assert [ln.split(":")[0] for ln in screen[3:6]] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert screen[6].startswith("trained 3 epochs") and not any("%|" in ln for ln in screen)
+
+
+def _screen(out):
+    """The lines a terminal shows at the end of ``out``: each carriage return goes back to the
+    line's start and what follows overwrites it."""
+    lines = []
+    for raw in out.replace("\r\n", "\n").split("\n"):
+        shown = ""
+        for seg in raw.split("\r"):
+            shown = seg + shown[len(seg):]
+        lines.append(shown.rstrip())
+    return [ln for ln in lines if ln]

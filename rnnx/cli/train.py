@@ -86,8 +86,12 @@ def _hyper(flag: str, param: str, *, help: str = "") -> Callable:
                    "(the vanishing-gradient picture; needs matplotlib).")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the trained model (.npz + JSON metadata, no pickle).")
-@click.option("--progress/--no-progress", default=True, show_default=True,
-              help="Show a progress bar (tqdm, on stderr).")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar (tqdm, on stderr). Default: only when stderr is a "
+                   "terminal, so logs and CI never get its carriage returns.")
+@click.option("--log-epochs", is_flag=True, default=False,
+              help="Write one line per epoch to stderr (losses, accuracies, held-out figure, "
+                   "time): a record for logs, kept above the bar in a terminal.")
 @click.option("--threads", type=Int(min=0), default=1, show_default=True,
               help="CPU threads for BLAS, OpenMP and torch (0: the libraries' default, no cap), "
                    "set through threadpoolctl and printed on the `threads` line. Small "
@@ -101,7 +105,8 @@ def _hyper(flag: str, param: str, *, help: str = "") -> Callable:
                    "scheduler (e.g. tcp://host:8786; needs rnnx[dask]).")
 def train(dataset: str, seed: int, backend: str, device_name: str | None, test_size: float,
           plot_path: str | None, grad_plot_path: str | None, save_path: str | None,
-          progress: bool, threads: int, workers: int | None, scheduler_address: str | None,
+          progress: bool | None, log_epochs: bool, threads: int, workers: int | None,
+          scheduler_address: str | None,
           **hyper: Any) -> None:
     """Train a recurrent model and print its held-out score.
 
@@ -137,8 +142,7 @@ def train(dataset: str, seed: int, backend: str, device_name: str | None, test_s
     if note := first_use_note(backend):
         click.echo(note)
     held = _HeldOut(model, X[te], y[te], regression)
-    watch = progress or plot_path
-    bar = EpochBar(hyper["epochs"], enabled=progress, extra=held if watch else None)
+    bar = None
     with limit_threads(threads or None) as cap:
         # dask's nannies start their workers with one BLAS/OpenMP thread each, whatever this is
         click.echo(f"threads {cap.describe()}"
@@ -154,11 +158,16 @@ def train(dataset: str, seed: int, backend: str, device_name: str | None, test_s
                 Xt, yt = X[tr], y[tr]
                 if client is not None:  # data-parallel: one chunk of the training rows per worker
                     Xt, yt = dask_arrays(Xt, yt, len(client.scheduler_info()["workers"]))
+                # The bar starts after the header's last line: its first frame would otherwise
+                # share a line with it on a terminal.
+                bar = EpochBar(hyper["epochs"], enabled=progress, lines=log_epochs, extra=held)
+                watch = plot_path or log_epochs or not bar.disabled  # else skip held-out scoring
                 model.fit(Xt, yt, callback=bar if watch else None, progress=False)
         except TrainingDivergedError as exc:
             raise FloatingPointError(_diverged_message(exc, model, hyper)) from None
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
     seconds = time.perf_counter() - start
     train_loss = held.raw_loss(model.history_["loss"])
     click.echo(f"trained {model.n_epochs_} epochs in {seconds:.1f} s; final training "
@@ -223,7 +232,7 @@ class _HeldOut:
         self.loss.append(
             float(-np.mean(np.log(np.clip(proba[np.arange(idx.size), idx], 1e-300, None)))))
         self.accuracy.append(float(np.mean(proba.argmax(1) == idx)))
-        return {"held-out acc": f"{self.accuracy[-1]:.3f}"}
+        return {"held-out acc": f"{self.accuracy[-1]:.4f}"}
 
     def _mse(self) -> float:
         pred = np.asarray(self.model.predict(self.X), dtype=np.float64)
