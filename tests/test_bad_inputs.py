@@ -513,6 +513,12 @@ CLI = [
     ("cli-dropout-one-layer", cli("train", *QUICK, "--dropout", "0.5"), CLIFailed,
      ["[exit 2]", "Invalid value for --dropout", "needs --num-layers 2 or more",
       "with one layer it would change nothing"]),
+    ("cli-patience-without-early-stopping", cli("train", "--patience", "3"), CLIFailed,
+     ["[exit 2]", "Invalid value for --patience", "3 is how many epochs --early-stopping waits",
+      "without --early-stopping it would change nothing"]),
+    ("cli-validation-fraction", cli("train", "--restore-best", "--validation-fraction", "1"),
+     CLIFailed, ["[exit 2]", "Invalid value for '--validation-fraction'", "must be in (0, 1); "
+                 "got 1.0"]),
     ("cli-epochs-text", cli("train", "--epochs", "ten"), CLIFailed,
      ["[exit 2]", "Invalid value for '--epochs'", "'ten' is not a valid integer."]),
     ("cli-predict-one-2d-sequence", cli("predict", "--model", model_path, npy("one.npy", EX[0])),

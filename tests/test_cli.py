@@ -236,7 +236,7 @@ def test_regression_summary_and_curves_share_one_unit(tmp_path, monkeypatch):
     import rnnx.cli.train as cli
 
     seen = {}
-    monkeypatch.setattr(cli, "plot_history", lambda history, path, title, loss_label: seen.update(
+    monkeypatch.setattr(cli, "plot_history", lambda history, path, title, loss_label, kept: seen.update(
         history=history, label=loss_label))
     res = run("train", "--dataset", "adding", *TINY, "--epochs", "3", "--plot",
               str(tmp_path / "c.png"))
@@ -428,3 +428,52 @@ def _screen(out):
             shown = seg + shown[len(seg):]
         lines.append(shown.rstrip())
     return [ln for ln in lines if ln]
+
+
+def _kept(stdout):
+    m = re.search(r"^kept    the weights of epoch (\d+), the lowest validation loss \((\S+)\); "
+                  r"training loss then \S+$", stdout, re.M)
+    assert m, stdout
+    return int(m.group(1)), float(m.group(2))
+
+
+def test_restore_best_keeps_the_epoch_of_the_lowest_validation_loss(tmp_path):
+    """--restore-best (Keras's restore_best_weights): every epoch trains, then the model keeps
+    the weights of the lowest validation loss, on a 0.1 split of the training part (never the
+    held-out part); the saved model and the held-out score are that epoch's."""
+    from rnnx.cli.train import _split
+    from rnnx.datasets import make_sine_waves
+    from rnnx.models import load_model
+
+    path = tmp_path / "m.npz"
+    res = run("train", "--dataset", "sine", "--lr", "0.005", "--seed", "1", "--restore-best",
+              "--no-progress", "--save", str(path))
+    assert res.exit_code == 0, res.output
+    assert "train 480 (48 of them validate), held out 120" in res.stdout
+    assert ", best epoch kept;" in res.stdout and "trained 40 epochs in" in res.stdout
+    epoch, val = _kept(res.stdout)
+    model = load_model(path)
+    assert model.n_epochs_ == 40 and model.best_epoch_ == epoch
+    assert epoch == int(np.argmin(model.history_["val_loss"])) + 1
+    assert f"{model.history_['val_loss'][epoch - 1]:.4f}" == f"{val:.4f}"
+    X, y = make_sine_waves(random_state=1)
+    te = _split(len(y), 0.2, 1)[1]
+    acc = float(re.search(r"held-out accuracy: (\S+)", res.stdout).group(1))
+    assert f"{model.score(X[te], y[te]):.4f}" == f"{acc:.4f}"
+
+
+def test_early_stopping_stops_after_patience_epochs_and_keeps_the_best(tmp_path):
+    path = tmp_path / "m.npz"
+    res = run("train", "--dataset", "sine", "--lr", "0.005", "--seed", "1", "--early-stopping",
+              "--patience", "3", "--validation-fraction", "0.2", "--no-progress",
+              "--save", str(path))
+    assert res.exit_code == 0, res.output
+    assert "train 480 (96 of them validate)" in res.stdout
+    assert ", early stopping (patience 3);" in res.stdout
+    epoch, _ = _kept(res.stdout)
+    trained = int(re.search(r"trained (\d+) epochs in \S+ s, stopped early \(no lower "
+                            r"validation loss in 3 epochs\)", res.stdout).group(1))
+    assert trained == epoch + 3 < 40
+    from rnnx.models import load_model
+
+    assert load_model(path).n_epochs_ == trained

@@ -9,12 +9,14 @@ as they were parsed, under their own names."""
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 import click
 import numpy as np
+from click.core import ParameterSource
 
 from .._backend import device_label, first_use_note, limit_threads
 from ..datasets import DATASETS
@@ -66,6 +68,19 @@ def _hyper(flag: str, param: str, *, help: str = "") -> Callable:
 @_hyper("--optimizer", "optimizer")
 @_hyper("--lr", "learning_rate", help="Learning rate.")
 @_hyper("--clip", "clip_norm", help="Global gradient-norm bound (clip_norm=).")
+@click.option("--early-stopping", is_flag=True, default=False,
+              help="Stop once the validation loss has not improved for --patience epochs, and "
+                   "keep the weights of its best epoch (the estimators' early_stopping=True).")
+@_hyper("--patience", "n_iter_no_change",
+        help="Epochs without a better validation loss before --early-stopping stops "
+             "(n_iter_no_change=).")
+@click.option("--restore-best", is_flag=True, default=False,
+              help="Train every epoch, then keep the weights of the one with the lowest "
+                   "validation loss (Keras's restore_best_weights).")
+@_hyper("--validation-fraction", "validation_fraction",
+        help="Share of the training part held out to choose the epoch (never the held-out "
+             "part, which only scores); 0.1 with --early-stopping or --restore-best unless "
+             "given.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the split, the initial weights and the shuffling.")
 @click.option("--backend", default="numpy", show_default=True,
@@ -106,7 +121,7 @@ def _hyper(flag: str, param: str, *, help: str = "") -> Callable:
 def train(dataset: str, seed: int, backend: str, device_name: str | None, test_size: float,
           plot_path: str | None, grad_plot_path: str | None, save_path: str | None,
           progress: bool | None, log_epochs: bool, threads: int, workers: int | None,
-          scheduler_address: str | None,
+          scheduler_address: str | None, early_stopping: bool, restore_best: bool,
           **hyper: Any) -> None:
     """Train a recurrent model and print its held-out score.
 
@@ -119,6 +134,7 @@ def train(dataset: str, seed: int, backend: str, device_name: str | None, test_s
             f"--dropout {hyper['dropout']:g} acts between stacked layers (after all but the "
             "last), so it needs --num-layers 2 or more; with one layer it would change nothing",
             param_hint="--dropout")
+    _epoch_selection(hyper, early_stopping, restore_best)
     on_dask = check_dask_options(workers, scheduler_address, backend, device_name)
     check_backend(backend)
     dev = resolve_device(backend, device_name)
@@ -136,7 +152,7 @@ def train(dataset: str, seed: int, backend: str, device_name: str | None, test_s
                        backend=None if on_dask else backend, device=None if on_dask else dev)
     click.echo(f"data    {dataset}: {X.shape[0]} sequences of {X.shape[1]} steps x {X.shape[2]} "
                "features, " + ("regression" if regression else f"{np.unique(y).size} classes")
-               + f"; train {tr.size}, held out {te.size}")
+               + f"; train {tr.size}{_validation_note(hyper, tr.size)}, held out {te.size}")
     click.echo(f"model   {_describe(model, hyper)}; {backend} "
                f"({'default device' if dev is None else device_label(dev)}) {hyper['dtype']}")
     if note := first_use_note(backend):
@@ -170,8 +186,16 @@ def train(dataset: str, seed: int, backend: str, device_name: str | None, test_s
                 bar.close()
     seconds = time.perf_counter() - start
     train_loss = held.raw_loss(model.history_["loss"])
-    click.echo(f"trained {model.n_epochs_} epochs in {seconds:.1f} s; final training "
+    stopped = (f", stopped early (no lower validation loss in {hyper['n_iter_no_change']} "
+               "epochs)" if model.n_epochs_ < hyper["epochs"] else "")
+    click.echo(f"trained {model.n_epochs_} epochs in {seconds:.1f} s{stopped}; final training "
                f"{'MSE' if regression else 'loss (cross-entropy)'} {compact(train_loss[-1])}")
+    if model.best_epoch_ is not None:
+        k = model.best_epoch_
+        val = held.raw_loss(model.history_["val_loss"])[k - 1]
+        click.echo(f"kept    the weights of epoch {k}, the lowest validation "
+                   f"{'MSE' if regression else 'loss'} ({compact(val)}); training "
+                   f"{'MSE' if regression else 'loss'} then {compact(train_loss[k - 1])}")
     click.echo(held.summary())
     if save_path:
         save_model(model, save_path)
@@ -179,8 +203,11 @@ def train(dataset: str, seed: int, backend: str, device_name: str | None, test_s
     where = f"rnnx train --dataset {dataset} (cell={hyper['cell']}"
     if plot_path:
         history = {**model.history_, "loss": train_loss, **held.history()}
+        if "val_loss" in history:
+            history["val_loss"] = held.raw_loss(history["val_loss"])
         plot_history(history, plot_path, f"{where}, {backend} {hyper['dtype']})",
-                     loss_label="MSE (target units)" if regression else "cross-entropy loss")
+                     loss_label="MSE (target units)" if regression else "cross-entropy loss",
+                     kept=model.best_epoch_)
         click.echo(f"wrote curves to {plot_path}")
     if grad_plot_path:
         n = hyper["batch_size"]
@@ -206,9 +233,40 @@ def _describe(model: Any, hyper: dict[str, Any]) -> str:
     layers = "" if hyper["num_layers"] == 1 else f", num_layers={hyper['num_layers']}"
     layers += ", bidirectional" if hyper["bidirectional"] else ""
     layers += f", dropout={hyper['dropout']:g}" if hyper["dropout"] else ""
+    select = ""
+    if hyper["early_stopping"]:
+        select = (f", early stopping (patience {hyper['n_iter_no_change']})"
+                  if hyper["n_iter_no_change"] < hyper["epochs"] else ", best epoch kept")
     return (f"{type(model).__name__}(cell={hyper['cell']}, hidden_size={hyper['hidden_size']}"
             f"{layers}), {hyper['optimizer']} lr={hyper['learning_rate']:g}, batch "
-            f"{hyper['batch_size']}, clip {hyper['clip_norm'] or 'off'}")
+            f"{hyper['batch_size']}, clip {hyper['clip_norm'] or 'off'}{select}")
+
+
+def _epoch_selection(hyper: dict[str, Any], early_stopping: bool, restore_best: bool) -> None:
+    """``--early-stopping`` / ``--restore-best`` as the estimators' parameters: both are
+    ``early_stopping=True`` on a validation split (0.1 unless given), whose best epoch the
+    estimator restores; ``--restore-best`` alone never stops (a patience of every epoch).
+    ``--patience`` without ``--early-stopping`` is refused: it would change nothing."""
+    ctx = click.get_current_context()
+    if (ctx.get_parameter_source("n_iter_no_change") is ParameterSource.COMMANDLINE
+            and not early_stopping):
+        raise click.BadParameter(
+            f"{hyper['n_iter_no_change']} is how many epochs --early-stopping waits for a lower "
+            "validation loss; without --early-stopping it would change nothing",
+            param_hint="--patience")
+    hyper["early_stopping"] = early_stopping or restore_best
+    if hyper["early_stopping"]:
+        if not early_stopping:
+            hyper["n_iter_no_change"] = hyper["epochs"]  # never stale that long: no stop
+        if hyper["validation_fraction"] is None:
+            hyper["validation_fraction"] = 0.1
+
+
+def _validation_note(hyper: dict[str, Any], n_train: int) -> str:
+    """`` (144 of them validate)``: the part of the training rows the estimator holds out to
+    choose the epoch (its own rule: ``ceil(fraction * n)``)."""
+    vf = hyper["validation_fraction"]
+    return "" if vf is None else f" ({math.ceil(vf * n_train)} of them validate)"
 
 
 class _HeldOut:

@@ -255,7 +255,9 @@ class BaseRNN(Placement, Params):
 
         Returns ``self``. Sets ``network_`` (parameters on the training device), ``history_``
         (per epoch ``loss``, ``accuracy`` for classifiers, and ``val_*`` with a validation
-        split), ``n_epochs_``, ``n_features_in_`` and, for classifiers, ``classes_``.
+        split), ``n_epochs_``, ``best_epoch_`` (with ``early_stopping`` and a validation split:
+        the epoch of the lowest validation loss, whose weights the model keeps; else None),
+        ``n_features_in_`` and, for classifiers, ``classes_``.
 
         Raises
         ------
@@ -329,6 +331,7 @@ class BaseRNN(Placement, Params):
             if bar is not None:
                 bar.close()
             self.n_epochs_ = trainer.n_epochs
+            self.best_epoch_ = trainer.restored_epoch
             data.release()
         return self
 

@@ -70,6 +70,9 @@ class RNNClassifier(BaseRNN):
         ``loss`` and ``accuracy`` per epoch (measured on the mini-batches while training), and
         ``val_loss``/``val_accuracy`` with a validation split.
     n_epochs_ : int
+    best_epoch_ : int or None
+        With ``early_stopping`` and a validation split: the epoch of the lowest validation loss,
+        whose weights the model keeps (``n_epochs_`` counts every epoch trained); else None.
     """
 
     _loss = "cross_entropy"
