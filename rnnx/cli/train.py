@@ -33,6 +33,7 @@ from ..models._progress import EpochBar, compact
 from ._common import Float, Hyper, Int, check_backend, check_output, finite, resolve_device
 from ._dask import check_dask_options, dask_arrays, dask_cluster
 from ._plots import check_figure_path, plot_history, plot_state_grads
+from ._verdict import NOT_LEARNED, classifier_verdict, regressor_verdict
 
 __all__ = ["train"]
 
@@ -127,6 +128,11 @@ def train(dataset: str, seed: int, backend: str, device_name: str | None, test_s
 
     With no options: the Elman classifier (ScratchSimpleRNNClassifier) on the handwritten digits
     read row by row (8 steps x 8 features), 20 % held out.
+
+    Exit status: 0 trained and learned; 2 a bad option or file, or training diverged (nothing
+    saved); 3 trained to the end but did no better than knowing nothing (a warning line on
+    stderr says so in figures and what to try; the results are still printed, saved and
+    plotted).
     """
     # Everything that could fail after training is checked here, before it.
     if hyper["dropout"] and hyper["num_layers"] == 1:
@@ -197,6 +203,10 @@ def train(dataset: str, seed: int, backend: str, device_name: str | None, test_s
                    f"{'MSE' if regression else 'loss'} ({compact(val)}); training "
                    f"{'MSE' if regression else 'loss'} then {compact(train_loss[k - 1])}")
     click.echo(held.summary())
+    kept = model.best_epoch_ or model.n_epochs_
+    warning = held.verdict(model.history_["loss"][kept - 1], y[tr], hyper)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     if save_path:
         save_model(model, save_path)
         click.echo(f"saved model to {save_path}")
@@ -214,6 +224,8 @@ def train(dataset: str, seed: int, backend: str, device_name: str | None, test_s
         plot_state_grads(model, X[te][:n], y[te][:n], grad_plot_path,
                          f"{where}): {min(n, te.size)} held-out sequences")
         click.echo(f"wrote gradient norms to {grad_plot_path}")
+    if warning:
+        raise click.exceptions.Exit(NOT_LEARNED)
 
 
 def _estimator(regression: bool, hyper: dict[str, Any], **placement: Any) -> Any:
@@ -305,6 +317,16 @@ class _HeldOut:
         scale = self.model.output_head().scale  # (outputs,)
         factor = float(np.mean(np.asarray(scale, dtype=np.float64) ** 2))
         return [v * factor for v in losses]
+
+    def verdict(self, train_loss: float, y_train: np.ndarray, hyper: dict[str, Any]
+                ) -> str | None:
+        """The warning if the model did no better than knowing nothing (:mod:`._verdict`):
+        ``train_loss`` is the kept epoch's training loss as the estimator measured it."""
+        if self.regression:
+            return regressor_verdict(train_loss, self.y, np.asarray(self.model.predict(self.X)),
+                                     hyper)
+        accuracy = float(self.model.score(self.X, self.y))
+        return classifier_verdict(train_loss, y_train, self.y, accuracy, hyper)
 
     def history(self) -> dict[str, list[float]]:
         out = {"test_loss": self.loss, "test_accuracy": self.accuracy}
