@@ -548,3 +548,58 @@ def test_the_verdict_rules():
     assert "is not below" in regressor_verdict(0.5, y, y + 1.0 * rng.normal(size=200), hyper)
     assert "overshoot" in regressor_verdict(11.0, y, y, hyper)
     assert "gated cell" not in regressor_verdict(0.5, y, y * 0, {**hyper, "cell": "gru"})
+
+
+def test_ctrl_c_with_save_saves_the_last_completed_epoch(tmp_path):
+    """Ctrl-C (a real SIGINT to a real process) during ``rnnx train --save``: exit 130, one line
+    saying which epoch was interrupted and that the last completed one was saved, and a model
+    file of exactly those epochs, written atomically (no temporary file left). Issue 24 found
+    the model thrown away ("rnnx: interrupted", nothing saved)."""
+    import signal
+    import subprocess
+    import sys
+
+    from rnnx.models import load_model
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rnnx", "train", "--hidden-size", "8", "--epochs", "100000",
+         "--log-epochs", "--save", "m.npz"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
+        cwd=tmp_path)  # no preexec_fn: a fork would trip JAX's at-fork warning where it is loaded
+    logged = []
+    try:
+        for line in proc.stderr:  # one line an epoch: interrupt after the third
+            logged.append(line)
+            if line.startswith("epoch") and len(logged) == 3:
+                proc.send_signal(signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    m = re.fullmatch(r"rnnx: interrupted in epoch (\d+): saved the model of the last completed "
+                     r"epoch, (\d+) of 100000, to m\.npz", last)
+    assert m and int(m.group(1)) == int(m.group(2)) + 1 and int(m.group(2)) >= 3, err
+    model = load_model(tmp_path / "m.npz")
+    assert model.n_epochs_ == int(m.group(2)) == len(model.history_["loss"])
+    for line, loss in zip(logged, model.history_["loss"]):  # the very epochs that were logged
+        assert f": loss {loss:.4f}," in line, (line, loss)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+    assert "trained" not in out
+
+
+def test_ctrl_c_before_any_epoch_saves_nothing(tmp_path, monkeypatch):
+    """Interrupted in the first epoch: nothing to save, and it says so (exit 130)."""
+    from rnnx.models import ScratchSimpleRNNClassifier
+
+    def interrupted(self, *a, **k):
+        self.n_epochs_ = 0
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ScratchSimpleRNNClassifier, "fit", interrupted)
+    res = CliRunner().invoke(main, ["train", *TINY, "--save", str(tmp_path / "m.npz")])
+    assert res.exit_code == 130
+    assert res.stderr.strip().endswith("rnnx: interrupted in epoch 1, before any epoch "
+                                       f"completed: nothing saved to {tmp_path / 'm.npz'}")
+    assert not (tmp_path / "m.npz").exists()

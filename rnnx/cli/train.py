@@ -132,7 +132,8 @@ def train(dataset: str, seed: int, backend: str, device_name: str | None, test_s
     Exit status: 0 trained and learned; 2 a bad option or file, or training diverged (nothing
     saved); 3 trained to the end but did no better than knowing nothing (a warning line on
     stderr says so in figures and what to try; the results are still printed, saved and
-    plotted).
+    plotted); 130 interrupted (Ctrl-C; with --save, the model of the last completed epoch is
+    saved first).
     """
     # Everything that could fail after training is checked here, before it.
     if hyper["dropout"] and hyper["num_layers"] == 1:
@@ -187,6 +188,12 @@ def train(dataset: str, seed: int, backend: str, device_name: str | None, test_s
                 model.fit(Xt, yt, callback=bar if watch else None, progress=False)
         except TrainingDivergedError as exc:
             raise FloatingPointError(_diverged_message(exc, model, hyper)) from None
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.close()  # before the message, so that it does not land on the bar
+            if save_path:
+                _save_interrupted(model, save_path, hyper)
+            raise
         finally:
             if bar is not None:
                 bar.close()
@@ -345,6 +352,23 @@ def _split(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]
     perm = np.random.default_rng(seed).permutation(n)
     n_test = min(max(1, round(test_size * n)), n - 1)  # one sequence on each side at least
     return perm[n_test:], perm[:n_test]
+
+
+def _save_interrupted(model: Any, path: str, hyper: dict[str, Any]) -> None:
+    """Ctrl-C during training with ``--save``: the estimator has put the model back to the
+    end of the last completed epoch; write that model (atomically, as every save), say so in
+    one line and end with the status of an interrupt (130 = 128 + SIGINT)."""
+    done = getattr(model, "n_epochs_", 0)
+    if done == 0:
+        click.echo(f"rnnx: interrupted in epoch 1, before any epoch completed: nothing saved to "
+                   f"{path}", err=True)
+    else:
+        save_model(model, path)
+        best = (" (its weights, not those of the best validation epoch so far)"
+                if hyper["early_stopping"] else "")
+        click.echo(f"rnnx: interrupted in epoch {done + 1}: saved the model of the last completed "
+                   f"epoch, {done} of {hyper['epochs']}{best}, to {path}", err=True)
+    raise click.exceptions.Exit(130)
 
 
 def _diverged_message(exc: TrainingDivergedError, model: Any, hyper: dict[str, Any]) -> str:
