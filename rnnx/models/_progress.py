@@ -53,7 +53,7 @@ class EpochBar:
             figures = ", ".join(f"{k} {v}" for k, v in post.items())
             width = len(str(self.total))
             self.bar.write(f"epoch {epoch:>{width}}/{self.total}: {figures} "
-                           f"({now - self._last:.1f} s)", file=sys.stderr)
+                           f"({now - self._last:.2f} s)", file=sys.stderr)
             self._last = now
         self.bar.set_postfix(post, refresh=False)
         self.bar.update(1)
