@@ -31,7 +31,13 @@ from ..models import (
 from ..models._constraints import PARAMETER_CONSTRAINTS, StrOptions, expected
 from ..models._progress import EpochBar, compact
 from ._common import Float, Hyper, Int, check_backend, check_output, finite, resolve_device
-from ._dask import check_dask_options, dask_arrays, dask_cluster
+from ._dask import (
+    check_dask_options,
+    dask_arrays,
+    dask_cluster,
+    small_data_warning,
+    step_seconds,
+)
 from ._plots import check_figure_path, plot_history, plot_state_grads
 from ._verdict import NOT_LEARNED, classifier_verdict, regressor_verdict
 
@@ -129,8 +135,11 @@ def _hyper(flag: str, param: str, *, help: str = "") -> Callable:
                    "recurrent matrices gain nothing from more; on a busy machine they slow down.")
 @click.option("--workers", type=Int(min=1), default=None,
               help="Train data-parallel on a local dask cluster of this many worker processes "
-                   "(started and closed by the command; needs rnnx[dask]). The result equals "
-                   "the one-process fit.")
+                   "(started and closed by the command; needs rnnx[dask]). The steps are the "
+                   "one-process fit's up to the order of floating-point sums: in float64 the "
+                   "results agree to rounding; in float32 training amplifies the rounding over "
+                   "the epochs, so scores can differ in their last digits. Pays only for large "
+                   "batches or models: a warning says when it cannot.")
 @click.option("--scheduler", "scheduler_address", default=None, metavar="ADDRESS",
               help="Train data-parallel on the existing dask.distributed cluster of this "
                    "scheduler (e.g. tcp://host:8786; needs rnnx[dask]).")
@@ -194,12 +203,17 @@ def train(dataset: str, seed: int, backend: str, device_name: str | None, test_s
             click.echo(f"warning: --threads {threads} did not cap the BLAS threads: {cap.reason}. "
                        "Small recurrent matrices may train several times slower on a busy "
                        "machine.", err=True)
+        # One step timed in this process, before a local cluster's workers compete for the CPU.
+        step = step_seconds(model, X[tr], y[tr]) if on_dask else 0.0
         try:
             with dask_cluster(workers, scheduler_address) as client:
                 start = time.perf_counter()  # the training only, not a cluster's start
                 Xt, yt = X[tr], y[tr]
                 if client is not None:  # data-parallel: one chunk of the training rows per worker
-                    Xt, yt = dask_arrays(Xt, yt, len(client.scheduler_info()["workers"]))
+                    n_workers = len(client.scheduler_info()["workers"])
+                    if slow := small_data_warning(step, model, Xt.shape[0], n_workers):
+                        click.echo(f"warning: {slow}", err=True)
+                    Xt, yt = dask_arrays(Xt, yt, n_workers)
                 # The bar starts after the header's last line: its first frame would otherwise
                 # share a line with it on a terminal.
                 bar = EpochBar(hyper["epochs"], enabled=progress, lines=log_epochs, extra=held)

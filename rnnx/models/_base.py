@@ -234,8 +234,10 @@ class BaseRNN(Placement, Params):
         X : array (n_samples, time, features) or (n_samples, time)
             Any Array API namespace; training runs there (or on ``backend``/``device``). A
             dask array (with a dask ``y``, and dask ``lengths`` chunked alike) trains
-            data-parallel on the current dask.distributed client, equal to the in-memory fit
-            (:mod:`rnnx.models._dask`); the fitted parameters are on the driver, in the
+            data-parallel on the current dask.distributed client, each step the in-memory
+            fit's up to the order of floating-point sums (:mod:`rnnx.models._dask`; over many
+            epochs training amplifies that rounding: docs/dask.md); the fitted parameters are
+            on the driver, in the
             namespace of the chunks (NumPy for NumPy chunks).
         y : array (n_samples,)
             Class labels (classifier) or targets (regressor; see its docstring for shapes).
