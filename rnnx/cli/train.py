@@ -104,7 +104,8 @@ def _hyper(flag: str, param: str, *, help: str = "") -> Callable:
              "part, which only scores); 0.1 with --early-stopping or --restore-best unless "
              "given.")
 @click.option("--seed", type=int, default=0, show_default=True,
-              help="Seeds the split, the initial weights and the shuffling.")
+              help="Seeds the synthetic data sets (their random_state=), the split, the initial "
+                   "weights and the shuffling.")
 @click.option("--backend", default="numpy", show_default=True,
               help="numpy, torch, cupy, array_api_strict or jax (see `rnnx info`).")
 @click.option("--device", "device_name", default=None,
