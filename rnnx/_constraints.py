@@ -111,10 +111,12 @@ def accepts(table: dict[str, list[Any]], name: str, value: object) -> bool:
     return any(c.accepts(value) for c in _entries(table, name))
 
 
-def expected(table: dict[str, list[Any]], name: str, *, none: str = "None") -> str:
+def expected(table: dict[str, list[Any]], name: str, *, none: str | None = "None") -> str:
     """What parameter ``name`` of ``table`` accepts, in words (``"a positive int"``); ``none``
-    is how the value ``None`` is written where the table accepts it (``--clip 0``)."""
-    return " or ".join(none if c is None else c.describe() for c in table[name])
+    is how the value ``None`` is written where the table accepts it, or ``None`` to leave it
+    out (a command line, which cannot pass ``None``)."""
+    return " or ".join(none if c is None else c.describe() for c in table[name]
+                       if c is not None or none is not None)
 
 
 def value_type(table: dict[str, list[Any]], name: str) -> type:

@@ -1,7 +1,14 @@
 """Data sets that ship with rnnx (no downloads). Every loader returns host NumPy arrays; move them
-to a backend with the estimators' ``backend=``/``device=`` or :func:`rnnx._backend.from_host`."""
+to a backend with the estimators' ``backend=``/``device=`` or :func:`rnnx._backend.from_host`.
+
+The synthetic generators take ``random_state`` as the estimators do (an int, None for fresh
+entropy, or a NumPy ``Generator``); its default, 0, makes each a fixed data set unless asked
+otherwise. Their old name for it, ``seed=``, still works with a ``FutureWarning``."""
 
 from __future__ import annotations
+
+import warnings
+from typing import Any
 
 import numpy as np
 
@@ -70,14 +77,32 @@ def load_digits_sequences(*, scale: bool = True) -> tuple[np.ndarray, np.ndarray
 # --------------------------------------------------------------------------------------------
 
 
+def _rng(random_state: Any, renamed: dict[str, Any], where: str) -> np.random.Generator:
+    """The generator of ``random_state`` (an int, None or a NumPy ``Generator``). ``renamed``
+    holds the other keyword arguments: ``seed``, the name before ``random_state`` (kept
+    working, with a ``FutureWarning``), and nothing else."""
+    unknown = sorted(set(renamed) - {"seed"})
+    if unknown:
+        raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}")
+    if "seed" in renamed:
+        if random_state != 0:
+            raise TypeError(f"{where}() got random_state={random_state!r} and seed="
+                            f"{renamed['seed']!r}, two names of one argument: pass random_state")
+        warnings.warn(f"{where}(seed=...) is deprecated: the argument is random_state, as in "
+                      "the estimators; seed= will be removed in rnnx 0.3", FutureWarning,
+                      stacklevel=3)
+        random_state = renamed["seed"]
+    return np.random.default_rng(random_state)
+
+
 def _check_counts(**kw: int) -> None:
     for name, v in kw.items():
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive int; got {v!r}")
 
 
-def make_adding_problem(n_samples: int = 1000, time: int = 50, *, seed: int | None = 0,
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def make_adding_problem(n_samples: int = 1000, time: int = 50, *, random_state: Any = 0,
+                        **renamed: Any) -> tuple[np.ndarray, np.ndarray]:
     """The adding problem (Hochreiter & Schmidhuber, "Long short-term memory", Neural
     Computation 9 (1997), experiment 4).
 
@@ -86,12 +111,13 @@ def make_adding_problem(n_samples: int = 1000, time: int = 50, *, seed: int | No
     two marked values. Predicting the mean (1.0) gives MSE ~ 1/6; solving it needs memory
     across ``time`` steps.
 
+    ``random_state`` (int, default 0; None; or a NumPy ``Generator``) seeds the draws.
     Returns ``X`` float64 ``(n_samples, time, 2)`` and ``y`` float64 ``(n_samples,)``.
     """
     _check_counts(n_samples=n_samples, time=time)
     if time < 2:
         raise ValueError(f"time must be at least 2 (two marked steps); got {time}")
-    rng = np.random.default_rng(seed)
+    rng = _rng(random_state, renamed, 'make_adding_problem')
     values = rng.uniform(0.0, 1.0, size=(n_samples, time))
     half = time // 2
     first = rng.integers(0, half, size=n_samples)
@@ -105,8 +131,8 @@ def make_adding_problem(n_samples: int = 1000, time: int = 50, *, seed: int | No
     return X, y
 
 
-def make_parity(n_samples: int = 1000, time: int = 12, *, seed: int | None = 0,
-                ) -> tuple[np.ndarray, np.ndarray]:
+def make_parity(n_samples: int = 1000, time: int = 12, *, random_state: Any = 0,
+                **renamed: Any) -> tuple[np.ndarray, np.ndarray]:
     """Parity of a bit string: ``y = sum(bits) mod 2``.
 
     The ``n_samples`` strings are all different (drawn without replacement from the
@@ -115,6 +141,7 @@ def make_parity(n_samples: int = 1000, time: int = 12, *, seed: int | None = 0,
     generalisation, not memory. (With 8 bits and 1000 draws with replacement, 95 % of a 20 %
     hold-out had also been drawn for training.)
 
+    ``random_state`` (int, default 0; None; or a NumPy ``Generator``) seeds the draws.
     Returns ``X`` float64 ``(n_samples, time, 1)`` of 0/1 bits and ``y`` int64 ``(n_samples,)``.
     Every bit matters, so a model must carry one bit of state through the whole sequence.
     """
@@ -122,7 +149,7 @@ def make_parity(n_samples: int = 1000, time: int = 12, *, seed: int | None = 0,
     if time < 63 and n_samples > 2**time:
         raise ValueError(f"n_samples must be at most 2**time = {2**time} (the number of distinct "
                          f"strings of {time} bits); got {n_samples}")
-    rng = np.random.default_rng(seed)
+    rng = _rng(random_state, renamed, 'make_parity')
     if time < 63:
         codes = rng.choice(2**time, size=n_samples, replace=False)  # (N,) distinct integers
         bits = (codes[:, None] >> np.arange(time)[None, :]) & 1  # (N, T)
@@ -138,19 +165,21 @@ def make_parity(n_samples: int = 1000, time: int = 12, *, seed: int | None = 0,
 
 
 def make_sine_waves(n_samples: int = 600, time: int = 40, *, n_classes: int = 3,
-                    noise: float = 0.3, seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+                    noise: float = 0.3, random_state: Any = 0, **renamed: Any
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Noisy sine waves whose class is the frequency.
 
     Class ``k`` has ``k + 1`` periods over the sequence, a random phase and amplitude in
     ``[0.5, 1.5)``, plus Gaussian noise of standard deviation ``noise``. Classes are balanced
     and shuffled.
 
+    ``random_state`` (int, default 0; None; or a NumPy ``Generator``) seeds the draws.
     Returns ``X`` float64 ``(n_samples, time, 1)`` and ``y`` int64 ``(n_samples,)``.
     """
     _check_counts(n_samples=n_samples, time=time, n_classes=n_classes)
     if not noise >= 0:
         raise ValueError(f"noise must be >= 0; got {noise!r}")
-    rng = np.random.default_rng(seed)
+    rng = _rng(random_state, renamed, 'make_sine_waves')
     y = rng.permutation(np.arange(n_samples) % n_classes).astype(np.int64)
     t = np.linspace(0.0, 1.0, time, endpoint=False)  # (T,)
     phase = rng.uniform(0.0, 2 * np.pi, size=(n_samples, 1))
@@ -160,10 +189,11 @@ def make_sine_waves(n_samples: int = 600, time: int = 40, *, n_classes: int = 3,
     return X[..., None], y
 
 
-#: Names the command line accepts, with their loaders (host arrays; ``seed`` where random).
+#: Names the command line accepts, with their loaders (host arrays; ``random_state`` seeds the
+#: synthetic ones, the digits are fixed).
 DATASETS = {
-    "digits": lambda seed=0: load_digits_sequences(),
-    "parity": lambda seed=0: make_parity(seed=seed),
-    "sine": lambda seed=0: make_sine_waves(seed=seed),
-    "adding": lambda seed=0: make_adding_problem(seed=seed),
+    "digits": lambda random_state=0: load_digits_sequences(),
+    "parity": lambda random_state=0: make_parity(random_state=random_state),
+    "sine": lambda random_state=0: make_sine_waves(random_state=random_state),
+    "adding": lambda random_state=0: make_adding_problem(random_state=random_state),
 }

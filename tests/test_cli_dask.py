@@ -47,6 +47,34 @@ def test_workers_start_a_local_cluster_and_match_one_process():
     assert "on this process only (dask starts each worker with 1 thread)" in res.stdout
     assert "on this process only" not in one.stdout
     assert _figures(res.stdout) == _figures(one.stdout)
+    # Issue 24: the digits took 88 s on 2 workers against 3 s in one process, without a word.
+    assert re.search(r"^warning: --workers/--scheduler will likely be slower than one process: "
+                     r"a step of batch 32 takes \d+\.\d\d ms here, but a data-parallel step costs "
+                     r"at least ~30 ms more in scheduling and transfers, about 3 s for these 90 "
+                     r"steps\. 2 workers pay only with a batch of about \d+ or more", res.stderr,
+                     re.M), res.stderr
+    assert "warning" not in one.stderr
+
+
+def test_the_small_data_warning_follows_the_model_of_docs_dask(monkeypatch):
+    """N workers pay when one process's step time c*B, times (1 - 1/N), exceeds the per-step
+    overhead o; the warning gives the batch that would (B * o / (c*B * (1 - 1/N)))."""
+    import rnnx.cli._dask as cli_dask
+    from rnnx.datasets import load_digits_sequences
+    from rnnx.models import ScratchSimpleRNNClassifier
+
+    X, y = load_digits_sequences()
+    model = ScratchSimpleRNNClassifier(hidden_size=8, epochs=2, random_state=0)
+    step = cli_dask.step_seconds(model, X, y)
+    assert 0 < step < 1  # one step of batch 32 at hidden 8
+    monkeypatch.setattr(cli_dask, "STEP_OVERHEAD_S", 1e-9)  # a free cluster always pays
+    assert cli_dask.small_data_warning(step, model, len(y), 2) is None
+    monkeypatch.setattr(cli_dask, "STEP_OVERHEAD_S", 10.0)  # a step dwarfed by its overhead
+    msg = cli_dask.small_data_warning(0.002, model, len(y), 4)
+    assert "a step of batch 32 takes 2.00 ms here" in msg
+    assert "about 1140 s for these 114 steps" in msg  # 57 batches x 2 epochs x 10 s
+    assert "4 workers pay only with a batch of about 213334 or more" in msg  # 32*10/(0.002*0.75)
+    assert cli_dask.small_data_warning(13.4, model, len(y), 4) is None  # 13.4*0.75 > 10
 
 
 def test_scheduler_joins_an_existing_cluster():

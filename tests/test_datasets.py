@@ -37,7 +37,7 @@ def test_digits_equal_scikit_learns_copy():
 
 
 def test_adding_problem_definition():
-    X, y = make_adding_problem(200, 30, seed=1)
+    X, y = make_adding_problem(200, 30, random_state=1)
     assert X.shape == (200, 30, 2) and y.shape == (200,)
     markers = X[:, :, 1]
     np.testing.assert_array_equal(markers.sum(axis=1), 2.0)
@@ -47,7 +47,7 @@ def test_adding_problem_definition():
 
 
 def test_parity_definition():
-    X, y = make_parity(300, 9, seed=2)
+    X, y = make_parity(300, 9, random_state=2)
     assert X.shape == (300, 9, 1) and set(np.unique(X)) == {0.0, 1.0}
     np.testing.assert_array_equal(y, X[:, :, 0].sum(axis=1).astype(int) % 2)
 
@@ -55,7 +55,7 @@ def test_parity_definition():
 @pytest.mark.parametrize(("n", "time"), [(1000, 12), (256, 8), (50, 80)])
 def test_parity_strings_are_distinct(n, time):
     """No string occurs twice, so no held-out string of any split also occurs in training."""
-    X, _ = make_parity(n, time, seed=3)
+    X, _ = make_parity(n, time, random_state=3)
     assert X.shape == (n, time, 1)
     assert np.unique(X[:, :, 0], axis=0).shape[0] == n
 
@@ -67,7 +67,7 @@ def test_parity_refuses_more_samples_than_strings():
 
 def test_sine_waves_frequency_is_the_class():
     """Without noise, the dominant FFT bin of each sequence is its class + 1 periods."""
-    X, y = make_sine_waves(90, 64, n_classes=3, noise=0.0, seed=4)
+    X, y = make_sine_waves(90, 64, n_classes=3, noise=0.0, random_state=4)
     assert X.shape == (90, 64, 1) and np.array_equal(np.bincount(y), [30, 30, 30])
     spectrum = np.abs(np.fft.rfft(X[:, :, 0], axis=1))
     np.testing.assert_array_equal(spectrum.argmax(axis=1), y + 1)
@@ -75,11 +75,40 @@ def test_sine_waves_frequency_is_the_class():
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_seeded_generators_are_reproducible(name):
-    a, b, c = DATASETS[name](seed=5), DATASETS[name](seed=5), DATASETS[name](seed=6)
+    a, b, c = DATASETS[name](random_state=5), DATASETS[name](random_state=5), DATASETS[name](random_state=6)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
     if name != "digits":
         assert not np.array_equal(a[0], c[0])
+
+
+GENERATORS = [make_adding_problem, make_parity, make_sine_waves]
+
+
+@pytest.mark.parametrize("make", GENERATORS, ids=lambda f: f.__name__)
+def test_generators_take_random_state_like_the_estimators(make):
+    """``random_state=`` (the estimators' name; issue 24 found ``make_sine_waves(random_state=1)``
+    a TypeError) seeds the draws: an int, a NumPy Generator, or None for fresh entropy; the
+    default is 0, a fixed data set."""
+    a, b = make(random_state=1), make(random_state=np.random.default_rng(1))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(make()[0], make(random_state=0)[0])
+    assert not np.array_equal(a[0], make()[0])
+    assert make(random_state=None)[0].shape == a[0].shape
+
+
+@pytest.mark.parametrize("make", GENERATORS, ids=lambda f: f.__name__)
+def test_seed_is_the_deprecated_name_of_random_state(make):
+    """The old ``seed=`` gives the same data with a FutureWarning naming the new argument;
+    both names at once, or any other keyword, are a TypeError."""
+    with pytest.warns(FutureWarning, match=rf"{make.__name__}\(seed=\.\.\.\) is deprecated: "
+                      "the argument is random_state"):
+        old = make(seed=3)
+    np.testing.assert_array_equal(old[0], make(random_state=3)[0])
+    with pytest.raises(TypeError, match="two names of one argument: pass random_state"):
+        make(random_state=1, seed=2)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'rng'"):
+        make(rng=1)
 
 
 def test_bad_arguments():

@@ -259,6 +259,28 @@ def test_early_stopping_and_validation_history():
     assert full.n_epochs_ == 5 and len(full.history_["val_loss"]) == 5
 
 
+def test_early_stopping_keeps_the_best_epochs_weights(tmp_path):
+    """With early stopping on a validation split the model keeps the weights of the epoch of
+    the lowest validation loss, and says which (``best_epoch_``): they equal, bit for bit, a fit
+    of exactly that many epochs on the same split (the split and the shuffling draw the same
+    numbers with or without early stopping). ``best_epoch_`` travels in the saved file; without
+    early stopping it is None."""
+    X, y = _toy_classification(96)
+    kw = dict(TINY, epochs=12, validation_fraction=0.25, learning_rate=0.5)  # a bumpy descent
+    clf = RNNClassifier(**kw, early_stopping=True, n_iter_no_change=12, tol=0.0).fit(X, y)
+    val = clf.history_["val_loss"]
+    assert clf.n_epochs_ == 12 and clf.best_epoch_ == int(np.argmin(val)) + 1 < 12
+    short = RNNClassifier(**{**kw, "epochs": clf.best_epoch_}).fit(X, y)
+    assert short.best_epoch_ is None and short.history_["val_loss"] == val[:clf.best_epoch_]
+    got, want = dict(clf.network_.parameters()), dict(short.network_.parameters())
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    save_model(clf, tmp_path / "m.npz")
+    assert load_model(tmp_path / "m.npz").best_epoch_ == clf.best_epoch_
+    save_model(short, tmp_path / "s.npz")
+    assert load_model(tmp_path / "s.npz").best_epoch_ is None
+
+
 def test_partial_fit_continues_and_checks_features():
     X, y = _toy_classification(128)
     clf = RNNClassifier(hidden_size=8, random_state=0)

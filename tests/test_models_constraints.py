@@ -39,7 +39,7 @@ BAD = {
     "tol": (-1e-3, "tol must be a non-negative finite number; got -0.001"),
     "optimizer": ("adamw", "optimizer must be one of ['adagrad', 'adam', 'momentum', "
                            "'rmsprop', 'sgd']; got 'adamw'"),
-    "clip_norm": (0, "clip_norm must be a positive finite number or None; got 0"),
+    "clip_norm": (-1, "clip_norm must be a non-negative finite number (0: off) or None; got -1"),
     "validation_fraction": (1.0, "validation_fraction must be in (0, 1) or None; got 1.0"),
     "dtype": ("float16", "dtype must be 'float32', 'float64' or None; got 'float16'"),
     "num_layers": (0, "num_layers must be a positive int; got 0"),
@@ -100,6 +100,7 @@ def test_nan_and_inf_are_refused(name, value):
 @pytest.mark.parametrize("params", [
     dict(tol=0), dict(tol=0.0), dict(learning_rate=1), dict(learning_rate=np.float64(1e-3)),
     dict(dropout=0), dict(dropout=0.999), dict(clip_norm=None), dict(clip_norm=1e-12),
+    dict(clip_norm=0), dict(clip_norm=0.0),
     dict(validation_fraction=None), dict(validation_fraction=0.5), dict(dtype=None),
     dict(dtype="float32"), dict(dtype=np.str_("float64")), dict(bidirectional=True),
     dict(bidirectional=False), dict(forget_bias=-2), dict(forget_bias=0.0), dict(hidden_size=1),
@@ -232,3 +233,16 @@ def test_scratch_classifier_checks_its_fixed_cell():
     assert "forget_bias" not in ScratchSimpleRNNClassifier().get_params()
     clf = ScratchSimpleRNNClassifier(**TINY).fit(X, Y)
     assert clf.n_epochs_ == 1
+
+
+def test_clip_norm_zero_is_off_like_none():
+    """``clip_norm=0`` turns clipping off, as ``None`` does and as ``--clip 0`` does on the
+    command line (issue 24 found ``--clip 0`` off but ``clip_norm=0`` an error): the fits are
+    the same bits, and both differ from a clipped fit whose bound acts."""
+    fits = [RNNClassifier(**{**TINY, "epochs": 3, "learning_rate": 0.5, "clip_norm": c}).fit(X, Y)
+            for c in (0, None, 1e-3)]
+    w = [dict(f.network_.parameters()) for f in fits]
+    for k in w[0]:
+        np.testing.assert_array_equal(w[0][k], w[1][k])
+    assert any(not np.array_equal(w[0][k], w[2][k]) for k in w[0])
+    assert fits[0].get_params()["clip_norm"] == 0

@@ -308,6 +308,7 @@ def test_validation_split_and_early_stopping_equal_in_memory(client, data, capsy
     err = capsys.readouterr().err
     assert "epoch" in err and "val_loss=" in err
     assert est.n_epochs_ == ref.n_epochs_ < 12  # stopped early, at the same epoch
+    assert est.best_epoch_ == ref.best_epoch_ == est.n_epochs_ - 2  # patience 2
     assert [e for e, _ in seen] == list(range(1, est.n_epochs_ + 1))
     for k in ("loss", "val_loss", "val_accuracy", "accuracy"):
         np.testing.assert_allclose(est.history_[k], ref.history_[k], rtol=0, atol=1e-12,

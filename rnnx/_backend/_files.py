@@ -87,6 +87,24 @@ def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
         np.savez(f, **host)
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first entry, or an empty zip
+
+
+def _check_npz_head(path: str, head: bytes) -> None:
+    """Refuse, by its first bytes, a file that is not a zip archive (what ``numpy.savez``
+    writes). np.load would try such a file as a pickle and answer with advice to unpickle it
+    (``allow_pickle=``), which is wrong for a text file or any other non-NumPy file."""
+    if head.startswith(_ZIP_MAGIC):
+        return
+    if head.startswith(_NPY_MAGIC):
+        raise ValueError(f"{path!r} is a single .npy array, not an .npz archive")
+    what = "the file is empty" if not head else (
+        f"it does not start like one (it starts {head[:8]!r}; an .npz is the zip archive of "
+        ".npy arrays that numpy.savez writes)")
+    raise ValueError(f"{path!r} is not an .npz archive: {what}")
+
+
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Every array of the ``.npz`` at ``path``, read with ``allow_pickle=False``.
 
@@ -98,11 +116,13 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     # The file is opened here, not by np.load: np.load leaks its handle when the zip directory
     # is damaged (it hands the handle to NpzFile, whose constructor then raises).
     with open(path, "rb") as fh:
+        _check_npz_head(path, fh.read(len(_NPY_MAGIC)))
+        fh.seek(0)
         try:
             data = np.load(fh, allow_pickle=False)
         except zipfile.BadZipFile as exc:  # starts like a zip, but its directory is missing
             raise ValueError(f"{path!r} is a truncated or corrupted .npz archive ({exc})") from None
-        except (ValueError, EOFError) as exc:  # not a NumPy file, or one that needs pickle
+        except (ValueError, EOFError) as exc:  # a zip whose members np.load cannot read
             raise ValueError(f"{path!r} is not an .npz archive readable without pickle ({exc})") \
                 from None
         if not isinstance(data, np.lib.npyio.NpzFile):

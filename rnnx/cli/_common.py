@@ -72,11 +72,11 @@ class Float(click.FloatRange):
 class Hyper(click.ParamType):
     """The command-line value of the estimators' hyper-parameter ``param``: parsed into the
     table's value type and checked by the estimators' own rule
-    (:data:`rnnx.models._constraints.PARAMETER_CONSTRAINTS`), so the rule is written once, there.
-    ``off`` is a command-line value that stands for ``None`` (``--clip 0``)."""
+    (:data:`rnnx.models._constraints.PARAMETER_CONSTRAINTS`), so the rule is written once, there
+    (``--clip 0`` is ``clip_norm=0``: off in both)."""
 
-    def __init__(self, param: str, *, off: float | None = None) -> None:
-        self.param, self.off = param, off
+    def __init__(self, param: str) -> None:
+        self.param = param
         self.kind = value_type(param)
         self.name = {int: "integer", float: "float"}.get(self.kind, "text")
 
@@ -93,11 +93,8 @@ class Hyper(click.ParamType):
                 value = self.kind(value)
             except ValueError:
                 self.fail(f"{value!r} is not a valid {self.name}.", param, ctx)
-        if self.off is not None and value == self.off:
-            return None
         if not accepts(self.param, value):
-            none = "None" if self.off is None else f"{self.off} (off)"
-            self.fail(f"must be {expected(self.param, none=none)}; got {value!r}", param, ctx)
+            self.fail(f"must be {expected(self.param, none=None)}; got {value!r}", param, ctx)
         return value
 
 

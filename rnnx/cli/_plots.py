@@ -33,7 +33,10 @@ def check_figure_path(path: str, option: str) -> None:
     check_output(path, option)
 
 
-def plot_history(history: dict, path: str, title: str, *, loss_label: str = "loss") -> None:
+def plot_history(history: dict, path: str, title: str, *, loss_label: str = "loss",
+                 kept: int | None = None) -> None:
+    """Loss (and accuracy) per epoch: training, validation (``val_*``) and held-out
+    (``test_*``) curves, and a dotted line at epoch ``kept`` (the one early stopping kept)."""
     try:
         import matplotlib
 
@@ -46,8 +49,12 @@ def plot_history(history: dict, path: str, title: str, *, loss_label: str = "los
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for ax, (key, label) in zip(axes[0], panels):
         ax.plot(epochs, history[key], label="train (mini-batches)")
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], label="validation")
         if f"test_{key}" in history:
             ax.plot(epochs, history[f"test_{key}"], label="held-out")
+        if kept is not None:
+            ax.axvline(kept, color="grey", linestyle=":", label=f"kept (epoch {kept})")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         if key == "loss":

@@ -14,13 +14,17 @@ __all__ = ["predict"]
 
 
 def _read_input(path: str) -> np.ndarray:
-    """The array in INPUT (.npy, or .npz with one array or one named X), never unpickled."""
+    """The array in INPUT (.npy, or .npz with one array or one named X), never unpickled. An
+    .npz's only array under another name is used, and a line on stderr names it."""
     if path.endswith(".npz"):
         data = load_npz(path)  # ValueError naming the path for damaged or pickled archives
         if "X" in data:
             return data["X"]
         if len(data) == 1:
-            return next(iter(data.values()))
+            (name, a), = data.items()
+            click.echo(f"note: {path} holds one array, {name!r} {a.shape}, and none named 'X': "
+                       "predicting on it", err=True)
+            return a
         raise click.BadParameter(f"{path} holds {sorted(data)}: name the input array 'X'",
                                  param_hint="INPUT")
     with open(path, "rb") as f:
@@ -52,8 +56,8 @@ def _read_input(path: str) -> np.ndarray:
 @click.option("--device", "device_name", default=None, help="Device of that backend.")
 def predict(model_path: str, input_path: str, proba: bool, output: str | None, backend: str,
             device_name: str | None) -> None:
-    """Predict with a saved model on INPUT (.npy array, or .npz with an array named X):
-    one line per sequence."""
+    """Predict with a saved model on INPUT (.npy array, or .npz with an array named X, or with
+    a single array, which a note on stderr names): one line per sequence."""
     check_backend(backend)
     if output:
         check_output(output, "--output")

@@ -231,8 +231,10 @@ class BaseRNN(Placement, Params):
         X : array (n_samples, time, features) or (n_samples, time)
             Any Array API namespace; training runs there (or on ``backend``/``device``). A
             dask array (with a dask ``y``, and dask ``lengths`` chunked alike) trains
-            data-parallel on the current dask.distributed client, equal to the in-memory fit
-            (:mod:`rnnx.models._dask`); the fitted parameters are on the driver, in the
+            data-parallel on the current dask.distributed client, each step the in-memory
+            fit's up to the order of floating-point sums (:mod:`rnnx.models._dask`; over many
+            epochs training amplifies that rounding: docs/dask.md); the fitted parameters are
+            on the driver, in the
             namespace of the chunks (NumPy for NumPy chunks).
         y : array (n_samples,)
             Class labels (classifier) or targets (regressor; see its docstring for shapes).
@@ -252,7 +254,9 @@ class BaseRNN(Placement, Params):
 
         Returns ``self``. Sets ``network_`` (parameters on the training device), ``history_``
         (per epoch ``loss``, ``accuracy`` for classifiers, and ``val_*`` with a validation
-        split), ``n_epochs_``, ``n_features_in_`` and, for classifiers, ``classes_``.
+        split), ``n_epochs_``, ``best_epoch_`` (with ``early_stopping`` and a validation split:
+        the epoch of the lowest validation loss, whose weights the model keeps; else None),
+        ``n_features_in_`` and, for classifiers, ``classes_``.
 
         Raises
         ------
@@ -326,6 +330,7 @@ class BaseRNN(Placement, Params):
             if bar is not None:
                 bar.close()
             self.n_epochs_ = trainer.n_epochs
+            self.best_epoch_ = trainer.restored_epoch
             data.release()
         return self
 
@@ -334,7 +339,7 @@ class BaseRNN(Placement, Params):
         this model's network, optimizer, shuffling generator and ``history_`` (which it
         appends to)."""
         return cls(self.network_, self._optim, self._rng, self.history_,
-                   batch_size=self.batch_size, clip_norm=self.clip_norm,
+                   batch_size=self.batch_size, clip_norm=self.clip_norm or None,  # 0: off
                    learning_rate=self.learning_rate, n_epochs=self.n_epochs_,
                    name=type(self).__name__)
 

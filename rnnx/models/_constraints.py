@@ -35,7 +35,8 @@ PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "learning_rate": [Interval(float, 0, None, closed="neither")],
     "tol": [Interval(float, 0, None, closed="left")],
     "optimizer": [StrOptions(OPTIMIZERS)],
-    "clip_norm": [Interval(float, 0, None, closed="neither"), None],
+    # 0 and None both turn clipping off, as --clip 0 does (one meaning for one value).
+    "clip_norm": [Interval(float, 0, None, closed="left", note="0: off"), None],
     "validation_fraction": [Interval(float, 0, 1, closed="neither"), None],
     "dtype": [Options(("float32", "float64", None))],
     "num_layers": _LAYER["num_layers"],
@@ -53,7 +54,7 @@ def accepts(name: str, value: object) -> bool:
     return _accepts(PARAMETER_CONSTRAINTS, name, value)
 
 
-def expected(name: str, *, none: str = "None") -> str:
+def expected(name: str, *, none: str | None = "None") -> str:
     """What estimator hyper-parameter ``name`` accepts, in words (``"a positive int"``)."""
     return _expected(PARAMETER_CONSTRAINTS, name, none=none)
 

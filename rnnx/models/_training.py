@@ -56,6 +56,8 @@ class Trainer:
         self.network, self.optimizer, self.rng, self.history = network, optimizer, rng, history
         self.batch_size, self.clip_norm, self.learning_rate = batch_size, clip_norm, learning_rate
         self.n_epochs, self.name = n_epochs, name
+        #: After :meth:`fit`: the epoch whose weights early stopping restored (None if none).
+        self.restored_epoch: int | None = None
 
     @property
     def _classifies(self) -> bool:
@@ -137,7 +139,8 @@ class Trainer:
             self.history["val_loss"] = []
             if self._classifies:
                 self.history["val_accuracy"] = []
-        best, best_params, stale = math.inf, None, 0
+        best, best_params, best_epoch, stale = math.inf, None, 0, 0
+        self.restored_epoch = None
         for epoch in range(1, epochs + 1):
             with self.guarded_epoch(epoch):
                 loss, acc = self.epoch(Xm, ym, steps)
@@ -156,7 +159,7 @@ class Trainer:
             if on_epoch is not None:
                 on_epoch(epoch, self.history)
             if watched < best - tol:
-                best, stale = watched, 0
+                best, stale, best_epoch = watched, 0, self.n_epochs
                 best_params = dict(self.network.parameters()) if Xv is not None else None
             else:
                 stale += 1
@@ -165,6 +168,7 @@ class Trainer:
         if early_stopping and best_params is not None:
             # Arrays are never updated in place, so the saved references are the best weights.
             self.network.load_parameters(best_params)
+            self.restored_epoch = best_epoch
 
     @staticmethod
     def split(Xm: Array, ym: Array, steps: Array | None, train: Array, val: Array
@@ -232,7 +236,7 @@ class Trainer:
             return
         what = f"the mean training loss is {loss}" if not math.isfinite(loss) else \
             f"the weights became non-finite (loss {loss:.4g})"
-        clip = "turn on gradient clipping (clip_norm=None now; try clip_norm=1.0)" \
+        clip = "turn on gradient clipping (it is off now; try clip_norm=1.0)" \
             if self.clip_norm is None else f"clip harder (clip_norm={self.clip_norm} now)"
         kept = "its initial weights" if self.n_epochs == 0 else \
             f"the weights after epoch {self.n_epochs}, the last finite one"

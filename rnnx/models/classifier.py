@@ -41,7 +41,7 @@ class RNNClassifier(BaseRNN):
         Passes over the training data in :meth:`fit`.
     batch_size : int
     clip_norm : float or None
-        Global gradient-norm bound (Pascanu et al. 2013); None turns clipping off.
+        Global gradient-norm bound (Pascanu et al. 2013); None or 0 turns clipping off.
     early_stopping : bool
         Stop when the watched loss (validation loss if there is a split, else training loss)
         has not improved by ``tol`` for ``n_iter_no_change`` epochs; with a split, the best
@@ -70,6 +70,9 @@ class RNNClassifier(BaseRNN):
         ``loss`` and ``accuracy`` per epoch (measured on the mini-batches while training), and
         ``val_loss``/``val_accuracy`` with a validation split.
     n_epochs_ : int
+    best_epoch_ : int or None
+        With ``early_stopping`` and a validation split: the epoch of the lowest validation loss,
+        whose weights the model keeps (``n_epochs_`` counts every epoch trained); else None.
     """
 
     _loss = "cross_entropy"

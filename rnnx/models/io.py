@@ -8,7 +8,8 @@ An uncompressed NumPy ``.npz`` archive, readable with ``numpy.load(path, allow_p
     0-d unicode array holding a JSON object: ``format`` (``"rnnx-model"``), ``format_version``,
     ``rnnx_version``, ``estimator`` (class name), ``params`` (constructor parameters; ``device``
     is stored as null because devices are machine-specific), ``dtype``, ``trained_on`` (backend
-    name), ``n_features_in``, ``fit_ndim`` (2 or 3), ``history``, and ``classes`` (classifier) or
+    name), ``n_features_in``, ``fit_ndim`` (2 or 3), ``history``, ``best_epoch`` (optional: the
+    epoch early stopping restored, or null), and ``classes`` (classifier) or
     ``y_mean``/``y_scale``/``y_ndim`` (regressor).
 ``param/<layer>.<name>``
     One array per network parameter (``param/recurrent.l0.w_x``, ``param/dense.w``, ...; the
@@ -83,6 +84,8 @@ def save_model(model: BaseRNN, path: str | os.PathLike) -> None:
         "fit_ndim": int(model._fit_ndim),
         "features": int(model._n_step_features()),
         "history": model.history_,
+        # optional (absent from older files): the epoch early stopping restored, or null
+        "best_epoch": getattr(model, "best_epoch_", None),
     }
     if isinstance(model, RNNClassifier):
         meta["classes"] = model.classes_.tolist()
@@ -205,4 +208,5 @@ def _build(meta: dict[str, Any], data: dict[str, Any], cls: type, backend: str, 
     model._rng = host_rng(model.random_state)
     model.history_ = meta["history"]
     model.n_epochs_ = len(meta["history"]["loss"])
+    model.best_epoch_ = meta.get("best_epoch")
     return model
