@@ -94,7 +94,7 @@ def dask_arrays(X: HostArray, y: HostArray, n_workers: int) -> tuple[DaskArray, 
             da.from_array(y, chunks=(rows, *y.shape[1:])))
 
 
-def step_seconds(model: Any, X: np.ndarray, y: np.ndarray) -> float:
+def step_seconds(model: Any, X: HostArray, y: HostArray) -> float:
     """``c * B``: the time of one training step of a copy of ``model`` on one batch of the
     training rows, in this process (the least of up to three, after a first that builds the
     network). Measured before a local cluster starts, whose workers would compete for the
