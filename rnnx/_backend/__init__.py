@@ -15,6 +15,8 @@ things that cannot be written against the standard, one job a module:
   generator that makes a seed mean the same weights on every backend, and a device
   synchronisation for timers;
 * ``_cpu``: CPU tuning (which tanh suits the CPU, thread limits, NumPy float warnings);
+* ``_executors``: how a cell's step runs over time on each backend (eagerly, or as
+  ``jax.lax.scan`` compiled with ``jax.jit``), and which executor a namespace gets;
 * ``_files``: atomic files and ``.npz`` archives that never need pickle.
 
 Import from the package (``from rnnx._backend import ...``), not from its modules.
@@ -35,6 +37,7 @@ from ._availability import (
 )
 from ._cpu import ThreadLimit, float_errors_checked_by_caller, limit_threads, prefers_exp_tanh
 from ._devices import common_device, device_scope, on_device, on_input_device
+from ._executors import Eager, Scanned, executor, forced_executor, is_traced
 from ._files import atomic_path, check_writable, load_npz, save_npz_atomic
 from ._host import from_host, host_namespace, host_rng, move_to, synchronize, to_device, to_numpy
 from ._namespaces import (
@@ -57,6 +60,8 @@ __all__ = [
     "REQUIREMENTS",
     "REQUIRE_ENV",
     "BackendStatus",
+    "Eager",
+    "Scanned",
     "ThreadLimit",
     "atomic_path",
     "available_backends",
@@ -68,13 +73,16 @@ __all__ = [
     "device_label",
     "device_scope",
     "devices",
+    "executor",
     "float64_unavailable",
     "float_errors_checked_by_caller",
+    "forced_executor",
     "from_host",
     "get_namespace",
     "has_one_device",
     "host_namespace",
     "host_rng",
+    "is_traced",
     "known_namespace",
     "limit_threads",
     "load_npz",

@@ -1,4 +1,5 @@
-"""The tanh the cells evaluate: the namespace's own, or an exp-based one where that is faster.
+"""The activations of the cells: the logistic sigmoid of the readable steps, and the tanh of
+the tuned NumPy forms: the namespace's own, or an exp-based one where that is faster.
 
 NumPy's float64 ``tanh`` is a scalar libm call on x86 CPUs without AVX-512 (~14 ns an
 element on an AVX2 machine, 470 µs for a (128, 256) array, where ``exp`` takes 180 µs), so
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .._backend import prefers_exp_tanh
+from .._backend import device, prefers_exp_tanh
 
 # tanh(20) rounds to 1.0 in float32 and float64: clamping to +-20 keeps exp(2a) normal (no
 # overflow or underflow, which NumPy reports under np.seterr) without changing any result.
@@ -39,6 +40,20 @@ def exp_tanh(a: Any, *, xp: Any) -> Any:
     h = -2.0 / e
     h += 1.0
     return h
+
+
+def sigmoid(a: Any, *, xp: Any) -> Any:
+    """The logistic function ``1 / (1 + exp(-a))``, evaluated as ``(1 + tanh(a/2)) / 2``: the
+    same function, with no overflow of ``exp`` for large ``|a|`` (NumPy would warn). A new array
+    in ``a``'s namespace, on its device."""
+    return 0.5 + 0.5 * xp.tanh(0.5 * a)
+
+
+def relu(a: Any, *, xp: Any) -> Any:
+    """``max(a, 0)``, a new array in ``a``'s namespace, on its device. The zero is a 0-d array
+    of ``a``'s dtype and device: a Python ``0.0`` in a namespace function becomes a host ->
+    device copy behind array-api-compat's torch wrapper."""
+    return xp.maximum(a, xp.zeros((), dtype=a.dtype, device=device(a)))
 
 
 def tanh_for(xp: Any, dtype: Any) -> Callable[[Any], Any]:

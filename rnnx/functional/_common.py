@@ -35,6 +35,10 @@ def check_inputs(x: Any, w_x: Any, w_h: Any, biases: dict[str, Any], h0: Any, c0
     return xp
 
 
+#: The layer norm's variance floor, as in the paper's reference code and torch.nn.LayerNorm
+#: (the layer-normalised LSTM's, readable and tuned).
+LAYER_NORM_EPS = 1e-5
+
 # Up to this many elements of w_h times steps, the backward multiplies by the transposed view.
 _VIEW_MAX_STEP_ELEMENTS = 512
 

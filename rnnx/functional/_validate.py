@@ -41,13 +41,16 @@ def resolve(arrays: dict[str, Any]) -> Any:
             ) from None
     if has_one_device(xp):
         return xp
-    names = list(present)
-    dev0 = device(present[names[0]])
-    for name in names[1:]:
-        d = device(present[name])
-        if d != dev0:
+    first = dev0 = None
+    for name, a in present.items():
+        d = device(a)
+        if d is None:  # a JAX tracer: jax.jit places it, there is nothing to compare
+            continue
+        if dev0 is None:
+            first, dev0 = name, d
+        elif d != dev0:
             raise ValueError(
-                f"all arrays must be on one device; {names[0]} is on {dev0} but {name} is on {d}"
+                f"all arrays must be on one device; {first} is on {dev0} but {name} is on {d}"
             )
     return xp
 
