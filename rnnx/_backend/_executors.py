@@ -45,7 +45,7 @@ import array_api_compat
 from ._devices import jax_matmul_precision
 from ._namespaces import backend_name, device, writeable
 
-__all__ = ["Eager", "Scanned", "executor", "forced_executor", "is_traced"]
+__all__ = ["Compiled", "Eager", "Scanned", "executor", "forced_executor", "is_traced"]
 
 
 def _run_stages(stages, products, u_t, state):
@@ -108,6 +108,10 @@ class Eager:
     def run(self, fn: Callable[..., Any], static: Any, *args: Any, workspace: Any = None) -> Any:
         """``fn(static, *args, workspace=workspace)``: called as it is."""
         return fn(static, *args, workspace=workspace)
+
+    def compile(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` itself: nothing to compile."""
+        return fn
 
     @staticmethod
     def _store(xp, slots, buffered, t, time, name, arrays, workspace):
@@ -204,6 +208,25 @@ class Eager:
         return du, dvs, dparams, g, obs
 
 
+class Compiled:
+    """A function compiled by :meth:`Scanned.compile`: call it like the function.
+    :attr:`compilations` counts the shapes it has been compiled for."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        import jax
+
+        self.fn = fn
+        self._jitted = jax.jit(fn)
+
+    def __call__(self, *args: Any) -> Any:
+        with jax_matmul_precision():
+            return self._jitted(*args)
+
+    @property
+    def compilations(self) -> int:
+        return self._jitted._cache_size()
+
+
 class Scanned:
     """JAX: ``jax.lax.scan`` loops, and :meth:`run` compiles the driver's function with
     ``jax.jit`` (see the module docstring)."""
@@ -213,6 +236,11 @@ class Scanned:
 
     def __init__(self) -> None:
         self._jitted: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    @property
+    def compilations(self) -> int:
+        """How many (function, static arguments, shapes) the driver's calls have compiled."""
+        return sum(j._cache_size() for j in self._jitted.values())
 
     def run(self, fn: Callable[..., Any], static: Any, *args: Any, workspace: Any = None) -> Any:
         """``fn(static, *args)`` compiled: one ``jax.jit`` of ``fn`` with ``static`` (hashable)
@@ -226,6 +254,33 @@ class Scanned:
             jitted = self._jitted[fn] = jax.jit(fn, static_argnums=0)
         with jax_matmul_precision():
             return jitted(static, *args)
+
+    def compile(self, fn: Callable[..., Any]) -> Compiled:
+        """``fn`` (a function of arrays and pytrees of arrays) compiled with ``jax.jit``, once
+        per shape, traced and run under :func:`jax_matmul_precision`."""
+        return Compiled(fn)
+
+    def scan(self, body: Callable[..., Any], carry: Any, xs: Any) -> tuple[Any, Any]:
+        """``jax.lax.scan(body, carry, xs)``: a loop over the leading axis of ``xs`` inside a
+        compiled function (the estimators' epoch over its mini-batches)."""
+        from jax import lax
+
+        return lax.scan(body, carry, xs)
+
+    def placed_like(self, tree: Any, like: Any) -> Any:
+        """The arrays of ``tree`` placed (committed) as ``like`` is: what a compiled call
+        returns is, and a call whose arguments are placed differently compiles again."""
+        import jax
+
+        return jax.device_put(tree, like.sharding)
+
+    def shapes(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """The shapes and dtypes of what ``fn(*args)`` returns (``jax.eval_shape``: traced, not
+        compiled or run), under :func:`jax_matmul_precision`."""
+        import jax
+
+        with jax_matmul_precision():
+            return jax.eval_shape(fn, *args)
 
     def forward(self, stages, products, u, state0, mask, *, xp, workspace=None):
         from jax import lax
