@@ -109,7 +109,8 @@ class CompiledForward:
 
     def __init__(self, network: Any) -> None:
         self.network = network
-        self.fn = executor(namespace(*network.parameters().values())).compile(self._pure)
+        self.xp = namespace(*network.parameters().values())
+        self.fn = executor(self.xp).compile(self._pure)
 
     def _pure(self, params: dict, x: Any, steps: Any) -> Any:
         net = _shell(self.network)
@@ -118,7 +119,9 @@ class CompiledForward:
         return net.forward(x, steps=steps)
 
     def __call__(self, x: Any, steps: Any) -> Any:
-        return self.fn(self.network.parameters(), x, steps)
+        params = self.network.parameters()
+        x, steps = executor(self.xp).placed_like((x, steps), next(iter(params.values())))
+        return self.fn(params, x, steps)
 
 
 class CompiledEpoch:
@@ -236,6 +239,10 @@ class CompiledEpoch:
 
             _, shapes, _, _ = self.executor.shapes(first_step, params, data, keys, scalars)
             opt.state = self._zeros(shapes, params)
+        # Every argument placed as the parameters are: data placed otherwise (uncommitted, as
+        # a fit's is and a partial_fit's is not) would be another compilation.
+        data, idx, keys, scalars = self.executor.placed_like(
+            (data, idx, keys, scalars), next(iter(params.values())))
         params, state, summary = self.fn(params, opt.state, scalars, data, idx, keys)
         net.load_parameters(params)
         opt.state, opt.t = state, opt.t + batches
