@@ -80,7 +80,7 @@ def check_float(name: str, a: Any, *, xp: Any, like: tuple[str, Any] | None = No
 def check_shape(name: str, a: Any, expected: tuple[int | None, ...], labels: str) -> None:
     """``a.shape`` must equal ``expected`` (``None`` = any size); ``labels`` names the axes."""
     if a.shape == expected:
-        return  # the common case, ~0.1 µs against ~1.2 µs for the general test below
+        return  # the common case, a tenth of the general test below
     shape = tuple(a.shape)
     ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape))
     if not ok:

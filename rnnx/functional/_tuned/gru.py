@@ -1,39 +1,13 @@
 """GRU (reset after the product), tuned for NumPy: the readable step of
-:mod:`rnnx.functional.gru` rearranged for fewer, in-place array calls (the NumPy fast path;
-checked against the readable step on every test case).
+:mod:`rnnx.functional.gru` (whose docstring has the equations) rearranged for fewer, in-place
+array calls; checked against it on every test case.
 
-References
-----------
-- K. Cho et al., "Learning phrase representations using RNN encoder-decoder for statistical
-  machine translation", EMNLP 2014, eqs. (5)-(8).
-- PyTorch ``torch.nn.GRU``: the variant with the reset gate applied after the recurrent matmul
-  (``n = tanh(x W_in + b_in + r * (h W_hn + b_hn))``), gate order ``r, z, n`` and two biases;
-  rnnx uses exactly that so weights move across unchanged.
-
-Layout (row-vector convention)::
-
-    w_x  (features, 3*hidden) = [W_xr | W_xz | W_xn]   (torch: weight_ih_l0 = w_x.T)
-    w_h  (hidden,   3*hidden) = [W_hr | W_hz | W_hn]   (torch: weight_hh_l0 = w_h.T)
-    b_ih (3*hidden,), b_hh (3*hidden,)                 (torch: bias_ih_l0, bias_hh_l0)
-
-Both biases are needed: ``b_hn`` sits inside the reset product, so only the ``r`` and ``z``
-parts could be merged.
-
-Forward, with ``u_t = x_t w_x + b_ih`` (hoisted over all steps) and ``v_t = h_{t-1} w_h + b_hh``::
-
-    r = sigmoid(u_r + v_r)   z = sigmoid(u_z + v_z)   n = tanh(u_n + r * v_n)
-    h_t = (1 - z) * n + z * h_{t-1}
-
-Backward, ``G_t = dL/dh_t`` the total gradient reaching ``h_t``::
-
-    da_n = G_t (1 - z)(1 - n^2)      da_z = G_t (h_{t-1} - n) z(1 - z)
-    da_r = da_n v_n r(1 - r)
-    du_t = [da_r, da_z, da_n]        dv_t = [da_r, da_z, da_n * r]
-    G_{t-1} = dhs_{t-1} + dv_t w_h^T + G_t z
-    dw_x = sum_t x_t^T du_t   db_ih = sum_t du_t   dw_h = sum_t h_{t-1}^T dv_t   db_hh = sum_t dv_t
-
-Only the ``G`` recurrence is sequential: every factor above that does not involve ``G`` is
-computed for all steps at once before the loop, and the weight gradients are one GEMM each.
+What is tuned: the sigmoids' halving folded into the weights and both biases once per call
+(exact); the gates and the candidate written over the step's input-projection row; a first step
+from the zero state without the product of zeros; the backward's gradient-independent factors
+``[(1-z)(1-n^2), (1-z)(1-n^2) v_n r(1-r), (h_{t-1}-n) z(1-z), (1-z)(1-n^2) r, z]`` computed a
+block of steps at a time, ordered so that one product with ``G_t`` gives ``du_t`` and ``dv_t``
+as contiguous views.
 """
 
 from __future__ import annotations

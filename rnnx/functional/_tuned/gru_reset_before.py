@@ -1,49 +1,12 @@
 """Reset-before GRU, tuned for NumPy: the readable step of
-:mod:`rnnx.functional.gru_reset_before` rearranged for fewer, in-place array calls (the NumPy
-fast path; checked against the readable step on every test case).
+:mod:`rnnx.functional.gru_reset_before` (whose docstring has the equations) rearranged for
+fewer, in-place array calls; checked against it on every test case.
 
-References
-----------
-- K. Cho et al., "Learning phrase representations using RNN encoder-decoder for statistical
-  machine translation", EMNLP 2014, eqs. (5)-(8): the reset gate scales the previous state
-  *before* the recurrent matmul of the candidate, ``h~ = tanh(W x + U (r * h_{t-1}))``.
-- Keras ``GRU(reset_after=False)`` and ONNX ``GRU`` with ``linear_before_reset=0`` (its
-  default) compute this variant; ``torch.nn.GRU`` computes only the reset-after one
-  (:mod:`rnnx.functional.gru`).
-
-Layout (row-vector convention, gate order ``r, z, n`` as :mod:`rnnx.functional.gru`)::
-
-    w_x (features, 3*hidden) = [W_xr | W_xz | W_xn]
-    w_h (hidden,   3*hidden) = [W_hr | W_hz | W_hn]
-    b   (3*hidden,)          = [b_r | b_z | b_n]
-
-One bias: every bias of this variant is added outside any product with a gate, so an input
-and a recurrent bias (ONNX ``Wb``/``Rb``, torch-style ``b_ih``/``b_hh``) enter only as their sum.
-
-Forward, with ``u_t = x_t w_x + b`` (hoisted over all steps)::
-
-    r = sigmoid(u_r + h_{t-1} W_hr)     z = sigmoid(u_z + h_{t-1} W_hz)
-    q = r * h_{t-1}                     n = tanh(u_n + q W_hn)
-    h_t = (1 - z) * n + z * h_{t-1}
-
-Backward, ``G_t = dL/dh_t`` the total gradient reaching ``h_t``. Through ``h_t``:
-``dn = G (1 - z)``, ``dz = G (h_{t-1} - n)``, and directly ``G z`` to ``h_{t-1}``. Through the
-activations (``tanh' = 1 - n^2``, ``sigmoid' = s (1 - s)``) and the candidate's matmul::
-
-    da_n = G_t (1 - z)(1 - n^2)          da_z = G_t (h_{t-1} - n) z (1 - z)
-    dq   = da_n W_hn^T                   (dL/dq: the first of the step's two matmuls)
-    da_r = dq h_{t-1} r (1 - r)          (q = r * h_{t-1}: dL/dr = dq * h_{t-1})
-    G_{t-1} = dhs_{t-1} + [da_r, da_z] [W_hr | W_hz]^T + dq r + G_t z
-
-and, summed over all steps after the loop (one GEMM each, ``du_t = [da_r, da_z, da_n]``)::
-
-    dw_x = sum_t x_t^T du_t     db = sum_t du_t     dx_t = du_t w_x^T
-    [dW_hr | dW_hz] = sum_t h_{t-1}^T [da_r, da_z]  dW_hn = sum_t (r_t * h_{t-1})^T da_n
-
-Unlike the reset-after GRU a step has two dependent matmuls each way (``q`` needs ``r``, and
-``da_r`` needs ``dq``). Only the ``G`` recurrence is sequential: the factors that do not
-involve ``G`` are computed a block of steps at a time before the loop needs them
-(:mod:`rnnx.functional._loop`), the weight gradients are hoisted GEMMs.
+What is tuned: the sigmoids' halving folded into the weights and the bias once per call
+(exact); a first step from the zero state without the two products of zeros; the backward's
+gradient-independent factors ``[r, h_{t-1} r (1-r), (h_{t-1}-n) z (1-z), (1-z)(1-n^2), z]`` a
+block of steps at a time, multiplied in place first by ``G_t`` then by ``dq``, so that no step
+concatenates.
 """
 
 from __future__ import annotations

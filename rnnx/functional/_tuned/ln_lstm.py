@@ -1,46 +1,10 @@
 """Layer-normalised LSTM, tuned for NumPy: the readable step of :mod:`rnnx.functional.ln_lstm`
-rearranged for fewer, in-place array calls (the NumPy fast path; checked against the readable
-step on every test case).
+(whose docstring has the equations) rearranged for fewer, in-place array calls; checked against
+it on every test case.
 
-References
-----------
-- J. L. Ba, J. R. Kiros, G. E. Hinton, "Layer normalization", arXiv:1607.06450 (2016),
-  sec. 3.1 (eq. 4) and the LSTM variant of sec. A ("Layer-normalized LSTM"): each of the two
-  summed inputs normalised separately, and the cell state before its output ``tanh``.
-- S. Hochreiter, J. Schmidhuber, "Long short-term memory", Neural Computation 9 (1997); the
-  gate order and layout are those of :mod:`rnnx.functional.lstm` (``i, f, g, o``).
-
-Equations (row vectors; ``LN`` over the whole last axis, biased variance, ``eps = 1e-5``)::
-
-    LN(z; gamma, beta) = gamma * zhat + beta,   zhat = (z - mean(z)) * r,  r = 1/sqrt(var(z) + eps)
-    a_t = LN(h_{t-1} w_h; gamma_h, beta_h) + LN(x_t w_x; gamma_x, beta_x) + b     (4H: i, f, g, o)
-    i, f, o = sigmoid(a_i, a_f, a_o)    g = tanh(a_g)
-    c_t = f * c_{t-1} + i * g           h_t = o * tanh(LN(c_t; gamma_c, beta_c))
-
-The input side does not depend on the recurrence, so ``LN(x_t w_x) + beta_x + beta_h + b`` is
-computed for all steps at once, like the input projection of the other cells.
-
-Backward. The layer norm's adjoint: for ``y = LN(z)`` and ``dy = dL/dy``, with ``u = gamma * dy``,
-``dL/dz = r * (u - mean(u) - zhat * mean(u * zhat))``, ``dL/dgamma = sum dy * zhat`` and
-``dL/dbeta = sum dy``. With ``G_t = dL/dh_t`` and ``K_t = dL/dc_t`` the totals reaching the
-states, ``s_t = tanh(LN(c_t))``::
-
-    u_c  = G_t * o * (1 - s_t^2) * gamma_c                       (dL/d chat_t)
-    K~   = K_t + r_c * (u_c - mean(u_c) - chat * mean(u_c * chat))  (the total dL/dc_t)
-    da   = [K~ g i(1-i), K~ c_{t-1} f(1-f), K~ i (1-g^2), G_t s_t o(1-o)]
-    u_h  = da * gamma_h
-    dhw_t = r_h * (u_h - mean(u_h) - hhat * mean(u_h * hhat))    (dL/d(h_{t-1} w_h))
-    G_{t-1} = dhs_{t-1} + dhw_t w_h^T        K_{t-1} = K~ * f
-
-and, summed over steps and batch rows after the loop (one pass or one GEMM each)::
-
-    db = dbeta_x = dbeta_h = sum da            dgamma_h = sum da * hhat    dgamma_x = sum da * xhat
-    dgamma_c = sum G o (1 - s^2) chat          dbeta_c  = sum G o (1 - s^2)
-    dxw = LN-adjoint of (da * gamma_x)         dw_x = X^T dxw   dx = dxw w_x^T
-    dw_h = sum_t h_{t-1}^T dhw_t
-
-Only the ``G``/``K`` recurrence is sequential; every factor above that does not involve ``G``
-or ``K`` is computed a block of steps at a time (:mod:`rnnx.functional._loop`).
+What is tuned: the sigmoids' halving folded into the gains and shifts once per call (exact);
+the layer norms and gates updated in place; the backward's gradient-independent factors (the
+LSTM's, :mod:`rnnx.functional._tuned.lstm`, with ``tanh(LN(c_t))``) a block of steps at a time.
 """
 
 from __future__ import annotations

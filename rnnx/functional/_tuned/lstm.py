@@ -1,41 +1,14 @@
-"""LSTM, tuned for NumPy: the readable step of :mod:`rnnx.functional.lstm` rearranged for
-fewer, in-place array calls (the NumPy fast path; checked against the readable step on every
-test case).
+"""LSTM, tuned for NumPy: the readable step of :mod:`rnnx.functional.lstm` (whose docstring has
+the equations) rearranged for fewer, in-place array calls; checked against it on every test
+case.
 
-References
-----------
-- S. Hochreiter, J. Schmidhuber, "Long short-term memory", Neural Computation 9 (1997).
-- F. Gers, J. Schmidhuber, F. Cummins, "Learning to forget: continual prediction with LSTM",
-  Neural Computation 12 (2000): the forget gate, eq. (3.1)-(3.3).
-- A. Graves, "Supervised sequence labelling with recurrent neural networks" (2012), sec. 4.6,
-  eqs. (4.2)-(4.11) (forward) and (4.12)-(4.17) (backward).
-- PyTorch ``torch.nn.LSTM``: gate order and layout, so weights move across unchanged.
-
-Layout (row-vector convention, PyTorch's gate order ``i, f, g, o``)::
-
-    w_x (features, 4*hidden) = [W_xi | W_xf | W_xg | W_xo]   (torch: weight_ih_l0 = w_x.T)
-    w_h (hidden,   4*hidden) = [W_hi | W_hf | W_hg | W_ho]   (torch: weight_hh_l0 = w_h.T)
-    b   (4*hidden,)          = b_ih + b_hh                    (one combined bias)
-
-PyTorch keeps two bias vectors whose sum is all that enters the maths; rnnx keeps the sum.
-
-Forward, with ``a_t = x_t w_x + h_{t-1} w_h + b`` split into the four gate blocks::
-
-    i = sigmoid(a_i)  f = sigmoid(a_f)  g = tanh(a_g)  o = sigmoid(a_o)
-    c_t = f * c_{t-1} + i * g         h_t = o * tanh(c_t)
-
-Backward, ``G_t = dL/dh_t`` and ``K_t = dL/dc_t`` the total gradients reaching the state::
-
-    K~   = K_t + G_t * o * (1 - tanh(c_t)^2)
-    da_i = K~ * g * i(1-i)   da_f = K~ * c_{t-1} * f(1-f)   da_g = K~ * i * (1-g^2)
-    da_o = G_t * tanh(c_t) * o(1-o)
-    G_{t-1} = dhs_{t-1} + da_t w_h^T       K_{t-1} = K~ * f
-    dw_x = sum_t x_t^T da_t   dw_h = sum_t h_{t-1}^T da_t   db = sum_t da_t   dx_t = da_t w_x^T
-
-Only the ``G``/``K`` recurrence is sequential; the weight gradients are one GEMM each over all
-``batch * time`` rows. The sigmoid is evaluated as ``(1 + tanh(a/2)) / 2`` so that one ``tanh``
-over all ``4*hidden`` columns gives every gate (no overflow for large ``|a|``; absolute error one
-ulp, which is what the products above need).
+What is tuned: ``sigmoid(a) = (1 + tanh(a/2)) / 2`` with the halving folded into ``w_x``, ``b``
+and ``w_h`` once per call (powers of two: exact), so one ``tanh`` over all ``4*hidden`` columns
+gives every gate; the gates written over the step's own input-projection row; a first step from
+the zero state without the product of zeros; the backward's gradient-independent factors
+``p = [g, c_{t-1}, i, tanh(c_t)] * [i(1-i), f(1-f), 1-g^2, o(1-o)]`` and
+``q = o (1 - tanh(c_t)^2)``, a block of steps at a time, so that a step is
+``da_t = [K~, K~, K~, G_t] * p_t`` with ``K~ = K_t + G_t q_t``, multiplied in place.
 """
 
 from __future__ import annotations
@@ -58,7 +31,7 @@ def gate_affine(hidden: int, *, xp: Any, dtype: Any, dev: Any) -> tuple[Any, Any
     """``(scale, mul, add)`` rows ``(4*hidden,)`` such that ``tanh(a*scale)*mul + add`` is
     sigmoid on the ``i, f, o`` blocks and tanh on the ``g`` block. Constants, made once per
     (namespace, size, dtype, device) and shared: the cells only read them (their five array
-    calls cost ~5 µs, a tenth of a seed-sized forward)."""
+    calls are a tenth of a seed-sized forward)."""
     try:
         return _affine(xp, hidden, dtype, dev)
     except TypeError:  # a dtype or device that cannot be a cache key: make them afresh
@@ -172,8 +145,8 @@ def lstm_backward_factors(gates: Any, cs: Any, c_init: Any, *, xp: Any, out_tanh
         p *= deriv
         return p, o * (1.0 - tanh_c * tanh_c)  # (T, B, 4H), (T, B, H)
     # Written block by block into arrays of its own, not concatenated: a concat along the
-    # last axis copies in runs of `hidden` elements and costs more than the products (NumPy,
-    # 16 steps of (32, 256) float32: 206 -> 134 µs a block). The same bits as above.
+    # last axis copies in runs of `hidden` elements and costs more than the products
+    # (docs/performance.md, "Figures once in the code"). The same bits as above.
     deriv = 1.0 - gates  # (T, B, 4H)
     deriv *= gates  # sigmoid' (the g block is replaced next)
     deriv[:, :, 2 * hidden : 3 * hidden] = 1.0 - g * g  # tanh'

@@ -1,25 +1,10 @@
-"""Elman RNN, tuned for NumPy: the lean loops (the NumPy fast path of
-:mod:`rnnx.functional.rnn`; checked against the readable step on every test case).
+"""Elman RNN, tuned for NumPy: the lean loops (the NumPy fast path of :mod:`rnnx.functional.rnn`,
+whose docstring has the equations; checked against the readable step on every test case).
 
-References
-----------
-- J. L. Elman, "Finding structure in time", Cognitive Science 14 (1990): the recurrence
-  ``h_t = f(x_t W_x + h_{t-1} W_h + b)``.
-- P. J. Werbos, "Backpropagation through time: what it does and how to do it", Proc. IEEE 78
-  (1990), eqs. (8)-(11): the adjoint recurrence used by :func:`rnn_backward`.
-
-Derivation (row-vector convention, ``a_t`` the pre-activation, ``g_t = dL/dh_t`` the total
-gradient reaching ``h_t``)::
-
-    a_t  = x_t W_x + h_{t-1} W_h + b                     h_t = f(a_t)
-    g_t  = dhs_t + da_{t+1} W_h^T                        (g_T = dhs_T)
-    da_t = g_t * f'(a_t)      f'= 1 - h_t^2 (tanh),  [h_t > 0] (relu)
-    dW_x = sum_t x_t^T da_t   dW_h = sum_t h_{t-1}^T da_t   db = sum_t da_t
-    dx_t = da_t W_x^T         dh_0 = da_1 W_h^T
-
-Only the ``g_t``/``da_t`` recurrence is sequential; the sums over ``t`` are single GEMMs over
-all ``batch * time`` rows, and ``f'`` is taken from the stored ``h_t`` (no transcendental in
-the backward pass).
+Without a mask the forward writes each state into its own input-projection slot and the
+backward multiplies the precomputed ``f'(a_t)`` (from the states, for all steps at once) in
+place: two array calls a step. A masked or observed run goes through the tuned loop
+(:mod:`rnnx.functional._tuned._loop`).
 """
 
 from __future__ import annotations
@@ -45,7 +30,7 @@ def activation(nonlinearity: str, *, xp: Any, like: Any) -> Callable[[Any], Any]
     if nonlinearity == "tanh":
         return tanh_for(xp, like.dtype)
     # maximum, not clip: the same values (a -0.0 becomes 0.0 either way, NaN stays NaN), and
-    # array-api-compat's clip wrapper costs ~10 µs a call against ~1 µs, once per step. The zero
+    # array-api-compat's clip wrapper costs ten times as much a call, once per step. The zero
     # is an array made once: a Python 0.0 would become a new array every step behind
     # array-api-compat's torch wrapper (a host -> device copy on a GPU).
     zero = xp.zeros((), dtype=like.dtype, device=device(like))
