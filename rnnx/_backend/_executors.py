@@ -356,15 +356,23 @@ _SCANNED = Scanned()
 _FORCED: list[Any] = []
 
 
+_BY_NAMESPACE: dict[Any, Eager | Scanned] = {}
+
+
 def executor(xp: Any) -> Eager | Scanned:
     """The executor for arrays of namespace ``xp``: :class:`Scanned` for JAX, :class:`Eager`
     otherwise, with the cells' tuned forms on NumPy (where they measured faster than the
-    readable step: docs/performance.md)."""
+    readable step: docs/performance.md). Decided once per namespace: every call asks."""
     if _FORCED:
         return _FORCED[-1]
-    if array_api_compat.is_jax_namespace(xp):
-        return _SCANNED
-    return _EAGER_TUNED if backend_name(xp) == "numpy" else _EAGER
+    ex = _BY_NAMESPACE.get(xp)
+    if ex is None:
+        if array_api_compat.is_jax_namespace(xp):
+            ex = _SCANNED
+        else:
+            ex = _EAGER_TUNED if backend_name(xp) == "numpy" else _EAGER
+        _BY_NAMESPACE[xp] = ex
+    return ex
 
 
 @contextlib.contextmanager

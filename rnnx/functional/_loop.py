@@ -24,15 +24,25 @@ What the driver owns, so that no cell writes it again:
 from __future__ import annotations
 
 import functools
+from collections import namedtuple
 from collections.abc import Mapping
 from typing import Any
 
-from .._backend import device, executor
-from ._common import final_grad, input_grads, input_projection, per_step_transpose, time_major_rows
-from ._mask import mask_outputs
+from .._backend import device, executor, on_input_device
+from ._common import (
+    check_grads,
+    check_inputs,
+    final_grad,
+    input_grads,
+    input_projection,
+    per_step_transpose,
+    time_major_rows,
+)
+from ._mask import as_step_mask, mask_outputs
 from ._step import Cache, Step
+from ._validate import resolve
 
-__all__ = ["drive_backward", "drive_forward"]
+__all__ = ["drive_backward", "drive_forward", "sequence_functions"]
 
 
 def _products(step: Step, p: Mapping[str, Any], gates: int) -> list[tuple[Any, Any]]:
@@ -180,9 +190,9 @@ def drive_backward(step: Step, xp: Any, cache: Cache, dhs: Any, finals: tuple[An
     ``finals`` the gradients of the final states (``None`` for none). Returns the gradients by
     name: ``dx``, ``dh0`` (``dc0``), ``d<param>``, in the namespace and on the device of the
     forward's inputs; ``state_grads`` (``time`` slots) receives ``dL/dh_t``."""
-    ex = executor(xp)
     if cache.tuned:
         return step.tuned.backward(xp, cache, dhs, finals, state_grads, workspace)
+    ex = executor(xp)
     hs, m = cache.hs, cache.mask
     seq = dhs if dhs is not None and dhs.ndim == 3 else None
     if seq is not None and m is not None:
@@ -213,13 +223,6 @@ def sequence_functions(step: Step, *, name: str, gates: int, vectors: Mapping[st
     ``backward(dhs, cache, *final-state gradients, *, state_grads=None, workspace=None) ->
     grads`` (a NamedTuple ``dx``, ``d<state>0``, ``d<param>``). ``vectors`` maps the 1-D
     parameters, in order, to their widths in units of ``hidden``."""
-    from collections import namedtuple
-
-    from .._backend import on_input_device
-    from ._common import check_grads, check_inputs
-    from ._mask import as_step_mask
-    from ._validate import resolve
-
     params = ("w_x", "w_h", *vectors)
     grads_type = namedtuple(f"{name.title().replace('_', '')}Grads",
                             ["dx", *(f"d{s}0" for s in states), *(f"d{p}" for p in params)])

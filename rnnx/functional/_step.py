@@ -149,15 +149,23 @@ class Cache(NamedTuple):
     tuned: bool = False
 
     def __getattr__(self, name: str) -> Any:
-        # Only called for names that are not fields: the parameters and initial states.
+        # Only called for names that are not fields: the parameters (and other states).
         if name.startswith("__"):
             raise AttributeError(name)
         for table in (self.params, self.state0):
             if name in table:
                 return table[name]
-        if name in ("h0", "c0"):
-            return None
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    @property
+    def h0(self) -> Any:
+        """The initial hidden state ``(batch, hidden)``, ``None`` for zeros."""
+        return self.state0.get("h0")
+
+    @property
+    def c0(self) -> Any:
+        """The initial cell state ``(batch, hidden)`` of a cell with one, ``None`` for zeros."""
+        return self.state0.get("c0")
 
     def arrays(self) -> dict[str, Any]:
         """Every array the forward made for the backward, by a name of its place
