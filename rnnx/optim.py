@@ -57,6 +57,10 @@ class Optimizer:
     :attr:`state` (arrays on the parameters' device).
     """
 
+    #: The names of the per-parameter state arrays (each of its parameter's shape and dtype,
+    #: zeros before the first step): what :meth:`_slot` makes.
+    slots: tuple[str, ...] = ()
+
     #: Where set, the step's :meth:`scalars` to use instead of computing them from ``t``: a
     #: compiled training loop passes them as arguments (0-d arrays), one set per step, so that
     #: the step count is not a constant of the compiled code.
@@ -127,6 +131,8 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """Heavy-ball momentum: ``v <- momentum v - lr g``; ``p <- p + v``."""
 
+    slots = ("v",)
+
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         super().__init__(lr)
         self.momentum = _fraction("momentum", momentum)
@@ -139,6 +145,8 @@ class Momentum(Optimizer):
 
 class AdaGrad(Optimizer):
     """``G <- G + g^2``; ``p <- p - lr g / (sqrt(G) + eps)``."""
+
+    slots = ("sum_sq",)
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-8) -> None:
         super().__init__(lr)
@@ -153,6 +161,8 @@ class AdaGrad(Optimizer):
 class RMSProp(Optimizer):
     """``E <- rho E + (1 - rho) g^2``; ``p <- p - lr g / (sqrt(E) + eps)``."""
 
+    slots = ("mean_sq",)
+
     def __init__(self, lr: float = 0.001, rho: float = 0.9, eps: float = 1e-8) -> None:
         super().__init__(lr)
         self.rho = _fraction("rho", rho)
@@ -166,6 +176,8 @@ class RMSProp(Optimizer):
 
 class Adam(Optimizer):
     """Adam with bias-corrected first and second moments (Kingma & Ba, Algorithm 1)."""
+
+    slots = ("m", "v")
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8) -> None:

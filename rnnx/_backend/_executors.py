@@ -274,14 +274,6 @@ class Scanned:
 
         return jax.device_put(tree, like.sharding)
 
-    def shapes(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """The shapes and dtypes of what ``fn(*args)`` returns (``jax.eval_shape``: traced, not
-        compiled or run), under :func:`jax_matmul_precision`."""
-        import jax
-
-        with jax_matmul_precision():
-            return jax.eval_shape(fn, *args)
-
     def forward(self, stages, products, u, state0, mask, *, xp, workspace=None):
         from jax import lax
 

@@ -98,6 +98,11 @@ def _keyed_dropout(layer: Any, keys: Any) -> None:
     layer._dropout_scale = scale
 
 
+def _host_dtype(a: Any) -> str:
+    """The host dtype name of float array ``a`` (``"float32"`` or ``"float64"``)."""
+    return "float32" if a.dtype == namespace(a).float32 else "float64"
+
+
 def _all_finite(params: dict) -> Any:
     """Whether every parameter is finite: a 0-d bool array on their device."""
     xp = namespace(*params.values())
@@ -187,14 +192,15 @@ class CompiledEpoch:
         finite = xp.astype(_all_finite(params), totals.dtype)
         return params, state, xp.stack([xp.sum(totals), xp.sum(correct), finite])  # (3,)
 
-    def _zeros(self, shapes: dict, params: dict) -> dict:
-        """The optimizer's state of zeros, moved from the host (no computation to compile) and
-        placed as the parameters are, as the state a step returns is: a difference in
+    def _zeros(self, params: dict) -> dict:
+        """The optimizer's state before its first step, zeros for each of its
+        :attr:`~rnnx.optim.Optimizer.slots`, moved from the host (no computation to compile)
+        and placed as the parameters are, as the state a step returns is: a difference in
         placement would be a second compilation."""
         hnp = host_namespace()
-        dev = device(next(iter(params.values())))
-        state = {k: {name: from_host(hnp.zeros(v.shape, dtype=v.dtype), xp=self.xp, device=dev)
-                     for name, v in slots.items()} for k, slots in shapes.items()}
+        state = {k: {name: from_host(hnp.zeros(tuple(p.shape), dtype=_host_dtype(p)),
+                                     xp=self.xp, device=device(p))
+                     for name in self.optimizer.slots} for k, p in params.items()}
         return self.executor.placed_like(state, next(iter(params.values())))
 
     def _keys(self, batches: int) -> Any:
@@ -230,15 +236,10 @@ class CompiledEpoch:
         scalars = {k: from_host([sc[k] for sc in per_step], xp=xp, device=dev, dtype=dtype)
                    for k in per_step[0]}
         if not opt.state:
-            # The optimizer makes its state on its first step: make it here from the shapes a
-            # step returns, so that the loop's carry, and every call, has one structure.
-            def first_step(params: dict, data: tuple, keys: Any, scalars: dict) -> tuple:
-                one = (*(None if a is None else a[:batch_size, ...] for a in data),
-                       xp.ones((batch_size,), dtype=xp.bool), None if keys is None else keys[0])
-                return self._step(params, {}, {k: v[0] for k, v in scalars.items()}, *one)
-
-            _, shapes, _, _ = self.executor.shapes(first_step, params, data, keys, scalars)
-            opt.state = self._zeros(shapes, params)
+            # The optimizer makes its state on its first step: make it here (zeros of each
+            # parameter's shape and dtype), so that the loop's carry, and every call, has one
+            # structure.
+            opt.state = self._zeros(params)
         # Every argument placed as the parameters are: data placed otherwise (uncommitted, as
         # a fit's is and a partial_fit's is not) would be another compilation.
         data, idx, keys, scalars = self.executor.placed_like(
