@@ -17,7 +17,8 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "numpy", "array_api_strict", "torch", "cupy", "agreement"]
+nox.options.sessions = ["lint", "numpy", "array_api_strict", "torch", "cupy", "agreement",
+                        "jax-compiled"]
 nox.options.error_on_missing_interpreters = False
 
 TORCH = os.environ.get("RNNX_TORCH_SPEC", "torch==2.13.0")
@@ -26,6 +27,18 @@ TORCH = os.environ.get("RNNX_TORCH_SPEC", "torch==2.13.0")
 TORCH_CUDA = os.environ.get("RNNX_TORCH_CUDA_SPEC", "torch")
 TORCH_CUDA_INDEX = os.environ.get("RNNX_TORCH_CUDA_INDEX", "")
 CUPY = os.environ.get("RNNX_CUPY_SPEC", "cupy-cuda12x")
+# JAX for the default run's compiled-path session, pinned: its tests count compilations and read
+# traced programs, which a new JAX may change. `nox -s jax` (the whole suite) takes any JAX.
+JAX = os.environ.get("RNNX_JAX_SPEC", "jax==0.10.2")
+# The compiled JAX path's main tests (about a minute on two cores after the install): the
+# executors (HIGHEST precision, programs independent of time, no recompilation in a fit), every
+# cell against torch autograd in float64 and central differences, float32 agreement, masks
+# against torch's packed sequences and central differences, a network with lengths.
+JAX_SLIM = ("tests/test_backend_executors.py", "tests/test_functional_cells.py",
+            "tests/test_functional_mask.py", "tests/test_models_cells.py", "-k",
+            "executors or (matches_torch_autograd and long) or (finite_differences and general) "
+            "or float32_agrees or (pack_padded and one-block and lengths) or holes "
+            "or network_with_lengths")
 PYTEST = ("pytest", "-q", "-p", "no:cacheprovider")
 
 
@@ -98,9 +111,10 @@ def _unavailable(session: nox.Session, name: str, reason: str, why_skip: str) ->
     session.skip(f"{name}: {reason}; {why_skip}")
 
 
-def _backend_tests(session: nox.Session, name: str, *extra: str, shared: bool = False) -> None:
-    """pytest with RNNX_BACKENDS=name: in the shared CPU environment (``shared``), or in the
-    session's own with ``extra`` installed."""
+def _backend_tests(session: nox.Session, name: str, *extra: str, shared: bool = False,
+                   tests: tuple[str, ...] = ()) -> None:
+    """pytest with RNNX_BACKENDS=name (on ``tests``, default all): in the shared CPU environment
+    (``shared``), or in the session's own with ``extra`` installed."""
     if shared:
         python = _cpu_python(session)
     else:
@@ -113,7 +127,7 @@ def _backend_tests(session: nox.Session, name: str, *extra: str, shared: bool = 
         reason = _unavailable_reason(session, "torch-cuda", python)
         if reason:
             _unavailable(session, "torch-cuda", reason, "")
-    session.run(python, "-m", *PYTEST, *session.posargs, external=shared,
+    session.run(python, "-m", *PYTEST, *tests, *session.posargs, external=shared,
                 env={"RNNX_BACKENDS": name, **session.env})
 
 
@@ -151,6 +165,14 @@ def jax(session: nox.Session) -> None:
     """Every test on JAX (CPU). Not in the default run: jax is a large install."""
     session.env["JAX_ENABLE_X64"] = "1"  # float64 cases need it; rnnx refuses silent float32
     _backend_tests(session, "jax", "jax")
+
+
+@nox.session(name="jax-compiled")
+def jax_compiled(session: nox.Session) -> None:
+    """The compiled JAX path (``jax.lax.scan`` under ``jax.jit``), in the default run: its main
+    tests (``JAX_SLIM``) with JAX pinned (``$RNNX_JAX_SPEC``). ``nox -s jax`` runs them all."""
+    session.env["JAX_ENABLE_X64"] = "1"  # the float64 oracles need it
+    _backend_tests(session, "jax", JAX, tests=JAX_SLIM)
 
 
 @nox.session

@@ -249,9 +249,9 @@ def _torch_hoisted(case: Case) -> Run:
 
 
 def _jax_scan(case: Case) -> Run:
-    """JAX's own autodiff of a ``lax.scan`` Elman, jitted, on JAX's default device (a GPU where
-    one is visible), with float32 products at full precision (``"highest"``: JAX's GPU default
-    is TF32, which rnnx does not use either)."""
+    """Elman, LSTM or GRU written as a ``jax.lax.scan`` step in jax.numpy, gradients by JAX's
+    own autodiff (``jax.vjp``) of that scan: what a JAX user writes by hand. Matrix products at
+    ``"highest"`` precision, as rnnx computes them (full float32; TF32 on a GPU otherwise)."""
     import jax
 
     if case.dtype == "float64":
@@ -261,27 +261,49 @@ def _jax_scan(case: Case) -> Run:
     d = {k: jnp.asarray(v) for k, v in host_data(case).items()}
     bsz, _, _, H = case.shape
     last = case.variant == "m2o"
+    cell = case.cell
 
-    def forward(x, w_x, w_h, b):
-        xw = jnp.einsum("btf,fh->tbh", x, w_x) + b  # (T, B, H)
-
-        def step(h, xw_t):
-            h = jnp.tanh(xw_t + h @ w_h)  # (B, H)
+    def step(carry, xw_t, w_h, b_hh):
+        if cell == "rnn":
+            h = jnp.tanh(xw_t + carry @ w_h)  # (B, H)
             return h, h
+        if cell == "lstm":
+            h, c = carry
+            a = xw_t + h @ w_h  # (B, 4H)
+            i, f, g, o = jnp.split(a, 4, axis=1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)  # (B, H)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)  # (B, H)
+            return (h, c), h
+        h = carry  # GRU, torch's reset-after layout
+        v = h @ w_h + b_hh  # (B, 3H)
+        u_r, u_z, u_n = jnp.split(xw_t, 3, axis=1)
+        v_r, v_z, v_n = jnp.split(v, 3, axis=1)
+        r, z = jax.nn.sigmoid(u_r + v_r), jax.nn.sigmoid(u_z + v_z)  # (B, H)
+        n = jnp.tanh(u_n + r * v_n)  # (B, H)
+        h = (1.0 - z) * n + z * h  # (B, H)
+        return h, h
 
+    def forward(x, w_x, w_h, b, b_hh):
+        xw = jnp.einsum("btf,fh->tbh", x, w_x) + b  # (T, B, G*H)
         h0 = jnp.zeros((bsz, H), dtype=x.dtype)
-        _, hs = jax.lax.scan(step, h0, xw)  # (T, B, H)
+        carry = (h0, h0) if cell == "lstm" else h0
+        _, hs = jax.lax.scan(lambda c, u: step(c, u, w_h, b_hh), carry, xw)  # (T, B, H)
         return jnp.swapaxes(hs, 0, 1)  # (B, T, H)
 
-    fwd = jax.jit(forward)
+    def forward_highest(*args):
+        with jax.default_matmul_precision("highest"):
+            return forward(*args)
+
+    fwd = jax.jit(forward_highest)
 
     @jax.jit
-    def fwd_bwd(x, w_x, w_h, b, dhs):
-        hs, vjp = jax.vjp(forward, x, w_x, w_h, b)
+    def fwd_bwd(x, w_x, w_h, b, b_hh, dhs):
+        hs, vjp = jax.vjp(forward_highest, x, w_x, w_h, b, b_hh)
         cot = jnp.zeros_like(hs).at[:, -1, :].set(dhs) if last else dhs
         return hs, vjp(cot)
 
-    args = (d["x"], d["w_x"], d["w_h"], d["b"])
+    b_hh = d.get("b_hh", jnp.zeros_like(d["b"]))
+    args = (d["x"], d["w_x"], d["w_h"], d["b"], b_hh)
     # The precision is read when the first call traces; a scope, not jax.config.update, so a
     # test process that calls this keeps its own setting.
     if case.variant == "fwd":
@@ -293,6 +315,22 @@ def _jax_scan(case: Case) -> Run:
             with jax.default_matmul_precision("highest"):
                 return jax.block_until_ready(fwd_bwd(*args, d["dhs"]))
     return run
+
+
+def _jax_put(a):
+    import jax
+
+    if a.dtype.name == "float64":
+        jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    return jnp.asarray(a)
+
+
+def _jax_sync(a):
+    import jax
+
+    jax.block_until_ready(a)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -445,7 +483,8 @@ IMPLS: dict[str, Impl] = {
         Impl("rnnx-numpy", "cpu", _rnnx(_numpy_put, _no_sync), _always, "numpy", CELLS),
         Impl("rnnx-torch", "cpu", _rnnx(_torch_put("cpu"), _no_sync), _always, "torch", CELLS),
         Impl("torch-hoisted", "cpu", _torch_hoisted, _always, "torch"),
-        Impl("jax-scan", "cpu", _jax_scan, _no_jax, "jax"),
+        Impl("jax-scan", "cpu", _jax_scan, _no_jax, "jax", CELLS),
+        Impl("rnnx-jax", "cpu", _rnnx(_jax_put, _jax_sync), _no_jax, "jax", CELLS),
         Impl("numpy-textbook", "cpu", _numpy_textbook, _always, "numpy"),
         Impl(FLOOR, "cpu", _numpy_gemm_floor, _always, "numpy", CELLS),
         Impl("torch.nn.RNN-cuda", "cuda", _torch_nn("cuda"), _no_torch_cuda, "torch", CELLS),

@@ -39,9 +39,14 @@ _machine, _write_atomic = machine, write_atomic
 # worker side
 
 
-def _time_calls(run, budget: float, min_reps: int, max_reps: int) -> list[float]:
+def _time_calls(run, budget: float, min_reps: int, max_reps: int,
+                first: list[float] | None = None) -> list[float]:
+    """Per-call times of ``run`` after its warm-up; the first call's time (JAX's compilation
+    and its run) is appended to ``first`` if given."""
     t0 = time.perf_counter()
     run()  # warm-up: allocator, BLAS thread start, jax compilation
+    if first is not None:
+        first.append(time.perf_counter() - t0)
     if time.perf_counter() - t0 < 0.05:
         run()  # cheap calls get a second warm-up; slow ones are warm after one
     times: list[float] = []
@@ -82,11 +87,13 @@ def worker(name: str, cases: list[Case], budget: float, min_reps: int) -> dict:
         samples = {dt: _gemm(library, dt, budget) for dt in DTYPES}
         return {"samples": samples, "info": thread_info(library)}
     impl = IMPLS[name]
-    samples = {}
+    samples, first = {}, {}
     for case in cases:
         if case.cell in impl.cells:
-            samples[case.key] = _time_calls(impl.make(case), budget, min_reps, 10_000)
-    return {"samples": samples, "info": thread_info(impl.library)}
+            once: list[float] = []
+            samples[case.key] = _time_calls(impl.make(case), budget, min_reps, 10_000, once)
+            first[case.key] = once[0]
+    return {"samples": samples, "first": first, "info": thread_info(impl.library)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,6 +112,7 @@ def _spawn(name: str, cases: list[Case], budget: float, min_reps: int,
 def collect(names: list[str], cases: list[Case], rounds: int, budget: float, min_reps: int,
             threads: int | None = None, log=print) -> dict:
     samples: dict[str, dict[str, list[float]]] = {n: {} for n in names}
+    first: dict[str, dict[str, list[float]]] = {n: {} for n in names}
     gemm: dict[str, dict[str, list[float]]] = {"gemm-numpy": {}, "gemm-torch": {}}
     info: dict[str, dict] = {}
     order = [*names, *gemm]
@@ -116,9 +124,11 @@ def collect(names: list[str], cases: list[Case], rounds: int, budget: float, min
             target = gemm if name in gemm else samples
             for key, ts in got["samples"].items():
                 target[name].setdefault(key, []).extend(ts)
+            for key, t in got.get("first", {}).items():
+                first[name].setdefault(key, []).append(t)
             info[name] = got["info"]
             log(f"  round {r + 1}/{rounds}: {name} ({time.perf_counter() - t0:.1f} s)")
-    return {"samples": samples, "gemm": gemm, "info": info}
+    return {"samples": samples, "gemm": gemm, "info": info, "first": first}
 
 
 def summarise(raw: dict, cases: list[Case], names: list[str]) -> dict:
@@ -135,6 +145,7 @@ def summarise(raw: dict, cases: list[Case], names: list[str]) -> dict:
             ref = raw["samples"].get(REFERENCE[IMPLS[name].device], {}).get(case.key)
             floor = raw["samples"].get(FLOOR, {}).get(case.key)
             best = min(ts)
+            firsts = raw.get("first", {}).get(name, {}).get(case.key)
             gflops = case.flops / best / 1e9
             rows.append({
                 **case.to_dict(), "case": case.key, "impl": name, "n": len(ts),
@@ -142,6 +153,8 @@ def summarise(raw: dict, cases: list[Case], names: list[str]) -> dict:
                 "ratio_to_torch_nn": best / min(ref) if ref else None,
                 "ratio_to_floor": best / min(floor) if floor and _divides_by_floor(name) else None,
                 "gflops": gflops, "gemm_fraction": gflops / peak[case.dtype]["gflops"],
+                # the first call of a fresh process (JAX: compilation + one run), median of rounds
+                "first_s": statistics.median(firsts) if firsts else None,
             })
     return {"gemm_peak": peak, "rows": rows}
 
@@ -152,27 +165,53 @@ def _divides_by_floor(name: str) -> bool:
     return name.startswith("rnnx-") and IMPLS[name].device == "cpu"
 
 
-def calls_per_step_table(cases: list[Case]) -> dict[str, dict[str, list]]:
+def calls_per_step_table(cases: list[Case], *, scanned: bool = False
+                         ) -> dict[str, dict[str, dict[str, list]]]:
     """Array-API calls per time step of rnnx's forward and backward for each (cell, variant) of
-    ``cases``, ``{cell: {variant: [forward, backward or None]}}``: counted on array-api-strict
-    (:func:`rnnx.testing.calls_per_step`) in this process, outside every timed region. On a GPU
-    each call is a kernel launch or a view; the count does not depend on the shape, except that
-    on the CPU a long backward at large shapes adds its factors' calls once per block."""
-    from rnnx.testing import calls_per_step
+    ``cases`` and each executor, ``{executor: {cell: {variant: [forward, backward or None]}}}``:
+    ``"tuned"`` (NumPy's path) and ``"eager"`` (the readable step: torch, CuPy) counted on
+    array-api-strict (:func:`rnnx.testing.calls_per_step`), and with ``scanned`` the operations
+    in the compiled JAX loop's body (:func:`rnnx.testing.scanned_ops_per_step`: one compiled
+    call a pass, no per-step dispatch). In this process, outside every timed region. On a GPU
+    each eager call is a kernel launch or a view; the count does not depend on the shape, except
+    that on the CPU a tuned backward at large shapes adds its factors' calls once per block."""
+    from rnnx.testing import calls_per_step, scanned_ops_per_step
 
-    out: dict[str, dict[str, list]] = {}
+    out: dict[str, dict[str, dict[str, list]]] = {}
     for cell, variant in sorted({(c.cell, c.variant) for c in cases}):
-        got = calls_per_step(cell, per_step_grad=variant == "m2m")
-        out.setdefault(cell, {})[variant] = [
-            got["forward"].per_step, None if variant == "fwd" else got["backward"].per_step]
+        grad = variant == "m2m"
+        for ex in ("tuned", "eager"):
+            got = calls_per_step(cell, per_step_grad=grad, executor=ex)
+            out.setdefault(ex, {}).setdefault(cell, {})[variant] = [
+                got["forward"].per_step, None if variant == "fwd" else got["backward"].per_step]
+        if scanned:
+            ops = scanned_ops_per_step(cell, per_step_grad=grad)
+            out.setdefault("scanned", {}).setdefault(cell, {})[variant] = [
+                ops["forward"], None if variant == "fwd" else ops["backward"]]
     return out
 
 
+#: The executor each rnnx row runs on (rnnx._backend.executor).
+_EXECUTOR = {"rnnx-numpy": "tuned", "rnnx-jax": "scanned"}
+
+
 def _fmt_calls(row: dict, calls: dict) -> str:
-    got = calls.get(row.get("cell", "rnn"), {}).get(row["variant"])
-    if not row["impl"].startswith("rnnx-") or got is None:
+    if not row["impl"].startswith("rnnx-"):
         return ""
-    return f"{got[0]}" if got[1] is None else f"{got[0]}, {got[1]}"
+    ex = _EXECUTOR.get(row["impl"], "eager")
+    got = calls.get(ex, {}).get(row.get("cell", "rnn"), {}).get(row["variant"])
+    if got is None:
+        return ""
+    text = f"{got[0]}" if got[1] is None else f"{got[0]}, {got[1]}"
+    return f"jit: {text} ops" if ex == "scanned" else text
+
+
+def _fmt_first(row: dict) -> str:
+    """The first call's time for the compiled rows (JAX: compile + run), where it was timed."""
+    first = row.get("first_s")
+    if first is None or "jax" not in row["impl"]:
+        return ""
+    return _fmt_time(first)
 
 
 def _fmt_time(s: float) -> str:
@@ -206,12 +245,16 @@ def to_markdown(result: dict) -> str:
         "GFLOP/s counts the GEMM work only; % peak is of the GEMM peak of the same dtype. "
         "fwd = forward alone (torch under no_grad); m2m = forward + backward, gradient at every "
         "step; m2o = forward + backward, gradient on the last state only. calls/step = "
-        "array-API calls per time step of rnnx's forward, backward (counted on "
-        "array-api-strict; each a kernel launch or a view on a GPU). ÷ floor = rnnx's best time ÷ "
+        "array-API calls per time step of rnnx's forward, backward on the row's executor "
+        "(counted on array-api-strict: NumPy runs the tuned forms, torch and CuPy the readable "
+        "step; each a kernel launch or a view on a GPU); for rnnx-jax the operations in the "
+        "body of its compiled lax.scan (one call a pass, before XLA fuses them). "
+        "÷ floor = rnnx's best time ÷ "
         f"the best time of {FLOOR} on the same case: only the GEMMs that cell's forward (fwd) or "
         "forward + BPTT cannot avoid, in NumPy with rnnx's dtype and operand layouts, buffers "
         "allocated outside the clock (benchmarks/impls.py, _numpy_gemm_floor); 1.00 would be "
-        "the BLAS work alone.",
+        "the BLAS work alone. 1st call = the first call in a fresh worker process, for the JAX rows "
+        "(compilation + one run; median over rounds).",
         "",
     ]
     skipped = result.get("skipped", {})
@@ -222,7 +265,8 @@ def to_markdown(result: dict) -> str:
         by_case.setdefault(row["case"], []).append(row)
     calls = result.get("calls_per_step", {})
     lines += ["| case (BxTxFxH/dtype/variant) | implementation | best | median | ratio | GFLOP/s "
-              "| % peak | ÷ floor | calls/step (fwd, bwd) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "| % peak | ÷ floor | calls/step (fwd, bwd) | 1st call |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key, rows in by_case.items():
         for row in rows:
             ratio = "" if row["ratio_to_torch_nn"] is None else f"{row['ratio_to_torch_nn']:.2f}"
@@ -231,7 +275,8 @@ def to_markdown(result: dict) -> str:
             lines.append(
                 f"| {key} | {_display(row)} | {_fmt_time(row['best_s'])} | "
                 f"{_fmt_time(row['median_s'])} | {ratio} | {row['gflops']:.1f} | "
-                f"{100 * row['gemm_fraction']:.0f} % | {floor} | {_fmt_calls(row, calls)} |"
+                f"{100 * row['gemm_fraction']:.0f} % | {floor} | {_fmt_calls(row, calls)} | "
+                f"{_fmt_first(row)} |"
             )
     lines += ["", "## Ratio to torch.nn.RNN/LSTM/GRU (best-of), per cell and shape", ""]
     lines += _ratio_summary(result["rows"])
@@ -253,8 +298,8 @@ def _ratio_summary(rows: list[dict]) -> list[str]:
     cols = [(dt, v) for dt in DTYPES for v in VARIANTS]
     out = ["| implementation (cell) | shape | " + " | ".join(f"{dt} {v}" for dt, v in cols) + " |",
            "|---|---|" + "---:|" * len(cols)]
-    impls = [n for n in ("rnnx-numpy", "rnnx-torch", "torch-hoisted", "jax-scan", "numpy-textbook",
-                                FLOOR)
+    impls = [n for n in ("rnnx-numpy", "rnnx-torch", "rnnx-jax", "torch-hoisted", "jax-scan",
+                         "numpy-textbook", FLOOR)
              if any(r["impl"] == n for r in rows)]
     for cell in CELLS:
         for impl in impls:
@@ -338,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(), "threads": args.threads or "library default", "rounds": rounds,
         "budget_s": budget, "min_reps": min_reps, "quick": args.quick,
         "skipped": skipped, "info": raw["info"], **summarise(raw, cases, names),
-        "calls_per_step": calls_per_step_table(cases),
+        "calls_per_step": calls_per_step_table(cases, scanned="rnnx-jax" in names),
     }
     if args.keep_samples:  # every timed call: megabytes at the full suite
         result.update(samples=raw["samples"], gemm_samples=raw["gemm"])

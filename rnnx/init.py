@@ -1,6 +1,6 @@
 """Weight initialisers.
 
-Every initialiser draws on the host from a NumPy ``HostGenerator`` (see
+Every initialiser draws on the host from a NumPy ``Generator`` (see
 :func:`rnnx._backend.host_rng`) and returns a host float64 array; :func:`place` then moves it to
 the target namespace, device and dtype. Drawing on the host is what makes one seed give
 bit-identical initial weights on NumPy, PyTorch, CuPy and array-api-strict.

@@ -57,10 +57,24 @@ class Optimizer:
     :attr:`state` (arrays on the parameters' device).
     """
 
+    #: The names of the per-parameter state arrays (each of its parameter's shape and dtype,
+    #: zeros before the first step): what :meth:`_slot` makes.
+    slots: tuple[str, ...] = ()
+
+    #: Where set, the step's :meth:`scalars` to use instead of computing them from ``t``: a
+    #: compiled training loop passes them as arguments (0-d arrays), one set per step, so that
+    #: the step count is not a constant of the compiled code.
+    fixed_scalars: dict[str, Any] | None = None
+
     def __init__(self, lr: float) -> None:
         self.lr = _positive("lr", lr)
         self.state: dict[str, dict[str, Any]] = {}
         self.t = 0
+
+    def scalars(self, t: int) -> dict[str, float]:
+        """The scalar factors of step ``t`` (counted from 1) that depend on the step count, as
+        host floats (Adam's bias corrections); none for the other optimizers."""
+        return {}
 
     @on_input_device
     def step(self, params: dict[str, Any], grads: dict[str, Any]) -> None:
@@ -76,6 +90,7 @@ class Optimizer:
             return
         xp = namespace(*params.values(), *grads.values())
         self.t += 1
+        self._scalars = self.scalars(self.t) if self.fixed_scalars is None else self.fixed_scalars
         for k, g in grads.items():
             p = params[k]
             if tuple(g.shape) != tuple(p.shape):
@@ -98,7 +113,8 @@ class Optimizer:
         self.t = 0
 
     def __repr__(self) -> str:
-        hp = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k not in ("state", "t"))
+        hp = ", ".join(f"{k}={v!r}" for k, v in vars(self).items()
+                       if k not in ("state", "t", "_scalars", "fixed_scalars"))
         return f"{type(self).__name__}({hp})"
 
 
@@ -115,6 +131,8 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """Heavy-ball momentum: ``v <- momentum v - lr g``; ``p <- p + v``."""
 
+    slots = ("v",)
+
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         super().__init__(lr)
         self.momentum = _fraction("momentum", momentum)
@@ -128,6 +146,8 @@ class Momentum(Optimizer):
 class AdaGrad(Optimizer):
     """``G <- G + g^2``; ``p <- p - lr g / (sqrt(G) + eps)``."""
 
+    slots = ("sum_sq",)
+
     def __init__(self, lr: float = 0.01, eps: float = 1e-8) -> None:
         super().__init__(lr)
         self.eps = _positive("eps", eps)
@@ -140,6 +160,8 @@ class AdaGrad(Optimizer):
 
 class RMSProp(Optimizer):
     """``E <- rho E + (1 - rho) g^2``; ``p <- p - lr g / (sqrt(E) + eps)``."""
+
+    slots = ("mean_sq",)
 
     def __init__(self, lr: float = 0.001, rho: float = 0.9, eps: float = 1e-8) -> None:
         super().__init__(lr)
@@ -155,6 +177,8 @@ class RMSProp(Optimizer):
 class Adam(Optimizer):
     """Adam with bias-corrected first and second moments (Kingma & Ba, Algorithm 1)."""
 
+    slots = ("m", "v")
+
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8) -> None:
         super().__init__(lr)
@@ -168,9 +192,14 @@ class Adam(Optimizer):
         self.state[key]["m"], self.state[key]["v"] = m, v
         # Algorithm 1 as written (eps added to sqrt(v_hat), as torch.optim.Adam does), not the
         # folded "more efficient" form, whose eps acts at a different scale.
-        bc1 = 1.0 - self.beta1**self.t
-        bc2 = 1.0 - self.beta2**self.t
-        return p - (self.lr / bc1) * m / (xp.sqrt(v) / math.sqrt(bc2) + self.eps)
+        s = self._scalars
+        return p - s["lr_t"] * m / (xp.sqrt(v) / s["root_bc2"] + self.eps)
+
+    def scalars(self, t: int) -> dict[str, float]:
+        # Bias corrections in double precision on the host, as Algorithm 1 states them.
+        bc1 = 1.0 - self.beta1**t
+        bc2 = 1.0 - self.beta2**t
+        return {"lr_t": self.lr / bc1, "root_bc2": math.sqrt(bc2)}
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnx._backend import executor, forced_executor, namespace
 from rnnx.functional.registry import CELLS
 from rnnx.interop.torch import LAYOUTS as TORCH_LAYOUTS
-from rnnx.testing import agreement
+from rnnx.testing import agreement, assert_close, recurrence_rtol
 
 from ._oracle import torch_gru_reset_before, torch_ln_lstm, torch_stack
 
@@ -68,9 +69,37 @@ def backward(kind, cache, dhs, dh_n=None, dc_n=None):
 
 def run(kind, a, *, mask=None, final=True, nonlinearity="tanh"):
     """Forward and backward of ``sum(out*dhs) + sum(h_n*dh_n) [+ sum(c_n*dc_n)]``; every
-    result by name (:func:`rnnx.testing.run_case`)."""
-    return agreement.run_case(CELLS[kind], a, mask=mask, final=final,
-                              options=_options(kind, nonlinearity))
+    result by name (:func:`rnnx.testing.run_case`). Where the backend runs the cell's tuned
+    form (NumPy), every call also checks it against the readable step
+    (:func:`check_tuned_against_step`)."""
+    got = agreement.run_case(CELLS[kind], a, mask=mask, final=final,
+                             options=_options(kind, nonlinearity))
+    check_tuned_against_step(kind, a, got, mask=mask, final=final, nonlinearity=nonlinearity)
+    return got
+
+
+def check_tuned_against_step(kind, a, got, *, mask=None, final=True, nonlinearity="tanh"):
+    """The tuned form's results ``got`` equal the readable step's on the same case to rounding:
+    within the rounding bound of the case in its dtype (:func:`rnnx.testing.recurrence_rtol`,
+    with the cell's ``rounding_gain``), relative to each array's largest magnitude. Both are
+    computed in the case's dtype in different orders, so each deviates from exact arithmetic
+    by at most that bound. Nothing to check where no tuned form runs."""
+    xp = namespace(a["x"])
+    spec = CELLS[kind]
+    if spec.step is None or spec.step.tuned is None or not executor(xp).tuned:
+        return
+    with forced_executor("eager"):
+        ref = agreement.run_case(spec, a, mask=mask, final=final,
+                                 options=_options(kind, nonlinearity))
+    batch, time, features = a["x"].shape
+    hidden = a["w_h"].shape[0]
+    rtol = recurrence_rtol(a["x"].dtype, xp, batch=batch, time=time, features=features,
+                           hidden=hidden, gain=spec.rounding_gain)
+    assert set(got) == set(ref)
+    for name, value in got.items():
+        scale = float(xp.max(xp.abs(ref[name])))
+        assert_close(value, ref[name], rtol=0.0, atol=rtol * scale,
+                     err_msg=f"{kind} tuned form against its step: {name}")
 
 
 def loss_fn(kind, a, *, mask=None, final=True, nonlinearity="tanh"):

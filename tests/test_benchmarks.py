@@ -91,6 +91,28 @@ def test_gated_cells_same_maths_in_torch_nn(cell, variant):
         np.testing.assert_allclose(dwh, want_dwh, rtol=0, atol=1e-10 * np.abs(want_dwh).max())
 
 
+@pytest.mark.parametrize("name", ["jax-scan", "rnnx-jax"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("variant", ["fwd", "m2m", "m2o"])
+def test_gated_cells_same_maths_in_jax(name, cell, variant):
+    """The JAX rows of the gated cells (JAX's own autodiff of a lax.scan LSTM/GRU, and rnnx
+    compiled on JAX) compute rnnx's: the same states and dL/dw_h (float64, 1e-10 relative to the
+    largest term)."""
+    if IMPLS[name].unavailable():
+        pytest.skip(IMPLS[name].unavailable())
+    case = Case(3, 6, 4, 5, "float64", variant, cell)
+    want_hs, want_dwh = _outputs(IMPLS["rnnx-numpy"].make(case)(), variant)
+    result = IMPLS[name].make(case)()
+    if name == "jax-scan":
+        hs = _host(result if variant == "fwd" else result[0])
+        dwh = None if variant == "fwd" else _host(result[1][2])
+    else:
+        hs, dwh = _outputs(result, variant)
+    np.testing.assert_allclose(hs, want_hs, rtol=0, atol=1e-10 * np.abs(want_hs).max())
+    if dwh is not None:
+        np.testing.assert_allclose(dwh, want_dwh, rtol=0, atol=1e-10 * np.abs(want_dwh).max())
+
+
 def test_gated_flops_count_the_gate_blocks():
     (lstm,) = all_cases(((2, 3, 4, 5),), ("float32",), ("fwd",), ("lstm",))
     (gru,) = all_cases(((2, 3, 4, 5),), ("float32",), ("fwd",), ("gru",))
@@ -101,24 +123,29 @@ def test_gated_flops_count_the_gate_blocks():
 
 def test_table_reports_calls_per_step_for_rnnx_rows():
     """The timing table's calls/step column: rnnx rows carry the counted forward (and backward)
-    calls per step, the other implementations none."""
+    calls per step of their executor (NumPy the tuned forms, torch the readable step), the
+    other implementations none."""
     from benchmarks.run import calls_per_step_table, to_markdown
 
     cases = all_cases(((2, 3, 4, 5),), ("float32",), ("fwd", "m2m"), ("rnn", "gru"))
     calls = calls_per_step_table(cases)
-    assert calls == {"rnn": {"fwd": [5, None], "m2m": [5, 5]},
-                     "gru": {"fwd": [23, None], "m2m": [23, 10]}}
+    assert calls == {"tuned": {"rnn": {"fwd": [5, None], "m2m": [5, 5]},
+                               "gru": {"fwd": [23, None], "m2m": [23, 10]}},
+                     "eager": {"rnn": {"fwd": [5, None], "m2m": [5, 9]},
+                               "gru": {"fwd": [31, None], "m2m": [31, 29]}}}
     row = {"case": cases[1].key, "impl": "rnnx-numpy", "best_s": 1e-3, "median_s": 1e-3,
            "ratio_to_torch_nn": 0.5, "ratio_to_floor": 2.5, "gflops": 1.0, "gemm_fraction": 0.1,
            **cases[1].to_dict()}
+    eager = {**row, "impl": "rnnx-torch", "ratio_to_floor": None}
     ref = {**row, "impl": "torch.nn.RNN", "ratio_to_torch_nn": 1.0, "ratio_to_floor": None}
     result = {"machine": {"cpu": "c", "cores": 2, "python": "3", "platform": "p",
                           "thread_env": {}}, "when": "now", "threads": 1, "rounds": 1,
               "budget_s": 0.1, "min_reps": 1, "quick": True, "gemm_peak": {}, "info": {},
-              "rows": [row, ref], "calls_per_step": calls}
+              "rows": [row, eager, ref], "calls_per_step": calls}
     md = to_markdown(result)
     assert "| % peak | ÷ floor | calls/step (fwd, bwd) |" in md
     assert "| rnnx-numpy | 1.00 ms | 1.00 ms | 0.50 | 1.0 | 10 % | 2.50 | 5, 5 |" in md
+    assert "| rnnx-torch | 1.00 ms | 1.00 ms | 0.50 | 1.0 | 10 % |  | 5, 9 |" in md
     assert "| torch.nn.RNN | 1.00 ms | 1.00 ms | 1.00 | 1.0 | 10 % |  |  |" in md
 
 

@@ -61,3 +61,29 @@ def test_cache_is_minimal(kind, rng):
 
 def test_omitted_state_is_the_zero_state_bit_for_bit(kind, rng):
     checks.check_zero_state_step(kind, rng)
+
+
+def test_tuned_form_check_catches_a_2e_4_error_in_the_step(kind, rng, monkeypatch):
+    """The check that NumPy's tuned form equals the readable step (run by every case of
+    ``tests/_cells.run`` on NumPy) fails when the readable step's new state is off by 2e-4."""
+    import dataclasses
+    import importlib
+
+    from rnnx.functional.registry import CELLS
+
+    from . import _cells
+
+    module = importlib.import_module(CELLS[kind].forward.__module__)
+    step = module.STEP
+    last = step.forward[-1]
+
+    def mutant(*args, **kwargs):
+        new, saved = last(*args, **kwargs)
+        return tuple(a * (1.0 + 2e-4) for a in new), saved
+
+    case = _cells.make_case(kind, rng, 2, 4, 3, 5)
+    _cells.run(kind, case)  # the cell passes
+    monkeypatch.setattr(module, "STEP", dataclasses.replace(
+        step, forward=(*step.forward[:-1], mutant)))
+    with pytest.raises(AssertionError, match="tuned form against its step"):
+        _cells.run(kind, case)

@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from rnnx._backend import host_rng
+from rnnx._backend import host_rng, to_numpy
 from rnnx.functional.registry import CELLS, Cell, get_cell, register_cell, unregister_cell
 from rnnx.init import draw_cell_params
 
@@ -90,3 +90,39 @@ def test_register_and_unregister():
     with pytest.raises(TypeError, match=r"must be an rnnx\.functional\.registry\.Cell"):
         register_cell({"name": "x"})
     assert isinstance(CELLS["rnn"], Cell)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru_reset_before", "ln_lstm"])
+def test_a_cell_given_by_its_step_alone(kind, xp, put, rng):
+    """A record with only a ``step`` (no forward or backward, no tuned form) gets both from the
+    driver: the same cell's results as the built-in record's, forward and every gradient, masked,
+    on every backend (compiled on JAX), to float64 rounding; and it registers and trains."""
+    from rnnx.functional import Step
+    from rnnx.testing import agreement
+
+    from . import _cells
+
+    spec = CELLS[kind]
+    bare = dataclasses.replace(spec, name=f"{kind}_bare", forward=None, backward=None,
+                               step=dataclasses.replace(spec.step, tuned=None))
+    assert isinstance(bare.step, Step) and bare.workspace
+    case = _cells.make_case(kind, rng, 3, 5, 2, 4)
+    a = {k: None if v is None else put(v, xp.float64) for k, v in case.items()}
+    mask = put(np.array([[True] * 5, [False, True, True, True, False], [True] * 3 + [False] * 2]))
+    want = agreement.run_case(spec, a, mask=mask)
+    got = agreement.run_case(bare, a, mask=mask)
+    assert set(got) == set(want)
+    for name in want:
+        ref = to_numpy(want[name])
+        scale = max(float(np.max(np.abs(ref))), 1e-300)
+        assert float(np.max(np.abs(to_numpy(got[name]) - ref))) <= 1e-12 * scale, name
+    register_cell(bare)
+    try:
+        from rnnx.models import RNNClassifier
+
+        X = rng.normal(size=(12, 4, 2))
+        clf = RNNClassifier(cell=bare.name, hidden_size=3, epochs=2, batch_size=5,
+                            random_state=0).fit(X, rng.integers(0, 2, size=12))
+        assert np.isfinite(clf.history_["loss"]).all()
+    finally:
+        unregister_cell(bare.name)

@@ -12,7 +12,7 @@ import pytest
 from rnnx._backend import device as device_of
 from rnnx._backend import namespace, to_numpy
 from rnnx.datasets import SEED_EXPECTED_LAST_STATE, seed_example
-from rnnx.functional import rnn_backward, rnn_cell_backward, rnn_forward
+from rnnx.functional import rnn_backward, rnn_forward, rnn_step_backward
 from rnnx.functional._common import _folds_bias, per_step_transpose
 from rnnx.testing import finite_difference_grads, grad_check_error, seed_tolerance
 
@@ -154,15 +154,15 @@ def test_cache_holds_one_state_array(rng):
 
 
 @pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
-def test_public_cell_backward_is_one_step_of_bptt(rng, nonlinearity):
-    """``rnn_cell_backward`` (public, no longer called by the loops) is one step of
-    ``rnn_backward``: on a one-step sequence its ``dL/dh_{t-1}`` is ``dh0`` and its ``da``
-    summed over the batch is ``db``."""
+def test_public_step_backward_is_one_step_of_bptt(rng, nonlinearity):
+    """``rnn_step_backward`` is one step of ``rnn_backward``: on a one-step sequence its
+    ``dv @ w_h^T`` is ``dh0`` and its ``du`` summed over the batch is ``db``."""
     case = make_case(rng, 3, 1, 2, 4)
     hs, cache = rnn_forward(case["x"], case["w_x"], case["w_h"], case["b"], case["h0"],
                             nonlinearity=nonlinearity)
     grads = rnn_backward(case["dhs"], cache)
-    da, g_prev = rnn_cell_backward(case["dhs"][:, 0, :], hs[:, 0, :], case["w_h"].T,
-                                   xp=namespace(hs), nonlinearity=nonlinearity)
-    np.testing.assert_allclose(g_prev, grads.dh0, rtol=1e-14, atol=1e-15)
-    np.testing.assert_allclose(da.sum(axis=0), grads.db, rtol=1e-14, atol=1e-15)
+    step = rnn_step_backward({}, (case["dhs"][:, 0, :],), (hs[:, 0, :],), (case["h0"],),
+                             xp=namespace(hs), nonlinearity=nonlinearity)
+    assert step.dstate == (None,)
+    np.testing.assert_allclose(step.dv @ case["w_h"].T, grads.dh0, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(step.du.sum(axis=0), grads.db, rtol=1e-14, atol=1e-15)

@@ -1,5 +1,6 @@
 """rnnx.testing.counting: the counter counts what it says, leaves the backend as it found it,
-and the calls per time step of every cell stay where the cuts of issue 13 left them."""
+and the calls per time step of every cell stay where they are measured: the tuned NumPy forms
+where the cuts of issue 13 left them, the readable steps where the step interface put them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 from rnnx._backend import from_host, get_namespace, on_accelerator, to_numpy
-from rnnx.functional import _common, _loop
+from rnnx.functional import _common
+from rnnx.functional._tuned import _loop as tuned_loop
 from rnnx.functional.registry import CELLS
 from rnnx.testing import calls_per_step, cell_calls_rows, count_calls
 
@@ -70,8 +72,8 @@ def test_refuses_a_namespace_whose_arrays_it_cannot_wrap():
 
 
 def test_elman_calls_per_step_derived_by_hand():
-    """The unmasked Elman loops, counted by hand. Forward, each step after the first:
-    ``xw[t]`` (a view), ``h @ w_h``, ``a += xw_t``, ``tanh(a)`` (or ``maximum(a, zero)``),
+    """The unmasked Elman loops of the tuned form (NumPy's), counted by hand. Forward, each step
+    after the first: ``xw[t]`` (a view), ``h @ w_h``, ``a += xw_t``, ``tanh(a)`` (or ``maximum(a, zero)``),
     ``xw[t] = h``: 5 calls, 4 launches. Backward with a gradient at every step: ``das[t]`` (a
     view), ``da *= g``, ``da @ w_h^T``, ``dhs[:, t-1]`` (a view), ``g += ...``: 5 calls, 3
     launches (before the cuts 7: ``das[t, ...] *= g`` also assigned the view to itself).
@@ -80,7 +82,7 @@ def test_elman_calls_per_step_derived_by_hand():
     = 6, less the first step's GEMM and add (a zero state needs neither) = 4; relu adds its
     zero array, made once."""
     for nonlinearity, fixed in (("tanh", 4), ("relu", 5)):
-        got = calls_per_step("rnn", options={"nonlinearity": nonlinearity})
+        got = calls_per_step("rnn", options={"nonlinearity": nonlinearity}, executor="tuned")
         f, b = got["forward"], got["backward"]
         assert (f.per_step, f.launches, f.scalars, f.fixed) == (5, 4, 0, fixed)
         assert (b.per_step, b.launches, b.scalars) == (5, 3, 0)
@@ -90,9 +92,24 @@ def test_elman_calls_per_step_derived_by_hand():
         assert b.by_name == {"__getitem__": 2, "__imul__": 1, "__matmul__": 1, "__iadd__": 1}
 
 
-# Calls per step (calls, launches) of the forward and the backward, gradient at every step,
-# measured after the cuts of issue 13 (docs/performance.md, "Calls per time step", has them
-# before and after). A regression guard: a change that adds a call to a step fails here.
+def test_readable_elman_step_counted_by_hand():
+    """The readable Elman step in the eager executor. Forward: ``u[t]`` (a view), ``h @ w_h``,
+    ``u + v``, ``tanh`` (relu: ``zeros(())`` and ``maximum``), the state stored
+    (``__setitem__``): 5 calls (relu 6), 4 launches (relu 5). Backward: ``state[t-1]`` and
+    ``saved[t]`` (views), ``h * h``, ``1 - .``, ``G * .`` (relu: ``h > 0``, ``astype``,
+    ``G * .``), ``da @ w_h^T``, ``seq[:, t-1]`` (a view) and its add, ``da`` stored once (it is
+    both ``du`` and ``dv``): 9 calls, 6 launches."""
+    for nonlinearity, forward in (("tanh", (5, 4)), ("relu", (6, 5))):
+        got = calls_per_step("rnn", options={"nonlinearity": nonlinearity})
+        f, b = got["forward"], got["backward"]
+        assert (f.per_step, f.launches, f.scalars) == (*forward, 0)
+        assert (b.per_step, b.launches, b.scalars) == (9, 6, 0)
+
+
+# Calls per step (calls, launches) of the forward and the backward, gradient at every step, of
+# the tuned NumPy forms, measured after the cuts of issue 13 (docs/performance.md, "Calls per
+# time step", has them before and after). A regression guard: a change that adds a call to a
+# step fails here.
 EXPECTED = {
     ("rnn-tanh", False): ((5, 4), (5, 3)),
     ("rnn-tanh", True): ((7, 5), (9, 6)),
@@ -111,18 +128,40 @@ EXPECTED = {
 }
 
 
-def test_calls_per_step_of_every_cell():
+# The same of the readable steps in the eager executor (torch, CuPy, array-api-strict): each
+# gate's activation, product and sum is its own call, and the driver stores each saved array
+# and each per-step gradient by item assignment. What a fuser (one kernel for a step's
+# pointwise part) or the compiled JAX executor takes down to one launch.
+EXPECTED_STEP = {
+    ("rnn-tanh", False): ((5, 4), (9, 6)),
+    ("rnn-tanh", True): ((7, 5), (14, 9)),
+    ("rnn-relu", False): ((6, 5), (9, 6)),
+    ("rnn-relu", True): ((8, 6), (14, 9)),
+    ("lstm", False): ((31, 26), (35, 27)),
+    ("lstm", True): ((34, 28), (44, 33)),
+    ("gru", False): ((31, 24), (29, 23)),
+    ("gru", True): ((33, 25), (34, 26)),
+    ("gru_reset_before", False): ((33, 24), (31, 26)),
+    ("gru_reset_before", True): ((35, 25), (36, 29)),
+    ("ln_lstm", False): ((55, 50), (61, 48)),
+    ("ln_lstm", True): ((58, 52), (70, 54)),
+}
+
+
+@pytest.mark.parametrize("executor, expected", [("tuned", EXPECTED), ("eager", EXPECTED_STEP)])
+def test_calls_per_step_of_every_cell(executor, expected):
     """Every registered cell, plain and with a lengths mask: no Python scalar reaches a
     namespace function in a step, and the per-step counts are the measured ones."""
-    rows = cell_calls_rows()
-    assert {(r["cell"], r["masked"]) for r in rows} == set(EXPECTED)
+    rows = cell_calls_rows(executor=executor)
+    assert {(r["cell"], r["masked"]) for r in rows} == set(expected)
     for r in rows:
         f, b = r["forward"], r["backward"]
-        assert ((f.per_step, f.launches), (b.per_step, b.launches)) == EXPECTED[
+        assert ((f.per_step, f.launches), (b.per_step, b.launches)) == expected[
             (r["cell"], r["masked"])], r["cell"]
         assert f.scalars == b.scalars == 0, r["cell"]
-        assert "concat" not in b.by_name or r["cell"].endswith("lstm"), r["cell"]
-        assert "__setitem__" not in b.by_name or r["cell"] == "ln_lstm", r["cell"]
+        if executor == "tuned":
+            assert "concat" not in b.by_name or r["cell"].endswith("lstm"), r["cell"]
+            assert "__setitem__" not in b.by_name or r["cell"] == "ln_lstm", r["cell"]
 
 
 def test_nonlinear_counts_are_refused(monkeypatch):
@@ -130,19 +169,20 @@ def test_nonlinear_counts_are_refused(monkeypatch):
     that a threshold lies between them."""
     monkeypatch.setattr(_common, "_BLOCK_ELEMENTS", 6 * 2 * 4 * 16)  # blocks of 6 steps
     with pytest.raises(ValueError, match="not linear"):
-        calls_per_step("lstm", lengths=(4, 8, 12))
+        calls_per_step("lstm", lengths=(4, 8, 12), executor="tuned")
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "gru_reset_before", "ln_lstm"])
 def test_one_block_on_accelerators(cell, monkeypatch):
-    """On the CPU small blocks cost calls per block; where the arrays are on an accelerator the
-    driver takes one block, and the calls are those of one block whatever the block size."""
-    one_block = calls_per_step(cell, masked=True)["backward"]
+    """The tuned forms: on the CPU small blocks cost calls per block; where the arrays are on an
+    accelerator the loop takes one block, and the calls are those of one block whatever the
+    block size."""
+    one_block = calls_per_step(cell, masked=True, executor="tuned")["backward"]
     monkeypatch.setattr(_common, "_BLOCK_ELEMENTS", 1)  # one step a block on the CPU
-    blocked = calls_per_step(cell, masked=True)["backward"]
+    blocked = calls_per_step(cell, masked=True, executor="tuned")["backward"]
     assert blocked.per_step > one_block.per_step
-    monkeypatch.setattr(_loop, "on_accelerator", lambda a: True)
-    assert calls_per_step(cell, masked=True)["backward"] == one_block
+    monkeypatch.setattr(tuned_loop, "on_accelerator", lambda a: True)
+    assert calls_per_step(cell, masked=True, executor="tuned")["backward"] == one_block
 
 
 def test_on_accelerator_is_false_on_the_cpu_backends():

@@ -15,8 +15,10 @@ things that cannot be written against the standard, one job a module:
   generator that makes a seed mean the same weights on every backend, and a device
   synchronisation for timers;
 * ``_cpu``: CPU tuning (which tanh suits the CPU, thread limits, NumPy float warnings);
-* ``_files``: atomic files and ``.npz`` archives that never need pickle;
-* ``_compile``: one-off costs of first use, said before they are paid (CuPy's kernel cache).
+* ``_compile``: one-off costs of first use, said before they are paid (CuPy's kernel cache);
+* ``_executors``: how a cell's step runs over time on each backend (eagerly, or as
+  ``jax.lax.scan`` compiled with ``jax.jit``), and which executor a namespace gets;
+* ``_files``: atomic files and ``.npz`` archives that never need pickle.
 
 Import from the package (``from rnnx._backend import ...``), not from its modules.
 """
@@ -44,6 +46,7 @@ from ._devices import (
     on_device,
     on_input_device,
 )
+from ._executors import Eager, Scanned, executor, forced_executor, is_traced
 from ._files import atomic_path, check_writable, load_npz, save_npz_atomic
 from ._host import (
     HostArray,
@@ -77,8 +80,10 @@ __all__ = [
     "REQUIREMENTS",
     "REQUIRE_ENV",
     "BackendStatus",
+    "Eager",
     "HostArray",
     "HostGenerator",
+    "Scanned",
     "ThreadLimit",
     "atomic_path",
     "available_backends",
@@ -91,14 +96,17 @@ __all__ = [
     "device_label",
     "device_scope",
     "devices",
+    "executor",
     "first_use_note",
     "float64_unavailable",
     "float_errors_checked_by_caller",
+    "forced_executor",
     "from_host",
     "get_namespace",
     "has_one_device",
     "host_namespace",
     "host_rng",
+    "is_traced",
     "jax_matmul_precision",
     "known_namespace",
     "limit_threads",

@@ -35,6 +35,10 @@ def check_inputs(x: Any, w_x: Any, w_h: Any, biases: dict[str, Any], h0: Any, c0
     return xp
 
 
+#: The layer norm's variance floor, as in the paper's reference code and torch.nn.LayerNorm
+#: (the layer-normalised LSTM's, readable and tuned).
+LAYER_NORM_EPS = 1e-5
+
 # Up to this many elements of w_h times steps, the backward multiplies by the transposed view.
 _VIEW_MAX_STEP_ELEMENTS = 512
 
@@ -42,15 +46,14 @@ _VIEW_MAX_STEP_ELEMENTS = 512
 def per_step_transpose(xp: Any, w: Any, *, steps: int) -> Any:
     """``w.T`` for the per-step ``g @ w_h^T`` of a backward call of ``steps`` steps, made once
     per call: an array of its own in row-major order, except for short, small cases (below).
-    OpenBLAS ran that GEMM on a transposed view up to 2x slower (NumPy, (32, 64) @ (64, 64): 7.9
-    against 4.3 µs in float32; the LSTM's (32, 256) @ (256, 64): 21 against 11 µs); the copy
-    costs one pass over the weights. The standard's ``reshape`` reads elements in row-major
-    order, so flattening the transposed view writes them in that order, on every backend, with
-    no layout flag outside the standard.
+    OpenBLAS ran that GEMM on a transposed view up to 2x slower; the copy costs one pass over
+    the weights (docs/performance.md, "Figures once in the code"). The standard's ``reshape``
+    reads elements in row-major order, so flattening the transposed view writes them in that
+    order, on every backend, with no layout flag outside the standard.
 
-    For a few steps with small weights the view itself is returned: the copy's two calls cost
-    ~3.5 µs on NumPy, the view ~0.2-0.6 µs a step at those sizes (float32 and float64, (1, 4)
-    to (16, 16) states), which is what the seed-sized case pays in overhead."""
+    For a few steps with small weights the view itself is returned: there the copy's two calls
+    cost more than the view costs over all steps, which is what the seed-sized case pays in
+    overhead."""
     rows, cols = w.shape
     if steps * rows * cols <= _VIEW_MAX_STEP_ELEMENTS:
         return w.T
@@ -105,7 +108,7 @@ def final_grad(xp: Any, hs: Any, last: Any, dh_n: Any, seq: Any) -> Any:
 
 
 # Below this many elements in the ``(time*batch, width)`` projection, appending the column of
-# ones costs more (two extra calls, ~3 µs on NumPy) than the whole-array pass it saves.
+# ones costs more (two extra calls) than the whole-array pass it saves.
 _FOLD_MIN_ELEMENTS = 1 << 14
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._backend import device as device_of
-from .._backend import move_to, namespace, on_input_device
+from .._backend import is_traced, move_to, namespace, on_input_device
 from ._validate import dtype_name
 
 __all__ = ["as_step_mask", "lengths_to_mask", "mask_outputs"]
@@ -73,8 +73,9 @@ def as_step_mask(mask: Any, *, x: Any, xp: Any) -> Any:
                 f"mask given as integer lengths must have shape (batch,) = ({batch},); got shape "
                 f"{tuple(mask.shape)}"
             )
-        # One scalar to the host: a length outside [0, time] is a caller bug worth a sync.
-        if bool(xp.any((mask < 0) | (mask > time))):
+        # One scalar to the host: a length outside [0, time] is a caller bug worth a sync
+        # (not under jax.jit, where the values are abstract: the caller's data was checked).
+        if not is_traced(mask) and bool(xp.any((mask < 0) | (mask > time))):
             raise ValueError(
                 f"mask given as lengths must lie in [0, time] = [0, {time}]; got "
                 f"min {int(xp.min(mask))}, max {int(xp.max(mask))}"

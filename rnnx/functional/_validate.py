@@ -41,13 +41,16 @@ def resolve(arrays: dict[str, Any]) -> Any:
             ) from None
     if has_one_device(xp):
         return xp
-    names = list(present)
-    dev0 = device(present[names[0]])
-    for name in names[1:]:
-        d = device(present[name])
-        if d != dev0:
+    first = dev0 = None
+    for name, a in present.items():
+        d = device(a)
+        if d is None:  # a JAX tracer: jax.jit places it, there is nothing to compare
+            continue
+        if dev0 is None:
+            first, dev0 = name, d
+        elif d != dev0:
             raise ValueError(
-                f"all arrays must be on one device; {names[0]} is on {device_label(dev0)} but {name} "
+                f"all arrays must be on one device; {first} is on {device_label(dev0)} but {name} "
                 f"is on {device_label(d)}"
             )
     return xp
@@ -78,7 +81,7 @@ def check_float(name: str, a: Any, *, xp: Any, like: tuple[str, Any] | None = No
 def check_shape(name: str, a: Any, expected: tuple[int | None, ...], labels: str) -> None:
     """``a.shape`` must equal ``expected`` (``None`` = any size); ``labels`` names the axes."""
     if a.shape == expected:
-        return  # the common case, ~0.1 µs against ~1.2 µs for the general test below
+        return  # the common case, a tenth of the general test below
     shape = tuple(a.shape)
     ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape))
     if not ok:

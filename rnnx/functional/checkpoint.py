@@ -9,9 +9,9 @@ References
 
 The forward pass keeps the state at the start of every segment of ``every`` steps and nothing
 else. The backward pass walks the segments last to first: it recomputes the segment's states
-from its checkpoint (with the same per-segment operations as the forward, so the recomputed
-states are bitwise those the forward produced), runs the adjoint recurrence of
-:mod:`rnnx.functional.rnn` over them and adds the segment's share of the weight gradients. With
+from its checkpoint (the same driver call as the forward's, so the recomputed states are
+bitwise those the forward produced), runs the driver's backward over them
+(:mod:`rnnx.functional._loop`) and adds the segment's share of the weight gradients. With
 ``every = ceil(sqrt(T))`` the working memory is about ``2 sqrt(T)`` states of ``(batch,
 hidden)`` instead of ``2 T``; the price is one more forward pass.
 """
@@ -22,16 +22,9 @@ import math
 from typing import Any, NamedTuple
 
 from .._backend import device, on_input_device, writeable
-from ._common import input_grads, input_projection, per_step_transpose
+from ._loop import drive_backward, drive_forward
 from ._validate import check_shape, dtype_name, resolve
-from .rnn import (
-    RNNGrads,
-    activation,
-    check_rnn_inputs,
-    elman_adjoint,
-    elman_derivative,
-    elman_states,
-)
+from .rnn import STEP, RNNGrads, check_rnn_inputs
 
 __all__ = ["RNNCheckpointCache", "rnn_backward_checkpointed", "rnn_forward_checkpointed"]
 
@@ -56,13 +49,15 @@ def default_every(time: int) -> int:
     return math.isqrt(time - 1) + 1  # ceil(sqrt(time)) for time >= 1
 
 
-def _segment_states(x, w_x, w_h, b, h, s, e, *, xp, nonlinearity):
-    """States ``h_{s+1} .. h_e`` as ``(e - s, batch, hidden)``, time-major, from ``h = h_s``
-    (``None`` for zeros). The same operations in the forward and in the backward's
-    recomputation, so both give the same bits."""
-    xw = input_projection(xp, x[:, s:e, :], w_x, b)  # (L, B, H): the segment's, one GEMM
-    f = activation(nonlinearity, xp=xp, like=x)
-    return elman_states(xw, h, w_h, f, xp=xp)  # (L, B, H)
+def _segment(xp: Any, cache: RNNCheckpointCache | tuple, h: Any, s: int, e: int) -> Any:
+    """The driver's forward over steps ``s .. e-1`` from ``h = h_s`` (``None`` for zeros):
+    the same call in the forward and in the backward's recomputation, so both give the same
+    bits. Returns its cache."""
+    x, w_x, w_h, b = cache[:4]
+    nonlinearity = cache[-1]
+    _, seg = drive_forward(STEP, xp, x[:, s:e, :], {"w_x": w_x, "w_h": w_h, "b": b}, {"h0": h},
+                           None, gates=1, options={"nonlinearity": nonlinearity})
+    return seg
 
 
 @on_input_device
@@ -76,7 +71,8 @@ def rnn_forward_checkpointed(
     segment; default ``ceil(sqrt(time))``, which minimises memory). Returns the final state
     ``h_T`` ``(batch, hidden)`` — not every state, which would cost the O(time) memory this
     avoids — and the cache for :func:`rnn_backward_checkpointed`. Results are in the inputs'
-    namespace, on their device, in their dtype.
+    namespace, on their device, in their dtype. Each segment is one run of the driver (on JAX
+    one compiled call; segments of one length share their compilation).
     """
     xp = check_rnn_inputs(x, w_x, w_h, b, h0, nonlinearity)
     time = x.shape[1]
@@ -84,14 +80,14 @@ def rnn_forward_checkpointed(
         every = default_every(time)
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
         raise ValueError(f"every must be a positive int (steps per segment); got {every!r}")
+    args = (x, w_x, w_h, b, nonlinearity)
     h = h0
     checkpoints = []
     for s in range(0, time, every):
         checkpoints.append(h)
-        e = min(s + every, time)
-        hs = _segment_states(x, w_x, w_h, b, h, s, e, xp=xp, nonlinearity=nonlinearity)  # (L, B, H)
-        # A copy, not a view: a view would keep the whole segment buffer alive as a checkpoint.
-        h = xp.asarray(hs[e - s - 1, ...], copy=True)  # (B, H)
+        seg = _segment(xp, args, h, s, min(s + every, time))
+        # A copy, not a view: a view would keep the whole segment's states alive.
+        h = xp.asarray(seg.h_n, copy=True)  # (B, H)
     return h, RNNCheckpointCache(x, w_x, w_h, b, h0, checkpoints, every, nonlinearity)
 
 
@@ -121,39 +117,29 @@ def rnn_backward_checkpointed(dhs: Any, cache: RNNCheckpointCache):
             f"dhs must have the forward pass's dtype {dtype_name(xp, x.dtype)}; "
             f"got {dtype_name(xp, dhs.dtype)}"
         )
+    args = (x, w_x, w_h, b, nonlinearity)
     dev = device(x)
-    w_hT = per_step_transpose(xp, w_h, steps=time)  # (H, H), once
-    dw_x = xp.zeros((features, hidden), dtype=x.dtype, device=dev)  # (F, H)
-    dw_h = xp.zeros((hidden, hidden), dtype=x.dtype, device=dev)  # (H, H)
-    db = xp.zeros((hidden,), dtype=x.dtype, device=dev)  # (H,)
+    sums: dict[str, Any] = {}
     # dx is the one O(time) result; filled in place where the namespace allows it, so that it
     # is never held twice (parts and their concatenation).
-    dx = xp.empty((batch, time, features), dtype=x.dtype, device=dev) if writeable(dw_x) else None
+    dx = xp.empty((batch, time, features), dtype=x.dtype, device=dev)  # (B, T, F)
+    if not writeable(dx):
+        dx = None
     dx_parts = [None] * len(checkpoints)
-    g = dhs if last_only else dhs[:, time - 1, :]  # (B, H)
+    g = dhs if last_only else None  # the gradient reaching the segment's final state
     for i in range(len(checkpoints) - 1, -1, -1):
         s = i * every
         e = min(s + every, time)
-        n = e - s
-        h_start = checkpoints[i]
-        hs = _segment_states(x, w_x, w_h, b, h_start, s, e, xp=xp, nonlinearity=nonlinearity)
-        da, g = elman_adjoint(elman_derivative(hs, nonlinearity, xp=xp), g, w_hT,
-                              None if last_only else dhs, offset=s, xp=xp)  # (L, B, H)
-        da2 = xp.reshape(da, (n * batch, hidden))  # (L*B, H)
-        dw_x_seg, db_seg = input_grads(xp, x[:, s:e, :], da2)  # (F, H), (H,)
-        dw_x += dw_x_seg
-        db += db_seg
-        if n > 1:
-            dw_h += xp.reshape(hs[: n - 1, ...], ((n - 1) * batch, hidden)).T @ xp.reshape(
-                da[1:, ...], ((n - 1) * batch, hidden)
-            )  # (H, H): states s+1..e-1 feed steps s+2..e
-        if h_start is not None:
-            dw_h += h_start.T @ da[0, ...]  # (H, H): the state entering the segment
-        dx_seg = xp.permute_dims(xp.reshape(da2 @ w_x.T, (n, batch, features)), (1, 0, 2))  # (B, L, F)
+        seg = _segment(xp, args, checkpoints[i], s, e)  # the states again, the same bits
+        seq = None if last_only else dhs[:, s:e, :]  # (B, L, H)
+        grads = drive_backward(STEP, xp, seg, seq, (g,), gates=1)
+        g = grads["dh0"]  # (B, H): reaches the state entering this segment
+        for name in ("dw_x", "dw_h", "db"):
+            sums[name] = grads[name] if name not in sums else sums[name] + grads[name]
         if dx is not None:
-            dx[:, s:e, :] = dx_seg
+            dx[:, s:e, :] = grads["dx"]  # (B, L, F)
         else:
-            dx_parts[i] = dx_seg
+            dx_parts[i] = grads["dx"]
     if dx is None:
         dx = xp.concat(dx_parts, axis=1)  # (B, T, F)
-    return RNNGrads(dx, g, dw_x, dw_h, db)
+    return RNNGrads(dx, g, sums["dw_x"], sums["dw_h"], sums["db"])

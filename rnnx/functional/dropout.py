@@ -27,12 +27,12 @@ DROPOUT_KEY_WORDS = 8
 _C = 0x5BD1
 
 
-def _keyed_words(idx: Any, keys: tuple[int, ...]) -> Any:
+def _keyed_words(idx: Any, keys: Any) -> Any:
     """int32 words in ``[0, 2**31)``, shaped like ``idx``: the Feistel hash of the int32 element
-    indices ``idx`` under ``keys``."""
+    indices ``idx`` under ``keys`` (ints, or an int32 array of them)."""
     left, right = idx >> 16, idx & 0xFFFF
-    for k in keys:
-        left, right = right, left ^ ((((right ^ k) * _C) >> 8) & 0xFFFF)
+    for r in range(DROPOUT_KEY_WORDS):
+        left, right = right, left ^ ((((right ^ keys[r]) * _C) >> 8) & 0xFFFF)
     return ((left & 0x7FFF) << 16) | right
 
 
@@ -43,8 +43,11 @@ def dropout_scale(shape: tuple[int, ...], rate: float, keys: tuple[int, ...], *,
     ``device`` of namespace ``xp``.
 
     ``keys`` are :data:`DROPOUT_KEY_WORDS` ints in ``[0, 2**16)`` (draw them from a seeded host
-    generator: the same keys give the same mask on every backend and device). ``rate`` is in
-    ``[0, 1)``. The mask has at most ``2**31`` elements (int32 counters).
+    generator: the same keys give the same mask on every backend and device), or the same as an
+    int32 array ``(DROPOUT_KEY_WORDS,)`` of ``xp`` on ``device`` (a compiled training step takes
+    them as an argument, so that new keys do not mean a new compilation; their values are not
+    checked). ``rate`` is in ``[0, 1)``. The mask has at most ``2**31`` elements (int32
+    counters).
 
     ``rows`` (integer indices along axis 0, an array of ``xp`` on ``device``, or a host
     sequence) returns only those rows of the mask of ``shape``, ``(len(rows), *shape[1:])``,
@@ -53,8 +56,12 @@ def dropout_scale(shape: tuple[int, ...], rate: float, keys: tuple[int, ...], *,
     Host indices outside ``[0, shape[0])`` are refused; device arrays are taken as given (a
     check would read them back to the host).
     """
-    if len(keys) != DROPOUT_KEY_WORDS or not all(isinstance(k, int) and 0 <= k < 1 << 16
-                                                 for k in keys):
+    if hasattr(keys, "__array_namespace__"):
+        if tuple(keys.shape) != (DROPOUT_KEY_WORDS,) or keys.dtype != xp.int32:
+            raise ValueError(f"keys given as an array must be int32 of shape "
+                             f"({DROPOUT_KEY_WORDS},); got {keys.dtype} {tuple(keys.shape)}")
+    elif len(keys) != DROPOUT_KEY_WORDS or not all(isinstance(k, int) and 0 <= k < 1 << 16
+                                                   for k in keys):
         raise ValueError(f"keys must be {DROPOUT_KEY_WORDS} ints in [0, 2**16); got {keys!r}")
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"rate must be a probability in [0, 1); got {rate!r}")

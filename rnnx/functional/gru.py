@@ -1,4 +1,5 @@
-"""GRU: one-step cell, the time loop, and backpropagation through time.
+"""GRU (reset after the recurrent product): its step, the step's backward, and the
+whole-sequence forward and backward.
 
 References
 ----------
@@ -17,7 +18,8 @@ Layout (row-vector convention)::
 Both biases are needed: ``b_hn`` sits inside the reset product, so only the ``r`` and ``z``
 parts could be merged.
 
-Forward, with ``u_t = x_t w_x + b_ih`` (hoisted over all steps) and ``v_t = h_{t-1} w_h + b_hh``::
+Step, with ``u_t = x_t w_x + b_ih`` (the driver's, hoisted over all steps) and
+``v_t = h_{t-1} w_h + b_hh`` (the driver's recurrent product)::
 
     r = sigmoid(u_r + v_r)   z = sigmoid(u_z + v_z)   n = tanh(u_n + r * v_n)
     h_t = (1 - z) * n + z * h_{t-1}
@@ -30,67 +32,61 @@ Backward, ``G_t = dL/dh_t`` the total gradient reaching ``h_t``::
     G_{t-1} = dhs_{t-1} + dv_t w_h^T + G_t z
     dw_x = sum_t x_t^T du_t   db_ih = sum_t du_t   dw_h = sum_t h_{t-1}^T dv_t   db_hh = sum_t dv_t
 
-Only the ``G`` recurrence is sequential: every factor above that does not involve ``G`` is
-computed for all steps at once before the loop, and the weight gradients are one GEMM each.
+Only the ``G`` recurrence is sequential; the sums are the driver's, one GEMM (or one sum)
+each over all ``batch * time`` rows.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
-from .._backend import device, on_input_device, writeable
-from ._common import (
-    check_grads,
-    check_inputs,
-    final_grad,
-    input_projection,
-    per_step_transpose,
-    weight_grads,
-)
-from ._loop import scan_backward, scan_forward
-from ._mask import as_step_mask, mask_outputs
+from .._backend import on_input_device
+from ._activations import sigmoid
+from ._common import check_grads, check_inputs
+from ._loop import drive_backward, drive_forward
+from ._mask import as_step_mask
+from ._step import Cache, Step, StepGrads, Tuned, blocks
+from ._tuned import gru as tuned
 from ._validate import resolve
 from ._workspace import Workspace
 
-__all__ = [
-    "GRUCache",
-    "GRUGrads",
-    "gate_scale",
-    "gru_backward",
-    "gru_backward_factors",
-    "gru_cell",
-    "gru_cell_backward",
-    "gru_first_step",
-    "gru_forward",
-]
+__all__ = ["GRUCache", "GRUGrads", "gru_backward", "gru_forward", "gru_step", "gru_step_backward"]
 
 
-class GRUCache(NamedTuple):
-    """What :func:`gru_backward` needs.
+def gru_step(p: dict, u: Any, v: Any, state: tuple[Any], *, xp: Any
+             ) -> tuple[tuple[Any], tuple[Any, ...]]:
+    """One step from ``u_t = x_t w_x + b_ih`` and ``v_t = h_{t-1} w_h + b_hh`` ``(batch,
+    3*hidden)`` and the state ``(h_{t-1},)``. Returns ``((h_t,), (r, z, n, v_n))``."""
+    (h_prev,) = state
+    u_r, u_z, u_n = blocks(u, 3)  # (B, H) each
+    v_r, v_z, v_n = blocks(v, 3)  # (B, H) each
+    r = sigmoid(u_r + v_r, xp=xp)
+    z = sigmoid(u_z + v_z, xp=xp)
+    n = xp.tanh(u_n + r * v_n)  # (B, H)
+    h = (1.0 - z) * n + z * h_prev  # (B, H)
+    return (h,), (r, z, n, v_n)
 
-    New arrays: ``hs`` (the states ``(batch, time, hidden)``), ``rz`` (the activated reset and
-    update gates ``(batch, time, 2*hidden)``), ``n`` (the candidate ``(batch, time, hidden)``)
-    and ``vn`` (``h_{t-1} W_hn + b_hn``, ``(batch, time, hidden)``, needed by the reset gate's
-    gradient). ``x``, the weights, ``h0`` (``None`` for zeros) and ``mask`` are references.
-    Without a mask ``hs`` is the returned array; with one it holds the carried states.
-    ``h_n`` is the final state.
-    """
 
-    x: Any  # (batch, time, features)
-    w_x: Any  # (features, 3*hidden)
-    w_h: Any  # (hidden, 3*hidden)
-    h0: Any  # (batch, hidden) or None
-    hs: Any  # (batch, time, hidden)
-    rz: Any  # (batch, time, 2*hidden)
-    n: Any  # (batch, time, hidden)
-    vn: Any  # (batch, time, hidden)
-    mask: Any  # (batch, time) bool or None
+def gru_step_backward(p: dict, grads: tuple[Any], saved: tuple[Any, ...], state: tuple[Any], *,
+                      xp: Any) -> StepGrads:
+    """Backward of :func:`gru_step` from ``G_t = dL/dh_t``: ``du_t``, ``dv_t`` ``(batch,
+    3*hidden)`` and the direct path ``G_t z`` to ``h_{t-1}``."""
+    (G,) = grads
+    r, z, n, v_n = saved
+    (h_prev,) = state
+    da_n = G * (1.0 - z) * (1.0 - n * n)
+    da_z = G * (h_prev - n) * z * (1.0 - z)
+    da_r = da_n * v_n * r * (1.0 - r)
+    du = xp.concat([da_r, da_z, da_n], axis=1)  # (B, 3H)
+    dv = xp.concat([da_r, da_z, da_n * r], axis=1)  # (B, 3H)
+    return StepGrads(du=du, dv=dv, dstate=(G * z,))
 
-    @property
-    def h_n(self) -> Any:
-        """Final state ``(batch, hidden)``: each sample's last valid state under a mask."""
-        return self.hs[:, -1, :]
+
+STEP = Step(forward=(gru_step,), backward=(gru_step_backward,), input_bias="b_ih",
+            recurrent_bias="b_hh", tuned=Tuned(tuned.forward, tuned.backward))
+
+#: The cache :func:`gru_forward` returns (:class:`rnnx.functional.Cache`).
+GRUCache = Cache
 
 
 class GRUGrads(NamedTuple):
@@ -104,118 +100,11 @@ class GRUGrads(NamedTuple):
     db_hh: Any  # (3*hidden,)
 
 
-def gate_scale(hidden: int, *, xp: Any, dtype: Any, dev: Any) -> Any:
-    """``(3*hidden,)`` row ``[0.5, 0.5, 1]`` over the blocks ``r, z, n``: the sigmoids' halving
-    (``sigmoid(a) = (1 + tanh(a/2)) / 2``), folded into ``w_x``, ``w_h`` and both biases once per
-    call. Powers of two, so the gates, ``vn`` and the states are the same bits as scaling the
-    pre-activation every step (barring subnormals). A shared constant: read only."""
-    try:
-        return _scale(xp, hidden, dtype, dev)
-    except TypeError:  # a dtype or device that cannot be a cache key: make it afresh
-        return _scale.__wrapped__(xp, hidden, dtype, dev)
-
-
-@functools.lru_cache(maxsize=64)
-def _scale(xp: Any, hidden: int, dtype: Any, dev: Any) -> Any:
-    half = xp.full((2 * hidden,), 0.5, dtype=dtype, device=dev)  # (2H,)
-    return xp.concat([half, xp.ones((hidden,), dtype=dtype, device=dev)])  # (3H,)
-
-
-def gru_cell(u_t: Any, h_prev: Any, w_h: Any, b_hh: Any, *, xp: Any, prescaled: bool = False
-             ) -> tuple[Any, Any, Any, Any]:
-    """One GRU step from the precomputed input projection ``u_t = x_t @ w_x + b_ih``
-    ``(batch, 3*hidden)``. Returns ``(h_t, rz, n, vn)``: ``(batch, hidden)``,
-    ``(batch, 2*hidden)``, ``(batch, hidden)``, ``(batch, hidden)`` on ``h_prev``'s device.
-    ``prescaled=True``: ``u_t``, ``w_h`` and ``b_hh`` are already multiplied by
-    :func:`gate_scale` (their ``r, z`` blocks halved, once per call): one call fewer a step."""
-    hidden = h_prev.shape[1]
-    # In place on arrays this step made itself (seven allocations fewer per step; an immutable
-    # JAX array rebinds instead, with the same values): the same operations in the same order.
-    v = h_prev @ w_h  # (B, 3H)
-    v += b_hh
-    # sigmoid(a) = (1 + tanh(a/2)) / 2: no overflow for large |a|, one transcendental.
-    a = u_t[:, : 2 * hidden] + v[:, : 2 * hidden]  # (B, 2H)
-    if not prescaled:
-        a *= 0.5
-    rz = xp.tanh(a)  # (B, 2H)
-    rz *= 0.5
-    rz += 0.5  # (B, 2H): sigmoid(r), sigmoid(z)
-    vn = v[:, 2 * hidden :]  # (B, H)
-    an = rz[:, :hidden] * vn  # (B, H)
-    an += u_t[:, 2 * hidden :]
-    n = xp.tanh(an)  # (B, H)
-    z = rz[:, hidden:]  # (B, H)
-    h = h_prev - n  # (B, H)
-    h *= z
-    h += n
-    return h, rz, n, vn
-
-
-def gru_first_step(u_0: Any, b_hh: Any, *, xp: Any) -> tuple[Any, Any, Any, Any]:
-    """:func:`gru_cell` from the zero state, ``prescaled``: ``v = b_hh`` (no GEMM of zeros) and
-    ``h_1 = n - n * z`` (the general step's ``(0 - n) z + n``, the same bits). ``u_0 (batch,
-    3*hidden)`` is only read; ``vn`` is ``b_hn`` broadcast to ``(batch, hidden)`` (a view)."""
-    batch, width = u_0.shape
-    hidden = width // 3
-    a = u_0[:, : 2 * hidden] + b_hh[: 2 * hidden]  # (B, 2H)
-    rz = xp.tanh(a)  # (B, 2H)
-    rz *= 0.5
-    rz += 0.5  # (B, 2H): sigmoid(r), sigmoid(z)
-    vn = xp.broadcast_to(b_hh[2 * hidden :], (batch, hidden))  # (B, H)
-    an = rz[:, :hidden] * vn  # (B, H)
-    an += u_0[:, 2 * hidden :]
-    n = xp.tanh(an)  # (B, H)
-    h = n * rz[:, hidden:]  # (B, H)
-    return n - h, rz, n, vn
-
-
-def gru_backward_factors(rz: Any, n: Any, vn: Any, hs: Any, h_init: Any, *, xp: Any
-                         ) -> tuple[Any, Any]:
-    """The gradient-independent part of the backward steps of a block, time-major: from
-    ``rz (steps, batch, 2*hidden)``, ``n``, ``vn``, ``hs`` ``(steps, batch, hidden)`` and the state
-    before the block's first step ``h_init (batch, hidden)``, return ``p (steps, batch,
-    5*hidden)`` and ``p4``, the same array as ``(steps, batch, 5, hidden)``, such that, for the
-    incoming ``G_t``,
-
-        [da_n, da_r, da_z, da_n * r, G-through-z] = G_t * p_t          (blocks of ``hidden``)
-
-    i.e. ``p = [(1-z)(1-n^2), (1-z)(1-n^2) v_n r(1-r), (h_{t-1}-n) z(1-z), (1-z)(1-n^2) r, z]``.
-    In this order ``du_t`` (blocks 0-2, ``n, r, z``) and ``dv_t`` (blocks 1-3, ``r, z, n``: the
-    order of ``w_h``) are contiguous, one product of ``G_t`` broadcast over the blocks gives
-    both, and a step needs no concatenation. :func:`gru_backward` calls it block by block
-    (:func:`rnnx.functional._common.step_blocks`)."""
-    steps, batch, hidden = n.shape
-    r = rz[:, :, :hidden]  # (T, B, H)
-    z = rz[:, :, hidden:]  # (T, B, H)
-    h_prev = xp.concat([h_init[None, ...], hs[:-1, ...]], axis=0)  # (T, B, H)
-    an = (1.0 - z) * (1.0 - n * n)  # (T, B, H)
-    ar = an * vn * r * (1.0 - r)  # (T, B, H)
-    az = (h_prev - n) * z * (1.0 - z)  # (T, B, H)
-    p4 = xp.stack([an, ar, az, an * r, z], axis=2)  # (T, B, 5, H)
-    return xp.reshape(p4, (steps, batch, 5 * hidden)), p4  # (T, B, 5H), the same memory
-
-
-def gru_cell_backward(g: Any, p4_t: Any, w_hT: Any, *, xp: Any) -> tuple[Any, Any]:
-    """Backward of one step: ``g = dL/dh_t`` ``(batch, hidden)`` and ``p4_t`` from
-    :func:`gru_backward_factors` ``(batch, 5, hidden)``, an array of the caller's own that takes
-    the step's gradients in place where the namespace allows. Returns ``(d_t, dL/dh_{t-1})``:
-    ``d_t = [da_n, da_r, da_z, da_n * r, g * z]`` ``(batch, 5*hidden)``, of which ``du_t =
-    d_t[:, :3H]`` (blocks ``n, r, z``) and ``dv_t = d_t[:, H:4H]`` (``r, z, n``), and
-    ``dL/dh_{t-1} = dv_t w_h^T + g z`` ``(batch, hidden)``, a new array."""
-    batch, hidden = g.shape
-    d4 = p4_t
-    d4 *= g[:, None, :]  # (B, 5, H): an immutable JAX array rebinds, with the same values
-    d = xp.reshape(d4, (batch, 5 * hidden))  # (B, 5H): a view of the own, contiguous array
-    g_prev = d[:, hidden : 4 * hidden] @ w_hT  # (B, H): dv_t w_h^T
-    g_prev += d[:, 4 * hidden :]  # (B, H): + g z, the state's direct path
-    return d, g_prev
-
-
 @on_input_device
 def gru_forward(
     x: Any, w_x: Any, w_h: Any, b_ih: Any, b_hh: Any, h0: Any = None, *, mask: Any = None,
     workspace: Workspace | None = None,
-) -> tuple[Any, GRUCache]:
+) -> tuple[Any, Cache]:
     """Run a GRU over a whole sequence.
 
     Parameters
@@ -233,66 +122,26 @@ def gru_forward(
         Boolean ``(batch, time)`` step mask (padding on either side) or integer ``(batch,)``
         lengths, in ``x``'s namespace on any device, or host data; see :mod:`rnnx.functional._mask`.
     workspace : Workspace, optional
-        Buffers kept across calls (:class:`rnnx.functional.Workspace`): the cache's ``vn``
-        is written into it, overwritten by the next forward given the same workspace, so a
-        cache made with one is valid until then. ``hs`` is always a new array (and so are
-        ``rz`` and ``n``, which take the input projection's memory).
-        Without one every array is new, as before. Ignored for JAX.
+        Buffers kept across calls (:class:`rnnx.functional.Workspace`): the cache's arrays
+        other than ``hs`` are written into it, overwritten by the next forward given the same
+        workspace, so a cache made with one is valid until then. ``hs`` is always a new
+        array. Ignored for JAX.
 
     Returns
     -------
     hs : array (batch, time, hidden)
         The state at every step (zero where the mask is off); namespace, device and dtype of ``x``.
-    cache : GRUCache
+    cache : Cache
         Pass to :func:`gru_backward`; ``cache.h_n`` is the final state ``(batch, hidden)``.
     """
     xp = check_inputs(x, w_x, w_h, {"b_ih": b_ih, "b_hh": b_hh}, h0, None, 3)
     m = as_step_mask(mask, x=x, xp=xp)
-    batch = x.shape[0]
-    hidden = w_h.shape[0]
-    dev = device(x)
-    # Hoisted input projection: one GEMM over all rows, time-major so that each step reads one
-    # contiguous (B, 3H) block.
-    # The sigmoids' halving folded into the weights, once per call (exact: powers of two).
-    scale = gate_scale(hidden, xp=xp, dtype=x.dtype, dev=dev)  # (3H,)
-    w_hs, b_hhs = w_h * scale, b_hh * scale  # (H, 3H), (3H,)
-    u = input_projection(xp, x, w_x * scale, b_ih * scale)  # (T, B, 3H), pre-scaled
-    state0 = None  # the zero state: step 1 without the GEMM of zeros (gru_first_step)
-    if h0 is not None or m is not None:
-        state0 = (h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=dev),)
-
-    # Each step's gates rz and candidate n overwrite its own input-projection row (3H wide,
-    # read only at that step, still in cache) where the namespace allows: no buffers for
-    # them, two (T, B, .) arrays fewer. Immutable arrays (JAX) go to the driver's lists.
-    in_rows = writeable(u)
-
-    def keep(u_t: Any, h_t: Any, rz: Any, n: Any, vn: Any
-             ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        if in_rows:
-            u_t[:, : 2 * hidden] = rz  # (B, 2H)
-            u_t[:, 2 * hidden :] = n  # (B, H)
-            return (h_t,), (vn,)
-        return (h_t,), (rz, n, vn)
-
-    def step(u_t: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        return keep(u_t, *gru_cell(u_t, state[0], w_hs, b_hhs, xp=xp, prescaled=True))
-
-    def first(u_0: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        return keep(u_0, *gru_first_step(u_0, b_hhs, xp=xp))
-
-    widths = (hidden,) if in_rows else (2 * hidden, hidden, hidden)
-    (hs,), saved = scan_forward(step, u, state0, saved_widths=widths, mask=m, xp=xp,
-                                workspace=workspace, first=first, state_widths=(hidden,))
-    rzs, ns, vns = (u[:, :, : 2 * hidden], u[:, :, 2 * hidden :], saved[0]) if in_rows else saved
-    # (B, T, .) views of the time-major buffers: the layout every caller and the backward use.
-    states, rzs, ns, vns = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, rzs, ns, vns))
-    cache = GRUCache(x, w_x, w_h, h0, states, rzs, ns, vns, m)
-    out = states if m is None else mask_outputs(states, m, xp=xp)
-    return out, cache
+    return drive_forward(STEP, xp, x, {"w_x": w_x, "w_h": w_h, "b_ih": b_ih, "b_hh": b_hh},
+                         {"h0": h0}, m, gates=3, workspace=workspace)
 
 
 @on_input_device
-def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
+def gru_backward(dhs: Any, cache: Cache, dh_n: Any = None, *,
                  state_grads: list | None = None, workspace: Workspace | None = None
                  ) -> GRUGrads:
     """Backpropagation through time for :func:`gru_forward`.
@@ -302,7 +151,7 @@ def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
     dhs : array (batch, time, hidden) or (batch, hidden), or None
         Gradient of the returned ``hs``. A 2-D array is the gradient of the final state alone
         (many-to-one; without a mask that is ``hs[:, -1]``). ``None``: only ``dh_n``.
-    cache : GRUCache
+    cache : Cache
     dh_n : array (batch, hidden), optional
         Gradient of the final state ``cache.h_n``.
     state_grads : list, optional
@@ -317,42 +166,7 @@ def gru_backward(dhs: Any, cache: GRUCache, dh_n: Any = None, *,
         ``(dx, dh0, dw_x, dw_h, db_ih, db_hh)`` in the forward inputs' namespace and device;
         ``dh0`` is returned even when the forward pass started from zeros.
     """
-    x, w_x, w_h, h0, hs, rz, n, vn, m = cache
-    xp = resolve({"dhs": dhs, "hs": hs, "dh_n": dh_n})
-    batch, time, hidden = hs.shape
-    seq = check_grads(xp, hs, dhs, {"dh_n": dh_n})
-    if seq is not None and m is not None:
-        seq = mask_outputs(seq, m, xp=xp)  # a padded output is a constant zero: no gradient
-    g = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)
-
-    w_hT = per_step_transpose(xp, w_h, steps=time)  # (3H, H), once
-    dev = device(hs)
-    h_init = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
-    # Time-major again (views of the forward's buffers): each step reads contiguous rows.
-    hs_tm, rz_tm, n_tm, vn_tm = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, rz, n, vn))
-
-    def factors(s: int, e: int) -> tuple[Any, Any]:
-        h_before = h_init if s == 0 else hs_tm[s - 1, ...]  # (B, H): h_{s-1}
-        return gru_backward_factors(rz_tm[s:e, ...], n_tm[s:e, ...], vn_tm[s:e, ...],
-                                    hs_tm[s:e, ...], h_before, xp=xp)  # (L, B, 5H), (L, B, 5, H)
-
-    def step_back(g: tuple[Any, ...], p: tuple[Any, Any], t: int, i: int
-                  ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        d, g_prev = gru_cell_backward(g[0], p[1][i, ...], w_hT, xp=xp)
-        return (d,), (g_prev,)
-
-    # The weight sums read blocks 0-3 of each step's gradients (du, dv): a kept buffer stores
-    # those four, not the fifth (g z, which only fed the recurrence).
-    (ds,), (g,) = scan_backward(
-        step_back, factors, (g,), time=time, row_elements=batch * 5 * hidden,
-        stored_widths=(4 * hidden,), seq=seq, mask=m, state_grads=state_grads,
-        buffered=writeable(hs_tm), xp=xp, in_factors=1, workspace=workspace)
-    # du in the blocks' order n, r, z: w_x's columns (r, z, n) are taken in that order for dx,
-    # and dw_x, db_ih put back in w_x's order; dv is in w_h's order already.
-    w_x_nrz = xp.concat([w_x[:, 2 * hidden :], w_x[:, : 2 * hidden]], axis=1)  # (F, 3H)
-    dvs = ds[:, :, hidden : 4 * hidden]  # (T, B, 3H)
-    dw_x, dw_h, db_ih, dx = weight_grads(xp, x, hs_tm, h0, ds[:, :, : 3 * hidden], dvs, w_x_nrz)
-    dw_x = xp.concat([dw_x[:, hidden:], dw_x[:, :hidden]], axis=1)  # (F, 3H): r, z, n
-    db_ih = xp.concat([db_ih[hidden:], db_ih[:hidden]])  # (3H,): r, z, n
-    db_hh = xp.sum(xp.reshape(dvs, (time * batch, 3 * hidden)), axis=0)  # (3H,)
-    return GRUGrads(dx, g, dw_x, dw_h, db_ih, db_hh)
+    xp = resolve({"dhs": dhs, "hs": cache.hs, "dh_n": dh_n})
+    check_grads(xp, cache.hs, dhs, {"dh_n": dh_n})
+    return GRUGrads(**drive_backward(STEP, xp, cache, dhs, (dh_n,), gates=3,
+                                     state_grads=state_grads, workspace=workspace))

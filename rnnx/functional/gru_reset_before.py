@@ -1,4 +1,5 @@
-"""Reset-before GRU: one-step cell, the time loop, and backpropagation through time.
+"""Reset-before GRU: its step (two stages), the step's backward, and the whole-sequence forward
+and backward.
 
 References
 ----------
@@ -18,85 +19,107 @@ Layout (row-vector convention, gate order ``r, z, n`` as :mod:`rnnx.functional.g
 One bias: every bias of this variant is added outside any product with a gate, so an input
 and a recurrent bias (ONNX ``Wb``/``Rb``, torch-style ``b_ih``/``b_hh``) enter only as their sum.
 
-Forward, with ``u_t = x_t w_x + b`` (hoisted over all steps)::
+Step, with ``u_t = x_t w_x + b`` (the driver's, hoisted over all steps). The candidate's
+recurrent product needs the reset gate first, so the step has two stages, each after one of
+the driver's products::
 
-    r = sigmoid(u_r + h_{t-1} W_hr)     z = sigmoid(u_z + h_{t-1} W_hz)
-    q = r * h_{t-1}                     n = tanh(u_n + q W_hn)
-    h_t = (1 - z) * n + z * h_{t-1}
+    stage 1, after v = h_{t-1} [W_hr | W_hz]:   r = sigmoid(u_r + v_r)   z = sigmoid(u_z + v_z)
+                                                q = r * h_{t-1}
+    stage 2, after v = q W_hn:                  n = tanh(u_n + v)
+                                                h_t = (1 - z) * n + z * h_{t-1}
 
-Backward, ``G_t = dL/dh_t`` the total gradient reaching ``h_t``. Through ``h_t``:
-``dn = G (1 - z)``, ``dz = G (h_{t-1} - n)``, and directly ``G z`` to ``h_{t-1}``. Through the
-activations (``tanh' = 1 - n^2``, ``sigmoid' = s (1 - s)``) and the candidate's matmul::
+Backward, ``G_t = dL/dh_t`` the total gradient reaching ``h_t``; the stages' adjoints run last
+to first, the driver's ``dq = da_n W_hn^T`` between them::
 
-    da_n = G_t (1 - z)(1 - n^2)          da_z = G_t (h_{t-1} - n) z (1 - z)
-    dq   = da_n W_hn^T                   (dL/dq: the first of the step's two matmuls)
-    da_r = dq h_{t-1} r (1 - r)          (q = r * h_{t-1}: dL/dr = dq * h_{t-1})
-    G_{t-1} = dhs_{t-1} + [da_r, da_z] [W_hr | W_hz]^T + dq r + G_t z
+    stage 2:  da_n = G_t (1 - z)(1 - n^2)        da_z = G_t (h_{t-1} - n) z (1 - z)
+    stage 1:  da_r = dq h_{t-1} r (1 - r)        (q = r * h_{t-1}: dL/dr = dq * h_{t-1})
+              G_{t-1} = dhs_{t-1} + [da_r, da_z] [W_hr | W_hz]^T + dq r + G_t z
 
-and, summed over all steps after the loop (one GEMM each, ``du_t = [da_r, da_z, da_n]``)::
+and, summed over all steps by the driver (one GEMM each, ``du_t = [da_r, da_z, da_n]``)::
 
     dw_x = sum_t x_t^T du_t     db = sum_t du_t     dx_t = du_t w_x^T
-    [dW_hr | dW_hz] = sum_t h_{t-1}^T [da_r, da_z]  dW_hn = sum_t (r_t * h_{t-1})^T da_n
-
-Unlike the reset-after GRU a step has two dependent matmuls each way (``q`` needs ``r``, and
-``da_r`` needs ``dq``). Only the ``G`` recurrence is sequential: the factors that do not
-involve ``G`` are computed a block of steps at a time before the loop needs them
-(:mod:`rnnx.functional._loop`), the weight gradients are hoisted GEMMs.
+    [dW_hr | dW_hz] = sum_t h_{t-1}^T [da_r, da_z]  dW_hn = sum_t q_t^T da_n
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .._backend import device, on_input_device, writeable
-from ._common import (
-    check_grads,
-    check_inputs,
-    final_grad,
-    input_projection,
-    per_step_transpose,
-    weight_grads,
-)
-from ._loop import scan_backward, scan_forward
-from ._mask import as_step_mask, mask_outputs
+from .._backend import on_input_device
+from ._activations import sigmoid
+from ._common import check_grads, check_inputs
+from ._loop import drive_backward, drive_forward
+from ._mask import as_step_mask
+from ._step import Cache, Step, StepGrads, Tuned, blocks
+from ._tuned import gru_reset_before as tuned
 from ._validate import resolve
 from ._workspace import Workspace
-from .gru import gate_scale
 
 __all__ = [
     "GRUResetBeforeCache",
     "GRUResetBeforeGrads",
+    "candidate",
+    "candidate_backward",
     "gru_reset_before_backward",
-    "gru_reset_before_backward_factors",
-    "gru_reset_before_cell",
-    "gru_reset_before_cell_backward",
     "gru_reset_before_forward",
+    "reset_gates",
+    "reset_gates_backward",
 ]
 
 
-class GRUResetBeforeCache(NamedTuple):
-    """What :func:`gru_reset_before_backward` needs.
+def reset_gates(p: dict, u: Any, v: Any, state: tuple[Any], *, xp: Any
+                ) -> tuple[Any, tuple[Any, Any]]:
+    """Stage 1, after ``v = h_{t-1} [W_hr | W_hz]`` ``(batch, 2*hidden)``: the gates, and
+    ``q = r * h_{t-1}``, the operand of the candidate's product. Returns ``(q, (r, z))``."""
+    (h_prev,) = state
+    u_r, u_z, _ = blocks(u, 3)  # (B, H) each
+    v_r, v_z = blocks(v, 2)  # (B, H) each
+    r = sigmoid(u_r + v_r, xp=xp)
+    z = sigmoid(u_z + v_z, xp=xp)
+    return r * h_prev, (r, z)
 
-    New arrays: ``hs`` (the states ``(batch, time, hidden)``), ``rz`` (the activated reset and
-    update gates ``(batch, time, 2*hidden)``) and ``n`` (the candidate ``(batch, time,
-    hidden)``). ``x``, the weights, ``h0`` (``None`` for zeros) and ``mask`` are references.
-    Without a mask ``hs`` is the returned array; with one it holds the carried states.
-    ``h_n`` is the final state.
-    """
 
-    x: Any  # (batch, time, features)
-    w_x: Any  # (features, 3*hidden)
-    w_h: Any  # (hidden, 3*hidden)
-    h0: Any  # (batch, hidden) or None
-    hs: Any  # (batch, time, hidden)
-    rz: Any  # (batch, time, 2*hidden)
-    n: Any  # (batch, time, hidden)
-    mask: Any  # (batch, time) bool or None
+def candidate(p: dict, u: Any, v: Any, state: tuple[Any], gates: tuple[Any, Any], *, xp: Any
+              ) -> tuple[tuple[Any], tuple[Any, ...]]:
+    """Stage 2, after ``v = q W_hn`` ``(batch, hidden)``: the candidate and the new state.
+    Returns ``((h_t,), (r, z, n))``."""
+    (h_prev,) = state
+    r, z = gates
+    n = xp.tanh(blocks(u, 3)[2] + v)  # (B, H)
+    h = (1.0 - z) * n + z * h_prev  # (B, H)
+    return (h,), (r, z, n)
 
-    @property
-    def h_n(self) -> Any:
-        """Final state ``(batch, hidden)``: each sample's last valid state under a mask."""
-        return self.hs[:, -1, :]
+
+def candidate_backward(p: dict, grads: tuple[Any], saved: tuple[Any, ...], state: tuple[Any],
+                       *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
+    """Adjoint of :func:`candidate` from ``G_t = dL/dh_t``: ``da_n`` (the gradient of its
+    product, ``dq = da_n W_hn^T`` is the driver's) and what stage 1's adjoint needs."""
+    (G,) = grads
+    _, z, n = saved
+    (h_prev,) = state
+    da_n = G * (1.0 - z) * (1.0 - n * n)
+    da_z = G * (h_prev - n) * z * (1.0 - z)
+    return da_n, (da_n, da_z, G * z)
+
+
+def reset_gates_backward(p: dict, dq: Any, saved: tuple[Any, ...], state: tuple[Any],
+                         later: tuple[Any, Any, Any], *, xp: Any) -> StepGrads:
+    """Adjoint of :func:`reset_gates` from ``dq = dL/dq``: ``du_t = [da_r, da_z, da_n]``,
+    ``dv = [da_r, da_z]`` and the direct paths ``dq r + G_t z`` to ``h_{t-1}``."""
+    r, _, _ = saved
+    (h_prev,) = state
+    da_n, da_z, g_z = later
+    da_r = dq * h_prev * r * (1.0 - r)
+    return StepGrads(du=xp.concat([da_r, da_z, da_n], axis=1),  # (B, 3H)
+                     dv=xp.concat([da_r, da_z], axis=1),  # (B, 2H)
+                     dstate=(dq * r + g_z,))
+
+
+STEP = Step(forward=(reset_gates, candidate), backward=(reset_gates_backward, candidate_backward),
+            products=((0, 2), (2, 3)), tuned=Tuned(tuned.forward, tuned.backward))
+
+#: The cache :func:`gru_reset_before_forward` returns (:class:`rnnx.functional.Cache`).
+GRUResetBeforeCache = Cache
 
 
 class GRUResetBeforeGrads(NamedTuple):
@@ -109,93 +132,11 @@ class GRUResetBeforeGrads(NamedTuple):
     db: Any  # (3*hidden,)
 
 
-def gru_reset_before_cell(u_t: Any, h_prev: Any, w_hrz: Any, w_hn: Any, *, xp: Any,
-                          prescaled: bool = False) -> tuple[Any, Any, Any]:
-    """One reset-before GRU step from the precomputed input projection ``u_t = x_t @ w_x + b``
-    ``(batch, 3*hidden)``, the recurrent weights of the gates ``w_hrz = [W_hr | W_hz]``
-    ``(hidden, 2*hidden)`` and of the candidate ``w_hn`` ``(hidden, hidden)``. Returns ``(h_t,
-    rz, n)``: ``(batch, hidden)``, ``(batch, 2*hidden)``, ``(batch, hidden)``, new arrays on
-    ``h_prev``'s device. ``prescaled=True``: the ``r, z`` blocks of ``u_t`` and ``w_hrz`` are
-    already halved (:func:`rnnx.functional.gru.gate_scale`, once per call): one call fewer a
-    step."""
-    hidden = h_prev.shape[1]
-    a = h_prev @ w_hrz  # (B, 2H)
-    a += u_t[:, : 2 * hidden]  # own array, in place (an immutable JAX array rebinds)
-    if not prescaled:
-        a *= 0.5
-    # sigmoid(a) = (1 + tanh(a/2)) / 2: no overflow for large |a|, one transcendental.
-    rz = xp.tanh(a)  # (B, 2H)
-    rz *= 0.5
-    rz += 0.5  # (B, 2H): sigmoid(r), sigmoid(z)
-    q = rz[:, :hidden] * h_prev  # (B, H): the reset applied before the matmul
-    an = q @ w_hn  # (B, H)
-    an += u_t[:, 2 * hidden :]
-    n = xp.tanh(an)  # (B, H)
-    h = h_prev - n  # (B, H)
-    h *= rz[:, hidden:]
-    h += n  # (B, H): (1 - z) n + z h_{t-1}
-    return h, rz, n
-
-
-def gru_reset_before_backward_factors(rz: Any, n: Any, hs: Any, h_init: Any, *, xp: Any
-                                      ) -> tuple[Any, Any]:
-    """The gradient-independent part of the backward steps of a block, time-major: from
-    ``rz (steps, batch, 2*hidden)``, ``n``, ``hs`` ``(steps, batch, hidden)`` and the state
-    before the block's first step ``h_init (batch, hidden)``, return ``p (steps, batch,
-    5*hidden)`` and ``p4``, the same array as ``(steps, batch, 5, hidden)``::
-
-        p = [r, h_{t-1} r (1 - r), (h_{t-1} - n) z (1 - z), (1 - z)(1 - n^2), z]
-
-    A step multiplies blocks 2-4 by ``G_t`` (giving ``da_z, da_n, G z``), then blocks 0-1 by
-    ``dq = da_n W_hn^T`` (``dq r, da_r``): blocks 1-3 are ``du_t = [da_r, da_z, da_n]`` in
-    ``w_x``'s order and blocks 1-2 ``[da_r, da_z]`` in ``w_h``'s, so no step concatenates.
-    :func:`gru_reset_before_backward` calls it block by block
-    (:func:`rnnx.functional._common.step_blocks`)."""
-    steps, batch, hidden = n.shape
-    r = rz[:, :, :hidden]  # (T, B, H)
-    z = rz[:, :, hidden:]  # (T, B, H)
-    h_prev = xp.concat([h_init[None, ...], hs[:-1, ...]], axis=0)  # (T, B, H)
-    pr = h_prev * r * (1.0 - r)  # (T, B, H)
-    pz = (h_prev - n) * z * (1.0 - z)  # (T, B, H)
-    pn = (1.0 - z) * (1.0 - n * n)  # (T, B, H)
-    p4 = xp.stack([r, pr, pz, pn, z], axis=2)  # (T, B, 5, H)
-    return xp.reshape(p4, (steps, batch, 5 * hidden)), p4  # (T, B, 5H), the same memory
-
-
-def gru_reset_before_cell_backward(g: Any, p4_t: Any, w_hnT: Any, w_hrzT: Any, *, xp: Any,
-                                   in_place: bool) -> tuple[Any, Any]:
-    """Backward of one step: ``g = dL/dh_t`` ``(batch, hidden)``, ``p4_t`` from
-    :func:`gru_reset_before_backward_factors` ``(batch, 5, hidden)``, and the transposed
-    recurrent weights ``w_hnT (hidden, hidden)``, ``w_hrzT (2*hidden, hidden)``. With
-    ``in_place`` (an array of the caller's own, in a namespace that writes through views)
-    ``p4_t`` takes the step's gradients; otherwise they are a new array. Returns ``(d_t,
-    dL/dh_{t-1})``: ``d_t = [dq r, da_r, da_z, da_n, g z]`` ``(batch, 5*hidden)``, of which
-    ``du_t = d_t[:, H:4H]``, and ``dL/dh_{t-1} = [da_r, da_z] w_hrz^T + dq r + g z``
-    ``(batch, hidden)``, a new array."""
-    batch, hidden = g.shape
-    if in_place:
-        tail = p4_t[:, 2:, :]  # (B, 3, H): a view
-        tail *= g[:, None, :]  # [da_z, da_n, g z]
-        dq = p4_t[:, 3, :] @ w_hnT  # (B, H)
-        head = p4_t[:, :2, :]  # (B, 2, H): a view
-        head *= dq[:, None, :]  # [dq r, da_r]
-        d4 = p4_t
-    else:  # immutable arrays (JAX): the same products, joined
-        tail = p4_t[:, 2:, :] * g[:, None, :]  # (B, 3, H)
-        dq = tail[:, 1, :] @ w_hnT  # (B, H)
-        d4 = xp.concat([p4_t[:, :2, :] * dq[:, None, :], tail], axis=1)  # (B, 5, H)
-    d = xp.reshape(d4, (batch, 5 * hidden))  # (B, 5H): a view of a contiguous array
-    g_prev = d[:, hidden : 3 * hidden] @ w_hrzT  # (B, H): [da_r, da_z] w_hrz^T
-    g_prev += d[:, 4 * hidden :]  # (B, H): + g z, the state's direct path
-    g_prev += d[:, :hidden]  # (B, H): + dq r, through the reset product
-    return d, g_prev
-
-
 @on_input_device
 def gru_reset_before_forward(
     x: Any, w_x: Any, w_h: Any, b: Any, h0: Any = None, *, mask: Any = None,
     workspace: Workspace | None = None,
-) -> tuple[Any, GRUResetBeforeCache]:
+) -> tuple[Any, Cache]:
     """Run a reset-before GRU (Keras ``reset_after=False``, ONNX ``linear_before_reset=0``)
     over a whole sequence.
 
@@ -214,58 +155,27 @@ def gru_reset_before_forward(
         Boolean ``(batch, time)`` step mask (padding on either side) or integer ``(batch,)``
         lengths, in ``x``'s namespace on any device, or host data; see :mod:`rnnx.functional._mask`.
     workspace : Workspace, optional
-        Buffers kept across calls (:class:`rnnx.functional.Workspace`): the cache's saved
-        arrays (``rz``, ``n``) are written into it, overwritten by the next forward given the
-        same workspace, so a cache made with one is valid until then. ``hs`` is always a new
+        Buffers kept across calls (:class:`rnnx.functional.Workspace`): the cache's arrays
+        other than ``hs`` are written into it, overwritten by the next forward given the same
+        workspace, so a cache made with one is valid until then. ``hs`` is always a new
         array. Ignored for JAX.
 
     Returns
     -------
     hs : array (batch, time, hidden)
         The state at every step (zero where the mask is off); namespace, device and dtype of ``x``.
-    cache : GRUResetBeforeCache
+    cache : Cache
         Pass to :func:`gru_reset_before_backward`; ``cache.h_n`` is the final state
         ``(batch, hidden)``.
     """
     xp = check_inputs(x, w_x, w_h, {"b": b}, h0, None, 3)
     m = as_step_mask(mask, x=x, xp=xp)
-    batch = x.shape[0]
-    hidden = w_h.shape[0]
-    dev = device(x)
-    # The sigmoids' halving folded into the weights, once per call (exact: powers of two).
-    scale = gate_scale(hidden, xp=xp, dtype=x.dtype, dev=dev)  # (3H,): [0.5, 0.5, 1]
-    u = input_projection(xp, x, w_x * scale, b * scale)  # (T, B, 3H), pre-scaled, time-major
-    w_hs = w_h * scale  # (H, 3H): an array of its own, read through two column views
-    w_hrz, w_hn = w_hs[:, : 2 * hidden], w_hs[:, 2 * hidden :]  # (H, 2H), (H, H)
-    state0 = None  # the zero state: step 1 without the two GEMMs of zeros (first, below)
-    if h0 is not None or m is not None:
-        state0 = (h0 if h0 is not None else xp.zeros((batch, hidden), dtype=x.dtype, device=dev),)
-
-    def step(u_t: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        h_t, rz, n = gru_reset_before_cell(u_t, state[0], w_hrz, w_hn, xp=xp, prescaled=True)
-        return (h_t,), (rz, n)
-
-    def first(u_0: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        # gru_reset_before_cell at h = 0, the same bits: both matmuls add exact zeros, and
-        # h = (0 - n) z + n is n - n z.
-        rz = xp.tanh(u_0[:, : 2 * hidden])  # (B, 2H), pre-scaled
-        rz *= 0.5
-        rz += 0.5
-        n = xp.tanh(u_0[:, 2 * hidden :])  # (B, H)
-        return (n - n * rz[:, hidden:],), (rz, n)
-
-    (hs,), (rzs, ns) = scan_forward(step, u, state0, saved_widths=(2 * hidden, hidden), mask=m,
-                                    xp=xp, workspace=workspace, first=first,
-                                    state_widths=(hidden,))
-    # (B, T, .) views of the time-major buffers: the layout every caller and the backward use.
-    states, rzs, ns = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, rzs, ns))
-    cache = GRUResetBeforeCache(x, w_x, w_h, h0, states, rzs, ns, m)
-    out = states if m is None else mask_outputs(states, m, xp=xp)
-    return out, cache
+    return drive_forward(STEP, xp, x, {"w_x": w_x, "w_h": w_h, "b": b}, {"h0": h0}, m, gates=3,
+                         workspace=workspace)
 
 
 @on_input_device
-def gru_reset_before_backward(dhs: Any, cache: GRUResetBeforeCache, dh_n: Any = None, *,
+def gru_reset_before_backward(dhs: Any, cache: Cache, dh_n: Any = None, *,
                               state_grads: list | None = None,
                               workspace: Workspace | None = None) -> GRUResetBeforeGrads:
     """Backpropagation through time for :func:`gru_reset_before_forward`.
@@ -275,7 +185,7 @@ def gru_reset_before_backward(dhs: Any, cache: GRUResetBeforeCache, dh_n: Any = 
     dhs : array (batch, time, hidden) or (batch, hidden), or None
         Gradient of the returned ``hs``. A 2-D array is the gradient of the final state alone
         (many-to-one; without a mask that is ``hs[:, -1]``). ``None``: only ``dh_n``.
-    cache : GRUResetBeforeCache
+    cache : Cache
     dh_n : array (batch, hidden), optional
         Gradient of the final state ``cache.h_n``.
     state_grads : list, optional
@@ -290,48 +200,7 @@ def gru_reset_before_backward(dhs: Any, cache: GRUResetBeforeCache, dh_n: Any = 
         ``(dx, dh0, dw_x, dw_h, db)`` in the forward inputs' namespace and device; ``dh0`` is
         returned even when the forward pass started from zeros.
     """
-    x, w_x, w_h, h0, hs, rz, n, m = cache
-    xp = resolve({"dhs": dhs, "hs": hs, "dh_n": dh_n})
-    batch, time, hidden = hs.shape
-    seq = check_grads(xp, hs, dhs, {"dh_n": dh_n})
-    if seq is not None and m is not None:
-        seq = mask_outputs(seq, m, xp=xp)  # a padded output is a constant zero: no gradient
-    g = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)
-
-    w_hnT = per_step_transpose(xp, w_h[:, 2 * hidden :], steps=time)  # (H, H), once
-    w_hrzT = per_step_transpose(xp, w_h[:, : 2 * hidden], steps=time)  # (2H, H), once
-    dev = device(hs)
-    h_init = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
-    # Time-major again (views of the forward's buffers): each step reads contiguous rows.
-    hs_tm, rz_tm, n_tm = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, rz, n))
-    buffered = writeable(hs_tm)
-
-    def factors(s: int, e: int) -> tuple[Any, Any]:
-        h_before = h_init if s == 0 else hs_tm[s - 1, ...]  # (B, H): h_{s-1}
-        return gru_reset_before_backward_factors(rz_tm[s:e, ...], n_tm[s:e, ...],
-                                                 hs_tm[s:e, ...], h_before, xp=xp)
-
-    def step_back(g: tuple[Any, ...], p: tuple[Any, Any], t: int, i: int
-                  ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        d, g_prev = gru_reset_before_cell_backward(g[0], p[1][i, ...], w_hnT, w_hrzT, xp=xp,
-                                                   in_place=buffered)
-        return (d,), (g_prev,)
-
-    # The weight sums read blocks 0-3 of each step's gradients; a kept buffer stores those
-    # four, not the fifth (g z, which only fed the recurrence).
-    (ds,), (g,) = scan_backward(
-        step_back, factors, (g,), time=time, row_elements=batch * 5 * hidden,
-        stored_widths=(4 * hidden,), seq=seq, mask=m, state_grads=state_grads,
-        buffered=buffered, xp=xp, in_factors=1, workspace=workspace)
-    du = ds[:, :, hidden : 4 * hidden]  # (T, B, 3H): [da_r, da_z, da_n], w_x's order
-    # [dW_hr | dW_hz] = sum_t h_{t-1}^T [da_r, da_z] is the shared hoisted sum; dW_hn = sum_t
-    # (r_t * h_{t-1})^T da_n is this cell's own: steps 1..T-1 in one GEMM, step 0 sees h0.
-    dw_x, dw_rz, db, dx = weight_grads(xp, x, hs_tm, h0, du, ds[:, :, hidden : 3 * hidden], w_x)
-    prev = (time - 1) * batch
-    h_prev = xp.reshape(hs_tm[: time - 1, ...], (prev, hidden))  # ((T-1)*B, H)
-    q = xp.reshape(rz_tm[1:, :, :hidden], (prev, hidden)) * h_prev  # ((T-1)*B, H): r_t h_{t-1}
-    dw_n = q.T @ xp.reshape(ds[1:, :, 3 * hidden : 4 * hidden], (prev, hidden))  # (H, H)
-    if h0 is not None:
-        dw_n = dw_n + (rz_tm[0, :, :hidden] * h0).T @ ds[0, :, 3 * hidden : 4 * hidden]
-    dw_h = xp.concat([dw_rz, dw_n], axis=1)  # (H, 3H): r, z, n
-    return GRUResetBeforeGrads(dx, g, dw_x, dw_h, db)
+    xp = resolve({"dhs": dhs, "hs": cache.hs, "dh_n": dh_n})
+    check_grads(xp, cache.hs, dhs, {"dh_n": dh_n})
+    return GRUResetBeforeGrads(**drive_backward(STEP, xp, cache, dhs, (dh_n,), gates=3,
+                                                state_grads=state_grads, workspace=workspace))

@@ -1,4 +1,5 @@
-"""Layer-normalised LSTM: one-step cell, the time loop, and backpropagation through time.
+"""Layer-normalised LSTM: its step, the step's backward, its own input side, and the
+whole-sequence forward and backward.
 
 References
 ----------
@@ -15,94 +16,120 @@ Equations (row vectors; ``LN`` over the whole last axis, biased variance, ``eps 
     i, f, o = sigmoid(a_i, a_f, a_o)    g = tanh(a_g)
     c_t = f * c_{t-1} + i * g           h_t = o * tanh(LN(c_t; gamma_c, beta_c))
 
-The input side does not depend on the recurrence, so ``LN(x_t w_x) + beta_x + beta_h + b`` is
-computed for all steps at once, like the input projection of the other cells.
+The input side does not depend on the recurrence: ``u_t = LN(x_t w_x) gamma_x + beta_x +
+beta_h + b`` is this cell's own input side (:func:`ln_lstm_input`), computed by the driver for
+all steps at once on the projection ``x w_x``; the step gets it with ``v_t = h_{t-1} w_h``.
 
 Backward. The layer norm's adjoint: for ``y = LN(z)`` and ``dy = dL/dy``, with ``u = gamma * dy``,
 ``dL/dz = r * (u - mean(u) - zhat * mean(u * zhat))``, ``dL/dgamma = sum dy * zhat`` and
 ``dL/dbeta = sum dy``. With ``G_t = dL/dh_t`` and ``K_t = dL/dc_t`` the totals reaching the
 states, ``s_t = tanh(LN(c_t))``::
 
-    u_c  = G_t * o * (1 - s_t^2) * gamma_c                       (dL/d chat_t)
-    K~   = K_t + r_c * (u_c - mean(u_c) - chat * mean(u_c * chat))  (the total dL/dc_t)
+    dlc  = G_t * o * (1 - s_t^2)                                  (dL/dLN(c_t))
+    K~   = K_t + LN-adjoint of (dlc * gamma_c)                    (the total dL/dc_t)
     da   = [K~ g i(1-i), K~ c_{t-1} f(1-f), K~ i (1-g^2), G_t s_t o(1-o)]
-    u_h  = da * gamma_h
-    dhw_t = r_h * (u_h - mean(u_h) - hhat * mean(u_h * hhat))    (dL/d(h_{t-1} w_h))
-    G_{t-1} = dhs_{t-1} + dhw_t w_h^T        K_{t-1} = K~ * f
+    dv_t = LN-adjoint of (da * gamma_h)                           (dL/d(h_{t-1} w_h))
+    G_{t-1} = dhs_{t-1} + dv_t w_h^T        K_{t-1} = K~ * f
 
-and, summed over steps and batch rows after the loop (one pass or one GEMM each)::
+and, summed over steps and batch rows by the driver (one pass or one GEMM each)::
 
     db = dbeta_x = dbeta_h = sum da            dgamma_h = sum da * hhat    dgamma_x = sum da * xhat
-    dgamma_c = sum G o (1 - s^2) chat          dbeta_c  = sum G o (1 - s^2)
+    dgamma_c = sum dlc * chat                  dbeta_c  = sum dlc
     dxw = LN-adjoint of (da * gamma_x)         dw_x = X^T dxw   dx = dxw w_x^T
-    dw_h = sum_t h_{t-1}^T dhw_t
-
-Only the ``G``/``K`` recurrence is sequential; every factor above that does not involve ``G``
-or ``K`` is computed a block of steps at a time (:mod:`rnnx.functional._loop`).
+    dw_h = sum_t h_{t-1}^T dv_t
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .._backend import device, on_input_device, writeable
-from ._common import (
-    check_grads,
-    check_inputs,
-    final_grad,
-    per_step_transpose,
-    time_major_rows,
-    weight_grads,
-)
-from ._loop import scan_backward, scan_forward
-from ._mask import as_step_mask, mask_outputs
+from .._backend import on_input_device
+from ._activations import sigmoid
+from ._common import LAYER_NORM_EPS, check_grads, check_inputs
+from ._loop import drive_backward, drive_forward
+from ._mask import as_step_mask
+from ._step import Cache, Step, StepGrads, Tuned, blocks
+from ._tuned import ln_lstm as tuned
 from ._validate import resolve
-from .lstm import gate_affine, lstm_backward_factors, lstm_gates
 
 __all__ = ["EPS", "LNLSTMCache", "LNLSTMGrads", "layer_norm", "layer_norm_backward",
-           "ln_lstm_backward", "ln_lstm_cell", "ln_lstm_forward"]
+           "ln_lstm_backward", "ln_lstm_forward", "ln_lstm_input", "ln_lstm_input_backward",
+           "ln_lstm_step", "ln_lstm_step_backward"]
 
 #: The layer norm's variance floor, as in the paper's reference code and torch.nn.LayerNorm.
-EPS = 1e-5
+EPS = LAYER_NORM_EPS
 
 
-class LNLSTMCache(NamedTuple):
-    """What :func:`ln_lstm_backward` needs. New arrays, ``(batch, time, .)`` views of time-major
-    buffers: ``hs``, ``cs`` (states, carried under a mask), ``gates`` (``i, f, g, o``
-    activated, 4H), ``hhat``/``rh`` (the normalised recurrent projection, 4H, and its inverse
-    std, 1), ``chat``/``rc`` (the normalised cell state and its inverse std), ``s``
-    (``tanh(LN(c_t))``), ``xhat``/``rx`` (the normalised input projection). The rest are
-    references to the caller's arrays."""
+def layer_norm(z: Any, *, xp: Any) -> tuple[Any, Any]:
+    """``(zhat, r)``: ``z (..., n)`` normalised over its last axis, and ``r = 1/sqrt(var +
+    eps)`` ``(..., 1)``; new arrays in ``z``'s namespace and device."""
+    centred = z - xp.mean(z, axis=-1, keepdims=True)  # (..., n)
+    r = 1.0 / xp.sqrt(xp.mean(centred * centred, axis=-1, keepdims=True) + EPS)  # (..., 1)
+    return centred * r, r
 
-    x: Any  # (batch, time, features)
-    w_x: Any  # (features, 4*hidden)
-    w_h: Any  # (hidden, 4*hidden)
-    gamma_x: Any  # (4*hidden,)
-    gamma_h: Any  # (4*hidden,)
-    gamma_c: Any  # (hidden,)
-    h0: Any  # (batch, hidden) or None
-    c0: Any  # (batch, hidden) or None
-    hs: Any  # (batch, time, hidden)
-    cs: Any  # (batch, time, hidden)
-    gates: Any  # (batch, time, 4*hidden)
-    hhat: Any  # (batch, time, 4*hidden)
-    rh: Any  # (batch, time, 1)
-    chat: Any  # (batch, time, hidden)
-    rc: Any  # (batch, time, 1)
-    s: Any  # (batch, time, hidden)
-    xhat: Any  # (time, batch, 4*hidden), time-major
-    rx: Any  # (time, batch, 1), time-major
-    mask: Any  # (batch, time) bool or None
 
-    @property
-    def h_n(self) -> Any:
-        """Final hidden state ``(batch, hidden)``: each sample's last valid state under a mask."""
-        return self.hs[:, -1, :]
+def layer_norm_backward(u: Any, zhat: Any, r: Any, *, xp: Any) -> Any:
+    """``dL/dz`` of ``zhat = LN(z)`` from ``u = dL/dzhat`` ``(..., n)``:
+    ``r * (u - mean(u) - zhat * mean(u * zhat))``, a new array."""
+    mean_u = xp.mean(u, axis=-1, keepdims=True)  # (..., 1)
+    return r * (u - mean_u - zhat * xp.mean(u * zhat, axis=-1, keepdims=True))
 
-    @property
-    def c_n(self) -> Any:
-        """Final cell state ``(batch, hidden)``."""
-        return self.cs[:, -1, :]
+
+def ln_lstm_input(p: dict, xw: Any, *, xp: Any) -> tuple[Any, tuple[Any, Any]]:
+    """The input side ``u = LN(x w_x) gamma_x + beta_x + beta_h + b`` of all steps at once,
+    from the projection rows ``xw (rows, 4*hidden)``. Returns ``(u, (xhat, r_x))``."""
+    xhat, r_x = layer_norm(xw, xp=xp)  # (rows, 4H), (rows, 1)
+    return xhat * p["gamma_x"] + p["beta_x"] + p["beta_h"] + p["b"], (xhat, r_x)
+
+
+def ln_lstm_input_backward(p: dict, du: Any, saved: tuple[Any, Any], *, xp: Any
+                           ) -> tuple[Any, dict[str, Any]]:
+    """Adjoint of :func:`ln_lstm_input`: ``dL/d(x w_x)`` and the per-row contributions to the
+    gradients of ``gamma_x`` and the three shifts (each enters ``u`` as ``b`` does)."""
+    xhat, r_x = saved
+    dxw = layer_norm_backward(du * p["gamma_x"], xhat, r_x, xp=xp)  # (rows, 4H)
+    return dxw, {"gamma_x": du * xhat, "beta_x": du, "beta_h": du, "b": du}
+
+
+def ln_lstm_step(p: dict, u: Any, v: Any, state: tuple[Any, Any], *, xp: Any
+                 ) -> tuple[tuple[Any, Any], tuple[Any, ...]]:
+    """One step from the input side ``u_t`` and ``v_t = h_{t-1} w_h`` ``(batch, 4*hidden)``.
+    Returns ``((h_t, c_t), (i, f, g, o, c_t, hhat, r_h, chat, r_c, s))``."""
+    _, c_prev = state
+    hhat, r_h = layer_norm(v, xp=xp)  # (B, 4H), (B, 1)
+    a_i, a_f, a_g, a_o = blocks(hhat * p["gamma_h"] + u, 4)  # (B, H) each
+    i, f, g, o = sigmoid(a_i, xp=xp), sigmoid(a_f, xp=xp), xp.tanh(a_g), sigmoid(a_o, xp=xp)
+    c = f * c_prev + i * g  # (B, H)
+    chat, r_c = layer_norm(c, xp=xp)  # (B, H), (B, 1)
+    s = xp.tanh(chat * p["gamma_c"] + p["beta_c"])  # (B, H)
+    h = o * s  # (B, H)
+    return (h, c), (i, f, g, o, c, hhat, r_h, chat, r_c, s)
+
+
+def ln_lstm_step_backward(p: dict, grads: tuple[Any, Any], saved: tuple[Any, ...],
+                          state: tuple[Any, Any], *, xp: Any) -> StepGrads:
+    """Backward of :func:`ln_lstm_step` from ``G_t = dL/dh_t``, ``K_t = dL/dc_t``."""
+    G, K = grads
+    i, f, g, o, _, hhat, r_h, chat, r_c, s = saved
+    _, c_prev = state
+    dlc = G * o * (1.0 - s * s)  # (B, H): dL/dLN(c_t)
+    K = K + layer_norm_backward(dlc * p["gamma_c"], chat, r_c, xp=xp)  # (B, H): K~
+    da_i = K * g * i * (1.0 - i)
+    da_f = K * c_prev * f * (1.0 - f)
+    da_g = K * i * (1.0 - g * g)
+    da_o = G * s * o * (1.0 - o)
+    da = xp.concat([da_i, da_f, da_g, da_o], axis=1)  # (B, 4H)
+    dv = layer_norm_backward(da * p["gamma_h"], hhat, r_h, xp=xp)  # (B, 4H)
+    return StepGrads(du=da, dv=dv, dstate=(None, K * f),
+                     dparams={"gamma_h": da * hhat, "gamma_c": dlc * chat, "beta_c": dlc})
+
+
+STEP = Step(forward=(ln_lstm_step,), backward=(ln_lstm_step_backward,), input_bias=None,
+            input=ln_lstm_input, input_backward=ln_lstm_input_backward,
+            tuned=Tuned(tuned.forward, tuned.backward))
+
+#: The cache :func:`ln_lstm_forward` returns (:class:`rnnx.functional.Cache`).
+LNLSTMCache = Cache
 
 
 class LNLSTMGrads(NamedTuple):
@@ -122,51 +149,13 @@ class LNLSTMGrads(NamedTuple):
     dbeta_c: Any  # (hidden,)
 
 
-def layer_norm(z: Any, *, xp: Any) -> tuple[Any, Any]:
-    """``(zhat, r)``: ``z (..., n)`` normalised over its last axis, and ``r = 1/sqrt(var +
-    eps)`` ``(..., 1)``; new arrays in ``z``'s namespace and device."""
-    mu = xp.mean(z, axis=-1, keepdims=True)  # (..., 1)
-    zhat = z - mu  # (..., n)
-    var = xp.mean(zhat * zhat, axis=-1, keepdims=True)  # (..., 1): biased, as the paper's
-    r = 1.0 / xp.sqrt(var + EPS)  # (..., 1)
-    zhat *= r  # own array, in place
-    return zhat, r
-
-
-def layer_norm_backward(u: Any, zhat: Any, r: Any, *, xp: Any) -> Any:
-    """``dL/dz`` of ``zhat = LN(z)`` from ``u = dL/dzhat`` ``(..., n)``:
-    ``r * (u - mean(u) - zhat * mean(u * zhat))``, a new array."""
-    dz = u - xp.mean(u, axis=-1, keepdims=True)  # (..., n)
-    dz -= zhat * xp.mean(u * zhat, axis=-1, keepdims=True)
-    dz *= r
-    return dz
-
-
-def ln_lstm_cell(ux_t: Any, h_prev: Any, c_prev: Any, w_h: Any, gamma_h: Any, gamma_c: Any,
-                 beta_c: Any, affine: tuple[Any, Any, Any], *, xp: Any, prescaled: bool = False
-                 ) -> tuple[Any, Any, tuple[Any, ...]]:
-    """One step from the hoisted input side ``ux_t = LN(x_t w_x) + beta_x + beta_h + b``
-    ``(batch, 4*hidden)``; ``affine`` from :func:`rnnx.functional.lstm.gate_affine`. Returns
-    ``(h_t, c_t, (gates, hhat, rh, chat, rc, s))`` on ``h_prev``'s device. ``prescaled=True``:
-    ``ux_t`` and ``gamma_h`` are already multiplied by the affine's ``scale`` (one call fewer a
-    step; ``hhat`` is saved as it is either way)."""
-    hhat, rh = layer_norm(h_prev @ w_h, xp=xp)  # (B, 4H), (B, 1)
-    a = hhat * gamma_h  # (B, 4H)
-    a += ux_t
-    gates, c = lstm_gates(a, c_prev, affine, xp=xp, prescaled=prescaled)  # (B, 4H), (B, H)
-    o = gates[:, 3 * h_prev.shape[1] :]  # (B, H)
-    chat, rc = layer_norm(c, xp=xp)  # (B, H), (B, 1)
-    lc = chat * gamma_c  # (B, H)
-    lc += beta_c
-    s = xp.tanh(lc)  # (B, H)
-    h = o * s  # (B, H)
-    return h, c, (gates, hhat, rh, chat, rc, s)
+_VECTORS = ("b", "gamma_x", "beta_x", "gamma_h", "beta_h", "gamma_c", "beta_c")
 
 
 @on_input_device
 def ln_lstm_forward(x: Any, w_x: Any, w_h: Any, b: Any, gamma_x: Any, beta_x: Any,
                     gamma_h: Any, beta_h: Any, gamma_c: Any, beta_c: Any, h0: Any = None,
-                    c0: Any = None, *, mask: Any = None) -> tuple[Any, LNLSTMCache]:
+                    c0: Any = None, *, mask: Any = None) -> tuple[Any, Cache]:
     """Run a layer-normalised LSTM over a whole sequence.
 
     Parameters
@@ -193,76 +182,18 @@ def ln_lstm_forward(x: Any, w_x: Any, w_h: Any, b: Any, gamma_x: Any, beta_x: An
     hs : array (batch, time, hidden)
         The hidden state at every step (zero where the mask is off), in ``x``'s namespace,
         device and dtype.
-    cache : LNLSTMCache
+    cache : Cache
         Pass to :func:`ln_lstm_backward`; ``cache.h_n``/``cache.c_n`` are the final states.
     """
-    vectors = {"b": b, "gamma_x": gamma_x, "beta_x": beta_x, "gamma_h": gamma_h,
-               "beta_h": beta_h, "gamma_c": gamma_c, "beta_c": beta_c}
+    vectors = dict(zip(_VECTORS, (b, gamma_x, beta_x, gamma_h, beta_h, gamma_c, beta_c)))
     xp = check_inputs(x, w_x, w_h, vectors, h0, c0, 4, widths={"gamma_c": 1, "beta_c": 1})
     m = as_step_mask(mask, x=x, xp=xp)
-    batch, time, _ = x.shape
-    hidden = w_h.shape[0]
-    dev = device(x)
-    # The input side for all steps at once: one GEMM and one layer norm over all T*B rows.
-    xhat, rx = layer_norm(time_major_rows(xp, x) @ w_x, xp=xp)  # (T*B, 4H), (T*B, 1)
-    affine = gate_affine(hidden, xp=xp, dtype=x.dtype, dev=dev)
-    # The sigmoids' halving folded into the gains and shifts once per call (exact: powers of
-    # two), not applied to a_t every step.
-    scale = affine[0]  # (4H,)
-    ux = xhat * (gamma_x * scale)  # (T*B, 4H)
-    ux += (beta_x + beta_h + b) * scale  # (4H,) once: the three shifts enter a_t only as their sum
-    ux = xp.reshape(ux, (time, batch, 4 * hidden))  # (T, B, 4H)
-    gamma_hs = gamma_h * scale  # (4H,)
-    zeros = None
-    if h0 is None or c0 is None:
-        zeros = xp.zeros((batch, hidden), dtype=x.dtype, device=dev)  # (B, H)
-    h = h0 if h0 is not None else zeros
-    c = c0 if c0 is not None else zeros
-
-    def step(ux_t: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        h_t, c_t, saved = ln_lstm_cell(ux_t, state[0], state[1], w_h, gamma_hs, gamma_c, beta_c,
-                                       affine, xp=xp, prescaled=True)
-        return (h_t, c_t), saved
-
-    widths = (4 * hidden, 4 * hidden, 1, hidden, 1, hidden)  # gates, hhat, rh, chat, rc, s
-    (hs, cs), saved = scan_forward(step, ux, (h, c), saved_widths=widths, mask=m, xp=xp)
-    # (B, T, .) views of the time-major buffers: the layout every caller and the backward use.
-    hs, cs, gates, hhat, rh, chat, rc, s = (xp.permute_dims(a, (1, 0, 2)) for a in (hs, cs, *saved))
-    cache = LNLSTMCache(x, w_x, w_h, gamma_x, gamma_h, gamma_c, h0, c0, hs, cs, gates, hhat, rh,
-                        chat, rc, s, xp.reshape(xhat, (time, batch, 4 * hidden)),
-                        xp.reshape(rx, (time, batch, 1)), m)
-    out = hs if m is None else mask_outputs(hs, m, xp=xp)
-    return out, cache
-
-
-def ln_lstm_backward_factors(gates: Any, cs: Any, c_init: Any, s: Any, gamma_c: Any, *, xp: Any
-                             ) -> tuple[Any, Any]:
-    """The gradient-independent factors of a block of steps, time-major: the LSTM's
-    (:func:`rnnx.functional.lstm.lstm_backward_factors` with ``s = tanh(LN(c_t))`` in place of
-    ``tanh(c_t)``), ``p (steps, batch, 4*hidden)`` with ``da = [K~, K~, K~, G] * p``, and
-    ``q (steps, batch, hidden)`` with ``u_c = G * q``: ``q = o (1 - s^2) gamma_c``."""
-    p, q = lstm_backward_factors(gates, cs, c_init, xp=xp, out_tanh=s)
-    q *= gamma_c  # (T, B, H): own array
-    return p, q
-
-
-def ln_lstm_cell_backward(g_h: Any, g_c: Any, p_t: Any, q_t: Any, f_t: Any, chat_t: Any,
-                          rc_t: Any, hhat_t: Any, rh_t: Any, gamma_h: Any, w_hT: Any, *, xp: Any
-                          ) -> tuple[Any, Any, Any, Any]:
-    """Backward of one step: from ``G = dL/dh_t``, ``K = dL/dc_t`` ``(batch, hidden)`` and the
-    step's factors, ``(da_t (batch, 4*hidden), dhw_t (batch, 4*hidden), dL/dh_{t-1},
-    dL/dc_{t-1})``. ``p_t``, an array of the caller's own, takes ``da_t`` where the namespace
-    allows; the other three are new arrays. ``w_hT`` is ``w_h`` transposed once."""
-    k = layer_norm_backward(g_h * q_t, chat_t, rc_t, xp=xp)  # (B, H): through LN(c_t)
-    k += g_c  # (B, H): K~, the total dL/dc_t
-    da = p_t  # the loop's own factors: da_t in place where writeable, no copy a step
-    da *= xp.concat([k, k, k, g_h], axis=1)  # (B, 4H)
-    dhw = layer_norm_backward(da * gamma_h, hhat_t, rh_t, xp=xp)  # (B, 4H)
-    return da, dhw, dhw @ w_hT, k * f_t  # (B, 4H), (B, 4H), (B, H), (B, H)
+    return drive_forward(STEP, xp, x, {"w_x": w_x, "w_h": w_h, **vectors},
+                         {"h0": h0, "c0": c0}, m, gates=4)
 
 
 @on_input_device
-def ln_lstm_backward(dhs: Any, cache: LNLSTMCache, dh_n: Any = None, dc_n: Any = None, *,
+def ln_lstm_backward(dhs: Any, cache: Cache, dh_n: Any = None, dc_n: Any = None, *,
                      state_grads: list | None = None) -> LNLSTMGrads:
     """Backpropagation through time for :func:`ln_lstm_forward`.
 
@@ -270,7 +201,7 @@ def ln_lstm_backward(dhs: Any, cache: LNLSTMCache, dh_n: Any = None, dc_n: Any =
     ----------
     dhs : array (batch, time, hidden) or (batch, hidden), or None
         Gradient of the returned ``hs``; a 2-D array is the final hidden state's alone.
-    cache : LNLSTMCache
+    cache : Cache
     dh_n, dc_n : array (batch, hidden), optional
         Gradients of the final states ``cache.h_n``/``cache.c_n``.
     state_grads : list, optional
@@ -282,50 +213,7 @@ def ln_lstm_backward(dhs: Any, cache: LNLSTMCache, dh_n: Any = None, dc_n: Any =
         Gradients of every forward argument, in the forward inputs' namespace and device;
         ``dh0``/``dc0`` are returned even when the forward pass started from zeros.
     """
-    (x, w_x, w_h, gamma_x, gamma_h, gamma_c, h0, c0, hs, cs, gates, hhat, rh, chat, rc, s,
-     xhat, rx, m) = cache
-    xp = resolve({"dhs": dhs, "hs": hs, "dh_n": dh_n, "dc_n": dc_n})
-    batch, time, hidden = hs.shape
-    dev = device(hs)
-    seq = check_grads(xp, hs, dhs, {"dh_n": dh_n, "dc_n": dc_n})
-    if seq is not None and m is not None:
-        seq = mask_outputs(seq, m, xp=xp)  # a padded output is a constant zero: no gradient
-    g_h = final_grad(xp, hs, dhs if seq is None else None, dh_n, seq)
-    g_c = dc_n if dc_n is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
-    w_hT = per_step_transpose(xp, w_h, steps=time)  # (4H, H), once
-    c_init = c0 if c0 is not None else xp.zeros((batch, hidden), dtype=hs.dtype, device=dev)
-    hs_tm, cs_tm, g_tm, hh_tm, rh_tm, ch_tm, rc_tm, s_tm = (
-        xp.permute_dims(a, (1, 0, 2)) for a in (hs, cs, gates, hhat, rh, chat, rc, s))
-    f = g_tm[:, :, hidden : 2 * hidden]  # (T, B, H)
-
-    def factors(s0: int, e: int) -> tuple[Any, Any]:
-        c_before = c_init if s0 == 0 else cs_tm[s0 - 1, ...]  # (B, H): c_{s-1}
-        return ln_lstm_backward_factors(g_tm[s0:e, ...], cs_tm[s0:e, ...], c_before,
-                                        s_tm[s0:e, ...], gamma_c, xp=xp)
-
-    def step_back(g: tuple[Any, ...], pq: tuple[Any, Any], t: int, i: int
-                  ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        da, dhw, gh, gc = ln_lstm_cell_backward(
-            g[0], g[1], pq[0][i, ...], pq[1][i, ...], f[t, ...], ch_tm[t, ...], rc_tm[t, ...],
-            hh_tm[t, ...], rh_tm[t, ...], gamma_h, w_hT, xp=xp)
-        return (da, dhw, g[0]), (gh, gc)
-
-    (da, dhw, gs), (g_h, g_c) = scan_backward(
-        step_back, factors, (g_h, g_c), time=time, row_elements=batch * 4 * hidden,
-        stored_widths=(4 * hidden, 4 * hidden, hidden), seq=seq, mask=m,
-        state_grads=state_grads, buffered=writeable(hs_tm), xp=xp, in_factors=1)
-    rows = time * batch
-    da2 = xp.reshape(da, (rows, 4 * hidden))  # (T*B, 4H)
-    db = xp.sum(da2, axis=0)  # (4H,): also dbeta_x and dbeta_h, which enter a_t as b does
-    dgamma_h = xp.sum(da2 * xp.reshape(hh_tm, (rows, 4 * hidden)), axis=0)  # (4H,)
-    xhat2 = xp.reshape(xhat, (rows, 4 * hidden))  # (T*B, 4H)
-    dgamma_x = xp.sum(da2 * xhat2, axis=0)  # (4H,)
-    dxw = layer_norm_backward(da2 * gamma_x, xhat2, xp.reshape(rx, (rows, 1)), xp=xp)  # (T*B, 4H)
-    dlc = gs * (g_tm[:, :, 3 * hidden :] * (1.0 - s_tm * s_tm))  # (T, B, H): dL/dLN(c_t)
-    dgamma_c = xp.sum(xp.reshape(dlc * ch_tm, (rows, hidden)), axis=0)  # (H,)
-    dbeta_c = xp.sum(xp.reshape(dlc, (rows, hidden)), axis=0)  # (H,)
-    dxw_tm = xp.reshape(dxw, (time, batch, 4 * hidden))  # (T, B, 4H)
-    dw_x, dw_h, _, dx = weight_grads(xp, x, hs_tm, h0, dxw_tm, dhw, w_x)
-    # db, dbeta_x and dbeta_h are equal but separate arrays: a caller may update one in place.
-    return LNLSTMGrads(dx, g_h, g_c, dw_x, dw_h, db, dgamma_x, xp.asarray(db, copy=True),
-                       dgamma_h, xp.asarray(db, copy=True), dgamma_c, dbeta_c)
+    xp = resolve({"dhs": dhs, "hs": cache.hs, "dh_n": dh_n, "dc_n": dc_n})
+    check_grads(xp, cache.hs, dhs, {"dh_n": dh_n, "dc_n": dc_n})
+    return LNLSTMGrads(**drive_backward(STEP, xp, cache, dhs, (dh_n, dc_n), gates=4,
+                                        state_grads=state_grads))

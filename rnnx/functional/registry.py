@@ -23,6 +23,8 @@ from typing import Any
 
 from .._backend import on_input_device
 from . import gru, gru_reset_before, ln_lstm, lstm, rnn
+from ._loop import sequence_functions
+from ._step import Step
 
 __all__ = ["CELLS", "Cell", "forget_cells", "get_cell", "register_cell", "unregister_cell"]
 
@@ -50,10 +52,11 @@ class Cell:
         backward ``dh_n`` (``dc_n``), its gradients hold ``dh0`` (``dc0``) and the cache
         ``h_n`` (``c_n``).
     forward : callable
-        ``forward(x, w_x, w_h, *vectors, *states0, mask=None, **options) -> (out, cache)``.
+        ``forward(x, w_x, w_h, *vectors, *states0, mask=None, **options) -> (out, cache)``;
+        made from ``step`` if omitted.
     backward : callable
         ``backward(dhs, cache, *final_state_grads, state_grads=None) -> grads`` (a NamedTuple
-        with ``dx``, ``d<state>0`` and ``d<param>`` fields).
+        with ``dx``, ``d<state>0`` and ``d<param>`` fields); made from ``step`` if omitted.
     options : mapping name -> allowed values
         Run options and their values, the first being the default (``{"nonlinearity":
         ("tanh", "relu")}``).
@@ -66,7 +69,13 @@ class Cell:
     workspace : bool
         Whether ``forward`` and ``backward`` take ``workspace=`` (a
         :class:`rnnx.functional.Workspace` kept across calls); :meth:`run` and
-        :meth:`run_backward` pass one only to such a cell.
+        :meth:`run_backward` pass one only to such a cell (true for functions made from
+        ``step``).
+    step : Step
+        The cell as its time step (:class:`rnnx.functional.Step`): the forward stage(s) and
+        their hand-derived adjoints as plain Array-API functions, which the one driver runs over
+        a sequence with the executor the backend picks (eagerly, or ``jax.lax.scan`` under
+        ``jax.jit``). A cell given only its ``step`` gets ``forward`` and ``backward`` from it.
     """
 
     name: str
@@ -75,12 +84,25 @@ class Cell:
     gate_order: tuple[str, ...]
     vectors: Mapping[str, tuple[int, float | None]]
     states: tuple[str, ...]
-    forward: Callable[..., tuple[Any, Any]]
-    backward: Callable[..., Any]
+    forward: Callable[..., tuple[Any, Any]] | None = None
+    backward: Callable[..., Any] | None = None
     options: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     forget_gate: int | None = None
     rounding_gain: float = 1.0
     workspace: bool = False
+    step: Step | None = None
+
+    def __post_init__(self) -> None:
+        if self.forward is not None and self.backward is not None:
+            return
+        if self.step is None:
+            raise TypeError(f"cell {self.name!r} needs its step (or forward and backward)")
+        fwd, bwd = sequence_functions(self.step, name=self.name, gates=self.gates,
+                                      vectors={k: w for k, (w, _) in self.vectors.items()},
+                                      states=self.states)
+        object.__setattr__(self, "forward", self.forward or fwd)
+        object.__setattr__(self, "backward", self.backward or bwd)
+        object.__setattr__(self, "workspace", True)
 
     # -- parameters -------------------------------------------------------------------------
     @property
@@ -168,21 +190,24 @@ CELLS: dict[str, Cell] = {
     "rnn": Cell(
         name="rnn", summary="Elman RNN, h = f(x W_x + h W_h + b)", gates=1, gate_order=("h",),
         vectors={"b": (1, None)}, states=("h",), forward=rnn.rnn_forward,
-        backward=rnn.rnn_backward, options={"nonlinearity": rnn.NONLINEARITIES}),
+        backward=rnn.rnn_backward, options={"nonlinearity": rnn.NONLINEARITIES},
+        step=rnn.STEP),
     "lstm": Cell(
         name="lstm", summary="LSTM (torch's layout)", gates=4, gate_order=("i", "f", "g", "o"),
         vectors={"b": (4, None)}, states=("h", "c"), forward=lstm.lstm_forward,
-        backward=lstm.lstm_backward, forget_gate=1, workspace=True),
+        backward=lstm.lstm_backward, forget_gate=1, workspace=True, step=lstm.STEP),
     "gru": Cell(
         name="gru", summary="GRU, reset after the recurrent matmul (torch's layout)", gates=3,
         gate_order=("r", "z", "n"), vectors={"b_ih": (3, None), "b_hh": (3, None)},
-        states=("h",), forward=gru.gru_forward, backward=gru.gru_backward, workspace=True),
+        states=("h",), forward=gru.gru_forward, backward=gru.gru_backward, workspace=True,
+        step=gru.STEP),
     "gru_reset_before": Cell(
         name="gru_reset_before",
         summary="GRU, reset before the recurrent matmul (Cho et al. 2014; Keras reset_after=False)",
         gates=3, gate_order=("r", "z", "n"), vectors={"b": (3, None)}, states=("h",),
         forward=gru_reset_before.gru_reset_before_forward,
-        backward=gru_reset_before.gru_reset_before_backward, workspace=True),
+        backward=gru_reset_before.gru_reset_before_backward, workspace=True,
+        step=gru_reset_before.STEP),
     "ln_lstm": Cell(
         name="ln_lstm", summary="layer-normalised LSTM (Ba, Kiros & Hinton 2016)", gates=4,
         gate_order=("i", "f", "g", "o"),
@@ -190,7 +215,7 @@ CELLS: dict[str, Cell] = {
                  "beta_h": (4, 0.0), "gamma_c": (1, 1.0), "beta_c": (1, 0.0)},
         states=("h", "c"), forward=ln_lstm.ln_lstm_forward, backward=ln_lstm.ln_lstm_backward,
         # Measured: float64 deviation between two implementations 10x the LSTM's, float32 40x.
-        forget_gate=1, rounding_gain=10.0),
+        forget_gate=1, rounding_gain=10.0, step=ln_lstm.STEP),
 }
 
 

@@ -30,7 +30,7 @@ class Dense:
         starts at zero.
     seed, backend, device, dtype
         As for :class:`rnnx.layers.SimpleRNN`: the same seed gives the same weights, bit for bit,
-        on every backend; ``rng`` (a host ``numpy.random.HostGenerator``) may be passed instead of
+        on every backend; ``rng`` (a host ``numpy.random.Generator``) may be passed instead of
         ``seed`` so one generator feeds a whole network.
 
     Attributes

@@ -25,7 +25,14 @@ from .agreement import (
     seed_rows,
     seed_tolerance,
 )
-from .counting import CallCounts, StepCalls, calls_per_step, cell_calls_rows, count_calls
+from .counting import (
+    CallCounts,
+    StepCalls,
+    calls_per_step,
+    cell_calls_rows,
+    count_calls,
+    scanned_ops_per_step,
+)
 
 __all__ = [
     "SAFETY",
@@ -48,6 +55,7 @@ __all__ = [
     "recurrence_rtol",
     "rounding_rtol",
     "run_case",
+    "scanned_ops_per_step",
     "seed_rows",
     "seed_tolerance",
 ]

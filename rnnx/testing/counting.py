@@ -22,12 +22,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._backend import from_host, get_namespace, host_rng
+from .._backend import forced_executor, from_host, get_namespace, host_rng
 from .._typing import Namespace
 from ..functional.registry import CELLS, Cell
 from .agreement import cell_variants, make_case
 
-__all__ = ["CallCounts", "StepCalls", "calls_per_step", "cell_calls_rows", "count_calls"]
+__all__ = ["CallCounts", "StepCalls", "calls_per_step", "cell_calls_rows", "count_calls",
+           "scanned_ops_per_step"]
 
 # Inquiries about dtypes and shapes: they compute nothing on any device.
 _NOT_COUNTED = frozenset({"finfo", "iinfo", "isdtype", "result_type", "can_cast",
@@ -226,8 +227,8 @@ def _step_calls(counts: list[CallCounts], lengths: tuple[int, ...]) -> StepCalls
 
 def calls_per_step(spec: Cell | str, *, masked: bool = False, per_step_grad: bool = True,
                    options: Mapping[str, Any] | None = None, lengths: tuple[int, ...] = (4, 8, 12),
-                   batch: int = 2, features: int = 3, hidden: int = 16
-                   ) -> dict[str, StepCalls]:
+                   batch: int = 2, features: int = 3, hidden: int = 16,
+                   executor: str = "eager") -> dict[str, StepCalls]:
     """Array-API calls of cell ``spec`` (a registry record or name) per time step, forward and
     backward, on array-api-strict in float32 (whose ``tanh`` is the namespace's on every CPU).
 
@@ -239,7 +240,10 @@ def calls_per_step(spec: Cell | str, *, masked: bool = False, per_step_grad: boo
     ``(batch, hidden)``. The defaults keep every size threshold of the cells on one side at all
     lengths: the backward's factors in one block, ``w_h^T`` copied, the bias not folded into the
     projection. The counts are of a warm call: an uncounted first call fills the constants the
-    cells cache. Returns ``{"forward": StepCalls, "backward": StepCalls}``."""
+    cells cache. ``executor``: ``"eager"``, the readable step in the Python loop (what torch,
+    CuPy and array-api-strict run), or ``"tuned"``, the cell's tuned form where it has one (what
+    NumPy runs; :func:`rnnx._backend.forced_executor`). Returns ``{"forward": StepCalls,
+    "backward": StepCalls}``."""
     spec = CELLS[spec] if isinstance(spec, str) else spec
     xp = get_namespace("array_api_strict")
     found: dict[str, list[CallCounts]] = {"forward": [], "backward": []}
@@ -254,22 +258,80 @@ def calls_per_step(spec: Cell | str, *, masked: bool = False, per_step_grad: boo
         if masked:
             mask = from_host([time] * (batch - 1) + [time - 1], xp=xp)
         state0 = {s + "0": None for s in spec.states}
-        with count_calls(xp) as fwd:
+        with forced_executor(executor), count_calls(xp) as fwd:
             _, cache = spec.run(a, a["x"], state0, mask=mask, options=options)
-        with count_calls(xp) as bwd:
+        with forced_executor(executor), count_calls(xp) as bwd:
             spec.run_backward(cache, dhs)
         found["forward"].append(fwd)
         found["backward"].append(bwd)
     return {k: _step_calls(v[1:], lengths) for k, v in found.items()}
 
 
-def cell_calls_rows(*, masked: tuple[bool, ...] = (False, True)) -> list[dict[str, Any]]:
+def cell_calls_rows(*, masked: tuple[bool, ...] = (False, True), executor: str = "eager"
+                    ) -> list[dict[str, Any]]:
     """:func:`calls_per_step` for every registered cell and every value of its run options,
-    plain and (``masked``) with a lengths mask, gradient at every step: one row per variant,
-    ``{"cell", "options", "masked", "forward", "backward"}``."""
+    plain and (``masked``) with a lengths mask, gradient at every step, on ``executor``: one
+    row per variant, ``{"cell", "options", "masked", "forward", "backward"}``."""
     rows = []
     for label, spec, options in cell_variants():
         for m in masked:
-            got = calls_per_step(spec, masked=m, options=options)
+            got = calls_per_step(spec, masked=m, options=options, executor=executor)
             rows.append({"cell": label, "options": options, "masked": m, **got})
     return rows
+
+
+def scanned_ops_per_step(spec: Cell | str, *, masked: bool = False, per_step_grad: bool = True,
+                         options: Mapping[str, Any] | None = None, batch: int = 2,
+                         features: int = 3, hidden: int = 16, time: int = 4) -> dict[str, int]:
+    """The operations of one time step where JAX runs the cell: the primitive equations in the
+    body of the forward's and the backward's ``jax.lax.scan`` (nested calls counted through),
+    before XLA fuses them. Each pass is one compiled call (no per-step dispatch from Python);
+    this is the work its loop body holds. Needs JAX. Returns ``{"forward": n, "backward":
+    n}``."""
+    import jax
+
+    spec = CELLS[spec] if isinstance(spec, str) else spec
+    xp = get_namespace("jax")
+    case = make_case(spec, host_rng(0), batch, time, features, hidden, with_state=False)
+    a = {k: None if v is None else from_host(v, xp=xp, dtype=xp.float32) for k, v in case.items()}
+    dhs = a["dhs"] if per_step_grad else a["dhs"][:, -1, :]
+    mask = from_host([time] * (batch - 1) + [time - 1], xp=xp) if masked else None
+    state0 = {s + "0": None for s in spec.states}
+
+    def forward(arrays: dict) -> Any:
+        return spec.run(arrays, arrays["x"], state0, mask=mask, options=options)[0]
+
+    def backward(arrays: dict) -> Any:
+        _, cache = spec.run(arrays, arrays["x"], state0, mask=mask, options=options)
+        return spec.run_backward(cache, dhs)[0]
+
+    out = {}
+    for name, fn in (("forward", forward), ("backward", backward)):
+        scans = list(_scan_bodies(jax.make_jaxpr(fn)(a).jaxpr))
+        out[name] = _leaf_equations(scans[-1])  # the backward's own scan follows the forward's
+    return out
+
+
+def _sub_jaxprs(eqn: Any) -> Iterator[Any]:
+    for value in eqn.params.values():
+        for v in (value if isinstance(value, (tuple, list)) else (value,)):
+            inner = getattr(v, "jaxpr", v)
+            if hasattr(inner, "eqns"):
+                yield inner
+
+
+def _scan_bodies(jaxpr: Any) -> Iterator[Any]:
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "scan":
+            yield eqn.params["jaxpr"].jaxpr
+        else:
+            for inner in _sub_jaxprs(eqn):
+                yield from _scan_bodies(inner)
+
+
+def _leaf_equations(jaxpr: Any) -> int:
+    n = 0
+    for eqn in jaxpr.eqns:
+        inner = list(_sub_jaxprs(eqn))
+        n += sum(_leaf_equations(j) for j in inner) if inner else 1
+    return n
