@@ -208,7 +208,7 @@ class Sym:
     __rpow__ = __pow__
 
     @property
-    def T(self) -> Sym:  # noqa: N802 (the standard's name)
+    def T(self) -> Sym:
         raise NotFusable("a transpose inside a stage")
 
     mT = T

@@ -419,7 +419,7 @@ class Fused(Eager):
     def _trace_chain(self, unbound, products_t, states, saved, mask, observe, xp, prologue):
         """The adjoints' graphs, last to first, the last one's gradients made by ``prologue(t)``
         (a tuple per state); returns ``(graphs, facts)``."""
-        time, batch, hidden = states[0].shape
+        _, batch, hidden = states[0].shape
         n = len(states)
         last = len(unbound) - 1
         graphs: list[Any] = [None] * len(unbound)

@@ -1,0 +1,162 @@
+"""Every stage of every fusable cell called directly and traced, on random arguments: shared by
+the CPU tests of the tracer, its CUDA C and the fused executor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rnnx._backend._fuse import Tracer, flatten, symbolic_like, trace_call
+from rnnx._backend._fused import _Params
+from rnnx.functional.registry import CELLS
+from rnnx.testing.agreement import cell_variants
+
+#: The cells whose steps fuse, and the one that must not (its layer norms reduce over hidden).
+FUSABLE = ("rnn", "lstm", "gru", "gru_reset_before")
+NOT_FUSABLE = ("ln_lstm",)
+
+#: (label, cell, options) of every run-option variant of the fusable cells.
+VARIANTS = [(label, spec, options) for label, spec, options in cell_variants()
+            if spec.name in FUSABLE]
+
+
+def real_leaves(tree: Any) -> list[Any]:
+    """The arrays of a nested tuple/list/dict/NamedTuple in :func:`flatten`'s order."""
+    if tree is None:
+        return []
+    if isinstance(tree, (tuple, list)):
+        return [leaf for x in tree for leaf in real_leaves(x)]
+    if isinstance(tree, dict):
+        return [leaf for x in tree.values() for leaf in real_leaves(x)]
+    return [tree]
+
+
+def stage_calls(spec, options, xp, dtype, rng, *, batch=3, hidden=5):
+    """``(params, [(name, function, args)])``: the cell's forward stages, then its adjoints last
+    to first, each with the arguments the driver would pass after ``params`` (random states,
+    products and gradients; each stage's context and the saved arrays from the direct calls
+    before it)."""
+    step = spec.step
+
+    def rand(*shape):
+        return xp.asarray(rng.standard_normal(shape), dtype=dtype)
+
+    g = spec.gates
+    p = {"w_x": rand(4, g * hidden), "w_h": rand(hidden, g * hidden)}
+    p.update({name: rand(width * hidden) for name, (width, _) in spec.vectors.items()})
+    calls = []
+    u = rand(batch, g * hidden)
+    state = tuple(rand(batch, hidden) for _ in spec.states)
+    ctx = None
+    spans = step.product_blocks(g)
+    for k, (f, (a, e)) in enumerate(zip(step.forward, spans)):
+        v = rand(batch, (e - a) * hidden)
+        args = (u, v, state) if k == 0 else (u, v, state, ctx)
+        calls.append((f"forward{k}", f, args))
+        ctx = f(p, *args, xp=xp, **options)[1]
+    saved = ctx
+    last = len(step.backward) - 1
+    for k in range(last, -1, -1):
+        f = step.backward[k]
+        if k == last:
+            args = (tuple(rand(batch, hidden) for _ in spec.states), saved, state)
+        else:
+            args = (rand(batch, hidden), saved, state, ctx)
+        calls.append((f"backward{k}", f, args))
+        if k:
+            ctx = f(p, *args, xp=xp, **options)[1]
+    return p, calls
+
+
+def trace_stage(f, p, args, options, xp, dtype, *, batch, hidden):
+    """``(graph, sources, traced result)`` of ``f(p, *args)`` traced: each argument leaf is the
+    input ``("arg", i)``, each parameter ``("param", name)``; the graph's outputs are the
+    result's leaves, labelled by position."""
+    t = Tracer(xp, dtype, batch=batch, hidden=hidden)
+    sym = symbolic_like(t, "arg", args)
+    out = trace_call(f, _Params(t, p), *sym, xp=t.ns, **options)
+    leaves, _ = flatten(out)
+    graph = t.graph([(i, s) for i, s in enumerate(leaves)])
+    sources = {("arg", i): a for i, a in enumerate(real_leaves(args))}
+    sources.update({("param", name): a for name, a in p.items()})
+    return graph, sources, out
+
+
+def assemble(blocks, batch, hidden, dtype):
+    """An output's evaluated blocks (some 0-d or 1-D where constant) as one (batch, n*hidden)
+    host array."""
+    return np.concatenate([np.broadcast_to(np.asarray(b), (batch, hidden)) for b in blocks],
+                          axis=1).astype(dtype, copy=False)
+
+
+def cell_names():
+    return list(CELLS)
+
+
+def use_executor(ex):
+    """A context in which every driver call runs on executor ``ex`` (as
+    :func:`rnnx._backend.forced_executor` does for the registered ones)."""
+    import contextlib
+
+    from rnnx._backend import _executors
+
+    @contextlib.contextmanager
+    def forced():
+        _executors._FORCED.append(ex)
+        try:
+            yield ex
+        finally:
+            _executors._FORCED.pop()
+
+    return forced()
+
+
+_GRAPHS: list = []
+
+
+def executor_graphs():
+    """``[(label, graph)]``: every graph the fused executor makes for the fusable cells on small
+    NumPy float64 cases: each run option, with and without a lengths mask, a gradient at every
+    step or at the last state only, with and without the per-step observer (computed once)."""
+    if _GRAPHS:
+        return _GRAPHS
+    from rnnx._backend import from_host, host_rng
+    from rnnx._backend._fused import Fused, ReferenceKernels
+    from rnnx.testing.agreement import make_case
+
+    xp = get_namespace_numpy()
+    for label, spec, options in VARIANTS:
+        fused = Fused(ReferenceKernels())
+        for masked in (False, True):
+            for per_step in (True, False):
+                for observe in (False, True):
+                    case = make_case(spec, host_rng(0), 3, 4, 2, 5, with_state=True)
+                    a = {k: None if v is None else from_host(v, xp=xp, dtype=xp.float64)
+                         for k, v in case.items()}
+                    mask = from_host(np.array([4, 2, 3]), xp=xp) if masked else None
+                    state0 = {s + "0": a[s + "0"] for s in spec.states}
+                    with use_executor(fused):
+                        _, cache = spec.run(a, a["x"], state0, mask=mask, options=options)
+                        dhs = a["dhs"] if per_step else a["dhs"][:, -1, :]
+                        spec.run_backward(cache, dhs, {}, state_grads=[None] * 4
+                                          if observe else None)
+        for key, plan in fused._plans.items():
+            assert not isinstance(plan, Exception), (label, plan)
+            if key[0] == "forward":
+                tag = f"{label} forward mask={key[-2]}"
+            else:
+                tag = f"{label} backward mask={key[-4]} dhs={key[-3]} observe={key[-2]}"
+            if key[0] == "forward":
+                _GRAPHS.extend((f"{tag} stage{k}", g) for k, g in enumerate(plan.graphs))
+            else:
+                _GRAPHS.extend((f"{tag} {which} stage{k}", g)
+                               for which in ("first", "rest")
+                               for k, g in enumerate(getattr(plan, which)))
+    return _GRAPHS
+
+
+def get_namespace_numpy():
+    from rnnx._backend import get_namespace
+
+    return get_namespace("numpy")
