@@ -12,6 +12,8 @@ from rnnx._backend._fused import _Params
 from rnnx.functional.registry import CELLS
 from rnnx.testing.agreement import cell_variants
 
+from ._cell_checks import SHAPE_IDS, SHAPES
+
 #: The cells whose steps fuse, and the one that must not (its layer norms reduce over hidden).
 FUSABLE = ("rnn", "lstm", "gru", "gru_reset_before")
 NOT_FUSABLE = ("ln_lstm",)
@@ -160,3 +162,73 @@ def get_namespace_numpy():
     from rnnx._backend import get_namespace
 
     return get_namespace("numpy")
+
+
+# -- the executor cases: what the cell tests run, fused against eager ------------------------
+
+class Case:
+    """One run of a cell: ``shape`` (batch, time, features, hidden), an initial state or zeros,
+    a mask (``None``, ``"lengths"``, ``"left-padded"``, ``"holes-and-empty"``), the output
+    gradient (``"seq"`` every step, ``"last"`` the last state's, ``"none"``), the final
+    states' gradients, the per-step observer, a workspace."""
+
+    def __init__(self, name, shape, *, with_h0=True, mask=None, dhs="seq", final=True,
+                 observe=False, workspace=False):
+        self.name, self.shape, self.with_h0, self.mask = name, shape, with_h0, mask
+        self.dhs, self.final, self.observe, self.workspace = dhs, final, observe, workspace
+
+    def __repr__(self):
+        return self.name
+
+
+MASKS = {
+    "lengths": np.array([5, 2, 7, 1]),
+    "left-padded": np.arange(7)[None, :] >= np.array([0, 5, 2, 6])[:, None],
+    "holes-and-empty": np.array([[1, 0, 1, 1, 0, 1, 1], [0] * 7, [1] * 7, [0, 0, 1, 1, 1, 1, 1]],
+                                dtype=bool),
+}
+
+
+def executor_cases():
+    """The cell tests' shapes with and without an initial state and final-state gradients;
+    three masks with each kind of output gradient, with the observer; the observer, a
+    workspace and the last-state gradients without a mask."""
+    cases = [Case(f"{sid}-{'h0' if h0 else 'zeros'}-{'final' if final else 'outputs'}", shape,
+                  with_h0=h0, final=final)
+             for shape, sid in zip(SHAPES, SHAPE_IDS) for h0 in (True, False)
+             for final in (True, False)]
+    cases += [Case(f"{m}-{d}", (4, 7, 3, 5), mask=m, dhs=d, observe=True, workspace=d == "seq")
+              for m in MASKS for d in ("seq", "last", "none")]
+    cases += [Case("observe-workspace", (3, 6, 4, 6), observe=True, workspace=True),
+              Case("last-zeros", (3, 6, 4, 6), with_h0=False, dhs="last", final=False,
+                   observe=True),
+              Case("finals-only", (3, 6, 4, 6), dhs="none", workspace=True)]
+    return cases
+
+
+def run_executor_case(spec, options, case, put, dtype, seed=0):
+    """Forward and backward of ``case`` on the arrays ``put(host, dtype)`` makes; every result
+    by name (``out``, ``h_n``..., ``dx``, ``d<state>0``, ``d<param>``, ``state_grads``)."""
+    from rnnx.functional import Workspace
+    from rnnx.testing.agreement import make_case
+
+    batch, time, features, hidden = case.shape
+    host = make_case(spec, np.random.default_rng(seed), batch, time, features, hidden,
+                     with_state=case.with_h0)
+    a = {k: None if v is None else put(v, dtype) for k, v in host.items()}
+    mask = None if case.mask is None else put(MASKS[case.mask])
+    ws = Workspace() if case.workspace else None
+    state0 = {s + "0": a.get(s + "0") for s in spec.states}
+    out, cache = spec.run(a, a["x"], state0, mask=mask, options=options, workspace=ws)
+    res = {"out": out}
+    res.update({s + "_n": v for s, v in zip(spec.states, spec.final_states(cache))})
+    finals = {s: a[f"d{s}_n"] for s in spec.states} if case.final else {}
+    dhs = {"seq": a["dhs"], "last": a["dhs"][:, -1, :], "none": None}[case.dhs]
+    observed = [None] * time if case.observe else None
+    dx, d0, dp = spec.run_backward(cache, dhs, finals, state_grads=observed, workspace=ws)
+    res["dx"] = dx
+    res.update({"d" + k: v for k, v in d0.items()})
+    res.update({"d" + k: v for k, v in dp.items()})
+    if observed is not None:
+        res.update({f"state_grads{t}": g for t, g in enumerate(observed)})
+    return res
