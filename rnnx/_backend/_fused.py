@@ -211,6 +211,13 @@ def _pair(out: Any, what: str) -> tuple[Any, Any]:
     return out
 
 
+def _names(stages: Any) -> str:
+    """The stages' function names, for :attr:`Fused.fallbacks` (never their arguments' reprs:
+    a device array's repr copies it to the host)."""
+    return " + ".join(getattr(getattr(s, "func", s), "__qualname__", type(s).__name__)
+                      for s in stages)
+
+
 def _param_key(p: Mapping[str, Any]) -> tuple:
     return tuple((k, tuple(a.shape)) for k, a in p.items() if getattr(a, "ndim", None) == 1)
 
@@ -278,7 +285,7 @@ class Fused(Eager):
         try:
             unbound = [_unbind(s) for s in stages]
         except NotFusable as exc:
-            self.fallbacks[repr(stages)] = str(exc)
+            self.fallbacks[_names(stages)] = str(exc)
             return super().forward(stages, products, u, state0, mask, xp=xp, workspace=workspace)
         time, batch, width = u.shape
         hidden = state0[0].shape[1]
@@ -286,7 +293,7 @@ class Fused(Eager):
         key = ("forward", tuple((f, tuple(sorted(o.items()))) for f, _, o in unbound), u.dtype,
                batch, hidden, width, tuple((tuple(w.shape), b is not None) for w, b in products),
                len(state0), mask is not None, _param_key(p))
-        names = " + ".join(getattr(f, "__qualname__", repr(f)) for f, _, _ in unbound)
+        names = _names(stages)
         plan = self._plan(key, lambda: self._trace_forward(unbound, products, u, state0, mask, xp),
                           names)
         if isinstance(plan, NotFusable) or not writeable(u) or time == 0:
@@ -397,7 +404,7 @@ class Fused(Eager):
         try:
             unbound = [_unbind(a) for a in adjoints]
         except NotFusable as exc:
-            self.fallbacks[repr(adjoints)] = str(exc)
+            self.fallbacks[_names(adjoints)] = str(exc)
             unbound = None
         time, batch, hidden = states[0].shape
         if unbound is not None:
@@ -406,7 +413,7 @@ class Fused(Eager):
                    states[0].dtype, batch, hidden, tuple(tuple(s.shape[1:]) for s in saved),
                    tuple(tuple(w.shape) for w in products_t), len(states), mask is not None,
                    seq is not None, bool(observe), _param_key(p))
-            names = " + ".join(getattr(f, "__qualname__", repr(f)) for f, _, _ in unbound)
+            names = _names(adjoints)
             plan = self._plan(key, lambda: self._trace_backward(
                 unbound, products_t, states, saved, mask, seq, observe, xp), names)
         if (unbound is None or isinstance(plan, NotFusable) or not writeable(states[0])
