@@ -232,3 +232,67 @@ def run_executor_case(spec, options, case, put, dtype, seed=0):
     if observed is not None:
         res.update({f"state_grads{t}": g for t, g in enumerate(observed)})
     return res
+
+
+class HostKernels:
+    """The CUDA kernels' own C compiled for the host (``-DRNNX_HOST``, no fused multiply-add, as
+    on the GPU) and called through ctypes with the very arguments :class:`CupyKernels` passes
+    (:func:`rnnx._backend._fuse.kernel_args`: addresses with the views' offsets, strides in
+    elements): the GPU's launch path, C included, run on the CPU. One shared library per
+    kernel, built on first use in ``workdir``."""
+
+    name = "host"
+
+    def __init__(self, workdir):
+        import shutil
+
+        self.cxx = shutil.which("g++") or shutil.which("c++")
+        self.workdir = workdir
+        self.launches = 0
+        self._fns = {}
+
+    def build(self, sources):
+        """Compile ``[(name, source)]`` into one library (one compiler run for many kernels)."""
+        import ctypes
+        import subprocess
+
+        todo = [(name, src) for name, src in dict(sources).items() if name not in self._fns]
+        if not todo:
+            return
+        stem = self.workdir / f"kernels{len(list(self.workdir.glob('kernels*.so')))}"
+        cpp, lib = stem.with_suffix(".cpp"), stem.with_suffix(".so")
+        cpp.write_text("\n".join(src for _, src in todo))
+        done = subprocess.run([self.cxx, "-x", "c++", "-DRNNX_HOST", "-O1", "-ffp-contract=off",
+                               "-shared", "-fPIC", "-o", str(lib), str(cpp)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-4000:]
+        loaded = ctypes.CDLL(str(lib))
+        for name, _ in todo:
+            fn = self._fns[name] = getattr(loaded, name + "_host")
+            fn.restype = None
+
+    def function(self, graph, ctype):
+        from rnnx._backend._fuse import kernel_source
+
+        name, src = kernel_source(graph, ctype)
+        if name not in self._fns:
+            self.build([(name, src)])
+        return self._fns[name]
+
+    def launch(self, graph, inputs, outputs, *, xp, rows, hidden, float_dtype, dev):
+        import ctypes
+
+        from rnnx._backend._fuse import kernel_args
+
+        dtype = np.dtype(float_dtype)
+
+        def check(name, a):
+            assert isinstance(a, np.ndarray), (name, type(a))
+
+        args = kernel_args(graph, inputs, outputs, rows=rows, hidden=hidden,
+                           dtypes={"f": dtype, "b": np.dtype(np.bool_)},
+                           address=lambda a: a.ctypes.data, check=check)
+        fn = self.function(graph, "float" if dtype == np.float32 else "double")
+        fn(ctypes.c_longlong(rows), ctypes.c_longlong(hidden),
+           *(ctypes.c_ulonglong(v) if kind == "u64" else ctypes.c_longlong(v) for kind, v in args))
+        self.launches += 1

@@ -6,7 +6,6 @@ compiled for the host, computes its graph."""
 
 from __future__ import annotations
 
-import ctypes
 import shutil
 import subprocess
 
@@ -14,12 +13,21 @@ import numpy as np
 import pytest
 
 from rnnx._backend import get_namespace
-from rnnx._backend._fuse import NotFusable, Tracer, evaluate, flatten, kernel_source
+from rnnx._backend._fuse import (
+    At,
+    NotFusable,
+    Tracer,
+    evaluate,
+    flatten,
+    kernel_args,
+    kernel_source,
+)
 from rnnx.functional.registry import CELLS
 
 from ._fuse_cases import (
     NOT_FUSABLE,
     VARIANTS,
+    HostKernels,
     assemble,
     executor_graphs,
     real_leaves,
@@ -239,22 +247,6 @@ def test_kernels_compile_with_nvcc(ctype, tmp_path):
         assert f".entry {name}(" in ptx, name
 
 
-def _host_library(tmp_path, ctype):
-    cxx = shutil.which("g++") or shutil.which("c++")
-    if cxx is None:
-        pytest.skip("no C++ compiler on PATH: the kernels' C is not run on the host here")
-    sources = _sources(ctype)
-    cpp = tmp_path / f"fused_{ctype}.cpp"
-    cpp.write_text("\n".join(src for _, _, src in sources))
-    lib = tmp_path / f"fused_{ctype}.so"
-    # -ffp-contract=off: no fused multiply-add, as the CUDA kernels are compiled.
-    done = subprocess.run([cxx, "-x", "c++", "-DRNNX_HOST", "-O1", "-ffp-contract=off",
-                           "-shared", "-fPIC", "-o", str(lib), str(cpp)],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return ctypes.CDLL(str(lib)), sources
-
-
 def _strided(rng, shape, dtype):
     """A view with both strides other than the contiguous ones: every kernel index uses its
     strides."""
@@ -265,43 +257,43 @@ def _strided(rng, shape, dtype):
 
 @pytest.mark.parametrize("ctype", ["float", "double"])
 def test_kernels_compute_their_graph_on_the_host(ctype, tmp_path):
-    """The kernels' C, compiled for the host with -DRNNX_HOST (the same per-element function
-    over a loop), gives what the graph evaluated with NumPy gives, on strided inputs and
-    outputs. They differ only in the C library's tanh/exp/log against NumPy's (each within a
-    few ulp of the exact value); every output of a single step, a handful of roundings deep,
-    stays within 16 eps of its largest magnitude; the other operations round identically."""
-    lib, sources = _host_library(tmp_path, ctype)
+    """Every kernel's C, compiled for the host with -DRNNX_HOST (the same per-element function
+    over a loop) and given its arguments as the CuPy launcher computes them (addresses with a
+    slot's offset, strides in elements: :func:`kernel_args`), gives what the graph evaluated
+    with NumPy gives, on strided inputs, time slots of 3-D buffers and outputs. The two differ
+    only in the C library's tanh/exp against NumPy's (each within a few ulp of the exact value):
+    every output of one step, a handful of roundings deep, stays within 16 eps of its largest
+    magnitude."""
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("no C++ compiler on PATH: the kernels' C is not run on the host here")
+    kernels = HostKernels(tmp_path)
+    sources = _sources(ctype)
+    kernels.build([(name, src) for name, _, src in sources])
     dt = np.float32 if ctype == "float" else np.float64
     eps = np.finfo(dt).eps
     rng = np.random.default_rng(0)
     rows, hidden = 4, 3
     exact = 0
     for name, graph, _ in sources:
-        fn = getattr(lib, name + "_host")
-        args: list = [ctypes.c_longlong(rows), ctypes.c_longlong(hidden)]
-        inputs = {}
+        inputs, host = {}, {}
         for src, kind, blocks, _ in graph.inputs:
             if kind == "row":
-                a = _strided(rng, (rows, blocks * hidden), dt)
-                st = [s // a.itemsize for s in a.strides]
+                if rng.random() < 0.5:
+                    a = _strided(rng, (rows, blocks * hidden), dt)
+                    inputs[src] = host[src] = a
+                else:  # slot 1 of a time-major (3, rows, width) buffer
+                    buf = rng.standard_normal((3, rows, blocks * hidden)).astype(dt)
+                    inputs[src], host[src] = At(buf, 0, 1), buf[1]
             elif kind == "vec":
-                a = rng.standard_normal(2 * blocks * hidden).astype(dt)[::2]
-                st = [a.strides[0] // a.itemsize]
-            else:
-                a = (rng.standard_normal((rows, 3)) > 0)[:, 1:2]
-                st = [a.strides[0] // a.itemsize]
-            inputs[src] = a
-            args += [ctypes.c_void_p(a.ctypes.data), *map(ctypes.c_longlong, st)]
-        outs = []
-        for _, blocks in graph.outputs:
-            o = _strided(rng, (rows, len(blocks) * hidden), dt)
-            outs.append(o)
-            args += [ctypes.c_void_p(o.ctypes.data),
-                     *(ctypes.c_longlong(s // o.itemsize) for s in o.strides)]
-        fn.restype = None
+                inputs[src] = host[src] = rng.standard_normal(2 * blocks * hidden).astype(dt)[::2]
+            else:  # column 2 of a (rows, time) mask
+                m = rng.standard_normal((rows, 5)) > 0
+                inputs[src], host[src] = At(m, 1, 2), m[:, 2:3]
+        outs = [_strided(rng, (rows, len(blocks) * hidden), dt) for _, blocks in graph.outputs]
         with np.errstate(invalid="ignore", divide="ignore"):
-            fn(*args)
-            want = evaluate(graph, inputs, xp=np_xp, hidden=hidden, float_dtype=dt)
+            kernels.launch(graph, inputs, outs, xp=np_xp, rows=rows, hidden=hidden,
+                           float_dtype=dt, dev=None)
+            want = evaluate(graph, host, xp=np_xp, hidden=hidden, float_dtype=dt)
         for o, (label, blocks) in zip(outs, want):
             ref = assemble(blocks, rows, hidden, dt)
             finite = np.isfinite(ref)
@@ -311,3 +303,30 @@ def test_kernels_compute_their_graph_on_the_host(ctype, tmp_path):
             assert err <= 16 * eps, f"{name} output {label}: {err / eps:.1f} eps"
             exact += bool(np.array_equal(o[finite], ref[finite]))
     assert exact > 0
+
+
+def test_kernel_arguments_are_checked():
+    """What the launcher passes a kernel is checked first: dtype, shape, slot index, strides
+    of whole elements; each error names the argument."""
+    t = Tracer(np_xp, np.float64, batch=2, hidden=3)
+    a, m = t.input("a", "row", 2), t.input("m", "col", 1, "b")
+    graph = t.graph([("o", t.ns.where(m, t.ns.tanh(a), a))])
+    buf = np.zeros((4, 2, 6))
+    mask = np.ones((2, 4), dtype=bool)
+    run = dict(rows=2, hidden=3, dtypes={"f": np.dtype(np.float64), "b": np.dtype(np.bool_)},
+               address=lambda x: x.ctypes.data, check=lambda name, x: None)
+    got = kernel_args(graph, {"a": At(buf, 0, 3), "m": At(mask, 1, 1)}, [buf[0]], **run)
+    assert got == [("u64", buf.ctypes.data + 3 * 2 * 6 * 8), ("i64", 6), ("i64", 1),
+                   ("u64", mask.ctypes.data + 1), ("i64", 4),
+                   ("u64", buf.ctypes.data), ("i64", 6), ("i64", 1)]
+    for inputs, outs, match in [
+        ({"a": At(buf, 0, 4), "m": mask[:, 0]}, [buf[0]], "index 4 on axis 0"),
+        ({"a": buf[0].astype(np.float32), "m": mask[:, 0]}, [buf[0]], "'a': dtype float64"),
+        ({"a": buf[0, :, :3], "m": mask[:, 0]}, [buf[0]], r"'a': shape \(2, 6\) expected"),
+        ({"a": buf[0], "m": mask[:, :1].astype(float)}, [buf[0]], "'m': dtype bool"),
+        ({"a": buf[0], "m": mask[:, 0]}, [buf[0, :, :3]], "output 'o': shape"),
+        ({"a": np.ndarray((2, 6), np.float64, bytearray(200), strides=(52, 8)),
+          "m": mask[:, 0]}, [buf[0]], "whole elements"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            kernel_args(graph, inputs, outs, **run)

@@ -14,14 +14,21 @@ import pytest
 
 from rnnx._backend import device as device_of
 from rnnx._backend import forced_executor, from_host, get_namespace
-from rnnx._backend._fuse import evaluate
+from rnnx._backend._fuse import At, evaluate, kernel_source, view
 from rnnx._backend._fused import Fused, ReferenceKernels
 from rnnx.functional.registry import CELLS
-from rnnx.testing import assert_equal, calls_per_step
+from rnnx.testing import assert_close, assert_equal, calls_per_step, recurrence_rtol
 from rnnx.testing import counting as counting_module
 from rnnx.testing.agreement import cell_variants
 
-from ._fuse_cases import FUSABLE, executor_cases, run_executor_case, use_executor
+from ._fuse_cases import (
+    FUSABLE,
+    HostKernels,
+    executor_cases,
+    executor_graphs,
+    run_executor_case,
+    use_executor,
+)
 
 ALL_VARIANTS = list(cell_variants())
 CASES = executor_cases()
@@ -80,6 +87,52 @@ def test_fused_on_the_strict_second_device(variant):
              xp.float64, cases, dev)
 
 
+@pytest.fixture(scope="module")
+def host_kernels(tmp_path_factory):
+    """:class:`HostKernels` with every executor graph's kernel built (float and double)."""
+    import shutil
+
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("no C++ compiler on PATH: the kernels' C is not run on the host here")
+    kernels = HostKernels(tmp_path_factory.mktemp("kernels"))
+    kernels.build([kernel_source(g, c) for _, g in executor_graphs() for c in ("float", "double")])
+    return kernels
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("variant", [v for v in ALL_VARIANTS if v[1].name in FUSABLE],
+                         ids=[v[0] for v in ALL_VARIANTS if v[1].name in FUSABLE])
+def test_fused_with_the_kernels_c_on_the_host(variant, dtype, host_kernels):
+    """The GPU's launch path on the CPU: the kernels' own C compiled for the host and called
+    with the arguments the CuPy launcher computes (slots of the time-major buffers by address
+    and strides). Every case's results equal the eager loop's to the case's rounding bound
+    (:func:`rnnx.testing.recurrence_rtol`, relative to each array's largest magnitude): the
+    only difference is the C library's tanh against NumPy's, a few ulp, which the bound's
+    safety factor covers (tests/test_fused_cupy.py argues the same bound on the GPU)."""
+    _, spec, options = variant
+    xp = get_namespace("numpy")
+    dt = getattr(xp, dtype)
+    fused = Fused(host_kernels)
+
+    def put(a, d=None):
+        return from_host(a, xp=xp, dtype=d)
+
+    for case in CASES:
+        with forced_executor("eager"):
+            want = run_executor_case(spec, options, case, put, dt)
+        before = host_kernels.launches
+        with use_executor(fused):
+            got = run_executor_case(spec, options, case, put, dt)
+        assert host_kernels.launches - before == 2 * len(spec.step.forward) * case.shape[1]
+        batch, time, features, hidden = case.shape
+        rtol = recurrence_rtol(dt, xp, batch=batch, time=time, features=features, hidden=hidden,
+                               gain=spec.rounding_gain)
+        for name, ref in want.items():
+            scale = float(np.max(np.abs(ref)))
+            assert_close(got[name], ref, rtol=0.0, atol=rtol * scale,
+                         err_msg=f"{case}: {name} host-compiled kernels against eager")
+
+
 class _StrictKernels(ReferenceKernels):
     """The graphs evaluated on array-api-strict arrays' NumPy storage: the stand-in for one
     kernel launch, whose own operations the call counter does not see (on a GPU they are one
@@ -88,12 +141,18 @@ class _StrictKernels(ReferenceKernels):
     def launch(self, graph, inputs, outputs, **kw):
         self.launches += 1
         np_xp = get_namespace("numpy")
-        values = evaluate(graph, {k: v._array for k, v in inputs.items() if v is not None},
-                          xp=np_xp, hidden=kw["hidden"], float_dtype=np.float32)
+        def storage(a):  # the NumPy view an argument stands for, made without a counted call
+            return view(At(a.array._array, a.axis, a.index)) if isinstance(a, At) else a._array
+
+        arrays = {}
+        for src, kind, _, _ in graph.inputs:
+            a = storage(inputs[src])
+            arrays[src] = a[:, None] if kind == "col" and a.ndim == 1 else a
+        values = evaluate(graph, arrays, xp=np_xp, hidden=kw["hidden"], float_dtype=np.float32)
         for (_, blocks), out in zip(values, outputs):
-            h = kw["hidden"]
+            h, out = kw["hidden"], storage(out)
             for k, b in enumerate(blocks):
-                out._array[:, k * h:(k + 1) * h] = b
+                out[:, k * h:(k + 1) * h] = b
 
 
 def fused_calls_per_step(spec, options, masked, monkeypatch):
@@ -117,23 +176,24 @@ def fused_calls_per_step(spec, options, masked, monkeypatch):
 
 
 # Calls and launches per time step on the fused executor, gradient at every step, plain and
-# with a lengths mask (batch 2, hidden 16, float32): per stage one product (`@`) and one
-# kernel each way; the rest are views (u_t, the previous states, the saved arrays of step t, the
-# output slots of step t, the mask columns, dhs_t), calls but no launches. The eager loop's
-# launches (tests/test_testing_counting.EXPECTED_STEP), forward/backward: rnn-tanh 4/6 (masked
-# 5/9), rnn-relu 5/6 (6/9), lstm 26/27 (28/33), gru 24/23 (25/26), gru_reset_before 24/26
-# (25/29).
+# with a lengths mask (batch 2, hidden 16, float32): per stage, each way, one view (the
+# product's operand: a slot of a time-major buffer), one product (`@`) and one kernel; the
+# kernels take every other slot (u_t, the states of steps t-1 and t, the saved arrays, dhs_t,
+# the mask columns) by address, without a view. The eager loop's calls/launches
+# (tests/test_testing_counting.EXPECTED_STEP), forward/backward: rnn-tanh 5/4 and 9/6 (masked
+# 7/5, 14/9), lstm 31/26 and 35/27 (34/28, 44/33), gru 31/24 and 29/23 (33/25, 34/26),
+# gru_reset_before 33/24 and 31/26 (35/25, 36/29).
 EXPECTED_FUSED = {
-    ("rnn-tanh", False): ((5, 2), (7, 2)),
-    ("rnn-tanh", True): ((6, 2), (9, 2)),
-    ("rnn-relu", False): ((5, 2), (7, 2)),
-    ("rnn-relu", True): ((6, 2), (9, 2)),
-    ("lstm", False): ((11, 2), (12, 2)),
-    ("lstm", True): ((12, 2), (14, 2)),
-    ("gru", False): ((9, 2), (11, 2)),
-    ("gru", True): ((10, 2), (13, 2)),
-    ("gru_reset_before", False): ((12, 4), (14, 4)),
-    ("gru_reset_before", True): ((13, 4), (16, 4)),
+    ("rnn-tanh", False): ((3, 2), (3, 2)),
+    ("rnn-tanh", True): ((3, 2), (3, 2)),
+    ("rnn-relu", False): ((3, 2), (3, 2)),
+    ("rnn-relu", True): ((3, 2), (3, 2)),
+    ("lstm", False): ((3, 2), (3, 2)),
+    ("lstm", True): ((3, 2), (3, 2)),
+    ("gru", False): ((3, 2), (3, 2)),
+    ("gru", True): ((3, 2), (3, 2)),
+    ("gru_reset_before", False): ((6, 4), (6, 4)),
+    ("gru_reset_before", True): ((6, 4), (6, 4)),
 }
 
 

@@ -34,10 +34,10 @@ import hashlib
 import math
 import numbers
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["Graph", "Node", "NotFusable", "Sym", "Tracer", "evaluate", "flatten",
-           "kernel_source", "symbolic_like", "trace_call", "unflatten"]
+__all__ = ["At", "Graph", "Node", "NotFusable", "Sym", "Tracer", "evaluate", "flatten",
+           "kernel_args", "kernel_source", "symbolic_like", "trace_call", "unflatten", "view"]
 
 
 class NotFusable(Exception):
@@ -723,20 +723,22 @@ PRELUDE = """\
 """
 
 
-def _c_params(graph: Graph, ctype: str) -> list[tuple[str, str]]:
-    """``(C type, name)`` of a kernel's parameters after ``rows, hidden``: per input its
-    pointer and strides in elements (a row: row and column strides; a vec: its stride; a col:
-    its row stride), per output its pointer and row and column strides."""
-    params: list[tuple[str, str]] = []
+def _c_params(graph: Graph, ctype: str) -> list[tuple[str, str, str]]:
+    """``(C type inside, C type of the kernel parameter, name)`` of the parameters after
+    ``rows, hidden``: per input its pointer and strides in elements (a row: row and column
+    strides; a vec: its stride; a col: its row stride), per output its pointer and row and
+    column strides. A kernel takes each pointer as an ``unsigned long long`` address (what
+    :func:`kernel_args` computes, a view's offset included) and casts it."""
+    addr, stride = "const unsigned long long", "const long long"
+    params: list[tuple[str, str, str]] = []
     for i, (_, kind, _, dtype) in enumerate(graph.inputs):
         t = "bool" if dtype == "b" else ctype
-        params.append((f"const {t}*", f"in{i}"))
-        params += {"row": [("const long long", f"in{i}_rs"), ("const long long", f"in{i}_cs")],
-                   "vec": [("const long long", f"in{i}_cs")],
-                   "col": [("const long long", f"in{i}_rs")]}[kind]
+        params.append((f"const {t}*", addr, f"in{i}"))
+        params += [(stride, stride, f"in{i}_{s}") for s in
+                   {"row": ("rs", "cs"), "vec": ("cs",), "col": ("rs",)}[kind]]
     for j, _ in enumerate(graph.outputs):
-        params += [(f"{ctype}*", f"out{j}"), ("const long long", f"out{j}_rs"),
-                   ("const long long", f"out{j}_cs")]
+        params += [(f"{ctype}*", addr, f"out{j}"), (stride, stride, f"out{j}_rs"),
+                   (stride, stride, f"out{j}_cs")]
     return params
 
 
@@ -751,8 +753,9 @@ def kernel_source(graph: Graph, ctype: str) -> tuple[str, str]:
     """``(name, source)`` of the CUDA kernel computing ``graph`` in ``ctype`` (``"float"`` or
     ``"double"``): one thread per element of ``(rows, hidden)`` in a grid-stride loop,
     ``extern "C" __global__ void name(long long rows, long long hidden, <inputs>, <outputs>)``
-    (parameters: :func:`_c_params`). Every input is read before any output is written; each
-    node is one statement. The name is a hash of the source, so equal graphs share a kernel.
+    (parameters: :func:`_c_params`, their values: :func:`kernel_args`). Every input is read
+    before any output is written; each node is one statement. The name is a hash of the
+    source, so equal graphs share a kernel.
     With ``-DRNNX_HOST`` the source defines ``name_host`` instead, the same computation as a
     host loop."""
     if ctype not in _FUNCTIONS:
@@ -796,8 +799,9 @@ def kernel_source(graph: Graph, ctype: str) -> tuple[str, str]:
         for k, b in enumerate(blocks):
             lines.append(f"    out{j}[r * out{j}_rs + ({k} * hidden + c) * out{j}_cs] = v{b.index};")
     params = _c_params(graph, ctype)
-    decl = ",\n    ".join(f"{t} {n}" for t, n in params)
-    names = ", ".join(n for _, n in params)
+    decl = ",\n    ".join(f"{t} {n}" for t, _, n in params)
+    outer = ",\n    ".join(f"{t} {n}" for _, t, n in params)
+    names = ", ".join(n if t == a else f"({t}){n}" for t, a, n in params)
     body = "\n".join(lines)
     digest = hashlib.sha1(f"{ctype}\n{decl}\n{body}".encode()).hexdigest()[:16]
     name = f"rnnx_fused_{digest}"
@@ -810,7 +814,7 @@ RNNX_AT void {name}_at(const long long r, const long long c, const long long hid
 
 #ifndef RNNX_HOST
 extern "C" __global__ void {name}(const long long rows, const long long hidden,
-    {decl})
+    {outer})
 {{
     const long long n = rows * hidden;
     const long long stride = (long long)blockDim.x * gridDim.x;
@@ -821,7 +825,7 @@ extern "C" __global__ void {name}(const long long rows, const long long hidden,
 }}
 #else
 extern "C" void {name}_host(const long long rows, const long long hidden,
-    {decl})
+    {outer})
 {{
     for (long long r = 0; r < rows; ++r)
         for (long long c = 0; c < hidden; ++c)
@@ -830,6 +834,78 @@ extern "C" void {name}_host(const long long rows, const long long hidden,
 #endif
 """
     return name, src
+
+
+class At(NamedTuple):
+    """``array`` at ``index`` along ``axis`` (``a[t, ...]`` is ``At(a, 0, t)``, ``mask[:, t]``
+    is ``At(mask, 1, t)``), not made: a compiled kernel reads it by address, the view's offset
+    computed (:func:`kernel_args`); :func:`view` makes it where a namespace's operations need it.
+    Per step this saves making a view of each buffer slot a kernel reads or writes."""
+
+    array: Any
+    axis: int
+    index: int
+
+
+def view(a: Any) -> Any:
+    """The array an argument stands for: ``a`` itself, or the view an :class:`At` names."""
+    if isinstance(a, At):
+        return a.array[(slice(None),) * a.axis + (a.index, Ellipsis)]
+    return a
+
+
+def kernel_args(graph: Graph, inputs: Mapping[Any, Any], outputs: list[Any], *, rows: int,
+                hidden: int, dtypes: Mapping[str, Any], address: Callable[[Any], int],
+                check: Callable[[str, Any], None]) -> list[tuple[str, int]]:
+    """The values of the kernel parameters after ``rows, hidden`` (:func:`_c_params`), as
+    ``("u64", address)`` and ``("i64", stride in elements)`` pairs: each input by its source in
+    ``inputs``, each output in ``outputs`` (arrays with ``shape``, ``strides`` in bytes,
+    ``itemsize``, ``dtype``, or :class:`At` of such arrays). ``dtypes`` maps ``"f"``/``"b"`` to
+    the dtypes the kernel reads, ``address(array)`` is the address of an array's first element,
+    ``check(name, array)`` may refuse an array (another device). Raises ``ValueError`` naming
+    the argument for a wrong dtype, shape, index or a stride of no whole element, so nothing
+    out of bounds reaches a kernel."""
+
+    def layout(name: str, a: Any, code: str, shape: tuple[int, ...]) -> list[tuple[str, int]]:
+        arr, offset = (a.array, None) if isinstance(a, At) else (a, 0)
+        check(name, arr)
+        want = dtypes[code]
+        if arr.dtype != want:
+            raise ValueError(f"fused kernel argument {name}: dtype {want} expected; got "
+                             f"{arr.dtype}")
+        have, strides = tuple(arr.shape), tuple(arr.strides)
+        if isinstance(a, At):
+            if not 0 <= a.axis < len(have) or not 0 <= a.index < have[a.axis]:
+                raise ValueError(f"fused kernel argument {name}: index {a.index} on axis "
+                                 f"{a.axis} of an array of shape {have}")
+            offset = a.index * strides[a.axis]
+            have = have[: a.axis] + have[a.axis + 1:]
+            strides = strides[: a.axis] + strides[a.axis + 1:]
+        if have == (rows,) and shape == (rows, 1):  # a mask column
+            have, strides = (rows, 1), (*strides, 0)
+        if have != shape:
+            raise ValueError(f"fused kernel argument {name}: shape {shape} expected; got {have}")
+        size = arr.itemsize
+        if any(st % size for st in strides):
+            raise ValueError(f"fused kernel argument {name}: strides {strides} are not whole "
+                             f"elements of {size} bytes")
+        els = [st // size for st in strides]
+        return [("u64", address(arr) + offset), *(("i64", e) for e in els)]
+
+    args: list[tuple[str, int]] = []
+    for src, kind, blocks, code in graph.inputs:
+        a = inputs[src]
+        if kind == "row":
+            args += layout(repr(src), a, code, (rows, blocks * hidden))
+        elif kind == "vec":
+            args += layout(repr(src), a, code, (blocks * hidden,))
+        else:
+            args += layout(repr(src), a, code, (rows, 1))[:2]  # the address and row stride
+    if len(outputs) != len(graph.outputs):
+        raise ValueError(f"{len(graph.outputs)} outputs expected; got {len(outputs)}")
+    for (label, blocks), out in zip(graph.outputs, outputs):
+        args += layout(f"output {label!r}", out, "f", (rows, len(blocks) * hidden))
+    return args
 
 
 def symbolic_like(tracer: Tracer, label: Any, tree: Any) -> Any:

@@ -31,7 +31,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._executors import Eager
-from ._fuse import Graph, NotFusable, Sym, Tracer, evaluate, flatten, kernel_source, trace_call
+from ._fuse import (
+    At,
+    Graph,
+    NotFusable,
+    Sym,
+    Tracer,
+    evaluate,
+    flatten,
+    kernel_args,
+    kernel_source,
+    trace_call,
+    view,
+)
 from ._fuse import unflatten as _unflatten
 from ._namespaces import device, writeable
 
@@ -39,10 +51,6 @@ __all__ = ["CupyKernels", "Fused", "ReferenceKernels"]
 
 
 # -- kernel backends ------------------------------------------------------------------------
-
-def _blocks(a: Any, hidden: int) -> list[tuple[int, int]]:
-    return [(k * hidden, (k + 1) * hidden) for k in range(a.shape[-1] // hidden)]
-
 
 class ReferenceKernels:
     """Runs a graph with the namespace of its arrays, one call per node, and writes each output
@@ -57,19 +65,26 @@ class ReferenceKernels:
     def launch(self, graph: Graph, inputs: Mapping[Any, Any], outputs: list[Any], *, xp: Any,
                rows: int, hidden: int, float_dtype: Any, dev: Any) -> None:
         self.launches += 1
-        values = evaluate(graph, inputs, xp=xp, hidden=hidden, float_dtype=float_dtype,
+        arrays = {}
+        for src, kind, _, _ in graph.inputs:
+            a = view(inputs[src])
+            arrays[src] = a[:, None] if kind == "col" and a.ndim == 1 else a  # (B, 1)
+        values = evaluate(graph, arrays, xp=xp, hidden=hidden, float_dtype=float_dtype,
                           device=dev)
         for (_, blocks), out in zip(values, outputs):
-            for (s, e), b in zip(_blocks(out, hidden), blocks):
-                out[:, s:e] = b  # (B, H), a view of the caller's buffer
+            out = view(out)
+            for k, b in enumerate(blocks):
+                out[:, k * hidden:(k + 1) * hidden] = b  # (B, H), a view of the caller's buffer
 
 
 class CupyKernels:
     """Compiles each graph into a ``cupy.RawKernel`` (cached by its source: equal graphs share
     a kernel) and launches it on the current stream, ``threads`` per block in a grid-stride
-    loop. Every argument is checked first (a CuPy array on the current device, dtype, shape;
-    strides in whole elements, passed to the kernel): a wrong buffer raises ``ValueError``
-    here instead of writing out of bounds. ``launches`` counts the kernels launched."""
+    loop. Arguments are arrays or :class:`~rnnx._backend._fuse.At` slots of them, passed by
+    address and strides (:func:`~rnnx._backend._fuse.kernel_args`: dtype, shape, index and
+    strides checked, so a wrong buffer raises ``ValueError`` instead of being written out of
+    bounds); each must be a CuPy array on the current device. ``launches`` counts the kernels
+    launched."""
 
     name = "cuda"
     #: The compiler options: no fused multiply-add, so each ``*`` and ``+`` rounds as CuPy's
@@ -107,45 +122,25 @@ class CupyKernels:
         if ctype is None:
             raise ValueError(f"fused kernels compute in float32 or float64; got {dtype}")
         here = cupy.cuda.Device().id
-        i64 = numpy.int64
-        args: list[Any] = [i64(rows), i64(hidden)]
 
-        def strides(name: str, a: Any, want_dtype: Any, shape: tuple[int, ...]) -> list[int]:
+        def check(name: str, a: Any) -> None:
             if not isinstance(a, cupy.ndarray):
                 raise ValueError(f"fused kernel argument {name}: a cupy.ndarray expected; "
                                  f"got {type(a).__name__}")
-            if a.dtype != want_dtype or tuple(a.shape) != shape:
-                raise ValueError(f"fused kernel argument {name}: {want_dtype} {shape} expected; "
-                                 f"got {a.dtype} {tuple(a.shape)}")
             if a.data.device_id != here:
                 raise ValueError(f"fused kernel argument {name} is on device "
                                  f"{a.data.device_id}, the kernel runs on {here}")
-            size = a.itemsize
-            if any(s % size for s in a.strides):
-                raise ValueError(f"fused kernel argument {name}: strides {a.strides} are not "
-                                 f"whole elements of {size} bytes")
-            return [s // size for s in a.strides]
 
-        for src, kind, blocks, code in graph.inputs:
-            a = inputs[src]
-            want = numpy.dtype(numpy.bool_) if code == "b" else dtype
-            if kind == "row":
-                rs, cs = strides(repr(src), a, want, (rows, blocks * hidden))
-                args += [a, i64(rs), i64(cs)]
-            elif kind == "vec":
-                (cs,) = strides(repr(src), a, want, (blocks * hidden,))
-                args += [a, i64(cs)]
-            else:  # col: (rows, 1)
-                rs, _ = strides(repr(src), a, want, (rows, 1))
-                args += [a, i64(rs)]
-        for (label, blocks), out in zip(graph.outputs, outputs):
-            rs, cs = strides(f"output {label!r}", out, dtype, (rows, len(blocks) * hidden))
-            args += [out, i64(rs), i64(cs)]
+        args = kernel_args(graph, inputs, outputs, rows=rows, hidden=hidden,
+                           dtypes={"f": dtype, "b": numpy.dtype(numpy.bool_)},
+                           address=lambda a: a.data.ptr, check=check)
         n = rows * hidden
         if n == 0:
             return
+        values = [numpy.int64(rows), numpy.int64(hidden)]
+        values += [numpy.uint64(v) if kind == "u64" else numpy.int64(v) for kind, v in args]
         grid = min(-(-n // self.threads), 1 << 20)
-        self.kernel(graph, ctype)((grid,), (self.threads,), tuple(args))
+        self.kernel(graph, ctype)((grid,), (self.threads,), tuple(values))
         self.launches += 1
 
 
@@ -372,15 +367,17 @@ class Fused(Eager):
         run = functools.partial(kernels.launch, xp=xp, rows=batch, hidden=hidden,
                                 float_dtype=dtype, dev=dev)
         for t in range(time):
-            prev = state0 if t == 0 else tuple(s[t - 1, ...] for s in states)
             env = dict(fixed)
-            env[("u",)] = u[t, ...]  # (B, GH)
-            for j, s in enumerate(prev):
-                env[("state", j)] = s
+            env[("u",)] = At(u, 0, t)  # (B, GH)
+            for j, s in enumerate(state0):
+                env[("state", j)] = s if t == 0 else At(states[j], 0, t - 1)
             if mask is not None:
-                env[("mask",)] = mask[:, t, None]  # (B, 1)
+                env[("mask",)] = At(mask, 1, t)  # (B,): the kernel reads it as (B, 1)
             for k, (graph, (w, bias)) in enumerate(zip(plan.graphs, products)):
-                operand = prev[0] if k == 0 else operands[k - 1][t, ...]
+                if k == 0:
+                    operand = state0[0] if t == 0 else states[0][t - 1, ...]  # (B, H)
+                else:
+                    operand = operands[k - 1][t, ...]  # (B, H)
                 env[("v",)] = operand @ w  # (B, width of the stage's blocks)
                 env[("bias",)] = bias
                 if k:
@@ -389,10 +386,10 @@ class Fused(Eager):
                 outs = []
                 for label, _ in graph.outputs:
                     kind = label[0]
-                    outs.append(operands[k][t, ...] if kind == "operand" else
+                    outs.append(At(operands[k], 0, t) if kind == "operand" else
                                 ctx_bufs[k][label[1]] if kind == "ctx" else
-                                states[label[1]][t, ...] if kind == "state" else
-                                saved_bufs[plan.rest.index(label[1])][t, ...])
+                                At(states[label[1]], 0, t) if kind == "state" else
+                                At(saved_bufs[plan.rest.index(label[1])], 0, t))
                 run(graph, env, outs)
         saved = tuple(states[i] if i is not None else saved_bufs[plan.rest.index(j)]
                       for j, i in enumerate(plan.where_state))
@@ -556,12 +553,11 @@ class Fused(Eager):
         gh = None
         for t in range(time - 1, -1, -1):
             now, after = t % 2, (t + 1) % 2
-            prev = state_init if t == 0 else tuple(s[t - 1, ...] for s in states)
             env = dict(fixed)
             for i, s in enumerate(saved):
-                env[("saved", i)] = s[t, ...]
-            for j, s in enumerate(prev):
-                env[("prev", j)] = s
+                env[("saved", i)] = At(s, 0, t)
+            for j, s in enumerate(state_init):
+                env[("prev", j)] = s if t == 0 else At(states[j], 0, t - 1)
             if t == time - 1:
                 graphs = plan.first
                 for j, a in enumerate(g0):
@@ -572,13 +568,13 @@ class Fused(Eager):
                 for j, a in enumerate(direct[after]):
                     env[("direct", j)] = a
                 if mask is not None:
-                    env[("mask_next",)] = mask[:, t + 1, None]  # (B, 1)
+                    env[("mask_next",)] = At(mask, 1, t + 1)  # (B,): read as (B, 1)
                     for j, a in enumerate(gbuf[after]):
                         env[("g_next", j)] = a
                 if seq is not None:
-                    env[("seq",)] = seq[:, t, :]  # (B, H)
+                    env[("seq",)] = At(seq, 1, t)  # (B, H)
             if mask is not None:
-                env[("mask",)] = mask[:, t, None]  # (B, 1)
+                env[("mask",)] = At(mask, 1, t)
             for k in range(last, -1, -1):
                 graph = graphs[k]
                 if k < last:
@@ -587,13 +583,13 @@ class Fused(Eager):
                 outs = []
                 for label, _ in graph.outputs:
                     kind = label[0]
-                    outs.append(obs[t, ...] if kind == "obs" else
+                    outs.append(At(obs, 0, t) if kind == "obs" else
                                 gbuf[now][label[1]] if kind == "g" else
-                                dv_bufs[label[1]][t, ...] if kind == "dv" else
+                                At(dv_bufs[label[1]], 0, t) if kind == "dv" else
                                 bctx[k][label[1]] if kind == "bctx" else
-                                du[t, ...] if kind == "du" else
+                                At(du, 0, t) if kind == "du" else
                                 direct[now][label[1]] if kind == "direct" else
-                                dp_bufs[label[1]][t, ...])
+                                At(dp_bufs[label[1]], 0, t))
                 run(graph, env, outs)
                 if k > 0:
                     env[("d",)] = dv_bufs[k][t, ...] @ products_t[k]  # (B, H)
