@@ -257,6 +257,22 @@ def _strided(rng, shape, dtype):
 
 @pytest.mark.parametrize("ctype", ["float", "double"])
 def test_kernels_compute_their_graph_on_the_host(ctype, tmp_path):
+    _check_on_the_host(ctype, tmp_path)
+
+
+def test_a_wrong_constant_in_the_c_fails_the_host_check(tmp_path, monkeypatch):
+    """The mutant: every float constant of the C off by 2e-4 relative (0.5 -> 0.5001) must fail
+    the host check (its bound is 16 eps, 1.9e-6 in float32)."""
+    from rnnx._backend import _fuse
+
+    real = _fuse._c_literal
+    monkeypatch.setattr(_fuse, "_c_literal",
+                        lambda value, ctype: real(repr(float(value) * (1 + 2e-4)), ctype))
+    with pytest.raises(AssertionError, match="eps"):
+        _check_on_the_host("float", tmp_path)
+
+
+def _check_on_the_host(ctype, tmp_path):
     """Every kernel's C, compiled for the host with -DRNNX_HOST (the same per-element function
     over a loop) and given its arguments as the CuPy launcher computes them (addresses with a
     slot's offset, strides in elements: :func:`kernel_args`), gives what the graph evaluated

@@ -15,13 +15,15 @@ gradients): no copies follow.
   per node (:func:`rnnx._backend._fuse.evaluate`): the executor's bookkeeping runs on the CPU
   with it, bit for bit equal to the eager loop.
 
-Per step and direction the executor makes, on top of the eager loop's views: forward, per
-stage, the product ``operand @ w`` and one kernel (the stage, the recurrent bias add and the
-masked carry of the states in it); backward, per stage, one kernel and one product (the last
-stage's kernel also sums what reaches the step's states: ``dv @ w^T`` of the step after, the
-cell's direct paths, the masked carry and the output gradient). A cell whose stages cannot be
-traced (:class:`~rnnx._backend._fuse.NotFusable`: the LN-LSTM's layer norm reduces over the
-hidden axis) runs on the eager loop; :attr:`Fused.fallbacks` says why.
+Per step and direction the executor makes, per stage, one view (the product's operand, a slot
+of a time-major buffer), one product and one kernel. Forward: ``operand @ w``, then the kernel
+(the stage, the recurrent bias add, the masked carry of the states). Backward: the kernel, then
+the product (the last stage's kernel also sums what reaches the step's states: ``dv @ w^T`` of
+the step after, the cell's direct paths, the masked carry and the output gradient, in the
+eager loop's order). Every other slot a kernel reads or writes goes to it as an
+:class:`~rnnx._backend._fuse.At` (an address and strides; no view is made). A cell whose stages
+cannot be traced (:class:`~rnnx._backend._fuse.NotFusable`: the LN-LSTM's layer norms reduce
+over the hidden axis) runs on the eager loop; :attr:`Fused.fallbacks` says why.
 """
 
 from __future__ import annotations
