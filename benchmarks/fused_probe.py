@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from rnnx._backend import _executors, forced_executor, from_host, get_namespace
-    from rnnx._backend._fused import CupyKernels, Fused, ReferenceKernels
+    from rnnx._backend._fuse_kernels import CupyKernels, ReferenceKernels
+    from rnnx._backend._fused import Fused
     from rnnx.functional.registry import CELLS
     from rnnx.testing.agreement import make_case
 

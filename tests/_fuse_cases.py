@@ -124,7 +124,8 @@ def executor_graphs():
     if _GRAPHS:
         return _GRAPHS
     from rnnx._backend import from_host, host_rng
-    from rnnx._backend._fused import Fused, ReferenceKernels
+    from rnnx._backend._fuse_kernels import ReferenceKernels
+    from rnnx._backend._fused import Fused
     from rnnx.testing.agreement import make_case
 
     xp = get_namespace_numpy()
@@ -237,7 +238,7 @@ def run_executor_case(spec, options, case, put, dtype, seed=0):
 class HostKernels:
     """The CUDA kernels' own C compiled for the host (``-DRNNX_HOST``, no fused multiply-add, as
     on the GPU) and called through ctypes with the very arguments :class:`CupyKernels` passes
-    (:func:`rnnx._backend._fuse.kernel_args`: addresses with the views' offsets, strides in
+    (:func:`rnnx._backend._fuse_kernels.kernel_args`: addresses with the views' offsets, strides in
     elements): the GPU's launch path, C included, run on the CPU. One shared library per
     kernel, built on first use in ``workdir``."""
 
@@ -272,7 +273,7 @@ class HostKernels:
             fn.restype = None
 
     def function(self, graph, ctype):
-        from rnnx._backend._fuse import kernel_source
+        from rnnx._backend._fuse_kernels import kernel_source
 
         name, src = kernel_source(graph, ctype)
         if name not in self._fns:
@@ -282,7 +283,7 @@ class HostKernels:
     def launch(self, graph, inputs, outputs, *, xp, rows, hidden, float_dtype, dev):
         import ctypes
 
-        from rnnx._backend._fuse import kernel_args
+        from rnnx._backend._fuse_kernels import kernel_args
 
         dtype = np.dtype(float_dtype)
 

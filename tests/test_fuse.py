@@ -13,15 +13,8 @@ import numpy as np
 import pytest
 
 from rnnx._backend import get_namespace
-from rnnx._backend._fuse import (
-    At,
-    NotFusable,
-    Tracer,
-    evaluate,
-    flatten,
-    kernel_args,
-    kernel_source,
-)
+from rnnx._backend._fuse import NotFusable, Tracer, flatten
+from rnnx._backend._fuse_kernels import At, evaluate, kernel_args, kernel_source
 from rnnx.functional.registry import CELLS
 
 from ._fuse_cases import (
@@ -263,10 +256,10 @@ def test_kernels_compute_their_graph_on_the_host(ctype, tmp_path):
 def test_a_wrong_constant_in_the_c_fails_the_host_check(tmp_path, monkeypatch):
     """The mutant: every float constant of the C off by 2e-4 relative (0.5 -> 0.5001) must fail
     the host check (its bound is 16 eps, 1.9e-6 in float32)."""
-    from rnnx._backend import _fuse
+    from rnnx._backend import _fuse_kernels
 
-    real = _fuse._c_literal
-    monkeypatch.setattr(_fuse, "_c_literal",
+    real = _fuse_kernels._c_literal
+    monkeypatch.setattr(_fuse_kernels, "_c_literal",
                         lambda value, ctype: real(repr(float(value) * (1 + 2e-4)), ctype))
     with pytest.raises(AssertionError, match="eps"):
         _check_on_the_host("float", tmp_path)

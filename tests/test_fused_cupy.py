@@ -20,7 +20,8 @@ from __future__ import annotations
 import pytest
 
 from rnnx._backend import forced_executor, from_host
-from rnnx._backend._fused import CupyKernels, Fused
+from rnnx._backend._fuse_kernels import CupyKernels
+from rnnx._backend._fused import Fused
 from rnnx.testing import assert_close, assert_equal, recurrence_rtol
 from rnnx.testing.agreement import cell_variants
 
@@ -87,7 +88,8 @@ def test_kernel_arguments_are_checked_before_launch(cuda):
     they are (addresses and strides go to the kernel)."""
     import numpy as np
 
-    from rnnx._backend._fuse import At, Tracer
+    from rnnx._backend._fuse import Tracer
+    from rnnx._backend._fuse_kernels import At
 
     xp, dev = cuda
     eps = float(np.finfo(np.float32).eps)

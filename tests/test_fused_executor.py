@@ -14,8 +14,8 @@ import pytest
 
 from rnnx._backend import device as device_of
 from rnnx._backend import forced_executor, from_host, get_namespace
-from rnnx._backend._fuse import At, evaluate, kernel_source, view
-from rnnx._backend._fused import Fused, ReferenceKernels
+from rnnx._backend._fuse_kernels import At, ReferenceKernels, evaluate, kernel_source, view
+from rnnx._backend._fused import Fused
 from rnnx.functional.registry import CELLS
 from rnnx.testing import assert_close, assert_equal, calls_per_step, recurrence_rtol
 from rnnx.testing import counting as counting_module

@@ -8,12 +8,13 @@ graph over the ``(batch, hidden)`` index space, reading its inputs and writing i
 straight into the executor's time-major buffers (the states, the saved arrays, the
 gradients): no copies follow.
 
-* :class:`CupyKernels` compiles each graph into one CUDA kernel (``cupy.RawKernel``; float and
-  double; ``--fmad=false``, so each multiply and add rounds as CuPy's own elementwise
-  functions round it) and launches it.
-* :class:`ReferenceKernels` evaluates the same graph with the arrays' own namespace, one call
-  per node (:func:`rnnx._backend._fuse.evaluate`): the executor's bookkeeping runs on the CPU
-  with it, bit for bit equal to the eager loop.
+Kernel backends (:mod:`rnnx._backend._fuse_kernels`):
+
+* ``CupyKernels`` compiles each graph into one CUDA kernel (``cupy.RawKernel``; float and
+  double; ``--fmad=false``, so each multiply and add rounds as CuPy's own elementwise functions
+  round it) and launches it.
+* ``ReferenceKernels`` evaluates the same graph with the arrays' own namespace, one call per
+  node: the executor's bookkeeping runs on the CPU with it, bit for bit equal to the eager loop.
 
 Per step and direction the executor makes, per stage, one view (the product's operand, a slot
 of a time-major buffer), one product and one kernel. Forward: ``operand @ w``, then the kernel
@@ -21,7 +22,7 @@ of a time-major buffer), one product and one kernel. Forward: ``operand @ w``, t
 the product (the last stage's kernel also sums what reaches the step's states: ``dv @ w^T`` of
 the step after, the cell's direct paths, the masked carry and the output gradient, in the
 eager loop's order). Every other slot a kernel reads or writes goes to it as an
-:class:`~rnnx._backend._fuse.At` (an address and strides; no view is made). A cell whose stages
+:class:`~rnnx._backend._fuse_kernels.At` (an address and strides; no view is made). A cell whose stages
 cannot be traced (:class:`~rnnx._backend._fuse.NotFusable`: the LN-LSTM's layer norms reduce
 over the hidden axis) runs on the eager loop; :attr:`Fused.fallbacks` says why.
 """
@@ -33,117 +34,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._executors import Eager
-from ._fuse import (
-    At,
-    Graph,
-    NotFusable,
-    Sym,
-    Tracer,
-    evaluate,
-    flatten,
-    kernel_args,
-    kernel_source,
-    trace_call,
-    view,
-)
+from ._fuse import NotFusable, Sym, Tracer, flatten, trace_call
 from ._fuse import unflatten as _unflatten
+from ._fuse_kernels import At, CupyKernels
 from ._namespaces import device, writeable
 
-__all__ = ["CupyKernels", "Fused", "ReferenceKernels"]
-
-
-# -- kernel backends ------------------------------------------------------------------------
-
-class ReferenceKernels:
-    """Runs a graph with the namespace of its arrays, one call per node, and writes each output
-    block by item assignment (all outputs computed before any is written, as in the CUDA
-    kernel). ``launches`` counts the graphs run."""
-
-    name = "reference"
-
-    def __init__(self) -> None:
-        self.launches = 0
-
-    def launch(self, graph: Graph, inputs: Mapping[Any, Any], outputs: list[Any], *, xp: Any,
-               rows: int, hidden: int, float_dtype: Any, dev: Any) -> None:
-        self.launches += 1
-        arrays = {}
-        for src, kind, _, _ in graph.inputs:
-            a = view(inputs[src])
-            arrays[src] = a[:, None] if kind == "col" and a.ndim == 1 else a  # (B, 1)
-        values = evaluate(graph, arrays, xp=xp, hidden=hidden, float_dtype=float_dtype,
-                          device=dev)
-        for (_, blocks), out in zip(values, outputs):
-            out = view(out)
-            for k, b in enumerate(blocks):
-                out[:, k * hidden:(k + 1) * hidden] = b  # (B, H), a view of the caller's buffer
-
-
-class CupyKernels:
-    """Compiles each graph into a ``cupy.RawKernel`` (cached by its source: equal graphs share
-    a kernel) and launches it on the current stream, ``threads`` per block in a grid-stride
-    loop. Arguments are arrays or :class:`~rnnx._backend._fuse.At` slots of them, passed by
-    address and strides (:func:`~rnnx._backend._fuse.kernel_args`: dtype, shape, index and
-    strides checked, so a wrong buffer raises ``ValueError`` instead of being written out of
-    bounds); each must be a CuPy array on the current device. ``launches`` counts the kernels
-    launched."""
-
-    name = "cuda"
-    #: The compiler options: no fused multiply-add, so each ``*`` and ``+`` rounds as CuPy's
-    #: elementwise functions (one operation a kernel) round it.
-    OPTIONS = ("--fmad=false",)
-
-    def __init__(self, *, threads: int = 256) -> None:
-        self.threads = threads
-        self.launches = 0
-        self._by_graph: dict[tuple[int, str], tuple[Graph, Any]] = {}
-        self._by_source: dict[str, Any] = {}
-
-    def kernel(self, graph: Graph, ctype: str) -> Any:
-        """The compiled kernel of ``graph`` in ``ctype`` (``"float"``/``"double"``)."""
-        key = (id(graph), ctype)
-        held = self._by_graph.get(key)
-        if held is not None and held[0] is graph:
-            return held[1]
-        import cupy
-
-        name, src = kernel_source(graph, ctype)
-        k = self._by_source.get(src)
-        if k is None:
-            k = self._by_source[src] = cupy.RawKernel(src, name, options=self.OPTIONS)
-        self._by_graph[key] = (graph, k)  # holds the graph: its id stays its own
-        return k
-
-    def launch(self, graph: Graph, inputs: Mapping[Any, Any], outputs: list[Any], *, xp: Any,
-               rows: int, hidden: int, float_dtype: Any, dev: Any) -> None:
-        import cupy
-        import numpy
-
-        dtype = numpy.dtype(float_dtype)
-        ctype = {numpy.dtype("float32"): "float", numpy.dtype("float64"): "double"}.get(dtype)
-        if ctype is None:
-            raise ValueError(f"fused kernels compute in float32 or float64; got {dtype}")
-        here = cupy.cuda.Device().id
-
-        def check(name: str, a: Any) -> None:
-            if not isinstance(a, cupy.ndarray):
-                raise ValueError(f"fused kernel argument {name}: a cupy.ndarray expected; "
-                                 f"got {type(a).__name__}")
-            if a.data.device_id != here:
-                raise ValueError(f"fused kernel argument {name} is on device "
-                                 f"{a.data.device_id}, the kernel runs on {here}")
-
-        args = kernel_args(graph, inputs, outputs, rows=rows, hidden=hidden,
-                           dtypes={"f": dtype, "b": numpy.dtype(numpy.bool_)},
-                           address=lambda a: a.data.ptr, check=check)
-        n = rows * hidden
-        if n == 0:
-            return
-        values = [numpy.int64(rows), numpy.int64(hidden)]
-        values += [numpy.uint64(v) if kind == "u64" else numpy.int64(v) for kind, v in args]
-        grid = min(-(-n // self.threads), 1 << 20)
-        self.kernel(graph, ctype)((grid,), (self.threads,), tuple(values))
-        self.launches += 1
+__all__ = ["Fused"]
 
 
 # -- tracing the stages ---------------------------------------------------------------------
