@@ -37,8 +37,9 @@ JAX = os.environ.get("RNNX_JAX_SPEC", "jax==0.10.2")
 JAX_SLIM = ("tests/test_backend_executors.py", "tests/test_functional_cells.py",
             "tests/test_functional_mask.py", "tests/test_models_cells.py",
             "tests/test_backend_jax_precision.py", "-k",
-            "jax_precision or executors or (matches_torch_autograd and long) or (finite_differences and general) "
-            "or float32_agrees or (pack_padded and one-block and lengths) or holes "
+            "jax_precision or executors or (matches_torch_autograd and long) "
+            "or (finite_differences and general) or float32_agrees "
+            "or (pack_padded and one-block and lengths) or holes "
             "or network_with_lengths")
 PYTEST = ("pytest", "-q", "-p", "no:cacheprovider")
 

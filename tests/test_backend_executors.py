@@ -162,5 +162,5 @@ def test_the_backend_picks_the_executor():
     with forced_executor("tuned"):
         assert executor(strict).tuned
     with pytest.raises(ValueError, match="executor must be one of"):
-        with forced_executor("fused"):
+        with forced_executor("compiled"):
             pass

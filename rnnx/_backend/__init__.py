@@ -46,7 +46,15 @@ from ._devices import (
     on_device,
     on_input_device,
 )
-from ._executors import Eager, Scanned, executor, forced_executor, is_traced
+from ._executors import (
+    GPU_EXECUTOR_ENV,
+    Eager,
+    Scanned,
+    epoch_executor,
+    executor,
+    forced_executor,
+    is_traced,
+)
 from ._files import atomic_path, check_writable, load_npz, save_npz_atomic
 from ._host import (
     HostArray,
@@ -76,6 +84,7 @@ from ._namespaces import (
 
 __all__ = [
     "BACKENDS",
+    "GPU_EXECUTOR_ENV",
     "JAX_MATMUL_PRECISION",
     "REQUIREMENTS",
     "REQUIRE_ENV",
@@ -96,6 +105,7 @@ __all__ = [
     "device_label",
     "device_scope",
     "devices",
+    "epoch_executor",
     "executor",
     "first_use_note",
     "float64_unavailable",

@@ -37,6 +37,7 @@ The two loops have the same contract:
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +46,8 @@ import array_api_compat
 from ._devices import jax_matmul_precision
 from ._namespaces import backend_name, device, writeable
 
-__all__ = ["Compiled", "Eager", "Scanned", "executor", "forced_executor", "is_traced"]
+__all__ = ["GPU_EXECUTOR_ENV", "Compiled", "Eager", "Scanned", "epoch_executor", "executor",
+           "forced_executor", "is_traced"]
 
 
 def _run_stages(stages, products, u_t, state):
@@ -351,30 +353,85 @@ _FORCED: list[Any] = []
 _BY_NAMESPACE: dict[Any, Eager | Scanned] = {}
 
 
-def executor(xp: Any) -> Eager | Scanned:
-    """The executor for arrays of namespace ``xp``: :class:`Scanned` for JAX, :class:`Eager`
-    otherwise, with the cells' tuned forms on NumPy (where they measured faster than the
-    readable step: docs/performance.md). Decided once per namespace: every call asks."""
+#: ``RNNX_GPU_EXECUTOR=eager`` turns the GPU executors off: CuPy's fused kernels and torch
+#: CUDA's captured training step (both checked against the eager loop in the tests).
+GPU_EXECUTOR_ENV = "RNNX_GPU_EXECUTOR"
+_GPU: dict[str, Any] = {}
+
+
+def _gpu_executors_on() -> bool:
+    value = os.environ.get(GPU_EXECUTOR_ENV, "").strip().lower()
+    if value not in ("", "eager", "auto"):
+        raise ValueError(f"{GPU_EXECUTOR_ENV} must be 'eager' (GPU executors off) or 'auto' "
+                         f"(the default); got {value!r}")
+    return value != "eager"
+
+
+def _gpu(name: str) -> Any:
+    """The one :class:`~rnnx._backend._fused.Fused` (``"fused"``) or
+    :class:`~rnnx._backend._capture.Captured` (``"captured"``) of this process, made on first
+    use (they import this module)."""
+    if name not in _GPU:
+        if name == "fused":
+            from ._fused import Fused
+
+            _GPU[name] = Fused()
+        else:
+            from ._capture import Captured
+
+            _GPU[name] = Captured()
+    return _GPU[name]
+
+
+def executor(xp: Any) -> Any:
+    """The executor of the cells' time loops for arrays of namespace ``xp``: :class:`Scanned`
+    for JAX; the fused kernels for CuPy (:class:`~rnnx._backend._fused.Fused`, unless
+    ``RNNX_GPU_EXECUTOR=eager``); :class:`Eager` otherwise, with the cells' tuned forms on NumPy
+    (where they measured faster than the readable step: docs/performance.md). Decided once per
+    namespace: every call asks."""
     if _FORCED:
         return _FORCED[-1]
     ex = _BY_NAMESPACE.get(xp)
     if ex is None:
         if array_api_compat.is_jax_namespace(xp):
             ex = _SCANNED
+        elif backend_name(xp) == "cupy" and _gpu_executors_on():
+            ex = _gpu("fused")
         else:
             ex = _EAGER_TUNED if backend_name(xp) == "numpy" else _EAGER
         _BY_NAMESPACE[xp] = ex
     return ex
 
 
+def epoch_executor(xp: Any, dev: Any) -> Any:
+    """The executor that runs the estimators' training epoch as a whole
+    (:class:`rnnx.models._training.CompiledEpoch`), or ``None`` where its steps run one by one:
+    :class:`Scanned` for JAX (one compiled ``lax.scan``), the captured executor for torch on a
+    CUDA device (:class:`~rnnx._backend._capture.Captured`: one CUDA graph of the step,
+    replayed; unless ``RNNX_GPU_EXECUTOR=eager``)."""
+    if _FORCED:
+        forced = _FORCED[-1]
+        return forced if forced.name in ("scanned", "captured") else None
+    if array_api_compat.is_jax_namespace(xp):
+        return _SCANNED
+    if (backend_name(xp) == "torch" and getattr(dev, "type", None) == "cuda"
+            and _gpu_executors_on()):
+        return _gpu("captured")
+    return None
+
+
 @contextlib.contextmanager
 def forced_executor(name: str):
     """Within the block every call runs on executor ``name``: ``"eager"`` (the readable step,
-    no tuned forms), ``"tuned"`` (eager with the tuned forms, on any namespace) or
-    ``"scanned"`` (JAX only). For tests that check one against the other."""
+    no tuned forms), ``"tuned"`` (eager with the tuned forms, on any namespace), ``"scanned"``
+    (JAX only), ``"fused"`` (CuPy's kernels) or ``"captured"`` (torch CUDA's captured training
+    step). For tests that check one against the other."""
     table = {"eager": _EAGER, "tuned": _EAGER_TUNED, "scanned": _SCANNED}
+    if name in ("fused", "captured"):
+        table[name] = _gpu(name)
     if name not in table:
-        raise ValueError(f"executor must be one of {sorted(table)}; got {name!r}")
+        raise ValueError(f"executor must be one of {sorted([*table, 'fused', 'captured'])}; "
+                         f"got {name!r}")
     _FORCED.append(table[name])
     try:
         yield table[name]

@@ -132,7 +132,7 @@ def _backward_core(static: tuple, seq: Any, g0: tuple, x: Any, p: dict, state0: 
     products = _products(step, p, gates)
     # w^T once, not per step: a row-major copy for the eager loop's BLAS (_common), the view
     # where the step is compiled (the compiler picks the layout).
-    products_t = [per_step_transpose(xp, w, steps=time) if ex.name == "eager" else w.T
+    products_t = [per_step_transpose(xp, w, steps=time) if ex.name != "scanned" else w.T
                   for w, _ in products]
     init = _initial(xp, x, hidden, state0)
     du, dvs, dparams, g_init, observed = ex.backward(

@@ -56,7 +56,8 @@ def dropout_scale(shape: tuple[int, ...], rate: float, keys: tuple[int, ...], *,
     Host indices outside ``[0, shape[0])`` are refused; device arrays are taken as given (a
     check would read them back to the host).
     """
-    if hasattr(keys, "__array_namespace__"):
+    if hasattr(keys, "shape") and hasattr(keys, "dtype"):  # an array (torch tensors have no
+        # __array_namespace__)
         if tuple(keys.shape) != (DROPOUT_KEY_WORDS,) or keys.dtype != xp.int32:
             raise ValueError(f"keys given as an array must be int32 of shape "
                              f"({DROPOUT_KEY_WORDS},); got {keys.dtype} {tuple(keys.shape)}")

@@ -19,6 +19,7 @@ from typing import Any
 from .._backend import (
     HostGenerator,
     device,
+    epoch_executor,
     executor,
     float_errors_checked_by_caller,
     from_host,
@@ -139,10 +140,13 @@ class CompiledEpoch:
     eager steps draw them, and the optimizer's step count are arguments, not constants: a new
     epoch is a new call, not a new compilation."""
 
-    def __init__(self, network: Any, optimizer: Any, *, clip_norm: float | None) -> None:
+    def __init__(self, network: Any, optimizer: Any, *, clip_norm: float | None,
+                 runner: Any = None) -> None:
         self.network, self.optimizer, self.clip_norm = network, optimizer, clip_norm
         self.xp = namespace(*network.parameters().values())
-        self.executor = executor(self.xp)
+        # What runs the epoch: JAX's compiler, or torch CUDA's graph capture (a runner with
+        # compile/scan/placed_like: rnnx._backend.epoch_executor).
+        self.executor = runner if runner is not None else executor(self.xp)
         self.fn = self.executor.compile(self._epoch)
 
     def _step(self, params: dict, state: dict, scalars: dict, x: Any, y: Any, steps: Any,
@@ -288,10 +292,12 @@ class Trainer:
         xp = namespace(Xm)
         n = Xm.shape[0]
         train_mode(self.network, True)
-        if executor(xp).name == "scanned":  # JAX: the whole epoch is one compiled call
+        runner = epoch_executor(xp, device(Xm))
+        if runner is not None:  # JAX: one compiled call; torch CUDA: one captured step replayed
             net, opt = self.network, self.optimizer
-            epoch = _compiled(net, ("epoch", id(opt), self.clip_norm),
-                              lambda: CompiledEpoch(net, opt, clip_norm=self.clip_norm))
+            epoch = _compiled(net, ("epoch", id(opt), self.clip_norm, runner.name),
+                              lambda: CompiledEpoch(net, opt, clip_norm=self.clip_norm,
+                                                    runner=runner))
             summary = epoch(Xm, ym, steps, self.rng.permutation(n), min(self.batch_size, n))
             loss_sum, correct, finite = (float(v) for v in to_numpy(summary))  # one sync
             self._finite = (list(net.parameters().values()), finite == 1.0)  # check_diverged's
