@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rnnx._backend import device as device_of
-from rnnx._backend import from_host, to_numpy
+from rnnx._backend import from_host, namespace, to_numpy
 from rnnx.functional import _common
 from rnnx.functional._common import _folds_bias
 from rnnx.testing import (
@@ -93,20 +93,28 @@ def check_finite_differences(kind, xp, put, rng, shape, *, mask=None, final=True
 
 def check_last_step_gradient(kind, put, dtype, rng):
     """A 2-D ``dhs`` (gradient of the final state) equals a 3-D one with zeros before the last
-    step, and equals passing it as ``dh_n``."""
+    step, and equals passing it as ``dh_n``, in each form of the cell."""
     case = _cells.make_case(kind, rng, 3, 6, 4, 5)
     a = to_backend(case, put, dtype)
-    _, cache = _cells.forward(kind, a)
     last = a["dhs"][:, -1, :]
     padded = np.zeros_like(case["dhs"])
     padded[:, -1, :] = case["dhs"][:, -1, :]
-    g_last = _cells.backward(kind, cache, last)
-    g_full = _cells.backward(kind, cache, put(padded, dtype))
-    g_fin = _cells.backward(kind, cache, None, last)
-    # Zeros add exactly: the three are bit for bit the same.
-    for name in g_last:
-        assert_equal(g_last[name], g_full[name], err_msg=name)
-        assert_equal(g_last[name], g_fin[name], err_msg=name)
+    for form in _cells.forms(kind):
+        _, cache = _cells.forward(kind, a, form=form)
+        g_last = _cells.backward(kind, cache, last)
+        g_full = _cells.backward(kind, cache, put(padded, dtype))
+        g_fin = _cells.backward(kind, cache, None, last)
+        for name in g_last:
+            assert_equal(g_last[name], g_fin[name], err_msg=f"{form}: {name}")
+            if form == "step":  # the step adds the zeros: bit for bit the same
+                assert_equal(g_last[name], g_full[name], err_msg=f"{form}: {name}")
+            else:  # the scan's chunks sum them in another order: the same to rounding
+                xp = namespace(g_last[name])
+                rtol = recurrence_rtol(g_last[name].dtype, xp, batch=3, time=6, features=4,
+                                       hidden=5)
+                scale = float(xp.max(xp.abs(g_last[name])))
+                assert_close(g_full[name], g_last[name], rtol=0.0, atol=rtol * scale,
+                             err_msg=f"{form}: {name}")
 
 
 FLOAT32_SHAPE = (4, 12, 3, 8)  # (batch, time, features, hidden)
@@ -156,47 +164,53 @@ def check_inputs_not_written(kind, rng):
 def check_bad_inputs(kind, rng):
     """Wrong shapes and dtypes raise with the argument's name and the expected shape."""
     case = _cells.make_case(kind, rng, 2, 4, 3, 5)
-    bad = {**case, "w_h": case["w_h"][:, :-1]}
-    with pytest.raises(ValueError, match="w_h must have shape"):
-        _cells.forward(kind, bad)
-    bad = {**case, "w_x": case["w_x"][:-1]}
-    with pytest.raises(ValueError, match=r"w_x must have shape \(features, "):
-        _cells.forward(kind, bad)
-    bias = _cells.vectors(kind)[-1]
-    bad = {**case, bias: case[bias][:-1]}
-    with pytest.raises(ValueError, match=f"{bias} must have shape"):
-        _cells.forward(kind, bad)
-    bad = {**case, "x": case["x"].astype(np.float32)}
-    with pytest.raises(TypeError, match="must have the same dtype as x"):
-        _cells.forward(kind, bad)
-    with pytest.raises(ValueError, match="h0 must have shape"):
-        _cells.forward(kind, {**case, "h0": case["h0"][:1]})
-    with pytest.raises(ValueError, match=r"mask must have shape \(batch, time\)"):
-        _cells.forward(kind, case, mask=np.ones((2, 3), dtype=bool))
-    with pytest.raises(ValueError, match=r"lengths must lie in \[0, time\]"):
-        _cells.forward(kind, case, mask=np.array([4, 5]))
-    with pytest.raises(TypeError, match="boolean"):
-        _cells.forward(kind, case, mask=np.ones((2, 4)))
-    _, cache = _cells.forward(kind, case)
-    with pytest.raises(ValueError, match="dhs must have shape"):
-        _cells.backward(kind, cache, case["dhs"][:, :-1])
-    with pytest.raises(ValueError, match="nothing to backpropagate"):
-        _cells.backward(kind, cache, None)
+    for form in _cells.forms(kind):
+        def forward(a, **kw):
+            return _cells.forward(kind, a, form=form, **kw)
+
+        if "w_h" in case:
+            with pytest.raises(ValueError, match="w_h must have shape"):
+                forward({**case, "w_h": case["w_h"][:, :-1]})
+        with pytest.raises(ValueError, match=r"w_x must have shape \(features, "):
+            forward({**case, "w_x": case["w_x"][:-1]})
+        bias = _cells.vectors(kind)[-1]
+        with pytest.raises(ValueError, match=f"{bias} must have shape"):
+            forward({**case, bias: case[bias][:-1]})
+        with pytest.raises(TypeError, match="must have the same dtype as x"):
+            forward({**case, "x": case["x"].astype(np.float32)})
+        with pytest.raises(ValueError, match="h0 must have shape"):
+            forward({**case, "h0": case["h0"][:1]})
+        with pytest.raises(ValueError, match=r"mask must have shape \(batch, time\)"):
+            forward(case, mask=np.ones((2, 3), dtype=bool))
+        with pytest.raises(ValueError, match=r"lengths must lie in \[0, time\]"):
+            forward(case, mask=np.array([4, 5]))
+        with pytest.raises(TypeError, match="boolean"):
+            forward(case, mask=np.ones((2, 4)))
+        _, cache = forward(case)
+        with pytest.raises(ValueError, match="dhs must have shape"):
+            _cells.backward(kind, cache, case["dhs"][:, :-1])
+        with pytest.raises(ValueError, match="nothing to backpropagate"):
+            _cells.backward(kind, cache, None)
 
 
 def check_cache_is_minimal(kind, rng):
     """The cache references the caller's arrays (no copies) and, without a mask, its ``hs`` is
     the returned array; with a mask the returned outputs are a separate, zero-padded array."""
     case = _cells.make_case(kind, rng, 2, 4, 3, 5)
-    out, cache = _cells.forward(kind, case)
-    assert cache.hs is out
-    assert cache.x is case["x"] and cache.w_x is case["w_x"] and cache.w_h is case["w_h"]
-    assert cache.h0 is case["h0"] and cache.mask is None
-    mask = np.array([[True, True, False, False], [True, True, True, True]])
-    out_m, cache_m = _cells.forward(kind, case, mask=mask)
-    assert cache_m.hs is not out_m
-    np.testing.assert_array_equal(out_m[0, 2:], 0.0)
-    np.testing.assert_array_equal(cache_m.hs[0, 3], cache_m.hs[0, 1])  # carried, not zeroed
+    for form in _cells.forms(kind):
+        out, cache = _cells.forward(kind, case, form=form)
+        assert cache.hs is out
+        assert cache.x is case["x"] and cache.w_x is case["w_x"]
+        assert "w_h" not in case or cache.w_h is case["w_h"]
+        assert cache.h0 is case["h0"] and cache.mask is None
+        mask = np.array([[True, True, False, False], [True, True, True, True]])
+        out_m, cache_m = _cells.forward(kind, case, mask=mask, form=form)
+        assert cache_m.hs is not out_m
+        np.testing.assert_array_equal(out_m[0, 2:], 0.0)
+        if form == "step":  # carried, not zeroed
+            np.testing.assert_array_equal(cache_m.hs[0, 3], cache_m.hs[0, 1])
+        else:  # carried through the scan's chunk carry, computed in another order
+            np.testing.assert_allclose(cache_m.hs[0, 3], cache_m.hs[0, 1], rtol=4e-16)
 
 
 def check_zero_state_step(kind, rng):

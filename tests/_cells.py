@@ -6,6 +6,8 @@ cell is covered by every check built on these; its one piece of new test code is
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from rnnx._backend import executor, forced_executor, namespace
@@ -13,13 +15,27 @@ from rnnx.functional.registry import CELLS
 from rnnx.interop.torch import LAYOUTS as TORCH_LAYOUTS
 from rnnx.testing import agreement, assert_close, recurrence_rtol
 
+from ._min_rnn import torch_reference as torch_min_rnn
 from ._oracle import torch_gru_reset_before, torch_ln_lstm, torch_stack
 
 #: Every registered cell, by name: the per-cell tests are parametrized over these.
 KINDS = list(CELLS)
 
+
+def _min_rnn_oracle(kind):
+    """The minimal RNNs' torch-ops reference (tests/_min_rnn.py, the paper's equations
+    differentiated by torch autograd) with the calling convention of :data:`OPS_ORACLES`."""
+
+    def oracle(x, p, *, h0=None, c0=None, dhs=None, dh_n=None, dc_n=None, mask=None):
+        case = {"x": x, **p, "h0": h0, "dhs": dhs, "dh_n": dh_n}
+        return torch_min_rnn(kind, case, mask=mask, final=dh_n is not None)
+
+    return oracle
+
+
 #: Reference implementations in torch operations for cells torch.nn does not have.
-OPS_ORACLES = {"ln_lstm": torch_ln_lstm, "gru_reset_before": torch_gru_reset_before}
+OPS_ORACLES = {"ln_lstm": torch_ln_lstm, "gru_reset_before": torch_gru_reset_before,
+               "min_gru": _min_rnn_oracle("min_gru"), "min_lstm": _min_rnn_oracle("min_lstm")}
 
 
 def spec(kind):
@@ -54,11 +70,17 @@ def _options(kind, nonlinearity):
     return {"nonlinearity": nonlinearity} if "nonlinearity" in CELLS[kind].options else {}
 
 
-def forward(kind, a, *, mask=None, nonlinearity="tanh"):
-    """``(out, cache)`` from the cell's forward on the arrays of dict ``a``."""
+def forward(kind, a, *, mask=None, nonlinearity="tanh", form="auto"):
+    """``(out, cache)`` from the cell's forward on the arrays of dict ``a`` (``form``:
+    :meth:`rnnx.functional.registry.Cell.run`)."""
     s = CELLS[kind]
     return s.run(a, a["x"], {n + "0": a.get(n + "0") for n in s.states}, mask=mask,
-                 options=_options(kind, nonlinearity))
+                 options=_options(kind, nonlinearity), form=form)
+
+
+def forms(kind):
+    """The forms a cell runs in: ``("step",)``, and ``"parallel"`` where it has one."""
+    return ("step",) if CELLS[kind].parallel is None else ("step", "parallel")
 
 
 def backward(kind, cache, dhs, dh_n=None, dc_n=None):
@@ -79,27 +101,31 @@ def run(kind, a, *, mask=None, final=True, nonlinearity="tanh"):
 
 
 def check_tuned_against_step(kind, a, got, *, mask=None, final=True, nonlinearity="tanh"):
-    """The tuned form's results ``got`` equal the readable step's on the same case to rounding:
-    within the rounding bound of the case in its dtype (:func:`rnnx.testing.recurrence_rtol`,
-    with the cell's ``rounding_gain``), relative to each array's largest magnitude. Both are
-    computed in the case's dtype in different orders, so each deviates from exact arithmetic
-    by at most that bound. Nothing to check where no tuned form runs."""
+    """The fast form's results ``got`` (the tuned NumPy form, or a cell's parallel form) equal
+    the readable step's on the same case to rounding: within the rounding bound of the case in
+    its dtype (:func:`rnnx.testing.recurrence_rtol`, with the cell's ``rounding_gain``),
+    relative to each array's largest magnitude. Both are computed in the case's dtype in
+    different orders, so each deviates from exact arithmetic by at most that bound. Nothing to
+    check where neither runs."""
     xp = namespace(a["x"])
     spec = CELLS[kind]
-    if spec.step is None or spec.step.tuned is None or not executor(xp).tuned:
+    tuned = spec.step is not None and spec.step.tuned is not None and executor(xp).tuned
+    if not tuned and spec.parallel is None:
         return
-    with forced_executor("eager"):
+    # The readable step: the eager loop where the tuned form would run, else the backend's own
+    # executor of the step (JAX's compiled scan).
+    with forced_executor("eager") if tuned else contextlib.nullcontext():
         ref = agreement.run_case(spec, a, mask=mask, final=final,
-                                 options=_options(kind, nonlinearity))
+                                 options=_options(kind, nonlinearity), form="step")
     batch, time, features = a["x"].shape
-    hidden = a["w_h"].shape[0]
+    hidden = spec.hidden_size(a)
     rtol = recurrence_rtol(a["x"].dtype, xp, batch=batch, time=time, features=features,
                            hidden=hidden, gain=spec.rounding_gain)
     assert set(got) == set(ref)
     for name, value in got.items():
         scale = float(xp.max(xp.abs(ref[name])))
         assert_close(value, ref[name], rtol=0.0, atol=rtol * scale,
-                     err_msg=f"{kind} tuned form against its step: {name}")
+                     err_msg=f"{kind} fast form against its step: {name}")
 
 
 def loss_fn(kind, a, *, mask=None, final=True, nonlinearity="tanh"):

@@ -114,7 +114,7 @@ def sequential(kind, a, *, mask=None, final=True):
     h = zeros if h0 is None else h0
     states, saved, outs = [h], [], []
     for t in range(time):
-        h_new, s = step(u[:, t, :], h, xp=xp)
+        (h_new,), s = step({}, u[:, t, :], None, (h,), xp=xp)
         if m is not None:
             h_new = xp.where(m[:, t, None], h_new, h)
         h = h_new
@@ -127,7 +127,8 @@ def sequential(kind, a, *, mask=None, final=True):
     for t in range(time - 1, -1, -1):
         g = g + (a["dhs"][:, t, :] if m is None else
                  xp.where(m[:, t, None], a["dhs"][:, t, :], zeros))
-        du, g_prev = step_back(g, saved[t], states[t], xp=xp)
+        sg = step_back({}, (g,), saved[t], (states[t],), xp=xp)
+        du, (g_prev,) = sg.du, sg.dstate
         if m is not None:
             du = xp.where(m[:, t, None], du, xp.zeros_like(du))
             g_prev = xp.where(m[:, t, None], g_prev, g)

@@ -20,8 +20,12 @@ def test_record_is_consistent_with_its_functions(name, rng):
     returns gradients for; its states are what the cache and the gradients carry."""
     spec = CELLS[name]
     shapes = spec.shapes(3, 5)
-    assert list(shapes) == list(spec.params) and spec.params[:2] == ("w_x", "w_h")
-    assert shapes["w_x"] == (3, spec.gates * 5) and shapes["w_h"] == (5, spec.gates * 5)
+    assert list(shapes) == list(spec.params) and spec.params[0] == "w_x"
+    assert shapes["w_x"] == (3, spec.gates * 5)
+    if spec.recurrent_weights:
+        assert spec.params[1] == "w_h" and shapes["w_h"] == (5, spec.gates * 5)
+    else:
+        assert "w_h" not in spec.params and spec.step.products == ()
     assert len(spec.gate_order) == spec.gates
     host = draw_cell_params(spec, host_rng(0), 3, 5)
     assert {k: v.shape for k, v in host.items()} == shapes
@@ -69,7 +73,7 @@ def test_options_are_checked_by_name_and_value():
 
 
 def test_unknown_cell_names_the_known_ones():
-    known = r"\['gru', 'gru_reset_before', 'ln_lstm', 'lstm', 'rnn'\]"
+    known = r"\['gru', 'gru_reset_before', 'ln_lstm', 'lstm', 'min_gru', 'min_lstm', 'rnn'\]"
     with pytest.raises(ValueError, match=rf"cell must be one of {known}; got 'lru'"):
         get_cell("lru")
 

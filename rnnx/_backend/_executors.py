@@ -54,12 +54,15 @@ def _run_stages(stages, products, u_t, state):
     """One forward step: each stage after its recurrent product; returns ``(new_state, saved,
     operands of the products after the first)``."""
     operand, ctx, operands = state[0], None, []
-    for k, (stage, (w, bias)) in enumerate(zip(stages, products)):
+    for k, (stage, product) in enumerate(zip(stages, products)):
         if k:
             operands.append(operand)
-        v = operand @ w  # (B, width of the stage's blocks)
-        if bias is not None:
-            v = v + bias
+        v = None  # a cell without recurrent weights (its gates read x_t only)
+        if product is not None:
+            w, bias = product
+            v = operand @ w  # (B, width of the stage's blocks)
+            if bias is not None:
+                v = v + bias
         out = stage(u_t, v, state) if k == 0 else stage(u_t, v, state, ctx)
         operand, ctx = out
     return operand, ctx, operands
@@ -81,7 +84,7 @@ def _run_adjoints(adjoints, products_t, g, saved, prev, xp):
     w0_t = products_t[0]
     g_prev = []
     for j, direct in enumerate(grads.dstate):
-        if j == 0:
+        if j == 0 and w0_t is not None:
             gh = grads.dv @ w0_t  # (B, H)
             g_prev.append(gh if direct is None else gh + direct)
         else:
@@ -175,7 +178,7 @@ class Eager:
         dv_slots: list[Any] = [None] * len(adjoints)
         dp_slots: list[Any] = []
         dp_names: list[str] = []
-        same = False
+        same = first = False
         observed = [None] * time if observe else None
         for t in range(time - 1, -1, -1):
             if observed is not None:
@@ -197,10 +200,13 @@ class Eager:
                 # The cells whose recurrent product takes the input side's gradient (Elman,
                 # LSTM) return one array for both: stored once.
                 same = grads.dv is grads.du
-                dv_slots = dv_slots[1:] if same else dv_slots
+                # The first stage's dv is stored unless it is du's array, or there is none (a
+                # cell without recurrent weights).
+                first = not same and grads.dv is not None
+                dv_slots = dv_slots if first else dv_slots[1:]
             self._store(xp, du_slot, buffered, t, time, "du", (grads.du,), workspace)
             self._store(xp, dv_slots, buffered, t, time, "dv",
-                        later if same else (grads.dv, *later), workspace)
+                        (grads.dv, *later) if first else later, workspace)
             self._store(xp, dp_slots, buffered, t, time, "dp",
                         [grads.dparams[n] for n in dp_names], workspace)
         (du,) = self._stacked(xp, du_slot, buffered)
@@ -321,7 +327,8 @@ class Scanned:
             if s_prev is not None:
                 g_prev = (g_prev[0] + s_prev, *g_prev[1:])
             probe["same"] = same = grads.dv is grads.du
-            ys = (grads.du, tuple(later) if same else (grads.dv, *later), dict(grads.dparams),
+            first = not same and grads.dv is not None
+            ys = (grads.du, (grads.dv, *later) if first else tuple(later), dict(grads.dparams),
                   g[0] if observe else None)
             return g_prev, ys
 

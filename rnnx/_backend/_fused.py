@@ -141,6 +141,9 @@ class _Backward:
 
 # -- the executor ---------------------------------------------------------------------------
 
+_NO_PRODUCT = "no recurrent product (a cell without w_h): the eager loop"
+
+
 class Fused(Eager):
     """The eager executor's contract (see :mod:`rnnx._backend._executors`) with each step's
     pointwise part fused: per stage one product and one kernel of ``kernels``
@@ -175,6 +178,11 @@ class Fused(Eager):
 
     # -- forward -----------------------------------------------------------------------------
     def forward(self, stages, products, u, state0, mask, *, xp, workspace=None):
+        if any(p is None for p in products):
+            # A cell without recurrent weights (minGRU, minLSTM) has its own parallel form,
+            # which the layers run; its step form stays the eager loop.
+            self.fallbacks[_names(stages)] = _NO_PRODUCT
+            return super().forward(stages, products, u, state0, mask, xp=xp, workspace=workspace)
         try:
             unbound = [_unbind(s) for s in stages]
         except NotFusable as exc:
@@ -296,6 +304,10 @@ class Fused(Eager):
     # -- backward ----------------------------------------------------------------------------
     def backward(self, adjoints, products_t, g0, states, state_init, saved, operands, mask, seq,
                  observe, *, xp, workspace=None):
+        if any(w is None for w in products_t):
+            self.fallbacks[_names(adjoints)] = _NO_PRODUCT
+            return super().backward(adjoints, products_t, g0, states, state_init, saved,
+                                    operands, mask, seq, observe, xp=xp, workspace=workspace)
         try:
             unbound = [_unbind(a) for a in adjoints]
         except NotFusable as exc:

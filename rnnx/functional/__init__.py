@@ -14,7 +14,7 @@ calls.
 """
 
 from ._mask import lengths_to_mask
-from ._step import Cache, Step, StepGrads
+from ._step import Cache, Parallel, Step, StepGrads
 from ._workspace import Workspace
 from .checkpoint import RNNCheckpointCache, rnn_backward_checkpointed, rnn_forward_checkpointed
 from .gru import GRUCache, GRUGrads, gru_backward, gru_forward, gru_step, gru_step_backward
@@ -57,6 +57,7 @@ __all__ = [
     "RNNCache",
     "RNNCheckpointCache",
     "RNNGrads",
+    "Parallel",
     "Step",
     "StepGrads",
     "Workspace",

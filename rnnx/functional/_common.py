@@ -12,21 +12,31 @@ def check_inputs(x: Any, w_x: Any, w_h: Any, biases: dict[str, Any], h0: Any, c0
                  gates: int, *, widths: dict[str, int] | None = None) -> Any:
     """Shared by the gated cells (``gates`` blocks): one namespace, one device, one float
     dtype, and shapes ``x (B, T, F)``, ``w_x (F, G*H)``, ``w_h (H, G*H)``, the 1-D parameters
-    ``biases`` ``(G*H,)`` or, for a name in ``widths``, ``(widths[name]*H,)``."""
+    ``biases`` ``(G*H,)`` or, for a name in ``widths``, ``(widths[name]*H,)``. ``w_h=None``:
+    a cell without recurrent weights (the minimal RNNs), ``hidden`` read from ``w_x``."""
     arrays = {"x": x, "w_x": w_x, "w_h": w_h, "h0": h0, "c0": c0}
     arrays.update(biases)
     xp = resolve(arrays)
     batch, _, features = check_sequence("x", x, xp=xp)
-    if getattr(w_h, "ndim", None) != 2 or w_h.shape[1] != gates * w_h.shape[0]:
-        raise ValueError(
-            f"w_h must have shape (hidden, {gates}*hidden); got shape {tuple(w_h.shape)}"
-        )
-    hidden = w_h.shape[0]
-    check_shape("w_x", w_x, (features, gates * hidden), f"(features, {gates}*hidden)")
+    labels = f"(features, {gates}*hidden)"
+    if w_h is None:
+        if getattr(w_x, "ndim", None) != 2 or w_x.shape[1] % gates or w_x.shape[1] == 0:
+            raise ValueError(f"w_x must have shape {labels} with features = {features}; got "
+                             f"shape {tuple(getattr(w_x, 'shape', ()))}")
+        hidden = w_x.shape[1] // gates
+    else:
+        if getattr(w_h, "ndim", None) != 2 or w_h.shape[1] != gates * w_h.shape[0]:
+            raise ValueError(
+                f"w_h must have shape (hidden, {gates}*hidden); got shape {tuple(w_h.shape)}"
+            )
+        hidden = w_h.shape[0]
+    check_shape("w_x", w_x, (features, gates * hidden), labels)
     for name, a in biases.items():
         w = (widths or {}).get(name, gates)
         check_shape(name, a, (w * hidden,), f"({w}*hidden,)" if w != 1 else "(hidden,)")
     for name, a in (("w_x", w_x), ("w_h", w_h), *biases.items()):
+        if a is None:
+            continue
         check_float(name, a, xp=xp, like=("x", x))
     for name, a in (("h0", h0), ("c0", c0)):
         if a is not None:

@@ -45,8 +45,12 @@ from ._validate import resolve
 __all__ = ["drive_backward", "drive_forward", "sequence_functions"]
 
 
-def _products(step: Step, p: Mapping[str, Any], gates: int) -> list[tuple[Any, Any]]:
-    """``(w, bias or None)`` of each stage's recurrent product: column blocks of ``w_h``."""
+def _products(step: Step, p: Mapping[str, Any], gates: int) -> list[tuple[Any, Any] | None]:
+    """``(w, bias or None)`` of each stage's recurrent product: column blocks of ``w_h``;
+    ``None`` for each stage of a cell without recurrent weights (``Step.products == ()``: the
+    minimal RNNs, whose gates read ``x_t`` only)."""
+    if step.products == ():
+        return [None] * len(step.forward)
     w_h = p["w_h"]
     hidden = w_h.shape[0]
     bias = None if step.recurrent_bias is None else p[step.recurrent_bias]
@@ -78,8 +82,8 @@ def _forward_core(static: tuple, x: Any, p: dict, state0: tuple, mask: Any, *,
                   workspace: Any = None) -> tuple:
     ex, xp, step, options, gates = static
     batch, time, _ = x.shape
-    hidden = p["w_h"].shape[0]
-    width = gates * hidden
+    width = p["w_x"].shape[1]
+    hidden = width // gates
     extra = None
     if step.input is None:
         bias = p[step.input_bias] if step.input_bias is not None else \
@@ -132,8 +136,9 @@ def _backward_core(static: tuple, seq: Any, g0: tuple, x: Any, p: dict, state0: 
     products = _products(step, p, gates)
     # w^T once, not per step: a row-major copy for the eager loop's BLAS (_common), the view
     # where the step is compiled (the compiler picks the layout).
-    products_t = [per_step_transpose(xp, w, steps=time) if ex.name != "scanned" else w.T
-                  for w, _ in products]
+    products_t = [None if prod is None else
+                  per_step_transpose(xp, prod[0], steps=time) if ex.name != "scanned" else
+                  prod[0].T for prod in products]
     init = _initial(xp, x, hidden, state0)
     du, dvs, dparams, g_init, observed = ex.backward(
         _bound(step.backward, p, xp, options), products_t, g0, states, init, saved, operands,
@@ -160,7 +165,7 @@ def _backward_core(static: tuple, seq: Any, g0: tuple, x: Any, p: dict, state0: 
     # The recurrent products: dw = operand^T dv over all rows. The first stage's operand is
     # h_{t-1}: states 1..T-1 against steps 2..T (contiguous slices), and h0 against step 1.
     dws, dbs = [], []
-    for k, dv in enumerate(dvs):
+    for k, dv in enumerate(dvs if products[0] is not None else ()):
         w = dv.shape[2]
         if k == 0:
             h_prev = xp.reshape(states[0][: time - 1, ...], ((time - 1) * batch, hidden))
@@ -174,7 +179,8 @@ def _backward_core(static: tuple, seq: Any, g0: tuple, x: Any, p: dict, state0: 
         if step.recurrent_bias is not None:
             dbs.append(xp.sum(xp.reshape(dv, (rows, w)), axis=0))  # (w,)
     grads["w_x"] = dw_x
-    grads["w_h"] = dws[0] if len(dws) == 1 else xp.concat(dws, axis=1)  # (H, GH)
+    if dws:
+        grads["w_h"] = dws[0] if len(dws) == 1 else xp.concat(dws, axis=1)  # (H, GH)
     if dbs:
         add(step.recurrent_bias, dbs[0] if len(dbs) == 1 else xp.concat(dbs))
     for name, per_step in dparams.items():
@@ -215,27 +221,31 @@ def drive_backward(step: Step, xp: Any, cache: Cache, dhs: Any, finals: tuple[An
 
 
 def sequence_functions(step: Step, *, name: str, gates: int, vectors: Mapping[str, int],
-                       states: tuple[str, ...]) -> tuple[Any, Any]:
+                       states: tuple[str, ...], recurrent: bool = True) -> tuple[Any, Any]:
     """The whole-sequence ``forward`` and ``backward`` of a cell given by its ``step`` alone
     (a cell registered without functions of its own: :class:`rnnx.functional.registry.Cell`),
     with the calling conventions of the built-in cells': ``forward(x, w_x, w_h, *vectors,
     *initial states, *, mask=None, workspace=None, **options) -> (out, cache)`` and
     ``backward(dhs, cache, *final-state gradients, *, state_grads=None, workspace=None) ->
     grads`` (a NamedTuple ``dx``, ``d<state>0``, ``d<param>``). ``vectors`` maps the 1-D
-    parameters, in order, to their widths in units of ``hidden``."""
-    params = ("w_x", "w_h", *vectors)
+    parameters, in order, to their widths in units of ``hidden``. ``recurrent=False``: a cell
+    without ``w_h`` (its step takes no recurrent product, ``Step.products == ()``); the
+    functions then take ``(x, w_x, *vectors, ...)``."""
+    params = ("w_x", "w_h", *vectors) if recurrent else ("w_x", *vectors)
     grads_type = namedtuple(f"{name.title().replace('_', '')}Grads",
                             ["dx", *(f"d{s}0" for s in states), *(f"d{p}" for p in params)])
     widths = {k: w for k, w in vectors.items() if w != gates}
 
     @on_input_device
-    def forward(x: Any, w_x: Any, w_h: Any, *rest: Any, mask: Any = None,
-                workspace: Any = None, **options: Any) -> tuple[Any, Cache]:
+    def forward(x: Any, w_x: Any, *rest: Any, mask: Any = None, workspace: Any = None,
+                **options: Any) -> tuple[Any, Cache]:
+        w_h, rest = (rest[0], rest[1:]) if recurrent else (None, rest)
         vec = dict(zip(vectors, rest[: len(vectors)]))
         s0 = dict(zip((s + "0" for s in states), (*rest[len(vectors):], None, None)))
         xp = check_inputs(x, w_x, w_h, vec, s0.get("h0"), s0.get("c0"), gates, widths=widths)
         m = as_step_mask(mask, x=x, xp=xp)
-        return drive_forward(step, xp, x, {"w_x": w_x, "w_h": w_h, **vec}, s0, m, gates=gates,
+        weights = {"w_x": w_x, "w_h": w_h} if recurrent else {"w_x": w_x}
+        return drive_forward(step, xp, x, {**weights, **vec}, s0, m, gates=gates,
                              options=options, workspace=workspace)
 
     @on_input_device

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["Cache", "Step", "StepGrads", "Tuned", "blocks"]
+__all__ = ["Cache", "Parallel", "Step", "StepGrads", "Tuned", "blocks"]
 
 
 class StepGrads(NamedTuple):
@@ -65,6 +65,17 @@ class Tuned(NamedTuple):
     backward: Callable[..., Any]
 
 
+class Parallel(NamedTuple):
+    """A cell's whole-sequence, parallel-in-time form (the minimal RNNs': a linear scan,
+    :mod:`rnnx.functional.scan`), with the calling conventions of a cell's ``forward`` and
+    ``backward`` (no ``workspace``): ``forward(x, *params, *initial states, *, mask=None) ->
+    (out, cache)`` and ``backward(dhs, cache, *final-state gradients, *, state_grads=None)
+    -> grads``. It computes what the step computes, to rounding (checked in the tests)."""
+
+    forward: Callable[..., Any]
+    backward: Callable[..., Any]
+
+
 @dataclass(frozen=True, eq=False)
 class Step:
     """A cell's time step for the driver (:mod:`rnnx.functional._loop`); see the module
@@ -79,7 +90,9 @@ class Step:
     products : tuple of (int, int)
         The gate blocks of ``w_h`` (and of ``recurrent_bias``) each stage's product uses,
         ``[start, stop)`` in units of ``hidden``; together they cover ``w_h`` once.
-        ``None``: one stage over every block.
+        ``None``: one stage over every block. ``()``: no recurrent product at all (a cell
+        without ``w_h``, whose gates read ``x_t`` only: the stages get ``v=None`` and their
+        first adjoint returns ``dv=None``).
     input_bias : str or None
         The parameter added to the hoisted input projection ``u = x w_x + p[input_bias]``.
     recurrent_bias : str or None

@@ -34,9 +34,10 @@ Every line but ``G`` is elementwise over all steps at once, and ``G`` is a scan:
 parallel in time as the forward is. A padded step (mask off) is ``a_t = 1, b_t = 0``: the state
 and ``G`` pass through it and its ``du`` is zero; its output is zero, as for every cell.
 
-The step form (:func:`min_gru_step`, :func:`min_gru_step_backward`) is the same cell one step at
-a time, for a time-loop driver: ``(u_t, h_{t-1}) -> h_t`` and its adjoint. The two forms agree
-to rounding (tests/test_functional_min_rnn.py).
+The step form (:func:`min_gru_step`, :func:`min_gru_step_backward`, :data:`STEP`) is the same
+cell one step at a time, run by the one time-loop driver as every cell is (``cell="min_gru"``
+with ``form="step"``, :meth:`rnnx.functional.registry.Cell.run`): ``(u_t, h_{t-1}) -> h_t``
+and its adjoint. The two forms agree to rounding (tests/test_functional_min_rnn.py).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from typing import Any, NamedTuple
 
 from .._backend import on_input_device
 from ._mask import as_step_mask, mask_outputs
+from ._step import Step, StepGrads, blocks
 from ._minimal import (
     check_min_inputs,
     g_act,
@@ -101,27 +103,37 @@ class MinGRUGrads(NamedTuple):
     db: Any  # (2*hidden,)
 
 
-def min_gru_step(u: Any, h_prev: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-    """One step from the input projection ``u_t = x_t w_x + b`` ``(batch, 2*hidden)`` and the
-    state ``h_{t-1}`` ``(batch, hidden)``. Returns ``(h_t, (z, 1 - z, h_tilde, u_h))``: the new
-    state and what :func:`min_gru_step_backward` needs, each ``(batch, hidden)``."""
-    hidden = h_prev.shape[1]
-    u_z, u_h = u[:, :hidden], u[:, hidden:]  # (B, H) each
+def min_gru_step(p: dict, u: Any, v: None, state: tuple[Any], *, xp: Any
+                 ) -> tuple[tuple[Any], tuple[Any, ...]]:
+    """One step, in the driver's convention (:class:`rnnx.functional.Step`): from the input
+    projection ``u_t = x_t w_x + b`` ``(batch, 2*hidden)`` and the state ``(h_{t-1},)``
+    ``(batch, hidden)``; there is no recurrent product (``v`` is ``None``). Returns ``((h_t,),
+    (z, 1 - z, h_tilde, u_h))``: the new state and what :func:`min_gru_step_backward` needs,
+    each ``(batch, hidden)``."""
+    (h_prev,) = state
+    u_z, u_h = blocks(u, 2)  # (B, H) each
     z, keep = sigmoid_pair(u_z, xp=xp)  # z and 1 - z, each to full relative precision
     h_tilde = g_act(u_h, xp=xp)
     h = keep * h_prev + z * h_tilde  # (B, H)
-    return h, (z, keep, h_tilde, u_h)
+    return (h,), (z, keep, h_tilde, u_h)
 
 
-def min_gru_step_backward(g: Any, saved: tuple[Any, ...], h_prev: Any, *, xp: Any
-                          ) -> tuple[Any, Any]:
-    """Backward of :func:`min_gru_step` from ``G_t = dL/dh_t`` ``(batch, hidden)``. Returns
-    ``(du_t, dL/dh_{t-1})``: ``(batch, 2*hidden)`` in ``u``'s blocks ``z, h`` and the
-    gradient through the state's direct path ``G_t (1 - z_t)`` ``(batch, hidden)``."""
+def min_gru_step_backward(p: dict, grads: tuple[Any], saved: tuple[Any, ...],
+                          state: tuple[Any], *, xp: Any) -> StepGrads:
+    """Backward of :func:`min_gru_step` from ``(G_t,)``, ``G_t = dL/dh_t`` ``(batch,
+    hidden)``: ``du_t`` ``(batch, 2*hidden)`` in ``u``'s blocks ``z, h``, no recurrent
+    product's gradient, and the gradient through the state's direct path ``G_t (1 - z_t)``."""
+    (g,) = grads
+    (h_prev,) = state
     z, keep, h_tilde, u_h = saved
     du_z = g * (h_tilde - h_prev) * z * keep  # (B, H)
     du_h = g * z * g_grad(u_h, h_tilde, xp=xp)  # (B, H)
-    return xp.concat([du_z, du_h], axis=1), g * keep
+    return StepGrads(du=xp.concat([du_z, du_h], axis=1), dv=None, dstate=(g * keep,))
+
+
+#: The step for the driver: no recurrent product (``products=()``), the bias ``b`` in the
+#: hoisted input projection.
+STEP = Step(forward=(min_gru_step,), backward=(min_gru_step_backward,), products=())
 
 
 @on_input_device

@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 
 from .._backend import on_input_device
 from ._mask import as_step_mask, mask_outputs
+from ._step import Step, StepGrads, blocks
 from ._minimal import (
     check_min_inputs,
     g_act,
@@ -114,31 +115,40 @@ def normalised_gates(u_f: Any, u_i: Any, *, xp: Any) -> tuple[Any, Any]:
     return sigmoid_pair(d, xp=xp)
 
 
-def min_lstm_step(u: Any, h_prev: Any, *, xp: Any) -> tuple[Any, tuple[Any, ...]]:
-    """One step from the input projection ``u_t = x_t w_x + b`` ``(batch, 3*hidden)`` and the
-    state ``h_{t-1}`` ``(batch, hidden)``. Returns ``(h_t, (f_norm, i_norm, h_tilde, u))``: the
-    new state and what :func:`min_lstm_step_backward` needs."""
-    hidden = h_prev.shape[1]
-    u_f, u_i, u_h = u[:, :hidden], u[:, hidden : 2 * hidden], u[:, 2 * hidden :]  # (B, H) each
+def min_lstm_step(p: dict, u: Any, v: None, state: tuple[Any], *, xp: Any
+                  ) -> tuple[tuple[Any], tuple[Any, ...]]:
+    """One step, in the driver's convention (:class:`rnnx.functional.Step`): from the input
+    projection ``u_t = x_t w_x + b`` ``(batch, 3*hidden)`` and the state ``(h_{t-1},)``
+    ``(batch, hidden)``; there is no recurrent product (``v`` is ``None``). Returns ``((h_t,),
+    (f_norm, i_norm, h_tilde, u))``: the new state and what :func:`min_lstm_step_backward`
+    needs."""
+    (h_prev,) = state
+    u_f, u_i, u_h = blocks(u, 3)  # (B, H) each
     f_norm, i_norm = normalised_gates(u_f, u_i, xp=xp)  # (B, H) each
     h_tilde = g_act(u_h, xp=xp)
     h = f_norm * h_prev + i_norm * h_tilde  # (B, H)
-    return h, (f_norm, i_norm, h_tilde, u)
+    return (h,), (f_norm, i_norm, h_tilde, u)
 
 
-def min_lstm_step_backward(g: Any, saved: tuple[Any, ...], h_prev: Any, *, xp: Any
-                           ) -> tuple[Any, Any]:
-    """Backward of :func:`min_lstm_step` from ``G_t = dL/dh_t`` ``(batch, hidden)``. Returns
-    ``(du_t, dL/dh_{t-1})``: ``(batch, 3*hidden)`` in ``u``'s blocks ``f, i, h`` and the
-    direct path ``G_t f'_t`` ``(batch, hidden)``."""
+def min_lstm_step_backward(p: dict, grads: tuple[Any], saved: tuple[Any, ...],
+                           state: tuple[Any], *, xp: Any) -> StepGrads:
+    """Backward of :func:`min_lstm_step` from ``(G_t,)``, ``G_t = dL/dh_t`` ``(batch,
+    hidden)``: ``du_t`` ``(batch, 3*hidden)`` in ``u``'s blocks ``f, i, h``, no recurrent
+    product's gradient, and the direct path ``G_t f'_t``."""
+    (g,) = grads
+    (h_prev,) = state
     f_norm, i_norm, h_tilde, u = saved
-    hidden = h_prev.shape[1]
-    u_f, u_i, u_h = u[:, :hidden], u[:, hidden : 2 * hidden], u[:, 2 * hidden :]
+    u_f, u_i, u_h = blocks(u, 3)  # (B, H) each
     dd = g * (h_prev - h_tilde) * f_norm * i_norm  # (B, H): dL/dd
     du_f = dd * sigmoid(-u_f, xp=xp)
     du_i = -dd * sigmoid(-u_i, xp=xp)
     du_h = g * i_norm * g_grad(u_h, h_tilde, xp=xp)
-    return xp.concat([du_f, du_i, du_h], axis=1), g * f_norm
+    return StepGrads(du=xp.concat([du_f, du_i, du_h], axis=1), dv=None, dstate=(g * f_norm,))
+
+
+#: The step for the driver: no recurrent product (``products=()``), the bias ``b`` in the
+#: hoisted input projection.
+STEP = Step(forward=(min_lstm_step,), backward=(min_lstm_step_backward,), products=())
 
 
 @on_input_device

@@ -22,11 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._backend import on_input_device
-from . import gru, gru_reset_before, ln_lstm, lstm, rnn
+from . import gru, gru_reset_before, ln_lstm, lstm, min_gru, min_lstm, rnn
 from ._loop import sequence_functions
-from ._step import Step
+from ._step import Cache, Parallel, Step
 
-__all__ = ["CELLS", "Cell", "forget_cells", "get_cell", "register_cell", "unregister_cell"]
+__all__ = ["CELLS", "FORMS", "Cell", "Parallel", "forget_cells", "get_cell", "register_cell",
+           "unregister_cell"]
+
+#: How :meth:`Cell.run` may run a cell: ``"auto"`` (its parallel form where it has one, else
+#: its step through the driver), ``"step"`` or ``"parallel"``.
+FORMS = ("auto", "step", "parallel")
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,15 @@ class Cell:
         One line for help texts and tables.
     gates : int
         Gate blocks ``G``: ``w_x`` is ``(features, G*hidden)`` and ``w_h`` ``(hidden, G*hidden)``.
+    recurrent_weights : bool
+        Whether the cell has ``w_h``. The minimal RNNs have none: their gates read ``x_t``
+        only, their recurrence is ``h_t = a_t h_{t-1} + b_t`` with ``a_t, b_t`` known for
+        every step in advance (their step has no recurrent product, ``Step.products == ()``),
+        and recurrent dropout has nothing to act on.
+    parallel : Parallel or None
+        The cell's parallel-in-time form over the whole sequence (:class:`Parallel`), which
+        :meth:`run` takes by default where there is one (the layers and estimators train and
+        predict with it); ``None``: the step through the driver only.
     gate_order : tuple of str
         The blocks' order along the ``G*hidden`` axis (``("i", "f", "g", "o")``).
     vectors : mapping name -> (width, init)
@@ -91,15 +105,21 @@ class Cell:
     rounding_gain: float = 1.0
     workspace: bool = False
     step: Step | None = None
+    recurrent_weights: bool = True
+    parallel: Parallel | None = None
 
     def __post_init__(self) -> None:
+        if self.step is not None and (self.step.products == ()) == self.recurrent_weights:
+            raise ValueError(f"cell {self.name!r}: a step without recurrent products "
+                             f"(products=()) is a cell with recurrent_weights=False, and only "
+                             f"such a step")
         if self.forward is not None and self.backward is not None:
             return
         if self.step is None:
             raise TypeError(f"cell {self.name!r} needs its step (or forward and backward)")
         fwd, bwd = sequence_functions(self.step, name=self.name, gates=self.gates,
                                       vectors={k: w for k, (w, _) in self.vectors.items()},
-                                      states=self.states)
+                                      states=self.states, recurrent=self.recurrent_weights)
         object.__setattr__(self, "forward", self.forward or fwd)
         object.__setattr__(self, "backward", self.backward or bwd)
         object.__setattr__(self, "workspace", True)
@@ -107,15 +127,22 @@ class Cell:
     # -- parameters -------------------------------------------------------------------------
     @property
     def params(self) -> tuple[str, ...]:
-        """Parameter names in the forward's argument order: ``w_x``, ``w_h``, the vectors."""
-        return ("w_x", "w_h", *self.vectors)
+        """Parameter names in the forward's argument order: ``w_x``, ``w_h`` (if the cell has
+        recurrent weights), the vectors."""
+        return ("w_x", "w_h", *self.vectors) if self.recurrent_weights else ("w_x", *self.vectors)
 
     def shapes(self, features: int, hidden: int) -> dict[str, tuple[int, ...]]:
         """Every parameter's shape for ``features`` inputs and ``hidden`` units."""
         width = self.gates * hidden
-        out: dict[str, tuple[int, ...]] = {"w_x": (features, width), "w_h": (hidden, width)}
+        out: dict[str, tuple[int, ...]] = {"w_x": (features, width)}
+        if self.recurrent_weights:
+            out["w_h"] = (hidden, width)
         out.update({name: (w * hidden,) for name, (w, _) in self.vectors.items()})
         return out
+
+    def hidden_size(self, params: Mapping[str, Any]) -> int:
+        """The hidden size of parameters ``params`` of this cell (from ``w_x``'s width)."""
+        return int(params["w_x"].shape[1]) // self.gates
 
     # -- options ----------------------------------------------------------------------------
     def check_forget_bias(self, value: float) -> None:
@@ -155,17 +182,32 @@ class Cell:
         return out
 
     # -- running ----------------------------------------------------------------------------
+    def _parallel(self, form: str) -> bool:
+        """Whether :meth:`run` takes the parallel form for ``form`` (one of :data:`FORMS`)."""
+        if form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}; got {form!r}")
+        if form == "parallel" and self.parallel is None:
+            with_it = ", ".join(n for n, c in CELLS.items() if c.parallel is not None)
+            raise ValueError(f"cell {self.name!r} has no parallel form (cells with one: "
+                             f"{with_it or 'none'}); got form='parallel'")
+        return self.parallel is not None and form != "step"
+
     @on_input_device
     def run(self, params: Mapping[str, Any], x: Any, state0: Mapping[str, Any] | None = None,
             *, mask: Any = None, options: Mapping[str, Any] | None = None,
-            workspace: Any = None) -> tuple[Any, Any]:
+            workspace: Any = None, form: str = "auto") -> tuple[Any, Any]:
         """``forward`` with parameters and initial states by name (``{"h0": ...}``);
-        ``workspace`` is passed on where the cell takes one (:attr:`workspace`)."""
+        ``workspace`` is passed on where the cell takes one (:attr:`workspace`). ``form``
+        (:data:`FORMS`): ``"auto"`` runs the cell's parallel form where it has one, its step
+        through the driver otherwise; ``"step"`` always the step; ``"parallel"`` the parallel
+        form (``ValueError`` for a cell without one). :meth:`run_backward` follows the form
+        the cache came from."""
         state0 = state0 or {}
+        args = (*(params[n] for n in self.params), *(state0.get(s + "0") for s in self.states))
+        if self._parallel(form):
+            return self.parallel.forward(x, *args, mask=mask, **(options or {}))
         extra = {"workspace": workspace} if workspace is not None and self.workspace else {}
-        return self.forward(x, *(params[n] for n in self.params),
-                            *(state0.get(s + "0") for s in self.states), mask=mask,
-                            **(options or {}), **extra)
+        return self.forward(x, *args, mask=mask, **(options or {}), **extra)
 
     @on_input_device
     def run_backward(self, cache: Any, dhs: Any, finals: Mapping[str, Any] | None = None, *,
@@ -174,9 +216,12 @@ class Cell:
         """``backward`` by name: ``finals`` maps ``"h"``/``"c"`` to the final states' gradients.
         Returns ``(dx, {"h0": dh0, ...}, {param name: gradient})``."""
         finals = finals or {}
-        extra = {"workspace": workspace} if workspace is not None and self.workspace else {}
-        g = self.backward(dhs, cache, *(finals.get(s) for s in self.states),
-                          state_grads=state_grads, **extra)
+        final_grads = tuple(finals.get(s) for s in self.states)
+        if self.parallel is not None and not isinstance(cache, Cache):
+            g = self.parallel.backward(dhs, cache, *final_grads, state_grads=state_grads)
+        else:
+            extra = {"workspace": workspace} if workspace is not None and self.workspace else {}
+            g = self.backward(dhs, cache, *final_grads, state_grads=state_grads, **extra)
         return (g.dx, {s + "0": getattr(g, f"d{s}0") for s in self.states},
                 {n: getattr(g, "d" + n) for n in self.params})
 
@@ -216,6 +261,16 @@ CELLS: dict[str, Cell] = {
         states=("h", "c"), forward=ln_lstm.ln_lstm_forward, backward=ln_lstm.ln_lstm_backward,
         # Measured: float64 deviation between two implementations 10x the LSTM's, float32 40x.
         forget_gate=1, rounding_gain=10.0, step=ln_lstm.STEP),
+    "min_gru": Cell(
+        name="min_gru", summary="minGRU, gates on x_t only, parallel in time (Feng et al. 2024)",
+        gates=2, gate_order=("z", "h"), vectors={"b": (2, None)}, states=("h",),
+        step=min_gru.STEP, recurrent_weights=False,
+        parallel=Parallel(min_gru.min_gru_forward, min_gru.min_gru_backward)),
+    "min_lstm": Cell(
+        name="min_lstm", summary="minLSTM, normalised gates on x_t only, parallel in time "
+        "(Feng et al. 2024)", gates=3, gate_order=("f", "i", "h"), vectors={"b": (3, None)},
+        states=("h",), forget_gate=0, step=min_lstm.STEP, recurrent_weights=False,
+        parallel=Parallel(min_lstm.min_lstm_forward, min_lstm.min_lstm_backward)),
 }
 
 

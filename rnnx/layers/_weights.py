@@ -28,6 +28,13 @@ def check_given_weights(params: Mapping[str, Array], spec: Cell, keys: Collectio
         raise ValueError(f"params must have exactly the keys {sorted(keys)}; got "
                          f"{sorted(params)}")
     namespace(*params.values())
+    if not spec.recurrent_weights:
+        w_x = w_h.replace("w_h", "w_x")
+        a = params[w_x]
+        if getattr(a, "ndim", None) != 2 or a.shape[1] % spec.gates or a.shape[1] == 0:
+            raise ValueError(f"w_x must have shape (features, {spec.gates}*hidden) for cell "
+                             f"{spec.name!r}; got shape {tuple(getattr(a, 'shape', ()))}")
+        return
     a = params[w_h]
     if getattr(a, "ndim", None) != 2 or a.shape[1] != spec.gates * a.shape[0]:
         what = "(hidden, hidden)" if spec.gates == 1 else f"(hidden, {spec.gates}*hidden)"

@@ -206,7 +206,7 @@ class Recurrent:
 
     @property
     def hidden_size(self) -> int:
-        return int(self.params[self._key("l0", "w_h")].shape[0])
+        return self.spec.hidden_size({"w_x": self.params[self._key("l0", "w_x")]})
 
     @property
     def output_size(self) -> int:

@@ -67,12 +67,13 @@ def differentiable(spec: Cell) -> tuple[str, ...]:
 
 
 def run_case(spec: Cell, a: Mapping[str, Any], *, mask: Array | None = None, final: bool = True,
-             options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+             options: Mapping[str, Any] | None = None, form: str = "auto") -> dict[str, Any]:
     """Forward and backward of ``sum(out * dhs) [+ sum(h_n * dh_n) + sum(c_n * dc_n)]`` (the
     final-state terms only if ``final``) on the arrays of ``a`` (any backend); every result by
-    name: ``out``, ``h_n`` (``c_n``), ``dx``, ``dh0`` (``dc0``), ``d<param>``."""
+    name: ``out``, ``h_n`` (``c_n``), ``dx``, ``dh0`` (``dc0``), ``d<param>``. ``form``: which
+    form of the cell runs (:meth:`rnnx.functional.registry.Cell.run`)."""
     state0 = {s + "0": a.get(s + "0") for s in spec.states}
-    out, cache = spec.run(a, a["x"], state0, mask=mask, options=options)
+    out, cache = spec.run(a, a["x"], state0, mask=mask, options=options, form=form)
     finals = {s: a[f"d{s}_n"] for s in spec.states} if final else {}
     dx, d0, dp = spec.run_backward(cache, a["dhs"], finals)
     res = {"out": out}
@@ -84,14 +85,14 @@ def run_case(spec: Cell, a: Mapping[str, Any], *, mask: Array | None = None, fin
 
 
 def loss_fn(spec: Cell, a: Mapping[str, Any], *, mask: Array | None = None, final: bool = True,
-            options: Mapping[str, Any] | None = None) -> Callable[..., Any]:
+            options: Mapping[str, Any] | None = None, form: str = "auto") -> Callable[..., Any]:
     """The scalar whose gradient :func:`run_case` computes, as a function of the
     differentiable inputs given by keyword (for :func:`finite_difference_grads`)."""
 
     def loss(**args: Any) -> Any:
         b = {**a, **args}
         out, cache = spec.run(b, b["x"], {s + "0": b.get(s + "0") for s in spec.states},
-                              mask=mask, options=options)
+                              mask=mask, options=options, form=form)
         xp = namespace(out)
         total = xp.sum(out * a["dhs"])
         if final:
