@@ -15,8 +15,11 @@ from rnnx.testing.agreement import cell_variants
 from ._cell_checks import SHAPE_IDS, SHAPES
 
 #: The cells whose steps fuse, and the one that must not (its layer norms reduce over hidden).
+#: The minimal RNNs' steps (no recurrent product) run the eager loop under the fused executor:
+#: their layers run the parallel form.
 FUSABLE = ("rnn", "lstm", "gru", "gru_reset_before")
 NOT_FUSABLE = ("ln_lstm",)
+EAGER_STEP = ("min_gru", "min_lstm")
 
 #: (label, cell, options) of every run-option variant of the fusable cells.
 VARIANTS = [(label, spec, options) for label, spec, options in cell_variants()
@@ -140,7 +143,8 @@ def executor_graphs():
                     mask = from_host(np.array([4, 2, 3]), xp=xp) if masked else None
                     state0 = {s + "0": a[s + "0"] for s in spec.states}
                     with use_executor(fused):
-                        _, cache = spec.run(a, a["x"], state0, mask=mask, options=options)
+                        _, cache = spec.run(a, a["x"], state0, mask=mask, options=options,
+                                            form="step")
                         dhs = a["dhs"] if per_step else a["dhs"][:, -1, :]
                         spec.run_backward(cache, dhs, {}, state_grads=[None] * 4
                                           if observe else None)
@@ -220,7 +224,8 @@ def run_executor_case(spec, options, case, put, dtype, seed=0):
     mask = None if case.mask is None else put(MASKS[case.mask])
     ws = Workspace() if case.workspace else None
     state0 = {s + "0": a.get(s + "0") for s in spec.states}
-    out, cache = spec.run(a, a["x"], state0, mask=mask, options=options, workspace=ws)
+    out, cache = spec.run(a, a["x"], state0, mask=mask, options=options, workspace=ws,
+                          form="step")
     res = {"out": out}
     res.update({s + "_n": v for s, v in zip(spec.states, spec.final_states(cache))})
     finals = {s: a[f"d{s}_n"] for s in spec.states} if case.final else {}

@@ -31,7 +31,7 @@ def _case(cell, put, dtype, rng, batch=3, time=6, features=4, hidden=5, masked=F
 
 def _run(cell, params, x, dhs, mask, ws):
     spec = CELLS[cell]
-    hs, cache = spec.run(params, x, mask=mask, workspace=ws)
+    hs, cache = spec.run(params, x, mask=mask, workspace=ws, form="step")
     snapshot = {"hs": to_numpy(hs), **{k: to_numpy(v) for k, v in cache.arrays().items()}}
     dx, d0, g = spec.run_backward(cache, dhs, workspace=ws)
     grads = {"dx": dx, **d0, **g}

@@ -185,7 +185,8 @@ def test_finite_differences_through_dropout_and_lengths(xp, put, rng, cell):
     layer = Recurrent.from_weights(params, **kw)
     layer.forward(x, mask=mask)
     dx = layer.backward(dout)
-    wrt = {"x": x, "l0.w_h": params["l0.w_h"], "l1_reverse.w_x": params["l1_reverse.w_x"],
+    first = "l0.w_h" if "l0.w_h" in params else "l0.w_x"
+    wrt = {"x": x, first: params[first], "l1_reverse.w_x": params["l1_reverse.w_x"],
            "l0_reverse.w_x": params["l0_reverse.w_x"]}
     last = f"l1.{list(REGISTRY[cell].vectors)[-1]}"  # a bias, or a layer norm's shift
     wrt[last] = params[last]

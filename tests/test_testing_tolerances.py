@@ -34,8 +34,12 @@ def _float32_mutant(forward):
 def mutate(monkeypatch):
     def _mutate(kind):
         spec = CELLS[kind]
-        monkeypatch.setitem(CELLS, kind, dataclasses.replace(spec,
-                                                             forward=_float32_mutant(spec.forward)))
+        if spec.parallel is not None:  # the form the cell runs by default
+            mutated = dataclasses.replace(spec, parallel=spec.parallel._replace(
+                forward=_float32_mutant(spec.parallel.forward)))
+        else:
+            mutated = dataclasses.replace(spec, forward=_float32_mutant(spec.forward))
+        monkeypatch.setitem(CELLS, kind, mutated)
     return _mutate
 
 
