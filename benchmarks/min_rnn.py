@@ -1,10 +1,9 @@
 """minGRU on NumPy, float32, one BLAS thread: the parallel form (the linear scan of
 :mod:`rnnx.functional.scan`, :func:`rnnx.functional.min_gru.min_gru_forward` and
 ``min_gru_backward``) against the sequential step form (:func:`min_gru_step` and
-:func:`min_gru_step_backward` in a plain loop, the input projection and the weight gradients
-hoisted, as a time-loop driver runs a step: the loop here has no driver overhead, so the ratio
-is a lower bound of what the driver will show), forward + backward with a gradient at every
-step; and the GEMM floor, the input projection and its two gradient GEMMs alone, which both
+:func:`min_gru_step_backward` run by the one time-loop driver, as every cell's step is:
+``Cell.run(..., form="step")``), forward + backward with a gradient at every step, both
+through the registry record; and the GEMM floor, the input projection and its two gradient GEMMs alone, which both
 forms compute.
 
 Each form runs in its own process, in a rotated order over rounds; a worker times every shape:
@@ -52,43 +51,25 @@ def _case(shape):
 
 
 def _parallel(c):
-    from rnnx.functional.min_gru import min_gru_backward, min_gru_forward
+    from rnnx.functional.registry import get_cell
+
+    spec = get_cell("min_gru")
 
     def run():
-        _, cache = min_gru_forward(c["x"], c["w_x"], c["b"])
-        return min_gru_backward(c["dhs"], cache)
+        _, cache = spec.run(c, c["x"], form="parallel")
+        return spec.run_backward(cache, c["dhs"])
 
     return run
 
 
 def _sequential(c):
-    import array_api_compat.numpy as xp
+    from rnnx.functional.registry import get_cell
 
-    from rnnx.functional.min_gru import min_gru_step, min_gru_step_backward
-
-    x, w_x, b, dhs = c["x"], c["w_x"], c["b"], c["dhs"]
-    batch, steps, features = x.shape
-    hidden = w_x.shape[1] // 2
+    spec = get_cell("min_gru")
 
     def run():
-        x_tm = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (steps * batch, features))  # (T*B, F)
-        u = xp.reshape(x_tm @ w_x + b, (steps, batch, 2 * hidden))  # (T, B, 2H), hoisted
-        h = xp.zeros((batch, hidden), dtype=x.dtype)
-        hs = xp.empty((steps, batch, hidden), dtype=x.dtype)
-        saved = []
-        for t in range(steps):
-            h, s = min_gru_step(u[t, ...], h, xp=xp)
-            hs[t, ...] = h
-            saved.append(s)
-        zeros = xp.zeros((batch, hidden), dtype=x.dtype)
-        du = xp.empty((steps, batch, 2 * hidden), dtype=x.dtype)
-        g = zeros
-        for t in range(steps - 1, -1, -1):
-            g = g + dhs[:, t, :]
-            du[t, ...], g = min_gru_step_backward(g, saved[t], hs[t - 1, ...] if t else zeros,
-                                                  xp=xp)
-        du2 = xp.reshape(du, (steps * batch, 2 * hidden))  # (T*B, 2H): hoisted sums
-        return g, x_tm.T @ du2, xp.sum(du2, axis=0), du2 @ w_x.T
+        _, cache = spec.run(c, c["x"], form="step")  # the step through the one driver
+        return spec.run_backward(cache, c["dhs"])
 
     return run
 
