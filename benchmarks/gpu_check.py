@@ -15,8 +15,10 @@ stops in seconds, naming the reason. Otherwise, one phase after another:
    beside them ``rnnx check`` with every GPU backend required;
 3. the main job (``rnnx train``) on each GPU backend, alone: CuPy twice, on an empty kernel
    cache (the first-run cost a new user pays) and then warm; JAX its first 5 epochs;
-4. the GPU benchmark (``benchmarks.gpu``, one round, short budgets) and the training throughput
-   at a GPU-sized model (``benchmarks.train_throughput --device cuda``), alone on the GPU.
+4. the GPU benchmark (``benchmarks.gpu``, one round, short budgets), the training throughput
+   at a GPU-sized model (``benchmarks.train_throughput --device cuda``) and minGRU's parallel and
+   sequential forms against cuDNN's GRU at T = 1000 (``benchmarks.min_rnn --backend``), alone on
+   the GPU.
 
 The folder (``benchmarks/results/gpu-check-<date>-<time>/``) holds six files, small enough to copy
 back from a remote machine: ``env.txt``, ``suites.txt``, ``check.txt``, ``main-job.txt``,
@@ -45,7 +47,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 #: Seconds each phase may take at most (the whole check is meant to fit in about five minutes).
 LIMITS = {"suite": 150, "check": 150, "train": 45, "train_cold": 60, "bench": 120,
-          "throughput": 60}
+          "throughput": 60, "min_rnn": 60}
 
 #: JAX runs a slim set of the suite (eager JAX dispatches op by op: the whole suite takes
 #: minutes): the matmul-precision checks and the Elman maths against its references.
@@ -311,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         f"$ {' '.join(s.command[1:])}\n{s.output}" for s in train_steps))
 
     # -- 4. the benchmarks, alone ------------------------------------------------------------
-    bench = throughput = None
+    bench = throughput = min_rnn = None
     if not args.no_bench:
         b_step = _run("GPU benchmark", [py, "-m", "benchmarks.gpu", "--rounds", "1", "--budget",
                                         "0.1", "--min-reps", "2", "--out",
@@ -321,9 +323,14 @@ def main(argv: list[str] | None = None) -> int:
                                               "--device", "cuda", "--rounds", "1", "--epochs",
                                               "2", "--out", str(scratch / "train")],
                       _env(), LIMITS["throughput"], scratch / "throughput.txt")
-        steps += [b_step, t_step]
+        m_step = _run("minGRU parallel vs sequential vs cuDNN GRU",
+                      [py, "-m", "benchmarks.min_rnn", "--backend", backends[0], "--rounds", "1",
+                       "--budget", "0.3", "--min-reps", "2", "--out", str(scratch / "min-rnn")],
+                      _env(), LIMITS["min_rnn"], scratch / "min-rnn.txt")
+        steps += [b_step, t_step, m_step]
         bench = _read_json(scratch / "bench.json")
         throughput = _read_json(scratch / "train.json")
+        min_rnn = _read_json(scratch / "min-rnn.json")
 
     # -- the report ------------------------------------------------------------------------------
     total = time.perf_counter() - t_start
@@ -336,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     summary += [f"| {s.name} | {s.outcome} | {s.seconds:.1f} | {s.summary} |" for s in steps]
     report = "\n".join(summary) + "\n"
     for name, path in (("benchmark", scratch / "bench.md"),
-                       ("training throughput", scratch / "train.md")):
+                       ("training throughput", scratch / "train.md"),
+                       ("minGRU", scratch / "min-rnn.md")):
         if path.exists():
             report += "\n" + path.read_text()
         elif not args.no_bench:
@@ -345,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     _write(out / "results.json", json.dumps({
         "versions": versions, "backends": backends, "not_run": why_not, "seconds": total,
         "steps": [{k: v for k, v in asdict(s).items() if k != "output"} for s in steps],
-        "benchmark": bench, "training_throughput": throughput}, indent=1))
+        "benchmark": bench, "training_throughput": throughput, "min_rnn": min_rnn}, indent=1))
     shutil.rmtree(scratch, ignore_errors=True)
     print("\n" + "\n".join(summary))
     print(f"\nwritten: {out} ({len(list(out.iterdir()))} files)")

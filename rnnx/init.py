@@ -81,8 +81,8 @@ def draw_cell_params(spec: Cell, rng: HostGenerator, features: int, hidden: int,
     """Host float64 initial parameters of one layer of cell ``spec`` (a registry record) for
     ``features`` inputs and ``hidden`` units, drawn from ``rng``. Each gate block is drawn
     separately (an orthogonal recurrent init is orthogonal per gate), in the order ``w_x``,
-    ``w_h`` (a cell with recurrent weights), then the drawn vectors; constant vectors (a layer norm's gain and shift) draw
-    nothing. ``forget_bias`` is added to the forget gate's block of ``b``."""
+    ``w_h`` (a cell with recurrent weights), then the drawn vectors; constant vectors (a layer
+    norm's gain and shift) draw nothing. ``forget_bias`` is added to the forget gate's block of ``b``."""
     hnp = host_namespace()
     w_x = hnp.concat([INITIALIZERS[init](rng, (features, hidden), hidden=hidden)
                       for _ in range(spec.gates)], axis=1)  # (F, G*H)

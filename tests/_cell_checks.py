@@ -165,7 +165,7 @@ def check_bad_inputs(kind, rng):
     """Wrong shapes and dtypes raise with the argument's name and the expected shape."""
     case = _cells.make_case(kind, rng, 2, 4, 3, 5)
     for form in _cells.forms(kind):
-        def forward(a, **kw):
+        def forward(a, form=form, **kw):
             return _cells.forward(kind, a, form=form, **kw)
 
         if "w_h" in case:

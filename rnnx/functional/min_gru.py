@@ -46,7 +46,6 @@ from typing import Any, NamedTuple
 
 from .._backend import on_input_device
 from ._mask import as_step_mask, mask_outputs
-from ._step import Step, StepGrads, blocks
 from ._minimal import (
     check_min_inputs,
     g_act,
@@ -58,6 +57,7 @@ from ._minimal import (
     project_grads,
     sigmoid_pair,
 )
+from ._step import Step, StepGrads, blocks
 from ._validate import resolve
 from .scan import scan, scan_adjoint
 

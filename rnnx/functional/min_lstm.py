@@ -47,7 +47,6 @@ from typing import Any, NamedTuple
 
 from .._backend import on_input_device
 from ._mask import as_step_mask, mask_outputs
-from ._step import Step, StepGrads, blocks
 from ._minimal import (
     check_min_inputs,
     g_act,
@@ -61,6 +60,7 @@ from ._minimal import (
     sigmoid_pair,
     softplus,
 )
+from ._step import Step, StepGrads, blocks
 from ._validate import resolve
 from .scan import scan, scan_adjoint
 
