@@ -82,7 +82,8 @@ def draw_cell_params(spec: Cell, rng: HostGenerator, features: int, hidden: int,
     ``features`` inputs and ``hidden`` units, drawn from ``rng``. Each gate block is drawn
     separately (an orthogonal recurrent init is orthogonal per gate), in the order ``w_x``,
     ``w_h`` (a cell with recurrent weights), then the drawn vectors; constant vectors (a layer
-    norm's gain and shift) draw nothing. ``forget_bias`` is added to the forget gate's block of ``b``."""
+    norm's gain and shift) draw nothing. ``forget_bias`` shifts the blocks of ``b`` that keep the
+    state (:attr:`rnnx.functional.registry.Cell.forget_gates`: the LSTM's forget gate)."""
     hnp = host_namespace()
     w_x = hnp.concat([INITIALIZERS[init](rng, (features, hidden), hidden=hidden)
                       for _ in range(spec.gates)], axis=1)  # (F, G*H)
@@ -97,8 +98,7 @@ def draw_cell_params(spec: Cell, rng: HostGenerator, features: int, hidden: int,
             out[name] = hnp.full((w * hidden,), float(value), dtype=hnp.float64)
     if forget_bias:
         spec.check_forget_bias(forget_bias)
-        k = spec.forget_gate
-        out["b"][k * hidden : (k + 1) * hidden] += forget_bias  # a host array made here
+        spec.shift_forget_gates(out["b"], forget_bias, hidden)  # a host array made here
     return out
 
 

@@ -281,7 +281,7 @@ ESTIMATOR = [
     ("est-forget_bias-nan", fit(forget_bias=float("nan"), cell="lstm"), ValueError,
      ["forget_bias must be a finite number", "got nan"]),
     ("est-forget_bias-gru", fit(forget_bias=1.0, cell="gru"), ValueError,
-     ["forget_bias is an LSTM option", "cell='gru'"]),
+     ["forget_bias is an option of cells with a forget gate", "cell='gru'"]),
     ("est-lengths-wrong-shape", lambda: RNNClassifier(**TINY).fit(EX, EY, lengths=[4, 4]),
      ValueError, ["lengths must be integer lengths (n_samples,) = (16,)",
                   "or a boolean mask (n_samples, time) = (16, 4)", "of shape (2,)"]),

@@ -57,8 +57,26 @@ def test_forget_bias_needs_a_forget_gate():
     plain = draw_cell_params(CELLS["lstm"], host_rng(0), 2, 3)
     np.testing.assert_allclose(lstm["b"] - plain["b"], np.r_[np.zeros(3), np.ones(3), np.zeros(6)],
                                atol=4e-16)
-    with pytest.raises(ValueError, match=r"forget_bias is an LSTM option .*lstm, ln_lstm.*cell='gru'"):
+    with pytest.raises(ValueError, match=r"forget_bias is an option of cells with a forget "
+                       r"gate .*lstm, ln_lstm.*cell='gru'"):
         draw_cell_params(CELLS["gru"], host_rng(0), 2, 3, forget_bias=1.0)
+
+
+@pytest.mark.parametrize(("cell", "shift"), [("min_gru", [-1, 0]), ("min_lstm", [1, -1, 0])])
+def test_forget_bias_makes_a_minimal_cell_keep_its_state(cell, shift):
+    """minGRU keeps ``1 - z``: forget_bias lowers ``b_z``; minLSTM keeps ``f / (f + i)``: it
+    raises ``b_f`` and lowers ``b_i``. Either way the kept fraction at a zero input grows."""
+    shifted = draw_cell_params(CELLS[cell], host_rng(0), 2, 3, forget_bias=2.0)
+    plain = draw_cell_params(CELLS[cell], host_rng(0), 2, 3)
+    np.testing.assert_allclose(shifted["b"] - plain["b"], 2.0 * np.repeat(shift, 3), atol=4e-16)
+
+    def kept(b):
+        if cell == "min_gru":
+            return 1.0 - 1.0 / (1.0 + np.exp(-b[:3]))
+        f, i = 1.0 / (1.0 + np.exp(-b[:3])), 1.0 / (1.0 + np.exp(-b[3:6]))
+        return f / (f + i)
+
+    assert np.all(kept(shifted["b"]) > kept(plain["b"]))
 
 
 def test_options_are_checked_by_name_and_value():

@@ -225,7 +225,7 @@ def test_layer_errors_name_the_argument(rng):
         layer.backward(np.zeros((4, 5, 3)))
     with pytest.raises(ValueError, match="params must have exactly the keys"):
         Recurrent.from_weights({"l0.w_x": x}, cell="gru")
-    with pytest.raises(TypeError, match="forget_bias is an LSTM option"):
+    with pytest.raises(TypeError, match="forget_bias is an option of cells with a forget gate"):
         GRU(2, 3, forget_bias=1.0)
     with pytest.raises(ValueError, match=r"w_h must have shape \(hidden, 4\*hidden\)"):
         LSTM.from_weights(np.zeros((2, 12)), np.zeros((3, 9)), np.zeros(12))

@@ -46,8 +46,7 @@ BAD = {
     "bidirectional": ("yes", "bidirectional must be True or False; got 'yes'"),
     "dropout": (1.0, DROPOUT + "1.0"),
     "forget_bias": ("1", "forget_bias must be a finite number; got '1'"),
-    "cell": ("gru-ish", "cell must be one of ['gru', 'gru_reset_before', 'ln_lstm', 'lstm', "
-                        "'rnn']; got 'gru-ish'"),
+    "cell": ("gru-ish", f"cell must be one of {sorted(CELLS)}; got 'gru-ish'"),
     "init": ("zeros", "init must be one of ['gaussian', 'he', 'orthogonal', 'torch', 'xavier']; "
                       "got 'zeros'"),
     "recurrent_init": ("eye", "recurrent_init must be one of ['gaussian', 'he', 'orthogonal', "
@@ -194,8 +193,8 @@ def test_cell_must_be_registered():
 
 
 def test_forget_bias_only_for_cells_with_a_forget_gate():
-    with_gate = [n for n, c in CELLS.items() if c.forget_gate is not None]
-    assert {"lstm", "ln_lstm"} <= set(with_gate)
+    with_gate = [n for n, c in CELLS.items() if c.forget_gates]
+    assert {"lstm", "ln_lstm", "min_gru", "min_lstm"} <= set(with_gate)
     for cell in with_gate:
         check_cell_options(cell, {"forget_bias": 1.0})
     for cell in sorted(CELLS):
@@ -203,9 +202,10 @@ def test_forget_bias_only_for_cells_with_a_forget_gate():
     for cell in sorted(set(CELLS) - set(with_gate)):
         with pytest.raises(ValueError) as info:
             check_cell_options(cell, {"forget_bias": 1.0})
-        assert str(info.value) == ("forget_bias is an LSTM option (added to the forget gate's "
-                                   f"bias; cells with one: {', '.join(with_gate)}); got "
-                                   f"forget_bias=1.0 with cell={cell!r}")
+        assert str(info.value) == ("forget_bias is an option of cells with a forget gate (it "
+                                   "shifts the gates that keep the state; cells with them: "
+                                   f"{', '.join(with_gate)}); got forget_bias=1.0 with "
+                                   f"cell={cell!r}")
 
 
 def test_nonlinearity_only_where_the_cell_takes_it():

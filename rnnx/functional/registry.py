@@ -74,8 +74,12 @@ class Cell:
     options : mapping name -> allowed values
         Run options and their values, the first being the default (``{"nonlinearity":
         ("tanh", "relu")}``).
-    forget_gate : int or None
-        The block of ``b`` that ``forget_bias`` adds to, or ``None`` if the cell has no forget gate.
+    forget_gates : mapping block -> sign
+        The blocks of ``b`` that ``forget_bias`` shifts, each by ``sign * forget_bias``, so that
+        a positive ``forget_bias`` makes the cell keep its state longer at initialisation: the
+        LSTMs' forget gate ``{1: +1}``, minGRU's update gate ``{0: -1}`` (it keeps ``1 - z``),
+        minLSTM's forget and input gates ``{0: +1, 1: -1}`` (it keeps ``f / (f + i)``). Empty:
+        the cell takes no ``forget_bias``.
     rounding_gain : float
         How much more the cell amplifies rounding errors than a plain affine-tanh step (1 for
         rnn, lstm and gru); the tolerances of :mod:`rnnx.testing` and ``rnnx check`` scale by
@@ -101,7 +105,7 @@ class Cell:
     forward: Callable[..., tuple[Any, Any]] | None = None
     backward: Callable[..., Any] | None = None
     options: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
-    forget_gate: int | None = None
+    forget_gates: Mapping[int, float] = field(default_factory=dict)
     rounding_gain: float = 1.0
     workspace: bool = False
     step: Step | None = None
@@ -146,12 +150,20 @@ class Cell:
 
     # -- options ----------------------------------------------------------------------------
     def check_forget_bias(self, value: float) -> None:
-        """A non-zero ``forget_bias`` needs a forget gate; ``ValueError`` naming the cells that
-        have one otherwise."""
-        if value and self.forget_gate is None:
-            raise ValueError(f"forget_bias is an LSTM option (added to the forget gate's bias; "
-                             f"cells with one: {', '.join(forget_cells())}); got "
-                             f"forget_bias={value!r} with cell={self.name!r}")
+        """A non-zero ``forget_bias`` needs gates that keep the state (:attr:`forget_gates`);
+        ``ValueError`` naming the cells that have them otherwise."""
+        if value and not self.forget_gates:
+            raise ValueError(f"forget_bias is an option of cells with a forget gate (it shifts "
+                             f"the gates that keep the state; cells with them: "
+                             f"{', '.join(forget_cells())}); got forget_bias={value!r} with "
+                             f"cell={self.name!r}")
+
+    def shift_forget_gates(self, b: Any, forget_bias: float, hidden: int) -> None:
+        """Add ``sign * forget_bias`` to each of :attr:`forget_gates`' blocks of the host
+        bias ``b`` ``(G*hidden,)``, in place (checked with :meth:`check_forget_bias`)."""
+        self.check_forget_bias(forget_bias)
+        for k, sign in self.forget_gates.items():
+            b[k * hidden : (k + 1) * hidden] += sign * forget_bias
 
     def layer_options(self, nonlinearity: str) -> dict[str, Any]:
         """The run options from the one option the layers and estimators take for every cell,
@@ -240,7 +252,8 @@ CELLS: dict[str, Cell] = {
     "lstm": Cell(
         name="lstm", summary="LSTM (torch's layout)", gates=4, gate_order=("i", "f", "g", "o"),
         vectors={"b": (4, None)}, states=("h", "c"), forward=lstm.lstm_forward,
-        backward=lstm.lstm_backward, forget_gate=1, workspace=True, step=lstm.STEP),
+        backward=lstm.lstm_backward, forget_gates={1: 1.0}, workspace=True,
+        step=lstm.STEP),
     "gru": Cell(
         name="gru", summary="GRU, reset after the recurrent matmul (torch's layout)", gates=3,
         gate_order=("r", "z", "n"), vectors={"b_ih": (3, None), "b_hh": (3, None)},
@@ -260,16 +273,17 @@ CELLS: dict[str, Cell] = {
                  "beta_h": (4, 0.0), "gamma_c": (1, 1.0), "beta_c": (1, 0.0)},
         states=("h", "c"), forward=ln_lstm.ln_lstm_forward, backward=ln_lstm.ln_lstm_backward,
         # Measured: float64 deviation between two implementations 10x the LSTM's, float32 40x.
-        forget_gate=1, rounding_gain=10.0, step=ln_lstm.STEP),
+        forget_gates={1: 1.0}, rounding_gain=10.0, step=ln_lstm.STEP),
     "min_gru": Cell(
         name="min_gru", summary="minGRU, gates on x_t only, parallel in time (Feng et al. 2024)",
         gates=2, gate_order=("z", "h"), vectors={"b": (2, None)}, states=("h",),
-        step=min_gru.STEP, recurrent_weights=False,
+        forget_gates={0: -1.0}, step=min_gru.STEP, recurrent_weights=False,
         parallel=Parallel(min_gru.min_gru_forward, min_gru.min_gru_backward)),
     "min_lstm": Cell(
         name="min_lstm", summary="minLSTM, normalised gates on x_t only, parallel in time "
         "(Feng et al. 2024)", gates=3, gate_order=("f", "i", "h"), vectors={"b": (3, None)},
-        states=("h",), forget_gate=0, step=min_lstm.STEP, recurrent_weights=False,
+        states=("h",), forget_gates={0: 1.0, 1: -1.0}, step=min_lstm.STEP,
+        recurrent_weights=False,
         parallel=Parallel(min_lstm.min_lstm_forward, min_lstm.min_lstm_backward)),
 }
 
@@ -307,5 +321,5 @@ def unregister_cell(name: str) -> None:
 
 
 def forget_cells() -> list[str]:
-    """Names of the cells that take ``forget_bias``."""
-    return [n for n, c in CELLS.items() if c.forget_gate is not None]
+    """Names of the cells that take ``forget_bias`` (:attr:`Cell.forget_gates`)."""
+    return [n for n, c in CELLS.items() if c.forget_gates]

@@ -27,9 +27,9 @@ class _Single(Recurrent):
         if unknown:
             raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument "
                             f"{sorted(unknown)[0]!r}")
-        if "forget_bias" in options and get_cell(self._cell).forget_gate is None:
-            raise TypeError(f"forget_bias is an LSTM option; a {type(self).__name__} has no "
-                            "forget gate")
+        if "forget_bias" in options and not get_cell(self._cell).forget_gates:
+            raise TypeError(f"forget_bias is an option of cells with a forget gate; a "
+                            f"{type(self).__name__} has none")
         super().__init__(input_size, hidden_size, cell=self._cell,
                          return_sequences=return_sequences, init=init,
                          recurrent_init=recurrent_init, seed=seed, backend=backend, device=device,
