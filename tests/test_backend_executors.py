@@ -166,3 +166,28 @@ def test_the_backend_picks_the_executor():
     with pytest.raises(ValueError, match="executor must be one of"):
         with forced_executor("compiled"):
             pass
+
+
+def test_the_backend_decides_when_a_parallel_form_pays():
+    """``Cell.run(form="auto")`` runs a cell's parallel form where the backend's executor says
+    it pays: on NumPy only for small steps (``batch * hidden`` below the measured crossover),
+    on the other eager backends always; ``form=`` overrides either way."""
+    from rnnx._backend._executors import NUMPY_PARALLEL_MAX_STEP_ELEMENTS
+    from rnnx.functional import Cache
+
+    spec = CELLS["min_gru"]
+    assert executor(get_namespace("numpy")).parallel_pays(8, 64)
+    assert not executor(get_namespace("numpy")).parallel_pays(32, 128)
+    assert executor(get_namespace("array_api_strict")).parallel_pays(32, 128)
+    rng = np.random.default_rng(0)
+    for batch, parallel in ((2, True), (NUMPY_PARALLEL_MAX_STEP_ELEMENTS // 4, False)):
+        case = make_case(spec, rng, batch, 3, 2, 4)
+        _, cache = spec.run(case, case["x"])
+        assert isinstance(cache, Cache) is not parallel, batch
+        for form, want in (("step", True), ("parallel", False)):
+            _, cache = spec.run(case, case["x"], form=form)
+            assert isinstance(cache, Cache) is want, (batch, form)
+    with pytest.raises(ValueError, match=r"form must be one of \('auto', 'step', 'parallel'\)"):
+        spec.run(case, case["x"], form="scan")
+    with pytest.raises(ValueError, match=r"cell 'lstm' has no parallel form .*min_gru"):
+        CELLS["lstm"].run(make_case(CELLS["lstm"], rng, 2, 3, 2, 4), case["x"], form="parallel")

@@ -101,6 +101,15 @@ def _kept_saved(new: tuple, saved: tuple) -> tuple[list[int | None], list[int]]:
     return where_state, [j for j, i in enumerate(where_state) if i is None]
 
 
+#: On NumPy a cell's parallel-in-time form (the minimal RNNs' linear scan) beats its step
+#: through the eager loop only while a step's ``batch * hidden`` is small: the scan makes every
+#: elementwise pass of the loop once over ``(batch, time, hidden)`` plus its own passes, at
+#: memory bandwidth, where the loop's per-step calls on ``(batch, hidden)`` stay in cache and pay
+#: a call's overhead. Measured crossover (minGRU, float32, one thread, T = 1024;
+#: docs/min-rnn.md): 1.2x faster at 2048 elements a step, 0.9x at 4096.
+NUMPY_PARALLEL_MAX_STEP_ELEMENTS = 3072
+
+
 class Eager:
     """The Python loop (see the module docstring). ``tuned``: whether the cells' NumPy fast
     paths may run (NumPy only)."""
@@ -109,6 +118,13 @@ class Eager:
 
     def __init__(self, tuned: bool) -> None:
         self.tuned = tuned
+
+    def parallel_pays(self, batch: int, hidden: int) -> bool:
+        """Whether a cell's parallel-in-time form should run instead of its step for a step of
+        ``batch * hidden`` elements (:meth:`rnnx.functional.registry.Cell.run`'s
+        ``form="auto"``): on NumPy (``tuned``) below :data:`NUMPY_PARALLEL_MAX_STEP_ELEMENTS`;
+        elsewhere always (every call of the loop is a dispatch, on a GPU a kernel launch)."""
+        return not self.tuned or batch * hidden < NUMPY_PARALLEL_MAX_STEP_ELEMENTS
 
     def run(self, fn: Callable[..., Any], static: Any, *args: Any, workspace: Any = None) -> Any:
         """``fn(static, *args, workspace=workspace)``: called as it is."""
@@ -241,6 +257,10 @@ class Scanned:
 
     name = "scanned"
     tuned = False
+
+    def parallel_pays(self, batch: int, hidden: int) -> bool:
+        """Always: the parallel form compiles to a few fused passes over the whole sequence."""
+        return True
 
     def __init__(self) -> None:
         self._jitted: dict[Callable[..., Any], Callable[..., Any]] = {}

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._backend import on_input_device
+from .._backend import executor, namespace, on_input_device
 from . import gru, gru_reset_before, ln_lstm, lstm, min_gru, min_lstm, rnn
 from ._loop import sequence_functions
 from ._step import Cache, Parallel, Step
@@ -194,15 +194,23 @@ class Cell:
         return out
 
     # -- running ----------------------------------------------------------------------------
-    def _parallel(self, form: str) -> bool:
-        """Whether :meth:`run` takes the parallel form for ``form`` (one of :data:`FORMS`)."""
+    def _parallel(self, form: str, x: Any, params: Mapping[str, Any]) -> bool:
+        """Whether :meth:`run` takes the parallel form for ``form`` (one of :data:`FORMS`) on
+        input ``x`` ``(batch, time, features)``: ``"auto"`` asks the backend's executor
+        whether it pays at this batch and hidden size."""
         if form not in FORMS:
             raise ValueError(f"form must be one of {FORMS}; got {form!r}")
         if form == "parallel" and self.parallel is None:
             with_it = ", ".join(n for n, c in CELLS.items() if c.parallel is not None)
             raise ValueError(f"cell {self.name!r} has no parallel form (cells with one: "
                              f"{with_it or 'none'}); got form='parallel'")
-        return self.parallel is not None and form != "step"
+        if self.parallel is None or form == "step":
+            return False
+        if form == "parallel":
+            return True
+        batch = x.shape[0] if getattr(x, "ndim", 0) == 3 else 1  # a bad x: the form's checks
+        hidden = self.hidden_size(params) if getattr(params.get("w_x"), "ndim", 0) == 2 else 1
+        return executor(namespace(x)).parallel_pays(batch, hidden)
 
     @on_input_device
     def run(self, params: Mapping[str, Any], x: Any, state0: Mapping[str, Any] | None = None,
@@ -210,13 +218,14 @@ class Cell:
             workspace: Any = None, form: str = "auto") -> tuple[Any, Any]:
         """``forward`` with parameters and initial states by name (``{"h0": ...}``);
         ``workspace`` is passed on where the cell takes one (:attr:`workspace`). ``form``
-        (:data:`FORMS`): ``"auto"`` runs the cell's parallel form where it has one, its step
-        through the driver otherwise; ``"step"`` always the step; ``"parallel"`` the parallel
-        form (``ValueError`` for a cell without one). :meth:`run_backward` follows the form
-        the cache came from."""
+        (:data:`FORMS`): ``"auto"`` runs the cell's parallel form where it has one and the
+        backend's executor says it pays at this batch and hidden size (on NumPy, small steps;
+        everywhere else, always), its step through the driver otherwise; ``"step"`` always the
+        step; ``"parallel"`` the parallel form (``ValueError`` for a cell without one).
+        :meth:`run_backward` follows the form the cache came from."""
         state0 = state0 or {}
         args = (*(params[n] for n in self.params), *(state0.get(s + "0") for s in self.states))
-        if self._parallel(form):
+        if self._parallel(form, x, params):
             return self.parallel.forward(x, *args, mask=mask, **(options or {}))
         extra = {"workspace": workspace} if workspace is not None and self.workspace else {}
         return self.forward(x, *args, mask=mask, **(options or {}), **extra)
