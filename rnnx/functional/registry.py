@@ -29,8 +29,8 @@ from ._step import Cache, Parallel, Step
 __all__ = ["CELLS", "FORMS", "Cell", "Parallel", "forget_cells", "get_cell", "register_cell",
            "unregister_cell"]
 
-#: How :meth:`Cell.run` may run a cell: ``"auto"`` (its parallel form where it has one, else
-#: its step through the driver), ``"step"`` or ``"parallel"``.
+#: How :meth:`Cell.run` may run a cell: ``"auto"`` (its parallel form where it has one and
+#: the backend says it pays, else its step through the driver), ``"step"`` or ``"parallel"``.
 FORMS = ("auto", "step", "parallel")
 
 
@@ -53,8 +53,9 @@ class Cell:
         and recurrent dropout has nothing to act on.
     parallel : Parallel or None
         The cell's parallel-in-time form over the whole sequence (:class:`Parallel`), which
-        :meth:`run` takes by default where there is one (the layers and estimators train and
-        predict with it); ``None``: the step through the driver only.
+        :meth:`run` takes by default where the backend's executor says it pays (the layers and
+        estimators train and predict with it; on NumPy for small steps only); ``None``: the
+        step through the driver only.
     gate_order : tuple of str
         The blocks' order along the ``G*hidden`` axis (``("i", "f", "g", "o")``).
     vectors : mapping name -> (width, init)
