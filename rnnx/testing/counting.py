@@ -259,7 +259,7 @@ def calls_per_step(spec: Cell | str, *, masked: bool = False, per_step_grad: boo
             mask = from_host([time] * (batch - 1) + [time - 1], xp=xp)
         state0 = {s + "0": None for s in spec.states}
         with forced_executor(executor), count_calls(xp) as fwd:
-            _, cache = spec.run(a, a["x"], state0, mask=mask, options=options)
+            _, cache = spec.run(a, a["x"], state0, mask=mask, options=options, form="step")
         with forced_executor(executor), count_calls(xp) as bwd:
             spec.run_backward(cache, dhs)
         found["forward"].append(fwd)
@@ -299,10 +299,12 @@ def scanned_ops_per_step(spec: Cell | str, *, masked: bool = False, per_step_gra
     state0 = {s + "0": None for s in spec.states}
 
     def forward(arrays: dict) -> Any:
-        return spec.run(arrays, arrays["x"], state0, mask=mask, options=options)[0]
+        return spec.run(arrays, arrays["x"], state0, mask=mask, options=options,
+                        form="step")[0]
 
     def backward(arrays: dict) -> Any:
-        _, cache = spec.run(arrays, arrays["x"], state0, mask=mask, options=options)
+        _, cache = spec.run(arrays, arrays["x"], state0, mask=mask, options=options,
+                            form="step")
         return spec.run_backward(cache, dhs)[0]
 
     out = {}
