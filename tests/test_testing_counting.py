@@ -169,7 +169,7 @@ def test_calls_per_step_of_every_cell(executor, expected):
         assert ((f.per_step, f.launches), (b.per_step, b.launches)) == expected[
             (r["cell"], r["masked"])], r["cell"]
         assert f.scalars == b.scalars == 0, r["cell"]
-        if executor == "tuned":
+        if executor == "tuned" and CELLS[r["cell"].split("-")[0]].step.tuned is not None:
             assert "concat" not in b.by_name or r["cell"].endswith("lstm"), r["cell"]
             assert "__setitem__" not in b.by_name or r["cell"] == "ln_lstm", r["cell"]
 
