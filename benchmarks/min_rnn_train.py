@@ -39,7 +39,7 @@ def worker(side: str, cell: str, steps: int, n_train: int, n_test: int, epochs: 
     from threadpoolctl import threadpool_limits
 
     from rnnx.datasets import make_adding_problem
-    from rnnx.functional.registry import CELLS, register_cell
+    from rnnx.functional.registry import CELLS, register_cell, unregister_cell
     from rnnx.models import RNNRegressor
 
     name = cell
@@ -50,11 +50,15 @@ def worker(side: str, cell: str, steps: int, n_train: int, n_test: int, epochs: 
     est = RNNRegressor(cell=name, hidden_size=hidden, epochs=epochs, batch_size=50,
                        learning_rate=lr, forget_bias=forget_bias, random_state=0,
                        dtype="float32")
-    with threadpool_limits(1):
-        t0, c0 = time.perf_counter(), time.process_time()
-        est.fit(X[:n_train], y[:n_train])
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        pred = np.asarray(est.predict(X[n_train:])).ravel()
+    try:
+        with threadpool_limits(1):
+            t0, c0 = time.perf_counter(), time.process_time()
+            est.fit(X[:n_train], y[:n_train])
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            pred = np.asarray(est.predict(X[n_train:])).ravel()
+    finally:
+        if name != cell:  # the registry is the process's: leave it as it was
+            unregister_cell(name)
     test = y[n_train:]
     return {"fit_wall_s": wall, "fit_cpu_s": cpu, "mse": float(np.mean((pred - test) ** 2)),
             "baseline_mse": float(np.var(test))}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import min_rnn_train
+from rnnx.functional.registry import CELLS
 
 
 @pytest.mark.parametrize("cell", ["min_gru", "min_lstm"])
@@ -22,3 +23,4 @@ def test_both_sides_train_the_same_model(cell):
     # relative in the held-out MSE); a different model would differ at the percent level.
     assert abs(par["mse"] - seq["mse"]) <= 1e-5 * seq["mse"]
     assert par["mse"] < 0.6 * par["baseline_mse"]  # it learned
+    assert f"{cell}_step_form" not in CELLS  # the copy is gone again
